@@ -1,0 +1,30 @@
+"""An eval suite: each case is a row of the experiment named by --eval-experiment.
+
+Run it with:  pytest examples --eval-experiment=demo
+"""
+
+from __future__ import annotations
+
+import pytest
+from stand_in_model import answer
+
+CASES = [
+    {"id": "capital-fr", "question": "Capital of France?", "expected": "Paris"},
+    {"id": "capital-jp", "question": "Capital of Japan?", "expected": "Tokyo"},
+    {"id": "capital-it", "question": "Capital of Italy?", "expected": "Rome"},
+    {"id": "capital-ca", "question": "Capital of Canada?", "expected": "Ottawa"},
+    {"id": "capital-au", "question": "Capital of Australia?", "expected": "Canberra"},
+    {"id": "planet", "question": "Largest planet?", "expected": "Jupiter"},
+    {"id": "gold", "question": "Chemical symbol for gold?", "expected": "Au"},
+    {"id": "hamlet", "question": "Author of Hamlet?", "expected": "Shakespeare"},
+]
+
+
+@pytest.mark.eval(key="id")  # rows keyed by the case's id: reordering CASES is safe
+@pytest.mark.parametrize("case", CASES, ids=[case["id"] for case in CASES])
+def test_answers(case, eval_row):
+    output = answer(case["question"])
+    eval_row.log(output=output, expected=case["expected"], tags=["geography"])
+    eval_row.score("contains_expected", case["expected"] in output)
+    eval_row.score("brevity", min(1.0, 20 / max(len(output), 1)))
+    assert case["expected"] in output

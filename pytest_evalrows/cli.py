@@ -1,0 +1,190 @@
+"""The ``evalrows`` command: read experiments, rows, history and spans from a store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from .errors import EvalrowsError
+from .store.urls import DEFAULT_STORE, VALID_FORMS, parse_store_url
+
+Command = Callable[[argparse.Namespace, TextIO], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command: Command = args.command
+    try:
+        return command(args, sys.stdout)
+    except EvalrowsError as exc:
+        print(f"evalrows: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `evalrows rows x | head`
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evalrows", description="Read the experiments pytest-evalrows recorded."
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    def add(name: str, help: str, command: Command) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(command=command)
+        sub.add_argument(
+            "--store",
+            default=os.environ.get("EVALROWS_STORE") or DEFAULT_STORE,
+            help=f"the store: {VALID_FORMS} (default: $EVALROWS_STORE or {DEFAULT_STORE}, "
+            "relative to the current directory)",
+        )
+        sub.add_argument("--json", action="store_true", help="one JSON object per line")
+        return sub
+
+    add("experiments", "list the experiments in the store", cmd_experiments)
+    rows = add("rows", "the latest version of every row of an experiment", cmd_rows)
+    rows.add_argument("experiment")
+    _project(rows)
+    history = add("history", "every version of one row, oldest first", cmd_history)
+    history.add_argument("experiment")
+    history.add_argument("row_id")
+    _project(history)
+    return parser
+
+
+def _project(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project", help="the experiment's project, when several share its name")
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from .store.urls import open_store
+
+    try:
+        url = parse_store_url(args.store, Path.cwd())
+    except ValueError as exc:
+        raise EvalrowsError(f"--store: {exc}") from None
+    return open_store(url, create=False)
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def cmd_experiments(args: argparse.Namespace, out: TextIO) -> int:
+    with _open(args) as store:
+        experiments = store.list_experiments()
+    records = [
+        {
+            "id": e.id,
+            "project": e.project,
+            "name": e.name,
+            "created": iso(e.created),
+            "git_commit": e.git_commit,
+            "git_branch": e.git_branch,
+        }
+        for e in experiments
+    ]
+    columns = [
+        ("PROJECT", "project"),
+        ("NAME", "name"),
+        ("CREATED", "created"),
+        ("BRANCH", "git_branch"),
+    ]
+    emit(out, records, args.json, columns)
+    return 0
+
+
+def cmd_rows(args: argparse.Namespace, out: TextIO) -> int:
+    with _open(args) as store:
+        experiment = store.get_experiment(args.experiment, args.project)
+        rows = store.latest_rows(experiment.id)
+    emit(out, [row_record(row) for row in rows], args.json, ROW_COLUMNS)
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
+    with _open(args) as store:
+        experiment = store.get_experiment(args.experiment, args.project)
+        versions = store.history(experiment.id, args.row_id)
+    if not versions:
+        raise EvalrowsError(f"no row {args.row_id!r} in experiment {args.experiment!r}")
+    emit(out, [row_record(row) for row in versions], args.json, ROW_COLUMNS)
+    return 0
+
+
+# -- output --------------------------------------------------------------------------------
+
+ROW_COLUMNS = [
+    ("ROW ID", "id"),
+    ("STATUS", "status"),
+    ("VER", "version"),
+    ("ATTEMPT", "attempt_short"),
+    ("SCORES", "scores_text"),
+    ("CREATED", "created"),
+]
+
+
+def row_record(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.row_id,
+        "nodeid": row.nodeid,
+        "status": row.status,
+        "attempt_id": row.attempt_id,
+        "execution": row.execution,
+        "version": row.version,
+        "input": row.input,
+        "output": row.output,
+        "expected": row.expected,
+        "scores": row.scores,
+        "metadata": row.metadata,
+        "tags": row.tags,
+        "error": row.error.model_dump() if row.error is not None else None,
+        "metrics": row.metrics.model_dump(exclude_none=True),
+        "root_span_id": row.root_span_id,
+        "span_id": row.span_id,
+        "created": iso(row.created),
+    }
+
+
+def emit(
+    out: TextIO, records: list[dict[str, Any]], as_json: bool, columns: list[tuple[str, str]]
+) -> None:
+    if as_json:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return
+    table = [[title for title, _ in columns]]
+    for record in records:
+        table.append([_cell(record, key) for _, key in columns])
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    for line in table:
+        out.write(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)).rstrip()
+        )
+        out.write("\n")
+
+
+def _cell(record: dict[str, Any], key: str) -> str:
+    if key == "attempt_short":
+        return str(record["attempt_id"])[:8]
+    if key == "scores_text":
+        return " ".join(f"{name}={value:g}" for name, value in sorted(record["scores"].items()))
+    value = record.get(key)
+    return "" if value is None else str(value)
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

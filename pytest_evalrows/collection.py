@@ -1,0 +1,138 @@
+"""Working out each collected eval item's row: its id, input and checks on the whole set."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import ids
+from .errors import EvalrowsWarning
+from .models import json_value
+from .row import RowPlan
+
+plan_key = pytest.StashKey[RowPlan]()
+
+
+def plan_items(items: Sequence[pytest.Item], anchor: Path, config: pytest.Config) -> list[RowPlan]:
+    """Give every eval item its ``RowPlan`` (in ``item.stash``), and check the whole set.
+
+    Two items with one row id stop the session; positional parameter ids warn once per test
+    function.
+    """
+    plans: list[RowPlan] = []
+    owners: dict[str, pytest.Item] = {}
+    warned: set[str] = set()
+    for item in items:
+        marker = item.get_closest_marker("eval")
+        if marker is None:
+            continue
+        plan, positional = _plan(item, marker, anchor, config)
+        other = owners.get(plan.row_id)
+        if other is not None:
+            raise pytest.UsageError(
+                f"evalrows: {other.nodeid} and {item.nodeid} map to one row id "
+                f"{plan.row_id!r}; give the cases distinct ids or keys"
+            )
+        owners[plan.row_id] = item
+        item.stash[plan_key] = plan
+        plans.append(plan)
+        if positional:
+            base = _base(item, plan.nodeid)
+            if base not in warned:
+                warned.add(base)
+                _warn_positional(item, base, positional)
+    return plans
+
+
+def _plan(
+    item: pytest.Item, marker: pytest.Mark, anchor: Path, config: pytest.Config
+) -> tuple[RowPlan, list[str]]:
+    nodeid = ids.normalize_nodeid(item.nodeid, item.path, anchor)
+    callspec = getattr(item, "callspec", None)
+    params: Mapping[str, Any] = dict(callspec.params) if callspec is not None else {}
+    input_value, cut = json_value(dict(params))
+    key = marker.kwargs.get("key", marker.args[0] if marker.args else None)
+    positional: list[str] = []
+    if key is None:
+        row_id = nodeid
+        if callspec is not None:
+            positional = ids.positional_params(callspec.id, params, callspec.indices)
+    else:
+        row_id = ids.keyed_row_id(_base(item, nodeid), _key_value(item, key, params))
+    chosen = config.hook.pytest_evalrows_row_id(item=item, default=row_id)
+    if chosen is not None and chosen != row_id:
+        if not isinstance(chosen, str) or not chosen:
+            raise pytest.UsageError(
+                f"evalrows: pytest_evalrows_row_id returned {chosen!r} for {item.nodeid}; "
+                "a row id must be a non-empty string"
+            )
+        row_id, positional = chosen, []
+    plan = RowPlan(
+        row_id=row_id,
+        nodeid=nodeid,
+        input=input_value,
+        params_hash=ids.params_hash(input_value),
+        markers=sorted({m.name for m in item.iter_markers()} - {"parametrize"}),
+        input_truncated=cut,
+    )
+    return plan, positional
+
+
+def _key_value(item: pytest.Item, key: Any, params: Mapping[str, Any]) -> Any:
+    try:
+        value = key(dict(params)) if callable(key) else ids.key_from_params(params, str(key))
+    except Exception as exc:
+        reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise pytest.UsageError(
+            f"evalrows: cannot key the row of {item.nodeid} by {key!r}: {reason}"
+        ) from None
+    safe, _ = json_value(value)
+    if safe is None or safe == "":
+        raise pytest.UsageError(
+            f"evalrows: the key {key!r} of {item.nodeid} is empty; every case needs a key"
+        )
+    return safe
+
+
+def _base(item: pytest.Item, nodeid: str) -> str:
+    return ids.function_base(nodeid, item.name, getattr(item, "originalname", item.name))
+
+
+def _warn_positional(item: pytest.Item, base: str, names: list[str]) -> None:
+    listed = ", ".join(names)
+    message = (
+        f"evalrows: the rows of {base} are keyed by positional parameter ids ({listed}); "
+        "reordering the dataset would re-map them. Give each case an id "
+        "(parametrize ids=... or pytest.param(..., id=...)) or key the rows by the case's "
+        'data: @pytest.mark.eval(key="id")'
+    )
+    filename, lineno = str(item.path), (item.location[1] or 0) + 1
+    warnings.warn_explicit(EvalrowsWarning(message), EvalrowsWarning, filename, lineno)
+
+
+def warn_changed_params(
+    plans: Sequence[RowPlan], stored: Mapping[str, tuple[str, str | None]]
+) -> None:
+    """One warning naming the rows whose parameters differ from their stored latest version."""
+    changed = [
+        plan.row_id
+        for plan in plans
+        if (state := stored.get(plan.row_id)) is not None
+        and state[1] is not None
+        and state[1] != plan.params_hash
+    ]
+    if not changed:
+        return
+    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    warnings.warn(
+        EvalrowsWarning(
+            f"evalrows: the parameters of {len(changed)} row(s) changed since their stored "
+            f"version: {shown}. Their next version will hold a different case; if the dataset "
+            "was reordered, key the rows by the case's data"
+        ),
+        stacklevel=1,
+    )

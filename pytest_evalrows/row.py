@@ -1,0 +1,157 @@
+"""What a test logs about its case: the ``eval_row`` handle and the draft behind it.
+
+Pure: imports no pytest. The recorder makes one ``RowDraft`` per execution of a row; the
+``EvalRow`` handle the fixture returns writes into it, or into nothing when recording is off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .values import check_score, json_value
+
+if TYPE_CHECKING:
+    from .models import ErrorInfo
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+UNSET: Any = _Unset()
+
+
+@dataclass
+class RowPlan:
+    """A collected case's identity, worked out once at collection."""
+
+    row_id: str
+    nodeid: str
+    input: Any
+    params_hash: str
+    markers: list[str]
+    input_truncated: int | None = None
+
+
+@dataclass
+class RowDraft:
+    """One execution of one row, filled in while it runs."""
+
+    plan: RowPlan
+    execution: int
+    trace_id: int
+    span_id: int
+    start: float
+    item: Any = None  # the pytest item, for hooks that want it
+    input: Any = UNSET
+    output: Any = None
+    expected: Any = None
+    scores: dict[str, float] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    truncated: dict[str, int] = field(default_factory=dict)
+    error: ErrorInfo | None = None
+    # pytest phase -> (outcome, was an expected failure)
+    phases: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    rerun: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class EvalRow:
+    """The row of the running case. Returned by the ``eval_row`` fixture.
+
+    Every method works whether or not recording is on, so a test behaves the same either way:
+    with recording off the values are checked and then dropped.
+    """
+
+    __slots__ = ("_draft",)
+
+    def __init__(self, draft: RowDraft | None = None) -> None:
+        self._draft = draft
+
+    @property
+    def recording(self) -> bool:
+        """Whether what is logged here is written to an experiment."""
+        return self._draft is not None
+
+    @property
+    def row_id(self) -> str | None:
+        """The stable id of this case's row, or None when recording is off."""
+        return self._draft.plan.row_id if self._draft is not None else None
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """The scores logged so far."""
+        return dict(self._draft.scores) if self._draft is not None else {}
+
+    def log(
+        self,
+        *,
+        output: Any = UNSET,
+        expected: Any = UNSET,
+        input: Any = UNSET,
+        scores: Mapping[str, float] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> None:
+        """Record what the case produced. Later calls replace ``output``, ``expected`` and
+        ``input``, and add to ``scores``, ``metadata`` and ``tags``.
+
+        ``input`` defaults to the case's parametrized values. Values that are not JSON are
+        stored in a faithful JSON form (or their ``repr``); a value over 1 MB is truncated.
+        """
+        checked = {name: check_score(name, value) for name, value in (scores or {}).items()}
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
+        tag_list = _tags(tags)
+        draft = self._draft
+        if draft is None:
+            return
+        for name, value in (("output", output), ("expected", expected), ("input", input)):
+            if value is not UNSET:
+                setattr(draft, name, self._json(name, value))
+        draft.scores.update(checked)
+        if metadata:
+            safe, cut = json_value(dict(metadata))
+            if cut is not None:
+                draft.truncated["metadata"] = cut
+                safe = {"truncated": safe}
+            draft.metadata.update(safe)
+        for tag in tag_list:
+            if tag not in draft.tags:
+                draft.tags.append(tag)
+
+    def score(self, name: str, value: float) -> None:
+        """Record one score: a finite number in [0, 1] (a bool counts as 0 or 1)."""
+        checked = check_score(name, value)
+        if self._draft is not None:
+            self._draft.scores[name] = checked
+
+    def _json(self, name: str, value: Any) -> Any:
+        assert self._draft is not None
+        safe, cut = json_value(value)
+        if cut is not None:
+            self._draft.truncated[name] = cut
+        else:
+            self._draft.truncated.pop(name, None)
+        return safe
+
+    def __repr__(self) -> str:
+        state = f"row_id={self.row_id!r}" if self.recording else "not recording"
+        return f"<EvalRow {state}>"
+
+
+def _tags(tags: Iterable[str] | None) -> list[str]:
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        return [tags]
+    result = list(tags)
+    for tag in result:
+        if not isinstance(tag, str):
+            raise TypeError(f"tags must be strings, got {type(tag).__name__} {tag!r}")
+    return result

@@ -1,0 +1,200 @@
+"""Every setting in one place: a CLI flag, an ini key and an env var, resolved in that order."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import ids
+from .store.urls import DEFAULT_STORE, VALID_FORMS, StoreURL, parse_store_url
+
+_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting. The flag, ini key and env var are derived from ``name``."""
+
+    name: str
+    help: str
+    default: str | None = None
+    metavar: str | None = None
+    # Flags that take no value (store_true) or an optional one (the const).
+    const: str | None = None
+    takes_value: bool = True
+
+    @property
+    def flag(self) -> str:
+        return "--eval-" + self.name.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "eval_" + self.name
+
+    @property
+    def env(self) -> str:
+        return "EVALROWS_" + self.name.upper()
+
+    @property
+    def dest(self) -> str:
+        return "evalrows_" + self.name
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "experiment",
+        "record eval rows into experiment NAME (without it the plugin does nothing)",
+        metavar="NAME",
+    ),
+    Option(
+        "store",
+        f"where rows live: {VALID_FORMS}; relative to the rootdir (default {DEFAULT_STORE})",
+        default=DEFAULT_STORE,
+        metavar="URL",
+    ),
+    Option(
+        "project", "project the experiment belongs to (default: the rootdir's name)", metavar="NAME"
+    ),
+    Option(
+        "attempt_id",
+        "id of this session's attempt, stamped on every row and span (default: a new UUID)",
+        metavar="ID",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved settings of one session."""
+
+    experiment: str | None
+    store: StoreURL
+    project: str
+    attempt_id: str | None
+    anchor: Path
+
+    @property
+    def recording(self) -> bool:
+        return self.experiment is not None
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("evalrows", "record eval rows (pytest-evalrows)")
+    for option in OPTIONS:
+        help = f"{option.help}. ini: {option.ini}, env: {option.env}"
+        if not option.takes_value:
+            group.addoption(
+                option.flag,
+                action="store_const",
+                const="true",
+                dest=option.dest,
+                default=None,
+                help=help,
+            )
+        elif option.const is not None:
+            group.addoption(
+                option.flag,
+                nargs="?",
+                const=option.const,
+                dest=option.dest,
+                default=None,
+                metavar=option.metavar,
+                help=help,
+            )
+        else:
+            group.addoption(
+                option.flag, dest=option.dest, default=None, metavar=option.metavar, help=help
+            )
+        parser.addini(option.ini, option.help, default=None)
+
+
+def raw_values(config: pytest.Config, environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Setting name -> (value, where it came from), for the settings that are set."""
+    found: dict[str, tuple[str, str]] = {}
+    for option in OPTIONS:
+        flag_value = config.getoption(option.dest, default=None)
+        ini_value: Any = config.getini(option.ini)
+        env_value = environ.get(option.env)
+        if flag_value is not None:
+            found[option.name] = (str(flag_value), option.flag)
+        elif ini_value not in (None, "", []):
+            found[option.name] = (str(ini_value).strip(), f"ini key {option.ini}")
+        elif env_value:
+            found[option.name] = (env_value, f"env var {option.env}")
+        elif option.default is not None:
+            found[option.name] = (option.default, "default")
+    return found
+
+
+def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> Settings:
+    """Resolve every setting; a bad value raises ``pytest.UsageError`` naming the valid ones."""
+    values = raw_values(config, os.environ if environ is None else environ)
+    anchor = ids.project_anchor(config.rootpath, config.inipath is not None)
+
+    def get(name: str, parse: Callable[[str], Any]) -> Any:
+        if name not in values:
+            return None
+        value, source = values[name]
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise pytest.UsageError(f"evalrows: {source}={value!r}: {exc}") from None
+
+    experiment = get("experiment", _name("an experiment name"))
+    project = get("project", _name("a project name")) or anchor.name or "default"
+    store = get("store", lambda value: parse_store_url(value, anchor))
+    attempt_id = get("attempt_id", _attempt_id)
+    return Settings(
+        experiment=experiment,
+        store=store,
+        project=project,
+        attempt_id=attempt_id,
+        anchor=anchor,
+    )
+
+
+def _name(what: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if not _NAME.match(value) or not value.strip():
+            raise ValueError(
+                f"{what} must be 1 to 200 characters with no control characters and not only spaces"
+            )
+        return value
+
+    return parse
+
+
+def _attempt_id(value: str) -> str:
+    if not ids.is_valid_attempt_id(value):
+        raise ValueError(
+            "an attempt id must be 1 to 128 characters: letters, digits and . _ : - "
+            "(starting with a letter or digit)"
+        )
+    return value
+
+
+def choice(valid: tuple[str, ...]) -> Callable[[str], str]:
+    """A parser for a setting with a fixed set of values."""
+
+    def parse(value: str) -> str:
+        normalized = value.strip().lower()
+        if normalized not in valid:
+            raise ValueError(f"not a valid value; valid values: {', '.join(valid)}")
+        return normalized
+
+    return parse
+
+
+def boolean(value: str) -> bool:
+    normalized = value.strip().lower()
+    if normalized in ("1", "true", "yes", "on"):
+        return True
+    if normalized in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("not a valid value; valid values: true, false (or 1, 0, yes, no, on, off)")

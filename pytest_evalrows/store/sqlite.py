@@ -1,0 +1,392 @@
+"""The embedded store: one SQLite file, safe for several processes at once."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import StoreError, UnknownExperimentError
+from ..models import Attempt, Experiment, RowVersion, SpanRecord, StaleSpan, WriteResult
+from .base import Store
+
+# Named migrations, applied in order and recorded in `evalrows_migrations`. Append only.
+MIGRATIONS: tuple[tuple[str, str], ...] = (
+    (
+        "0001_experiments_attempts_rows",
+        """
+        CREATE TABLE experiments (
+            id TEXT PRIMARY KEY,
+            project TEXT NOT NULL,
+            name TEXT NOT NULL,
+            created REAL NOT NULL,
+            git_commit TEXT,
+            git_branch TEXT,
+            UNIQUE (project, name)
+        );
+        CREATE TABLE attempts (
+            experiment_id TEXT NOT NULL REFERENCES experiments (id),
+            id TEXT NOT NULL,
+            started REAL NOT NULL,
+            body TEXT NOT NULL,
+            PRIMARY KEY (experiment_id, id)
+        );
+        CREATE TABLE row_versions (
+            experiment_id TEXT NOT NULL REFERENCES experiments (id),
+            row_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            version_id TEXT NOT NULL UNIQUE,
+            attempt_id TEXT NOT NULL,
+            created REAL NOT NULL,
+            body TEXT NOT NULL,
+            PRIMARY KEY (experiment_id, row_id, version)
+        );
+        -- One line per row pointing at its latest version, kept up to date on write so that
+        -- reading the latest rows is one indexed query however long the history gets.
+        CREATE TABLE latest_rows (
+            experiment_id TEXT NOT NULL,
+            row_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            attempt_id TEXT NOT NULL,
+            execution INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            params_hash TEXT,
+            PRIMARY KEY (experiment_id, row_id)
+        ) WITHOUT ROWID;
+        """,
+    ),
+    (
+        "0002_spans",
+        """
+        CREATE TABLE spans (
+            experiment_id TEXT NOT NULL REFERENCES experiments (id),
+            span_id TEXT NOT NULL,
+            row_id TEXT,
+            attempt_id TEXT NOT NULL,
+            execution INTEGER NOT NULL,
+            start REAL NOT NULL,
+            body TEXT NOT NULL,
+            PRIMARY KEY (experiment_id, span_id)
+        );
+        CREATE INDEX spans_by_row ON spans (experiment_id, row_id);
+        """,
+    ),
+)
+
+_BUSY_TIMEOUT_S = 60.0
+
+
+class SQLiteStore(Store):
+    """Rows in one SQLite file (WAL, busy timeout); ``SQLiteStore(":memory:")`` keeps them
+    in memory."""
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = str(path)
+        self.display_url = "sqlite:///:memory:" if self.path == ":memory:" else f"sqlite:///{path}"
+        if self.path != ":memory:":
+            file = Path(self.path)
+            if not create and not file.exists():
+                raise StoreError(f"no store at {file}")
+            try:
+                file.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create {file.parent}: {exc.strerror}") from None
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(
+                self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {self.path}: {exc}") from None
+        try:
+            self._setup()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StoreError(f"cannot open {self.path}: {exc}") from None
+
+    # -- set-up --------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        self._db.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+        if self.path != ":memory:":
+            # Switching to WAL does not wait on the busy timeout: retry while another process
+            # holds the lock, as happens when several sessions open a fresh file at once.
+            deadline = time.monotonic() + _BUSY_TIMEOUT_S
+            while True:
+                try:
+                    self._db.execute("PRAGMA journal_mode = WAL")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            self._db.execute("PRAGMA synchronous = NORMAL")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS evalrows_migrations "
+                "(name TEXT PRIMARY KEY, applied REAL NOT NULL)"
+            )
+            done = {name for (name,) in db.execute("SELECT name FROM evalrows_migrations")}
+            for name, script in MIGRATIONS:
+                if name in done:
+                    continue
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT INTO evalrows_migrations VALUES (?, ?)", (name, time.time()))
+
+    def applied_migrations(self) -> list[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT name FROM evalrows_migrations ORDER BY name")
+            return [name for (name,) in rows]
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the write lock up front (no upgrade deadlocks)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"{doing} in {self.path} failed: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- experiments and attempts --------------------------------------------------------
+
+    def get_or_create_experiment(
+        self,
+        project: str,
+        name: str,
+        *,
+        git_commit: str | None = None,
+        git_branch: str | None = None,
+    ) -> Experiment:
+        with self._errors("creating the experiment"), self._transaction() as db:
+            db.execute(
+                "INSERT INTO experiments VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (str(uuid.uuid4()), project, name, time.time(), git_commit, git_branch),
+            )
+            row = db.execute(
+                "SELECT * FROM experiments WHERE project = ? AND name = ?", (project, name)
+            ).fetchone()
+        return _experiment(row)
+
+    def get_experiment(self, name: str, project: str | None = None) -> Experiment:
+        with self._errors("reading experiments"), self._lock:
+            if project is None:
+                rows = self._db.execute(
+                    "SELECT * FROM experiments WHERE name = ? ORDER BY created", (name,)
+                ).fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT * FROM experiments WHERE name = ? AND project = ?", (name, project)
+                ).fetchall()
+        if not rows:
+            where = f" in project {project!r}" if project else ""
+            raise UnknownExperimentError(f"no experiment {name!r}{where} in {self.display_url}")
+        if len(rows) > 1:
+            projects = ", ".join(repr(row[1]) for row in rows)
+            raise UnknownExperimentError(
+                f"experiment {name!r} exists in several projects ({projects}): name one"
+            )
+        return _experiment(rows[0])
+
+    def list_experiments(self) -> list[Experiment]:
+        with self._errors("reading experiments"), self._lock:
+            rows = self._db.execute("SELECT * FROM experiments ORDER BY project, name")
+            return [_experiment(row) for row in rows]
+
+    def save_attempt(self, attempt: Attempt) -> None:
+        with self._errors("recording the attempt"), self._transaction() as db:
+            db.execute(
+                "INSERT INTO attempts VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+                "body = excluded.body",
+                (attempt.experiment_id, attempt.id, attempt.started, attempt.model_dump_json()),
+            )
+
+    def list_attempts(self, experiment_id: str) -> list[Attempt]:
+        with self._errors("reading attempts"), self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM attempts WHERE experiment_id = ? ORDER BY started",
+                (experiment_id,),
+            )
+            return [Attempt.model_validate_json(body) for (body,) in rows]
+
+    # -- rows and spans ------------------------------------------------------------------
+
+    def write(
+        self, experiment_id: str, rows: Sequence[RowVersion], spans: Sequence[SpanRecord]
+    ) -> WriteResult:
+        result = WriteResult()
+        now = time.time()
+        with self._errors("writing rows"), self._transaction() as db:
+            for row in rows:
+                current = db.execute(
+                    "SELECT version FROM latest_rows WHERE experiment_id = ? AND row_id = ?",
+                    (experiment_id, row.row_id),
+                ).fetchone()
+                version = 1 if current is None else current[0] + 1
+                inserted = db.execute(
+                    "INSERT INTO row_versions VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (version_id) DO NOTHING",
+                    (
+                        experiment_id,
+                        row.row_id,
+                        version,
+                        row.version_id,
+                        row.attempt_id,
+                        now,
+                        row.model_dump_json(exclude={"version", "created"}),
+                    ),
+                ).rowcount
+                if not inserted:  # delivered before: a retried batch
+                    result.duplicate_rows += 1
+                    continue
+                db.execute(
+                    "INSERT OR REPLACE INTO latest_rows VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        experiment_id,
+                        row.row_id,
+                        version,
+                        row.attempt_id,
+                        row.execution,
+                        row.status,
+                        row.metadata.get("params_hash"),
+                    ),
+                )
+                if version == 1:
+                    result.new_rows += 1
+                else:
+                    result.updated_rows += 1
+            db.executemany(
+                "INSERT OR REPLACE INTO spans VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        experiment_id,
+                        span.span_id,
+                        span.row_id,
+                        span.attempt_id,
+                        span.execution,
+                        span.start,
+                        span.model_dump_json(),
+                    )
+                    for span in spans
+                ],
+            )
+            result.spans = len(spans)
+        return result
+
+    def latest_rows(
+        self, experiment_id: str, row_ids: Collection[str] | None = None
+    ) -> list[RowVersion]:
+        query = (
+            "SELECT v.version, v.created, v.body FROM latest_rows l JOIN row_versions v "
+            "ON v.experiment_id = l.experiment_id AND v.row_id = l.row_id "
+            "AND v.version = l.version WHERE l.experiment_id = ?"
+        )
+        args: list[Any] = [experiment_id]
+        if row_ids is not None:
+            query += " AND l.row_id IN (SELECT value FROM json_each(?))"
+            args.append(json.dumps(list(row_ids)))
+        with self._errors("reading rows"), self._lock:
+            rows = self._db.execute(query + " ORDER BY l.row_id", args).fetchall()
+        return [_row(version, created, body) for version, created, body in rows]
+
+    def latest_states(self, experiment_id: str) -> dict[str, tuple[str, str | None]]:
+        """Row id -> (status, params hash) of every row's latest version, in one query."""
+        with self._errors("reading rows"), self._lock:
+            rows = self._db.execute(
+                "SELECT row_id, status, params_hash FROM latest_rows WHERE experiment_id = ?",
+                (experiment_id,),
+            ).fetchall()
+        return {row_id: (status, params_hash) for row_id, status, params_hash in rows}
+
+    def history(self, experiment_id: str, row_id: str) -> list[RowVersion]:
+        with self._errors("reading rows"), self._lock:
+            rows = self._db.execute(
+                "SELECT version, created, body FROM row_versions "
+                "WHERE experiment_id = ? AND row_id = ? ORDER BY version",
+                (experiment_id, row_id),
+            ).fetchall()
+        return [_row(version, created, body) for version, created, body in rows]
+
+    def list_spans(self, experiment_id: str, row_id: str | None = None) -> list[SpanRecord]:
+        query = "SELECT body FROM spans WHERE experiment_id = ?"
+        args: list[Any] = [experiment_id]
+        if row_id is not None:
+            query += " AND row_id = ?"
+            args.append(row_id)
+        with self._errors("reading spans"), self._lock:
+            rows = self._db.execute(query + " ORDER BY start, span_id", args).fetchall()
+        return [SpanRecord.model_validate_json(body) for (body,) in rows]
+
+    def delete_stale_spans(
+        self,
+        experiment_id: str,
+        row_ids: Collection[str] | None = None,
+        *,
+        dry_run: bool = False,
+    ) -> list[StaleSpan]:
+        # A span is stale when its row's latest version came from another attempt or a later
+        # execution. Rows without any version, and spans under no row, never match.
+        where = (
+            "FROM spans WHERE experiment_id = ? AND row_id IS NOT NULL {rows} AND EXISTS ("
+            "SELECT 1 FROM latest_rows l WHERE l.experiment_id = spans.experiment_id "
+            "AND l.row_id = spans.row_id "
+            "AND (l.attempt_id != spans.attempt_id OR l.execution != spans.execution))"
+        )
+        args: list[Any] = [experiment_id]
+        rows_clause = ""
+        if row_ids is not None:
+            rows_clause = "AND row_id IN (SELECT value FROM json_each(?))"
+            args.append(json.dumps(list(row_ids)))
+        where = where.format(rows=rows_clause)
+        columns = "row_id, span_id, attempt_id, execution, json_extract(body, '$.name')"
+        with self._errors("deleting stale spans"):
+            if dry_run:
+                with self._lock:
+                    found = self._db.execute(f"SELECT {columns} {where}", args).fetchall()
+            else:
+                with self._transaction() as db:
+                    found = db.execute(f"DELETE {where} RETURNING {columns}", args).fetchall()
+        return [StaleSpan(*row) for row in found]
+
+
+def _experiment(row: Any) -> Experiment:
+    id_, project, name, created, git_commit, git_branch = row
+    return Experiment(
+        id=id_,
+        project=project,
+        name=name,
+        created=created,
+        git_commit=git_commit,
+        git_branch=git_branch,
+    )
+
+
+def _row(version: int, created: float, body: str) -> RowVersion:
+    row = RowVersion.model_validate_json(body)
+    row.version = version
+    row.created = created
+    return row
