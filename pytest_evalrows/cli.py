@@ -56,6 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("experiment")
     history.add_argument("row_id")
     _project(history)
+    spans = add("spans", "the spans of an experiment's rows, as a tree per row", cmd_spans)
+    spans.add_argument("experiment")
+    spans.add_argument("--row", dest="row_id", help="only this row's spans")
+    _project(spans)
+    gc = add(
+        "gc",
+        "remove the spans that do not belong to their row's latest attempt and execution "
+        "(what a session that died before its teardown left behind)",
+        cmd_gc,
+    )
+    gc.add_argument("experiment")
+    gc.add_argument("--dry-run", action="store_true", help="print what would be removed")
+    _project(gc)
     return parser
 
 
@@ -118,6 +131,39 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_spans(args: argparse.Namespace, out: TextIO) -> int:
+    with _open(args) as store:
+        experiment = store.get_experiment(args.experiment, args.project)
+        spans = store.list_spans(experiment.id, args.row_id)
+    if args.row_id is not None and not spans:
+        raise EvalrowsError(f"no spans for row {args.row_id!r} in {args.experiment!r}")
+    if args.json:
+        for span in spans:
+            out.write(json.dumps(span.model_dump(), ensure_ascii=False) + "\n")
+        return 0
+    out.write(span_tree(spans))
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace, out: TextIO) -> int:
+    with _open(args) as store:
+        experiment = store.get_experiment(args.experiment, args.project)
+        stale = store.delete_stale_spans(experiment.id, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    if args.json:
+        for span in stale:
+            out.write(json.dumps({**span._asdict(), "action": verb}) + "\n")
+        return 0
+    for span in stale:
+        out.write(
+            f"{verb} {span.span_id} {span.name!r} of row {span.row_id} "
+            f"(attempt {span.attempt_id[:8]}, execution {span.execution})\n"
+        )
+    rows = len({span.row_id for span in stale})
+    out.write(f"{verb} {len(stale)} stale spans from {rows} rows\n")
+    return 0
+
+
 # -- output --------------------------------------------------------------------------------
 
 ROW_COLUMNS = [
@@ -177,6 +223,34 @@ def _cell(record: dict[str, Any], key: str) -> str:
         return " ".join(f"{name}={value:g}" for name, value in sorted(record["scores"].items()))
     value = record.get(key)
     return "" if value is None else str(value)
+
+
+def span_tree(spans: Sequence[Any]) -> str:
+    """Spans as an indented tree under each row (or under "no row")."""
+    children: dict[str | None, list[Any]] = {}
+    known = {span.span_id for span in spans}
+    for span in spans:
+        parent = span.span_parents[0] if span.span_parents else None
+        children.setdefault(parent if parent in known else None, []).append(span)
+    lines: list[str] = []
+
+    def walk(span: Any, depth: int) -> None:
+        duration = (span.end - span.start) * 1000
+        lines.append(
+            f"{'  ' * depth}{span.name}  [{span.kind}, {span.status}, {duration:.1f} ms, "
+            f"attempt {span.attempt_id[:8]} exec {span.execution}] {span.span_id}"
+        )
+        for child in children.get(span.span_id, []):
+            walk(child, depth + 1)
+
+    by_row: dict[str | None, list[Any]] = {}
+    for span in children.get(None, []):
+        by_row.setdefault(span.row_id, []).append(span)
+    for row_id in sorted(by_row, key=lambda r: (r is None, r or "")):
+        lines.append(f"row {row_id}" if row_id is not None else "no row (session fixtures)")
+        for span in by_row[row_id]:
+            walk(span, 1)
+    return "".join(line + "\n" for line in lines)
 
 
 def iso(timestamp: float | None) -> str | None:

@@ -29,10 +29,12 @@ from .row import UNSET, RowDraft, RowPlan
 from .settings import Settings
 from .store.base import Store
 from .store.urls import open_store
+from .tracing import ActiveRow, RowSpanProcessor, Tracing
 from .writer import BatchWriter
 
 draft_key = pytest.StashKey[RowDraft]()
 _execution_key = pytest.StashKey[int]()
+_active_key = pytest.StashKey[ActiveRow]()
 
 _TRACEBACK_CHARS = 4_000
 _MESSAGE_CHARS = 2_000
@@ -81,6 +83,9 @@ class Recorder:
         self.score_totals: dict[str, list[float]] = {}
         self.finished = False
         self.has_row_fields_hook = False
+        self.tracing: Tracing | None = None
+        self.tracing_note = "span capture off"
+        self.stale_spans_removed: int | None = None
 
     # -- session start -------------------------------------------------------------------
 
@@ -88,11 +93,16 @@ class Recorder:
         return (
             f"evalrows: recording experiment {self.experiment_name!r} "
             f"(project {self.settings.project!r}) into {self.settings.store.display()}, "
-            f"attempt {self.attempt_id}, row ids relative to {self.settings.anchor}"
+            f"attempt {self.attempt_id}, row ids relative to {self.settings.anchor}; "
+            f"{self.tracing_note}"
         )
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.settings.tracing != "off":
+            processor = RowSpanProcessor(self.attempt_id, self._unowned_span, self._late_span)
+            self.tracing = Tracing(processor, self.settings.tracing)
+            self.tracing_note = self.tracing.connect()
         commit, branch = gitinfo.git_head(self.settings.anchor)
         try:
             store = self.config.hook.pytest_evalrows_make_store(
@@ -151,7 +161,40 @@ class Recorder:
             )
             item.stash[draft_key] = draft
             self.drafts[item.nodeid] = draft
+            if self.tracing is not None:
+                self.tracing.reconnect()
+                active = ActiveRow(draft, self.experiment_name, self.attempt_id)
+                item.stash[_active_key] = active
+                self.tracing.enter_row(active)
         return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        try:
+            return (yield)
+        finally:
+            active = item.stash.get(_active_key, None)
+            if active is not None and self.tracing is not None:
+                del item.stash[_active_key]
+                self.tracing.exit_row(active)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> Generator[None, object, object]:
+        tracing = self.tracing
+        if tracing is None or fixturedef.scope == "function":
+            return (yield)
+        # Session, package, module and class fixtures belong to no row, in setup and in
+        # teardown. Finalizers run last-in first-out, so the one added now runs after the
+        # fixture's own teardown and the one added after setup runs before it.
+        fixturedef.addfinalizer(tracing.exit_outside)
+        tracing.enter_outside()
+        try:
+            return (yield)
+        finally:
+            tracing.exit_outside()
+            fixturedef.addfinalizer(tracing.enter_outside)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -183,6 +226,9 @@ class Recorder:
         if draft.rerun:
             # An execution that a rerun plugin will repeat: its spans go with the final
             # execution's row, to be cleaned once that row is written.
+            spans.append(self._root_span(draft, "rerun", report.stop))
+            spans.extend(draft.spans)
+            draft.spans = []
             self.carried_spans[report.nodeid] = spans
             return
         status = row_status(draft.phases)
@@ -233,12 +279,52 @@ class Recorder:
         self.statuses[status] += 1
         for name, value in row.scores.items():
             self.score_totals.setdefault(name, []).append(value)
+        if draft.prompt_tokens or draft.completion_tokens:
+            row.metrics.prompt_tokens = draft.prompt_tokens
+            row.metrics.completion_tokens = draft.completion_tokens
+            row.metrics.tokens = draft.prompt_tokens + draft.completion_tokens
+        spans.append(self._root_span(draft, status, end))
+        spans.extend(draft.spans)
+        draft.spans = []
         self._send(Unit(row, spans))
+
+    def _root_span(self, draft: RowDraft, status: str, end: float) -> SpanRecord:
+        """The execution's own span: the root its children hang under."""
+        item = draft.item
+        row_id = draft.plan.row_id
+        return SpanRecord.model_construct(
+            span_id=ids.span_id_hex(draft.span_id),
+            root_span_id=ids.trace_id_hex(draft.trace_id),
+            span_parents=[],
+            row_id=row_id,
+            attempt_id=self.attempt_id,
+            execution=draft.execution,
+            name=item.name if item is not None else row_id,
+            kind="internal",
+            start=draft.start,
+            end=end,
+            status="ok" if status in ("passed", "xfailed", "skipped") else "error",
+            attributes={
+                "evalrows.attempt_id": self.attempt_id,
+                "evalrows.row_id": row_id,
+                "evalrows.experiment": self.experiment_name,
+                "evalrows.execution": draft.execution,
+                "evalrows.status": status,
+            },
+            events=[],
+        )
+
+    def _unowned_span(self, record: SpanRecord) -> None:
+        self._send(Unit(None, [record]))
+
+    def _late_span(self, row: ActiveRow, record: SpanRecord) -> None:
+        """A span that ended after its row was finished (a thread outliving the test)."""
+        self._send(Unit(None, [record]))
 
     # -- delivery ------------------------------------------------------------------------
 
     def _send(self, unit: Unit) -> None:
-        if self.writer is None:
+        if self.writer is None or self.writer.closed:
             self.delivery.undelivered.append(unit)
         else:
             self.writer.put(unit)
@@ -272,15 +358,34 @@ class Recorder:
         if self.finished:
             return
         self.finished = True
+        if self.tracing is not None:
+            self.tracing.flush()
         if self.writer is not None:
             self.writer.close()
             if self.writer.crash is not None:
                 self.delivery.errors.append(f"the writer failed: {self.writer.crash!r}")
+        if not self.is_worker:
+            self._clean_stale_spans()
         if self.attempt is not None and not self.is_worker:
             self.attempt.ended = time.time()
             self.attempt.counts = dict(self.statuses)
             self.attempt.delivered = not self.delivery.undelivered
             self._save_attempt()
+
+    def _clean_stale_spans(self) -> None:
+        """Delete the spans earlier attempts and executions left under the rows this session
+        delivered. Runs after delivery, only for rows whose write went through: a row that
+        failed to write keeps every span it had."""
+        rows = self.delivery.delivered_rows
+        if self.settings.keep_stale_spans or not rows:
+            return
+        assert self.store is not None and self.experiment is not None
+        try:
+            removed = self.store.delete_stale_spans(self.experiment.id, rows)
+        except StoreError as exc:
+            self.delivery.errors.append(str(exc))
+            return
+        self.stale_spans_removed = len(removed)
 
     def _save_attempt(self) -> None:
         assert self.store is not None
@@ -311,6 +416,10 @@ class Recorder:
             f"attempt {self.attempt_id}: {total} rows written "
             f"({written.new_rows} new, {written.updated_rows} updated)"
         )
+        if self.stale_spans_removed is not None:
+            write(f"stale spans removed: {self.stale_spans_removed}")
+        elif self.settings.keep_stale_spans:
+            write("stale spans kept (--eval-keep-stale-spans)")
         if self.score_totals:
             means = ", ".join(
                 f"{name} {sum(values) / len(values):.3f}"

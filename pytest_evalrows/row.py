@@ -6,7 +6,9 @@ Pure: imports no pytest. The recorder makes one ``RowDraft`` per execution of a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +59,7 @@ class RowDraft:
     # pytest phase -> (outcome, was an expected failure)
     phases: dict[str, tuple[str, bool]] = field(default_factory=dict)
     rerun: bool = False
+    spans: list[Any] = field(default_factory=list)  # SpanRecords of this execution
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -131,6 +134,26 @@ class EvalRow:
         if self._draft is not None:
             self._draft.scores[name] = checked
 
+    @contextmanager
+    def span(self, name: str, *, input: Any = UNSET, type: str = "function") -> Iterator[SpanLog]:
+        """Open a child span of the row around code that is not instrumented::
+
+            with eval_row.span("retrieve", input=query) as span:
+                docs = retrieve(query)
+                span.log(output=docs)
+
+        The span is an ordinary OpenTelemetry span: it is recorded under the row, and your
+        own exporters see it too. ``type`` is a free label (``llm``, ``tool``, ``function``).
+        """
+        from opentelemetry import trace  # only paid for by tests that open spans
+
+        tracer = trace.get_tracer("pytest_evalrows")
+        with tracer.start_as_current_span(name, attributes={"evalrows.span_type": type}) as otel:
+            handle = SpanLog(otel)
+            if input is not UNSET:
+                handle.log(input=input)
+            yield handle
+
     def _json(self, name: str, value: Any) -> Any:
         assert self._draft is not None
         safe, cut = json_value(value)
@@ -143,6 +166,30 @@ class EvalRow:
     def __repr__(self) -> str:
         state = f"row_id={self.row_id!r}" if self.recording else "not recording"
         return f"<EvalRow {state}>"
+
+
+class SpanLog:
+    """What ``EvalRow.span`` yields: ``log`` sets the span's input, output and metadata."""
+
+    __slots__ = ("otel_span",)
+
+    def __init__(self, otel_span: Any) -> None:
+        self.otel_span = otel_span
+
+    def log(
+        self,
+        *,
+        input: Any = UNSET,
+        output: Any = UNSET,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Store values as JSON text in ``evalrows.input`` / ``evalrows.output`` /
+        ``evalrows.metadata`` attributes (span attributes hold only primitives)."""
+        for name, value in (("input", input), ("output", output), ("metadata", metadata)):
+            if value is UNSET or (name == "metadata" and value is None):
+                continue
+            safe, _ = json_value(value)
+            self.otel_span.set_attribute(f"evalrows.{name}", json.dumps(safe, ensure_ascii=False))
 
 
 def _tags(tags: Iterable[str] | None) -> list[str]:

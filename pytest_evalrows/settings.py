@@ -14,6 +14,8 @@ import pytest
 from . import ids
 from .store.urls import DEFAULT_STORE, VALID_FORMS, StoreURL, parse_store_url
 
+TRACING_MODES = ("auto", "attach", "off")
+
 _NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
 
 
@@ -66,6 +68,20 @@ OPTIONS: tuple[Option, ...] = (
         "id of this session's attempt, stamped on every row and span (default: a new UUID)",
         metavar="ID",
     ),
+    Option(
+        "tracing",
+        "OpenTelemetry span capture: auto (use your tracer provider, or set one up when none "
+        "is configured by session start), attach (only ever use yours, also one configured "
+        "later, in a fixture), off",
+        default="auto",
+        metavar="MODE",
+    ),
+    Option(
+        "keep_stale_spans",
+        "keep the spans earlier attempts left under rerun rows instead of deleting them at "
+        "session end",
+        takes_value=False,
+    ),
 )
 
 
@@ -78,6 +94,8 @@ class Settings:
     project: str
     attempt_id: str | None
     anchor: Path
+    tracing: str = "auto"
+    keep_stale_spans: bool = False
 
     @property
     def recording(self) -> bool:
@@ -156,6 +174,8 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         project=project,
         attempt_id=attempt_id,
         anchor=anchor,
+        tracing=get("tracing", choice(TRACING_MODES)),
+        keep_stale_spans=bool(get("keep_stale_spans", boolean)),
     )
 
 

@@ -39,6 +39,10 @@ class BatchWriter(Generic[T]):
         self.crash: BaseException | None = None
         self._thread.start()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def put(self, item: T) -> None:
         if self._closed:
             raise RuntimeError("the writer is closed")
