@@ -27,7 +27,7 @@ def new_attempt_id() -> str:
 
 
 def is_valid_attempt_id(value: str) -> bool:
-    return bool(_ATTEMPT_ID.match(value))
+    return _ATTEMPT_ID.fullmatch(value) is not None
 
 
 def new_trace_id() -> int:

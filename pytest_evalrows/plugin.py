@@ -33,13 +33,17 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER)
     settings = resolve(config)
-    if not settings.recording:
+    if not settings.recording or config.option.collectonly:
         return  # inert: nothing imported, opened or written
     from .recorder import Recorder
 
     recorder = Recorder(config, settings)
     config.stash[recorder_key] = recorder
     config.pluginmanager.register(recorder, "evalrows-recorder")
+    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
+        from .xdist import XdistBridge
+
+        config.pluginmanager.register(XdistBridge(recorder), "evalrows-xdist")
 
 
 @pytest.fixture

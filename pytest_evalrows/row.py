@@ -107,6 +107,7 @@ class EvalRow:
         ``input`` defaults to the case's parametrized values. Values that are not JSON are
         stored in a faithful JSON form (or their ``repr``); a value over 1 MB is truncated.
         """
+        __tracebackhide__ = True
         checked = {name: check_score(name, value) for name, value in (scores or {}).items()}
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
@@ -122,7 +123,7 @@ class EvalRow:
             safe, cut = json_value(dict(metadata))
             if cut is not None:
                 draft.truncated["metadata"] = cut
-                safe = {"truncated": safe}
+                safe = {"metadata_truncated": safe}
             draft.metadata.update(safe)
         for tag in tag_list:
             if tag not in draft.tags:
@@ -130,6 +131,7 @@ class EvalRow:
 
     def score(self, name: str, value: float) -> None:
         """Record one score: a finite number in [0, 1] (a bool counts as 0 or 1)."""
+        __tracebackhide__ = True
         checked = check_score(name, value)
         if self._draft is not None:
             self._draft.scores[name] = checked

@@ -15,6 +15,7 @@ from . import ids
 from .store.urls import DEFAULT_STORE, VALID_FORMS, StoreURL, parse_store_url
 
 TRACING_MODES = ("auto", "attach", "off")
+RESUME_MODES = ("passed", "finished", "off")
 
 _NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
 
@@ -77,6 +78,25 @@ OPTIONS: tuple[Option, ...] = (
         metavar="MODE",
     ),
     Option(
+        "resume",
+        "before running, deselect the cases whose row already passed in this experiment "
+        "(passed), or already finished, passed or failed (finished); off runs everything",
+        default="off",
+        metavar="WHICH",
+        const="passed",
+    ),
+    Option(
+        "spool",
+        "directory that keeps batches until the store has them (default: .evalrows/spool "
+        "under the rootdir)",
+        metavar="DIR",
+    ),
+    Option(
+        "fail_on_undelivered",
+        "exit non-zero when rows could not be delivered to the store (they stay in the spool)",
+        takes_value=False,
+    ),
+    Option(
         "keep_stale_spans",
         "keep the spans earlier attempts left under rerun rows instead of deleting them at "
         "session end",
@@ -96,6 +116,9 @@ class Settings:
     anchor: Path
     tracing: str = "auto"
     keep_stale_spans: bool = False
+    resume: str = "off"
+    spool: Path | None = None
+    fail_on_undelivered: bool = False
 
     @property
     def recording(self) -> bool:
@@ -176,12 +199,15 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         anchor=anchor,
         tracing=get("tracing", choice(TRACING_MODES)),
         keep_stale_spans=bool(get("keep_stale_spans", boolean)),
+        resume=get("resume", choice(RESUME_MODES)),
+        spool=get("spool", lambda value: _directory(value, anchor)),
+        fail_on_undelivered=bool(get("fail_on_undelivered", boolean)),
     )
 
 
 def _name(what: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
-        if not _NAME.match(value) or not value.strip():
+        if _NAME.fullmatch(value) is None or not value.strip():
             raise ValueError(
                 f"{what} must be 1 to 200 characters with no control characters and not only spaces"
             )
@@ -197,6 +223,16 @@ def _attempt_id(value: str) -> str:
             "(starting with a letter or digit)"
         )
     return value
+
+
+def _directory(value: str, anchor: Path) -> Path:
+    if not value.strip():
+        raise ValueError("a directory path cannot be empty")
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else anchor / path
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} exists and is not a directory")
+    return path
 
 
 def choice(valid: tuple[str, ...]) -> Callable[[str], str]:

@@ -48,6 +48,7 @@ def _safe_repr(value: Any) -> str:
 
 def check_score(name: object, value: object) -> float:
     """A score as stored: a finite number in [0, 1] under a non-empty string name."""
+    __tracebackhide__ = True
     if not isinstance(name, str) or not name:
         raise InvalidScoreError(f"a score name must be a non-empty string, got {name!r}")
     # bool is allowed on purpose: score("exact", answer == expected) is the common case.

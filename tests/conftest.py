@@ -1,0 +1,27 @@
+"""Shared fixtures: a clean environment for every test, and the store the inner sessions write."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_evalrows.settings import OPTIONS
+
+
+@pytest.fixture(autouse=True)
+def _no_evalrows_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's EVALROWS_* variables must not leak into the tests or their subprocesses."""
+    names = {option.env for option in OPTIONS}
+    names |= {name for name in os.environ if name.startswith("EVALROWS_")}
+    for name in sorted(names):
+        monkeypatch.delenv(name, raising=False)
+    # pytester removes PYTEST_ADDOPTS itself; make sure nothing disables plugin autoloading.
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+
+
+@pytest.fixture
+def db(pytester: pytest.Pytester) -> Path:
+    """Where the inner sessions' default store lives: ``<rootdir>/.evalrows/evalrows.db``."""
+    return pytester.path / ".evalrows" / "evalrows.db"
