@@ -60,7 +60,10 @@ class RowSpanProcessor(SpanProcessor):
         self.active: ActiveRow | None = None
         # Spans started outside any row: session and module fixtures.
         self.outside_rows = 0
+        # A test that is not an eval runs: its spans are nobody's and are not kept.
+        self.in_plain_test = False
         self._owners: dict[int, ActiveRow] = {}
+        self._ignored: set[int] = set()
         self._on_unowned = on_unowned
         self._on_late = on_late
         self._lock = threading.Lock()
@@ -68,6 +71,9 @@ class RowSpanProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         row = None if self.outside_rows else self.active
         if row is None:
+            if self.in_plain_test and not self.outside_rows:
+                with self._lock:
+                    self._ignored.add(span.context.span_id)
             return
         span.set_attributes(row.attributes)
         with self._lock:
@@ -80,7 +86,11 @@ class RowSpanProcessor(SpanProcessor):
         with self._lock:
             row = self._owners.pop(context.span_id, None)
         if row is None:
-            self._on_unowned(span_record(span, None, self.attempt_id))
+            with self._lock:
+                ignored = context.span_id in self._ignored
+                self._ignored.discard(context.span_id)
+            if not ignored:
+                self._on_unowned(span_record(span, None, self.attempt_id))
             return
         record = span_record(span, row, self.attempt_id)
         draft = row.draft
@@ -114,8 +124,12 @@ def span_record(span: ReadableSpan, row: ActiveRow | None, attempt_id: str) -> S
     trace_hex = ids.trace_id_hex(context.trace_id)
     parent = span.parent
     parents = [ids.span_id_hex(parent.span_id)] if parent is not None else []
-    if row is not None and (trace_hex != row.trace_hex or not parents):
-        trace_hex, parents = row.trace_hex, [row.span_hex]
+    if row is not None and trace_hex != row.trace_hex:
+        # Started in a thread, outside the row's context: keep the thread's own nesting,
+        # move it into the row's trace, and hang its top span under the row's root.
+        trace_hex = row.trace_hex
+        if not parents:
+            parents = [row.span_hex]
     status = span.status.status_code.name.lower() if span.status is not None else "unset"
     return SpanRecord.model_construct(
         span_id=ids.span_id_hex(context.span_id),
