@@ -41,9 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(command=command)
         sub.add_argument(
             "--store",
-            default=os.environ.get("EVALROWS_STORE") or DEFAULT_STORE,
-            help=f"the store: {VALID_FORMS} (default: $EVALROWS_STORE or {DEFAULT_STORE}, "
-            "relative to the current directory)",
+            default=os.environ.get("EVALROWS_STORE") or default_store(),
+            help=f"the store: {VALID_FORMS} (default: $EVALROWS_STORE, or the "
+            f"{DEFAULT_STORE} of this directory or the nearest parent that has one)",
         )
         sub.add_argument("--json", action="store_true", help="one JSON object per line")
         return sub
@@ -69,7 +69,33 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("experiment")
     gc.add_argument("--dry-run", action="store_true", help="print what would be removed")
     _project(gc)
+    flush = add(
+        "flush",
+        "deliver the rows and spans that sessions left in the spool because the store was "
+        "unavailable, then remove the spans they replaced",
+        cmd_flush,
+    )
+    flush.add_argument(
+        "--spool",
+        default=os.environ.get("EVALROWS_SPOOL") or str(project_dir() / ".evalrows" / "spool"),
+        help="the spool directory (default: $EVALROWS_SPOOL, or the .evalrows/spool of this "
+        "directory or the nearest parent with an .evalrows directory)",
+    )
     return parser
+
+
+def project_dir() -> Path:
+    """The nearest directory, from here upwards, that holds an ``.evalrows`` directory (where
+    the plugin keeps its store by default), or this one."""
+    here = Path.cwd()
+    for directory in (here, *here.parents):
+        if (directory / ".evalrows").is_dir():
+            return directory
+    return here
+
+
+def default_store() -> str:
+    return str(project_dir() / DEFAULT_STORE.removeprefix("sqlite:///"))
 
 
 def _project(parser: argparse.ArgumentParser) -> None:
@@ -162,6 +188,43 @@ def cmd_gc(args: argparse.Namespace, out: TextIO) -> int:
     rows = len({span.row_id for span in stale})
     out.write(f"{verb} {len(stale)} stale spans from {rows} rows\n")
     return 0
+
+
+def cmd_flush(args: argparse.Namespace, out: TextIO) -> int:
+    from .spool import deliver_leftovers
+
+    spool = Path(args.spool)
+    with _open_for_flush(args) as store:
+        done = deliver_leftovers(spool, store)
+        experiments: dict[tuple[str, str], list[str]] = {}
+        for project, experiment, row_id in done.rows:
+            experiments.setdefault((project, experiment), []).append(row_id)
+        removed = 0
+        for (project, name), row_ids in experiments.items():
+            experiment = store.get_or_create_experiment(project, name)
+            removed += len(store.delete_stale_spans(experiment.id, row_ids))
+    for (project, name), row_ids in sorted(experiments.items()):
+        out.write(f"delivered {len(row_ids)} rows to experiment {name!r} (project {project!r})\n")
+    written = done.written
+    out.write(
+        f"delivered {written.new_rows + written.updated_rows} rows "
+        f"({written.new_rows} new, {written.updated_rows} updated, "
+        f"{written.duplicate_rows} already there) and {written.spans} spans "
+        f"from {done.files} spool files; removed {removed} stale spans\n"
+    )
+    if done.errors:
+        raise EvalrowsError(f"delivery stopped: {done.errors[0]}")
+    return 0
+
+
+def _open_for_flush(args: argparse.Namespace) -> Any:
+    from .store.urls import open_store
+
+    try:
+        url = parse_store_url(args.store, Path.cwd())
+    except ValueError as exc:
+        raise EvalrowsError(f"--store: {exc}") from None
+    return open_store(url, create=True)
 
 
 # -- output --------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import pytest
 
 from . import ids
 from .errors import EvalrowsWarning
-from .models import json_value
+from .models import RowState, json_value
 from .row import RowPlan
 
 plan_key = pytest.StashKey[RowPlan]()
@@ -114,16 +114,14 @@ def _warn_positional(item: pytest.Item, base: str, names: list[str]) -> None:
     warnings.warn_explicit(EvalrowsWarning(message), EvalrowsWarning, filename, lineno)
 
 
-def warn_changed_params(
-    plans: Sequence[RowPlan], stored: Mapping[str, tuple[str, str | None]]
-) -> None:
+def warn_changed_params(plans: Sequence[RowPlan], stored: Mapping[str, RowState]) -> None:
     """One warning naming the rows whose parameters differ from their stored latest version."""
     changed = [
         plan.row_id
         for plan in plans
         if (state := stored.get(plan.row_id)) is not None
-        and state[1] is not None
-        and state[1] != plan.params_hash
+        and state.params_hash is not None
+        and state.params_hash != plan.params_hash
     ]
     if not changed:
         return
@@ -136,3 +134,37 @@ def warn_changed_params(
         ),
         stacklevel=1,
     )
+
+
+RESUMED_STATUSES = {
+    "passed": frozenset({"passed", "xfailed", "xpassed"}),
+    "finished": frozenset({"passed", "xfailed", "xpassed", "failed", "skipped"}),
+}
+
+
+def resume_filter(
+    items: list[pytest.Item],
+    states: Mapping[str, RowState],
+    mode: str,
+    cutoff: float,
+    earlier_status: Callable[[str], str | None],
+) -> tuple[list[pytest.Item], list[pytest.Item]]:
+    """Split items into (to run, to deselect) by their row's stored status.
+
+    Only versions written before ``cutoff`` (the session's start) count, so every xdist
+    worker, replacement workers included, makes the same choice while siblings write rows.
+    ``earlier_status`` looks up the latest status before the cutoff for the rare row whose
+    latest version is newer.
+    """
+    done = RESUMED_STATUSES[mode]
+    keep: list[pytest.Item] = []
+    skip: list[pytest.Item] = []
+    for item in items:
+        plan = item.stash.get(plan_key, None)
+        state = states.get(plan.row_id) if plan is not None else None
+        if plan is None or state is None:
+            keep.append(item)
+            continue
+        status = state.status if state.created < cutoff else earlier_status(plan.row_id)
+        (skip if status in done else keep).append(item)
+    return keep, skip

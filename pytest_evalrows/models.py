@@ -22,6 +22,7 @@ __all__ = [
     "ErrorInfo",
     "Experiment",
     "Metrics",
+    "RowState",
     "RowVersion",
     "SpanRecord",
     "StaleSpan",
@@ -120,6 +121,15 @@ class StaleSpan(NamedTuple):
     attempt_id: str
     execution: int
     name: str
+
+
+class RowState(NamedTuple):
+    """The little a store says about a row's latest version for resume and drift checks."""
+
+    status: str
+    params_hash: str | None
+    attempt_id: str
+    created: float
 
 
 class WriteResult(BaseModel):

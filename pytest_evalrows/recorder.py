@@ -4,62 +4,35 @@ from __future__ import annotations
 
 import socket
 import time
-import uuid
-from collections import Counter
 from collections.abc import Generator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from . import gitinfo, ids
-from .collection import plan_items, plan_key, warn_changed_params
+from . import building, gitinfo, ids
+from .collection import plan_items, plan_key, resume_filter, warn_changed_params
+from .delivery import Delivery, Totals, Unit
 from .errors import StoreError
-from .models import (
-    Attempt,
-    ErrorInfo,
-    Experiment,
-    Metrics,
-    RowVersion,
-    SpanRecord,
-    WriteResult,
-)
+from .models import Attempt, RowState, SpanRecord
 from .outcomes import row_status
-from .row import UNSET, RowDraft, RowPlan
+from .row import RowDraft, RowPlan
 from .settings import Settings
-from .store.base import Store
+from .spool import default_spool_dir, session_name
 from .store.urls import open_store
+from .summary import write_summary
 from .tracing import ActiveRow, RowSpanProcessor, Tracing
-from .writer import BatchWriter
 
 draft_key = pytest.StashKey[RowDraft]()
 _execution_key = pytest.StashKey[int]()
 _active_key = pytest.StashKey[ActiveRow]()
 
-_TRACEBACK_CHARS = 4_000
-_MESSAGE_CHARS = 2_000
-
-
-@dataclass
-class Unit:
-    """What is written together: a row version and the spans of its execution."""
-
-    row: RowVersion | None
-    spans: list[SpanRecord] = field(default_factory=list)
-
-
-@dataclass
-class Delivery:
-    """What the session delivered, filled in by the writer thread."""
-
-    written: WriteResult = field(default_factory=WriteResult)
-    delivered_rows: set[str] = field(default_factory=set)
-    undelivered: list[Unit] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
 
 class Recorder:
-    """Registered as a plugin when recording is on; one per pytest process."""
+    """Registered as a plugin when recording is on; one per pytest process.
+
+    Under xdist every worker records and delivers the rows it runs; the controller makes the
+    attempt, records rows of crashed workers, merges the workers' totals and cleans up once.
+    """
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
@@ -68,24 +41,24 @@ class Recorder:
         self.experiment_name: str = settings.experiment
         workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
         self.is_worker = workerinput is not None
-        inherited = workerinput.get("evalrows_attempt_id") if workerinput else None
-        self.attempt_id: str = settings.attempt_id or inherited or ids.new_attempt_id()
-        self.store: Store | None = None
-        self.store_error: str | None = None
-        self.experiment: Experiment | None = None
+        inherited = workerinput or {}
+        self.attempt_id: str = (
+            settings.attempt_id or inherited.get("evalrows_attempt_id") or ids.new_attempt_id()
+        )
+        # Resume decides on versions written before this instant, the same in every worker.
+        self.started: float = inherited.get("evalrows_started") or time.time()
+        self.totals = Totals()
+        self.delivery: Delivery | None = None
         self.attempt: Attempt | None = None
-        self.writer: BatchWriter[Unit] | None = None
-        self.delivery = Delivery()
         self.plans: list[RowPlan] = []
         self.drafts: dict[str, RowDraft] = {}
         self.carried_spans: dict[str, list[SpanRecord]] = {}
-        self.statuses: Counter[str] = Counter()
-        self.score_totals: dict[str, list[float]] = {}
-        self.finished = False
+        self.in_flight: dict[str, dict[str, Any]] = {}  # controller: rows running on workers
         self.has_row_fields_hook = False
         self.tracing: Tracing | None = None
         self.tracing_note = "span capture off"
         self.stale_spans_removed: int | None = None
+        self.finished = False
 
     # -- session start -------------------------------------------------------------------
 
@@ -103,30 +76,35 @@ class Recorder:
             processor = RowSpanProcessor(self.attempt_id, self._unowned_span, self._late_span)
             self.tracing = Tracing(processor, self.settings.tracing)
             self.tracing_note = self.tracing.connect()
-        commit, branch = gitinfo.git_head(self.settings.anchor)
-        try:
-            store = self.config.hook.pytest_evalrows_make_store(
-                config=self.config, url=self.settings.store
-            ) or open_store(self.settings.store)
-            self.store = store
-            self.experiment = store.get_or_create_experiment(
-                self.settings.project, self.experiment_name, git_commit=commit, git_branch=branch
-            )
-        except StoreError as exc:
-            self.store_error = str(exc)
-            return
-        self.attempt = Attempt(
-            id=self.attempt_id,
-            experiment_id=self.experiment.id,
-            started=time.time(),
-            host=socket.gethostname(),
-            args=list(self.config.invocation_params.args),
-            git_commit=commit,
-            git_branch=branch,
+        url = self.settings.store
+        spool_dir = self.settings.spool or default_spool_dir(self.settings.anchor)
+
+        def make_store() -> Any:
+            hook = self.config.hook.pytest_evalrows_make_store
+            return hook(config=self.config, url=url) or open_store(url)
+
+        self.delivery = Delivery(
+            open_store=make_store,
+            store_display=url.display(),
+            project=self.settings.project,
+            experiment=self.experiment_name,
+            spool_dir=spool_dir,
+            spool_name=session_name(self.attempt_id),
+            totals=self.totals,
         )
+        commit, branch = gitinfo.git_head(self.settings.anchor)
+        self.delivery.start(git_commit=commit, git_branch=branch)
         if not self.is_worker:
+            self.attempt = Attempt(
+                id=self.attempt_id,
+                experiment_id=self.delivery.experiment.id if self.delivery.experiment else "",
+                started=self.started,
+                host=socket.gethostname(),
+                args=list(self.config.invocation_params.args),
+                git_commit=commit,
+                git_branch=branch,
+            )
             self._save_attempt()
-        self.writer = BatchWriter(self._deliver)
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(
@@ -135,19 +113,47 @@ class Recorder:
         self.plans = plan_items(items, self.settings.anchor, config)
         # Asked once: calling a hook nobody implements still costs per row.
         self.has_row_fields_hook = bool(config.hook.pytest_evalrows_row_fields.get_hookimpls())
-        if self.plans and self.store is not None and self.experiment is not None:
-            try:
-                stored = self.store.latest_states(self.experiment.id)
-            except StoreError as exc:
-                self.store_error = str(exc)
-            else:
-                warn_changed_params(self.plans, stored)
+        states = self._stored_states() if self.plans else {}
+        if states:
+            warn_changed_params(self.plans, states)
+        if self.settings.resume != "off" and states:
+            keep, skip = resume_filter(
+                items, states, self.settings.resume, self.started, self._status_before_start
+            )
+            if skip:
+                items[:] = keep
+                config.hook.pytest_deselected(items=skip)
+                self.totals.resumed = len(skip)
+
+    def _stored_states(self) -> dict[str, RowState]:
+        """The latest state of every stored row, in one read (resume and drift checks)."""
+        delivery = self.delivery
+        if delivery is None or delivery.store is None or delivery.experiment is None:
+            return {}
+        try:
+            return delivery.store.latest_states(delivery.experiment.id)
+        except StoreError as exc:
+            self.totals.errors.append(str(exc))
+            return {}
+
+    def _status_before_start(self, row_id: str) -> str | None:
+        delivery = self.delivery
+        assert delivery is not None and delivery.store is not None
+        assert delivery.experiment is not None
+        earlier = [
+            version
+            for version in delivery.store.history(delivery.experiment.id, row_id)
+            if (version.created or 0) < self.started
+        ]
+        return earlier[-1].status if earlier else None
 
     # -- one item ------------------------------------------------------------------------
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
         plan = item.stash.get(plan_key, None)
+        if self.tracing is not None:
+            self.tracing.processor.in_plain_test = plan is None
         if plan is not None:
             execution = item.stash.get(_execution_key, 0) + 1
             item.stash[_execution_key] = execution
@@ -173,10 +179,12 @@ class Recorder:
         try:
             return (yield)
         finally:
-            active = item.stash.get(_active_key, None)
-            if active is not None and self.tracing is not None:
-                del item.stash[_active_key]
-                self.tracing.exit_row(active)
+            if self.tracing is not None:
+                self.tracing.processor.in_plain_test = False
+                active = item.stash.get(_active_key, None)
+                if active is not None:
+                    del item.stash[_active_key]
+                    self.tracing.exit_row(active)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(
@@ -195,21 +203,33 @@ class Recorder:
         finally:
             tracing.exit_outside()
             fixturedef.addfinalizer(tracing.enter_outside)
+            # A provider configured by this fixture serves the rows from now on.
+            tracing.reconnect()
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
-        if call.excinfo is not None and report.failed:
-            draft = item.stash.get(draft_key, None)
-            if draft is not None and draft.error is None:
-                draft.error = _error_info(call.excinfo, item)
+        draft = item.stash.get(draft_key, None)
+        if draft is None:
+            return report
+        if report.failed and draft.error is None:
+            if call.excinfo is not None:
+                draft.error = building.error_info(call.excinfo, item)
+            else:  # failed without an exception: a strict XPASS
+                draft.error = building.plain_error(report)
+        if self.is_worker and call.when == "setup":
+            # Travels with the report to the controller, which records the row as an error
+            # should this worker die before the row is written.
+            report.evalrows_row = building.in_flight(draft)  # type: ignore[attr-defined]
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         draft = self.drafts.get(report.nodeid)
         if draft is None:
+            if not self.is_worker:
+                self._track_worker_row(report)
             return
         # pytest-rerunfailures reports an execution it will repeat with outcome "rerun".
         outcome: str = report.outcome
@@ -220,98 +240,53 @@ class Recorder:
             del self.drafts[report.nodeid]
             self._finish(draft, report)
 
+    def _track_worker_row(self, report: pytest.TestReport) -> None:
+        """Controller side: remember rows running on workers; record a crashed one."""
+        info = getattr(report, "evalrows_row", None)
+        if info is not None:
+            self.in_flight[report.nodeid] = info
+        elif report.when == "teardown":
+            self.in_flight.pop(report.nodeid, None)
+        elif report.when not in ("setup", "call") and report.nodeid in self.in_flight:
+            # xdist reports a worker that died mid-test with when="???".
+            info = self.in_flight.pop(report.nodeid)
+            row = building.crashed_row(info, str(report.longrepr), time.time(), self.attempt_id)
+            self.totals.statuses["error"] += 1
+            self._send(Unit(row, []))
+
     def _finish(self, draft: RowDraft, report: pytest.TestReport) -> None:
-        plan = draft.plan
         spans = self.carried_spans.pop(report.nodeid, [])
+        end = report.stop
         if draft.rerun:
-            # An execution that a rerun plugin will repeat: its spans go with the final
-            # execution's row, to be cleaned once that row is written.
-            spans.append(self._root_span(draft, "rerun", report.stop))
+            # An execution a rerun plugin will repeat: its spans go with the final execution's
+            # row, and are cleaned once that row is written.
+            spans.append(self._root_span(draft, "rerun", end))
             spans.extend(draft.spans)
             draft.spans = []
             self.carried_spans[report.nodeid] = spans
             return
         status = row_status(draft.phases)
-        scores = dict(draft.scores)
-        if status in ("passed", "failed"):
-            scores.setdefault("pass", 1.0 if status == "passed" else 0.0)
-        metadata: dict[str, Any] = {
-            **draft.metadata,
-            "nodeid": plan.nodeid,
-            "attemptId": self.attempt_id,
-            "execution": draft.execution,
-            "params_hash": plan.params_hash,
-            "markers": plan.markers,
-        }
-        truncated = dict(draft.truncated)
-        if plan.input_truncated is not None and draft.input is UNSET:
-            truncated["input"] = plan.input_truncated
-        if truncated:
-            metadata["truncated"] = truncated
-        fields: dict[str, Any] = {
-            "input": plan.input if draft.input is UNSET else draft.input,
-            "output": draft.output,
-            "expected": draft.expected,
-            "scores": scores,
-            "metadata": metadata,
-            "tags": list(draft.tags),
-        }
+        fields = building.row_fields(draft, status, self.attempt_id)
         if self.has_row_fields_hook:
             self.config.hook.pytest_evalrows_row_fields(item=draft.item, fields=fields)
-        end = report.stop
-        row = RowVersion.model_construct(
-            row_id=plan.row_id,
-            version_id=str(uuid.uuid4()),
-            nodeid=plan.nodeid,
-            attempt_id=self.attempt_id,
-            execution=draft.execution,
-            status=status,
-            error=draft.error if status in ("failed", "error") else None,
-            metrics=Metrics.model_construct(
-                start=draft.start, end=end, duration=max(0.0, end - draft.start)
-            ),
-            root_span_id=ids.trace_id_hex(draft.trace_id),
-            span_id=ids.span_id_hex(draft.span_id),
-            version=None,
-            created=None,
-            **fields,
+        row = building.row_version(
+            draft, status=status, end=end, attempt_id=self.attempt_id, fields=fields
         )
-        self.statuses[status] += 1
-        for name, value in row.scores.items():
-            self.score_totals.setdefault(name, []).append(value)
-        if draft.prompt_tokens or draft.completion_tokens:
-            row.metrics.prompt_tokens = draft.prompt_tokens
-            row.metrics.completion_tokens = draft.completion_tokens
-            row.metrics.tokens = draft.prompt_tokens + draft.completion_tokens
+        self.totals.statuses[status] += 1
+        self.totals.add_scores(row.scores)
         spans.append(self._root_span(draft, status, end))
         spans.extend(draft.spans)
         draft.spans = []
+        draft.item = None
         self._send(Unit(row, spans))
 
     def _root_span(self, draft: RowDraft, status: str, end: float) -> SpanRecord:
-        """The execution's own span: the root its children hang under."""
-        item = draft.item
-        row_id = draft.plan.row_id
-        return SpanRecord.model_construct(
-            span_id=ids.span_id_hex(draft.span_id),
-            root_span_id=ids.trace_id_hex(draft.trace_id),
-            span_parents=[],
-            row_id=row_id,
-            attempt_id=self.attempt_id,
-            execution=draft.execution,
-            name=item.name if item is not None else row_id,
-            kind="internal",
-            start=draft.start,
+        return building.root_span(
+            draft,
+            status=status,
             end=end,
-            status="ok" if status in ("passed", "xfailed", "skipped") else "error",
-            attributes={
-                "evalrows.attempt_id": self.attempt_id,
-                "evalrows.row_id": row_id,
-                "evalrows.experiment": self.experiment_name,
-                "evalrows.execution": draft.execution,
-                "evalrows.status": status,
-            },
-            events=[],
+            attempt_id=self.attempt_id,
+            experiment=self.experiment_name,
         )
 
     def _unowned_span(self, record: SpanRecord) -> None:
@@ -321,133 +296,90 @@ class Recorder:
         """A span that ended after its row was finished (a thread outliving the test)."""
         self._send(Unit(None, [record]))
 
-    # -- delivery ------------------------------------------------------------------------
-
     def _send(self, unit: Unit) -> None:
-        if self.writer is None or self.writer.closed:
-            self.delivery.undelivered.append(unit)
-        else:
-            self.writer.put(unit)
-
-    def _deliver(self, batch: list[Unit]) -> None:
-        """Runs on the writer thread: one transaction for the whole batch."""
-        assert self.store is not None
-        assert self.experiment is not None
-        rows = [unit.row for unit in batch if unit.row is not None]
-        spans = [span for unit in batch for span in unit.spans]
-        try:
-            result = self.store.write(self.experiment.id, rows, spans)
-        except StoreError as exc:
-            self.delivery.undelivered.extend(batch)
-            self.delivery.errors.append(str(exc))
-            return
-        written = self.delivery.written
-        written.new_rows += result.new_rows
-        written.updated_rows += result.updated_rows
-        written.duplicate_rows += result.duplicate_rows
-        written.spans += result.spans
-        self.delivery.delivered_rows.update(row.row_id for row in rows)
+        if self.delivery is not None:
+            self.delivery.send(unit)
 
     # -- session end ---------------------------------------------------------------------
 
     @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        self.finish()
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        try:
+            self.finish()
+        except Exception as exc:  # a worker's failure here is easy to lose: make it loud
+            self.totals.errors.append(f"finishing the session failed: {exc!r}")
+        if self.is_worker:
+            workeroutput: dict[str, Any] = self.config.workeroutput  # type: ignore[attr-defined]
+            workeroutput["evalrows"] = self.totals.to_json()
+        elif (
+            self.settings.fail_on_undelivered
+            and self.totals.undelivered_rows
+            and session.exitstatus == pytest.ExitCode.OK
+        ):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def finish(self) -> None:
-        if self.finished:
+        if self.finished or self.delivery is None:
             return
         self.finished = True
         if self.tracing is not None:
             self.tracing.flush()
-        if self.writer is not None:
-            self.writer.close()
-            if self.writer.crash is not None:
-                self.delivery.errors.append(f"the writer failed: {self.writer.crash!r}")
+        self.delivery.finish()
         if not self.is_worker:
+            # Files that crashed workers left behind, then the clean-up for everything
+            # this session delivered.
+            self.delivery.deliver_leftovers()
             self._clean_stale_spans()
-        if self.attempt is not None and not self.is_worker:
-            self.attempt.ended = time.time()
-            self.attempt.counts = dict(self.statuses)
-            self.attempt.delivered = not self.delivery.undelivered
-            self._save_attempt()
+            if self.attempt is not None:
+                self.attempt.ended = time.time()
+                self.attempt.counts = dict(self.totals.statuses)
+                self.attempt.delivered = not self.totals.undelivered_rows
+                self._save_attempt()
+
+    def merge_worker(self, output: dict[str, Any] | None, worker: str) -> None:
+        """Controller side: add a finished worker's totals (None when it crashed)."""
+        if output is None:
+            return
+        data = output.get("evalrows")
+        if data is None:
+            self.totals.errors.append(f"worker {worker} reported no rows: its recorder failed")
+            return
+        self.totals.merge(data)
 
     def _clean_stale_spans(self) -> None:
-        """Delete the spans earlier attempts and executions left under the rows this session
-        delivered. Runs after delivery, only for rows whose write went through: a row that
-        failed to write keeps every span it had."""
-        rows = self.delivery.delivered_rows
-        if self.settings.keep_stale_spans or not rows:
+        """Delete the spans earlier attempts and executions left under the rows delivered
+        in this session. Rows whose write failed keep every span they had."""
+        rows = self.totals.delivered_rows
+        delivery = self.delivery
+        if self.settings.keep_stale_spans or not rows or delivery is None:
             return
-        assert self.store is not None and self.experiment is not None
+        if delivery.store is None or delivery.experiment is None:
+            return
         try:
-            removed = self.store.delete_stale_spans(self.experiment.id, rows)
+            removed = delivery.store.delete_stale_spans(delivery.experiment.id, rows)
         except StoreError as exc:
-            self.delivery.errors.append(str(exc))
+            self.totals.errors.append(str(exc))
             return
         self.stale_spans_removed = len(removed)
 
     def _save_attempt(self) -> None:
-        assert self.store is not None
-        assert self.attempt is not None
+        delivery = self.delivery
+        if self.attempt is None or delivery is None or delivery.store is None:
+            return
+        if delivery.experiment is None:
+            return
+        self.attempt.experiment_id = delivery.experiment.id
         try:
-            self.store.save_attempt(self.attempt)
+            delivery.store.save_attempt(self.attempt)
         except StoreError as exc:
-            self.delivery.errors.append(str(exc))
+            self.totals.errors.append(str(exc))
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.finish()
-        if self.store is not None:
-            self.store.close()
-            self.store = None
+        if self.delivery is not None:
+            self.delivery.close()
 
     # -- summary -------------------------------------------------------------------------
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        write = terminalreporter.write_line
-        terminalreporter.write_sep("-", "evalrows")
-        write(
-            f"experiment {self.experiment_name!r} (project {self.settings.project!r}) "
-            f"in {self.settings.store.display()}"
-        )
-        written = self.delivery.written
-        total = written.new_rows + written.updated_rows
-        write(
-            f"attempt {self.attempt_id}: {total} rows written "
-            f"({written.new_rows} new, {written.updated_rows} updated)"
-        )
-        if self.stale_spans_removed is not None:
-            write(f"stale spans removed: {self.stale_spans_removed}")
-        elif self.settings.keep_stale_spans:
-            write("stale spans kept (--eval-keep-stale-spans)")
-        if self.score_totals:
-            means = ", ".join(
-                f"{name} {sum(values) / len(values):.3f}"
-                for name, values in sorted(self.score_totals.items())
-            )
-            write(f"mean scores: {means}")
-        if self.store_error:
-            write(f"store unavailable: {self.store_error}", red=True)
-        for error in dict.fromkeys(self.delivery.errors):
-            write(f"write failed: {error}", red=True)
-        lost = sum(1 for unit in self.delivery.undelivered if unit.row is not None)
-        if lost:
-            write(f"{lost} rows were not delivered", red=True)
-
-
-def _error_info(excinfo: pytest.ExceptionInfo[BaseException], item: pytest.Item) -> ErrorInfo:
-    def from_test_file(info: pytest.ExceptionInfo[BaseException]) -> Any:
-        # Start at the test's own file, as pytest's report does, and honour __tracebackhide__.
-        return info.traceback.cut(path=item.path).filter(info)
-
-    try:
-        traceback = str(excinfo.getrepr(style="short", chain=False, tbfilter=from_test_file))
-    except Exception:  # a broken __repr__ somewhere in the frames
-        traceback = ""
-    if len(traceback) > _TRACEBACK_CHARS:
-        traceback = "..." + traceback[-_TRACEBACK_CHARS:]
-    try:
-        message = str(excinfo.value)
-    except Exception:
-        message = f"<{excinfo.typename}: str() failed>"
-    return ErrorInfo(type=excinfo.typename, message=message[:_MESSAGE_CHARS], traceback=traceback)
+        write_summary(self, terminalreporter)

@@ -57,21 +57,18 @@ class BatchWriter(Generic[T]):
         self._thread.join()
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
+        while True:
             first = self._queue.get()
             if first is _STOP:
                 return
+            # Sleep through the linger instead of waking per item: each wake-up of this
+            # thread takes the GIL from the tests' thread.
+            time.sleep(self._linger)
             batch: list[T] = [first]  # type: ignore[list-item]
-            deadline = time.monotonic() + self._linger
+            stopping = False
             while len(batch) < self._max_batch:
-                remaining = deadline - time.monotonic()
                 try:
-                    item = (
-                        self._queue.get(timeout=remaining)
-                        if remaining > 0
-                        else (self._queue.get_nowait())
-                    )
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is _STOP:
@@ -82,3 +79,5 @@ class BatchWriter(Generic[T]):
                 self._deliver(batch)
             except BaseException as exc:  # deliver reports its own failures; this is a bug
                 self.crash = exc
+            if stopping:
+                return

@@ -6,7 +6,15 @@ import abc
 from collections.abc import Collection, Sequence
 from types import TracebackType
 
-from ..models import Attempt, Experiment, RowVersion, SpanRecord, StaleSpan, WriteResult
+from ..models import (
+    Attempt,
+    Experiment,
+    RowState,
+    RowVersion,
+    SpanRecord,
+    StaleSpan,
+    WriteResult,
+)
 
 
 class Store(abc.ABC):
@@ -57,8 +65,9 @@ class Store(abc.ABC):
         """The latest version of every row (or of the given rows), by row id."""
 
     @abc.abstractmethod
-    def latest_states(self, experiment_id: str) -> dict[str, tuple[str, str | None]]:
-        """Row id -> (status, params hash) of every row's latest version, in one read."""
+    def latest_states(self, experiment_id: str) -> dict[str, RowState]:
+        """Row id -> status, params hash, attempt and time of its latest version, in one
+        read: what resume and the changed-parameters check need, without the row bodies."""
 
     @abc.abstractmethod
     def history(self, experiment_id: str, row_id: str) -> list[RowVersion]:

@@ -12,8 +12,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
+
 from ..errors import StoreError, UnknownExperimentError
-from ..models import Attempt, Experiment, RowVersion, SpanRecord, StaleSpan, WriteResult
+from ..models import (
+    Attempt,
+    Experiment,
+    RowState,
+    RowVersion,
+    SpanRecord,
+    StaleSpan,
+    WriteResult,
+)
 from .base import Store
 
 # Named migrations, applied in order and recorded in `evalrows_migrations`. Append only.
@@ -38,6 +48,7 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
             PRIMARY KEY (experiment_id, id)
         );
         CREATE TABLE row_versions (
+            -- rowid kept on purpose: a write tells the versions it inserted by rowid.
             experiment_id TEXT NOT NULL REFERENCES experiments (id),
             row_id TEXT NOT NULL,
             version INTEGER NOT NULL,
@@ -57,6 +68,7 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
             execution INTEGER NOT NULL,
             status TEXT NOT NULL,
             params_hash TEXT,
+            created REAL NOT NULL,
             PRIMARY KEY (experiment_id, row_id)
         ) WITHOUT ROWID;
         """,
@@ -238,62 +250,33 @@ class SQLiteStore(Store):
     def write(
         self, experiment_id: str, rows: Sequence[RowVersion], spans: Sequence[SpanRecord]
     ) -> WriteResult:
+        # Set-based: the batch goes in as one JSON array per statement, so a batch of any size
+        # is a handful of statements. That matters beyond SQLite: every statement releases and
+        # retakes the GIL, and a writer thread that does so per row slows the tests' thread.
         result = WriteResult()
         now = time.time()
         with self._errors("writing rows"), self._transaction() as db:
-            for row in rows:
-                current = db.execute(
-                    "SELECT version FROM latest_rows WHERE experiment_id = ? AND row_id = ?",
-                    (experiment_id, row.row_id),
+            for group in _rounds(rows):
+                (before,) = db.execute(
+                    "SELECT coalesce(max(rowid), 0) FROM row_versions"
                 ).fetchone()
-                version = 1 if current is None else current[0] + 1
-                inserted = db.execute(
-                    "INSERT INTO row_versions VALUES (?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (version_id) DO NOTHING",
-                    (
-                        experiment_id,
-                        row.row_id,
-                        version,
-                        row.version_id,
-                        row.attempt_id,
-                        now,
-                        row.model_dump_json(exclude={"version", "created"}),
-                    ),
-                ).rowcount
-                if not inserted:  # delivered before: a retried batch
-                    result.duplicate_rows += 1
-                    continue
+                args = {
+                    "experiment": experiment_id,
+                    "now": now,
+                    "rows": pydantic_core.to_json(group).decode(),
+                    "before": before,
+                }
+                inserted = db.execute(_INSERT_VERSIONS, args).rowcount
+                result.duplicate_rows += len(group) - inserted
+                db.execute(_UPDATE_LATEST, args)
+                new, updated = db.execute(_COUNT_NEW, args).fetchone()
+                result.new_rows += new or 0
+                result.updated_rows += updated or 0
+            if spans:
                 db.execute(
-                    "INSERT OR REPLACE INTO latest_rows VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        experiment_id,
-                        row.row_id,
-                        version,
-                        row.attempt_id,
-                        row.execution,
-                        row.status,
-                        row.metadata.get("params_hash"),
-                    ),
+                    _INSERT_SPANS,
+                    {"experiment": experiment_id, "spans": pydantic_core.to_json(spans).decode()},
                 )
-                if version == 1:
-                    result.new_rows += 1
-                else:
-                    result.updated_rows += 1
-            db.executemany(
-                "INSERT OR REPLACE INTO spans VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        experiment_id,
-                        span.span_id,
-                        span.row_id,
-                        span.attempt_id,
-                        span.execution,
-                        span.start,
-                        span.model_dump_json(),
-                    )
-                    for span in spans
-                ],
-            )
             result.spans = len(spans)
         return result
 
@@ -313,14 +296,14 @@ class SQLiteStore(Store):
             rows = self._db.execute(query + " ORDER BY l.row_id", args).fetchall()
         return [_row(version, created, body) for version, created, body in rows]
 
-    def latest_states(self, experiment_id: str) -> dict[str, tuple[str, str | None]]:
-        """Row id -> (status, params hash) of every row's latest version, in one query."""
+    def latest_states(self, experiment_id: str) -> dict[str, RowState]:
         with self._errors("reading rows"), self._lock:
             rows = self._db.execute(
-                "SELECT row_id, status, params_hash FROM latest_rows WHERE experiment_id = ?",
+                "SELECT row_id, status, params_hash, attempt_id, created FROM latest_rows "
+                "WHERE experiment_id = ?",
                 (experiment_id,),
             ).fetchall()
-        return {row_id: (status, params_hash) for row_id, status, params_hash in rows}
+        return {row[0]: RowState(*row[1:]) for row in rows}
 
     def history(self, experiment_id: str, row_id: str) -> list[RowVersion]:
         with self._errors("reading rows"), self._lock:
@@ -371,6 +354,55 @@ class SQLiteStore(Store):
                 with self._transaction() as db:
                     found = db.execute(f"DELETE {where} RETURNING {columns}", args).fetchall()
         return [StaleSpan(*row) for row in found]
+
+
+def _rounds(rows: Sequence[RowVersion]) -> list[list[RowVersion]]:
+    """Split a batch so that no round holds a row id twice; the k-th version of a row in the
+    batch goes in round k. Only batches redelivered from a spool have repeats."""
+    rounds: list[list[RowVersion]] = []
+    seen: dict[str, int] = {}
+    for row in rows:
+        index = seen.get(row.row_id, 0)
+        seen[row.row_id] = index + 1
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(row)
+    return rounds
+
+
+_INSERT_VERSIONS = """
+INSERT INTO row_versions (experiment_id, row_id, version, version_id, attempt_id, created, body)
+SELECT :experiment, json_extract(j.value, '$.row_id'),
+       coalesce((SELECT l.version FROM latest_rows l WHERE l.experiment_id = :experiment
+                 AND l.row_id = json_extract(j.value, '$.row_id')), 0) + 1,
+       json_extract(j.value, '$.version_id'), json_extract(j.value, '$.attempt_id'), :now,
+       j.value
+FROM json_each(:rows) j
+WHERE NOT EXISTS (SELECT 1 FROM row_versions v
+                  WHERE v.version_id = json_extract(j.value, '$.version_id'))
+"""
+
+# Only versions inserted by this statement group (rowid above the mark) move `latest_rows`:
+# a redelivered, already stored version must never become the latest again.
+_UPDATE_LATEST = """
+INSERT OR REPLACE INTO latest_rows
+    (experiment_id, row_id, version, attempt_id, execution, status, params_hash, created)
+SELECT experiment_id, row_id, version, attempt_id, json_extract(body, '$.execution'),
+       json_extract(body, '$.status'), json_extract(body, '$.metadata.params_hash'), created
+FROM row_versions WHERE rowid > :before
+"""
+
+_COUNT_NEW = """
+SELECT sum(version = 1), sum(version > 1) FROM row_versions WHERE rowid > :before
+"""
+
+_INSERT_SPANS = """
+INSERT OR REPLACE INTO spans (experiment_id, span_id, row_id, attempt_id, execution, start, body)
+SELECT :experiment, json_extract(j.value, '$.span_id'), json_extract(j.value, '$.row_id'),
+       json_extract(j.value, '$.attempt_id'), json_extract(j.value, '$.execution'),
+       json_extract(j.value, '$.start'), j.value
+FROM json_each(:spans) j
+"""
 
 
 def _experiment(row: Any) -> Experiment:

@@ -1,0 +1,175 @@
+"""Turning a finished execution into what is stored: the row version and its root span."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from . import ids
+from .models import ErrorInfo, Metrics, RowVersion, SpanRecord, Status
+from .row import UNSET, RowDraft, RowPlan
+
+_TRACEBACK_CHARS = 4_000
+_MESSAGE_CHARS = 2_000
+
+
+def row_fields(draft: RowDraft, status: Status, attempt_id: str) -> dict[str, Any]:
+    """The fields a ``pytest_evalrows_row_fields`` hook may change."""
+    plan = draft.plan
+    scores = dict(draft.scores)
+    if status in ("passed", "failed"):
+        scores.setdefault("pass", 1.0 if status == "passed" else 0.0)
+    metadata: dict[str, Any] = {
+        **draft.metadata,
+        **system_metadata(plan, attempt_id, draft.execution),
+    }
+    truncated = dict(draft.truncated)
+    if plan.input_truncated is not None and draft.input is UNSET:
+        truncated["input"] = plan.input_truncated
+    if truncated:
+        metadata["truncated"] = truncated
+    return {
+        "input": plan.input if draft.input is UNSET else draft.input,
+        "output": draft.output,
+        "expected": draft.expected,
+        "scores": scores,
+        "metadata": metadata,
+        "tags": list(draft.tags),
+    }
+
+
+def system_metadata(plan: RowPlan, attempt_id: str, execution: int) -> dict[str, Any]:
+    return {
+        "nodeid": plan.nodeid,
+        "attemptId": attempt_id,
+        "execution": execution,
+        "params_hash": plan.params_hash,
+        "markers": plan.markers,
+    }
+
+
+def row_version(
+    draft: RowDraft,
+    *,
+    status: Status,
+    end: float,
+    attempt_id: str,
+    fields: dict[str, Any],
+) -> RowVersion:
+    metrics = Metrics.model_construct(
+        start=draft.start, end=end, duration=max(0.0, end - draft.start)
+    )
+    if draft.prompt_tokens or draft.completion_tokens:
+        metrics.prompt_tokens = draft.prompt_tokens
+        metrics.completion_tokens = draft.completion_tokens
+        metrics.tokens = draft.prompt_tokens + draft.completion_tokens
+    return RowVersion.model_construct(
+        row_id=draft.plan.row_id,
+        version_id=str(uuid.uuid4()),
+        nodeid=draft.plan.nodeid,
+        attempt_id=attempt_id,
+        execution=draft.execution,
+        status=status,
+        error=draft.error if status in ("failed", "error") else None,
+        metrics=metrics,
+        root_span_id=ids.trace_id_hex(draft.trace_id),
+        span_id=ids.span_id_hex(draft.span_id),
+        version=None,
+        created=None,
+        **fields,
+    )
+
+
+def root_span(
+    draft: RowDraft, *, status: str, end: float, attempt_id: str, experiment: str
+) -> SpanRecord:
+    """The execution's own span: the root its children hang under."""
+    row_id = draft.plan.row_id
+    item = draft.item
+    return SpanRecord.model_construct(
+        span_id=ids.span_id_hex(draft.span_id),
+        root_span_id=ids.trace_id_hex(draft.trace_id),
+        span_parents=[],
+        row_id=row_id,
+        attempt_id=attempt_id,
+        execution=draft.execution,
+        name=item.name if item is not None else row_id,
+        kind="internal",
+        start=draft.start,
+        end=end,
+        status="ok" if status in ("passed", "xfailed", "skipped") else "error",
+        attributes={
+            "evalrows.attempt_id": attempt_id,
+            "evalrows.row_id": row_id,
+            "evalrows.experiment": experiment,
+            "evalrows.execution": draft.execution,
+            "evalrows.status": status,
+        },
+        events=[],
+    )
+
+
+def in_flight(draft: RowDraft) -> dict[str, Any]:
+    """What the xdist controller needs to record a row whose worker crashed mid-test."""
+    plan = draft.plan
+    return {
+        "row_id": plan.row_id,
+        "nodeid": plan.nodeid,
+        "input": plan.input,
+        "params_hash": plan.params_hash,
+        "markers": plan.markers,
+        "execution": draft.execution,
+        "trace_id": draft.trace_id,
+        "span_id": draft.span_id,
+        "start": draft.start,
+    }
+
+
+def crashed_row(info: dict[str, Any], message: str, end: float, attempt_id: str) -> RowVersion:
+    """The row of a case whose worker process died while running it: an error."""
+    plan = RowPlan(
+        row_id=info["row_id"],
+        nodeid=info["nodeid"],
+        input=info["input"],
+        params_hash=info["params_hash"],
+        markers=info["markers"],
+    )
+    draft = RowDraft(
+        plan=plan,
+        execution=info["execution"],
+        trace_id=info["trace_id"],
+        span_id=info["span_id"],
+        start=info["start"],
+        error=ErrorInfo(type="WorkerCrash", message=message[:_MESSAGE_CHARS]),
+    )
+    fields = row_fields(draft, "error", attempt_id)
+    return row_version(draft, status="error", end=end, attempt_id=attempt_id, fields=fields)
+
+
+def plain_error(report: pytest.TestReport) -> ErrorInfo:
+    """A failure pytest reports without an exception (a strict XPASS, say)."""
+    text = report.longreprtext or report.outcome
+    kind = "XPASS(strict)" if "XPASS" in text else "Failed"
+    return ErrorInfo(type=kind, message=text[:_MESSAGE_CHARS])
+
+
+def error_info(excinfo: pytest.ExceptionInfo[BaseException], item: pytest.Item) -> ErrorInfo:
+    """Exception type, message and a short traceback that starts in the test's file."""
+
+    def from_test_file(info: pytest.ExceptionInfo[BaseException]) -> Any:
+        # As pytest's own report does; honours __tracebackhide__.
+        return info.traceback.cut(path=item.path).filter(info)
+
+    try:
+        traceback = str(excinfo.getrepr(style="short", chain=False, tbfilter=from_test_file))
+    except Exception:  # a broken __repr__ somewhere in the frames
+        traceback = ""
+    if len(traceback) > _TRACEBACK_CHARS:
+        traceback = "..." + traceback[-_TRACEBACK_CHARS:]
+    try:
+        message = str(excinfo.value)
+    except Exception:
+        message = f"<{excinfo.typename}: str() failed>"
+    return ErrorInfo(type=excinfo.typename, message=message[:_MESSAGE_CHARS], traceback=traceback)

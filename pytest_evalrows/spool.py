@@ -1,0 +1,244 @@
+"""The local spool: every row and its spans are written here before the store sees them.
+
+One JSON-lines file per writing process (``<attempt>-<pid>.jsonl``): a line per row (written
+by the test's thread as the row finishes, so it survives the process being killed), then an
+``acks`` line per batch the store has taken. A process holds an exclusive lock on its own file, so
+another session can tell a live file from one a dead or failed session left, and deliver the
+latter. Files whose every batch is acknowledged are removed; a long session truncates its file
+whenever everything in it has been delivered, so the spool stays bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pydantic_core
+
+from .errors import StoreError
+from .models import RowVersion, SpanRecord, WriteResult
+from .store.base import Store
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no cross-process lock, files are never shared
+    fcntl = None  # type: ignore[assignment]
+
+# Truncate a fully delivered spool file once it grows past this.
+_TRUNCATE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class SpooledBatch:
+    seq: int
+    store: str
+    project: str
+    experiment: str
+    rows: list[RowVersion]
+    spans: list[SpanRecord]
+
+
+class Spool:
+    """This process's spool file. Thread-safe: tests append, the writer acknowledges."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{name}.jsonl"
+        self._file: IO[bytes] = open(self.path, "ab")  # noqa: SIM115 - held for the session
+        _lock(self._file, blocking=True)
+        self._seq = 0
+        self._mutex = threading.Lock()
+        self.unacked: set[int] = set()
+
+    def append(
+        self,
+        *,
+        store: str,
+        project: str,
+        experiment: str,
+        rows: list[RowVersion],
+        spans: list[SpanRecord],
+    ) -> int:
+        """Write an entry so that it survives this process being killed; return its number."""
+        with self._mutex:
+            self._seq += 1
+            line = pydantic_core.to_json(
+                {
+                    "seq": self._seq,
+                    "store": store,
+                    "project": project,
+                    "experiment": experiment,
+                    "rows": rows,
+                    "spans": spans,
+                }
+            )
+            self._file.write(line + b"\n")
+            self._file.flush()
+            self.unacked.add(self._seq)
+            return self._seq
+
+    def ack(self, seqs: list[int]) -> None:
+        """Mark entries as delivered: the store has them."""
+        with self._mutex:
+            self.unacked.difference_update(seqs)
+            if not self.unacked and self._file.tell() > _TRUNCATE_BYTES:
+                self._file.truncate(0)
+                self._file.seek(0)
+                return
+            self._file.write(_acks_line(seqs))
+            self._file.flush()
+
+    def pending(self) -> list[SpooledBatch]:
+        """The entries of this file the store does not have yet, oldest first."""
+        with self._mutex:
+            self._file.flush()
+            unacked = set(self.unacked)
+        return [batch for batch in _read(self.path) if batch.seq in unacked]
+
+    def close(self) -> None:
+        """Release the file; remove it when the store has everything in it."""
+        with self._mutex:
+            if self._file.closed:
+                return
+            if not self.unacked:
+                with suppress(OSError):
+                    self.path.unlink()
+            self._file.close()  # closing releases the lock
+
+
+def _acks_line(seqs: list[int]) -> bytes:
+    return b'{"acks":[' + b",".join(b"%d" % seq for seq in seqs) + b"]}\n"
+
+
+def _lock(file: IO[bytes], *, blocking: bool) -> bool:
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except OSError:
+        return False
+    return True
+
+
+def _read(path: Path) -> Iterator[SpooledBatch]:
+    """Batches not acknowledged in a spool file; a torn last line (a kill mid-write) is
+    skipped."""
+    batches: dict[int, dict[str, Any]] = {}
+    with open(path, "rb") as file:
+        for line in file:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if "acks" in entry:
+                for seq in entry["acks"]:
+                    batches.pop(seq, None)
+            elif "seq" in entry:
+                batches[entry["seq"]] = entry
+    for seq in sorted(batches):
+        entry = batches[seq]
+        yield SpooledBatch(
+            seq=seq,
+            store=entry["store"],
+            project=entry["project"],
+            experiment=entry["experiment"],
+            rows=[RowVersion.model_validate(row) for row in entry["rows"]],
+            spans=[SpanRecord.model_validate(span) for span in entry["spans"]],
+        )
+
+
+@dataclass
+class Delivered:
+    """What delivering left-over spool files did."""
+
+    written: WriteResult = field(default_factory=WriteResult)
+    rows: set[tuple[str, str, str]] = field(default_factory=set)  # (project, experiment, row)
+    files: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def deliver_leftovers(
+    directory: Path,
+    store: Store,
+    *,
+    skip: Path | None = None,
+) -> Delivered:
+    """Deliver what earlier sessions left in ``directory`` for this ``store``.
+
+    Files that a live session holds are skipped, as is ``skip`` (this process's own file).
+    Delivery is idempotent: a row version the store already has is not written twice.
+    """
+    done = Delivered()
+    if not directory.is_dir():
+        return done
+    experiments: dict[tuple[str, str], str] = {}
+    for path in sorted(directory.glob("*.jsonl")):
+        if skip is not None and path == skip:
+            continue
+        try:
+            file = open(path, "ab")  # noqa: SIM115 - closed below
+        except OSError:
+            continue
+        with file:
+            if not _lock(file, blocking=False):
+                continue  # a live session's file
+            entries = list(_read(path))
+            mine = [entry for entry in entries if entry.store == store.display_url]
+            try:
+                for chunk in chunks(mine):
+                    key = (chunk[0].project, chunk[0].experiment)
+                    if key not in experiments:
+                        experiments[key] = store.get_or_create_experiment(*key).id
+                    rows = [row for entry in chunk for row in entry.rows]
+                    spans = [span for entry in chunk for span in entry.spans]
+                    result = store.write(experiments[key], rows, spans)
+                    file.write(_acks_line([entry.seq for entry in chunk]))
+                    file.flush()
+                    _add(done.written, result)
+                    done.rows.update((*key, row.row_id) for row in rows)
+            except StoreError as exc:
+                done.errors.append(str(exc))
+                return done
+            done.files += 1
+            if len(mine) == len(entries):
+                with suppress(OSError):
+                    path.unlink()
+    return done
+
+
+def chunks(entries: list[SpooledBatch], size: int = 500) -> Iterator[list[SpooledBatch]]:
+    """Consecutive entries for one experiment, at most ``size`` at a time."""
+    chunk: list[SpooledBatch] = []
+    for entry in entries:
+        if chunk and (
+            len(chunk) >= size
+            or (entry.project, entry.experiment) != (chunk[0].project, chunk[0].experiment)
+        ):
+            yield chunk
+            chunk = []
+        chunk.append(entry)
+    if chunk:
+        yield chunk
+
+
+def _add(total: WriteResult, result: WriteResult) -> None:
+    total.new_rows += result.new_rows
+    total.updated_rows += result.updated_rows
+    total.duplicate_rows += result.duplicate_rows
+    total.spans += result.spans
+
+
+def default_spool_dir(anchor: Path) -> Path:
+    """``.evalrows/spool`` under the project root: beside the default store, and usable
+    when a store elsewhere is not."""
+    return anchor / ".evalrows" / "spool"
+
+
+def session_name(attempt_id: str) -> str:
+    return f"{attempt_id}-{os.getpid()}"

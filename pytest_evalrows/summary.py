@@ -1,0 +1,50 @@
+"""The terminal summary of a recording session."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .recorder import Recorder
+
+
+def write_summary(recorder: Recorder, terminalreporter: Any) -> None:
+    totals = recorder.totals
+    delivery = recorder.delivery
+    write = terminalreporter.write_line
+    terminalreporter.write_sep("-", "evalrows")
+    store = delivery.store_display if delivery is not None else recorder.settings.store.display()
+    write(
+        f"experiment {recorder.experiment_name!r} (project {recorder.settings.project!r}) "
+        f"in {store}"
+    )
+    written = totals.written
+    write(
+        f"attempt {recorder.attempt_id}: {written.new_rows + written.updated_rows} rows "
+        f"written ({written.new_rows} new, {written.updated_rows} updated)"
+    )
+    if totals.resumed:
+        mode = recorder.settings.resume
+        write(f"resumed: {totals.resumed} cases whose row already {mode} were not run again")
+    if totals.leftover_rows:
+        write(f"delivered {totals.leftover_rows} rows an earlier session left in the spool")
+    if recorder.stale_spans_removed is not None:
+        write(f"stale spans removed: {recorder.stale_spans_removed}")
+    elif recorder.settings.keep_stale_spans:
+        write("stale spans kept (--eval-keep-stale-spans)")
+    if totals.scores:
+        means = ", ".join(
+            f"{name} {total / count:.3f}" for name, (total, count) in sorted(totals.scores.items())
+        )
+        write(f"mean scores: {means}")
+    if delivery is not None and delivery.store_error:
+        write(f"store unavailable: {delivery.store_error}", red=True)
+    for error in dict.fromkeys(totals.errors):
+        write(f"error: {error}", red=True)
+    if totals.undelivered_rows:
+        spool = delivery.spool_dir if delivery is not None else "the spool"
+        write(
+            f"{totals.undelivered_rows} rows not delivered: kept in {spool}; the next "
+            "recording session delivers them, or run `evalrows flush`",
+            red=True,
+        )

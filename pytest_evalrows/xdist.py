@@ -1,0 +1,31 @@
+"""pytest-xdist: one attempt across the controller and its workers.
+
+Registered only when xdist is installed and active, so its hooks are optional ones.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from .recorder import Recorder
+
+
+class XdistBridge:
+    """The controller's side: hand the attempt to every worker, collect their totals."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        # Called for every worker, replacements for crashed ones included, before it starts.
+        node.workerinput["evalrows_attempt_id"] = self.recorder.attempt_id
+        node.workerinput["evalrows_started"] = self.recorder.started
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        worker = getattr(getattr(node, "gateway", None), "id", "?")
+        self.recorder.merge_worker(getattr(node, "workeroutput", None), worker)
