@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from typing import Any
 
 import pytest
 
 from . import ids
-from .models import ErrorInfo, Metrics, RowVersion, SpanRecord, Status
+from .models import ErrorInfo, RowDoc, SpanDoc, Status
 from .row import UNSET, RowDraft, RowPlan
 
 _TRACEBACK_CHARS = 4_000
@@ -57,58 +57,60 @@ def row_version(
     end: float,
     attempt_id: str,
     fields: dict[str, Any],
-) -> RowVersion:
-    metrics = Metrics.model_construct(
-        start=draft.start, end=end, duration=max(0.0, end - draft.start)
-    )
+) -> RowDoc:
+    metrics: dict[str, Any] = {
+        "start": draft.start,
+        "end": end,
+        "duration": max(0.0, end - draft.start),
+    }
     if draft.prompt_tokens or draft.completion_tokens:
-        metrics.prompt_tokens = draft.prompt_tokens
-        metrics.completion_tokens = draft.completion_tokens
-        metrics.tokens = draft.prompt_tokens + draft.completion_tokens
-    return RowVersion.model_construct(
-        row_id=draft.plan.row_id,
-        version_id=str(uuid.uuid4()),
-        nodeid=draft.plan.nodeid,
-        attempt_id=attempt_id,
-        execution=draft.execution,
-        status=status,
-        error=draft.error if status in ("failed", "error") else None,
-        metrics=metrics,
-        root_span_id=ids.trace_id_hex(draft.trace_id),
-        span_id=ids.span_id_hex(draft.span_id),
-        version=None,
-        created=None,
+        metrics["prompt_tokens"] = draft.prompt_tokens
+        metrics["completion_tokens"] = draft.completion_tokens
+        metrics["tokens"] = draft.prompt_tokens + draft.completion_tokens
+    error = draft.error if status in ("failed", "error") else None
+    return {
+        "row_id": draft.plan.row_id,
+        # Makes a redelivered version a no-op in the store.
+        "version_id": os.urandom(16).hex(),
+        "nodeid": draft.plan.nodeid,
+        "attempt_id": attempt_id,
+        "execution": draft.execution,
+        "status": status,
         **fields,
-    )
+        "error": error.model_dump() if error is not None else None,
+        "metrics": metrics,
+        "root_span_id": ids.trace_id_hex(draft.trace_id),
+        "span_id": ids.span_id_hex(draft.span_id),
+    }
 
 
 def root_span(
     draft: RowDraft, *, status: str, end: float, attempt_id: str, experiment: str
-) -> SpanRecord:
+) -> SpanDoc:
     """The execution's own span: the root its children hang under."""
     row_id = draft.plan.row_id
     item = draft.item
-    return SpanRecord.model_construct(
-        span_id=ids.span_id_hex(draft.span_id),
-        root_span_id=ids.trace_id_hex(draft.trace_id),
-        span_parents=[],
-        row_id=row_id,
-        attempt_id=attempt_id,
-        execution=draft.execution,
-        name=item.name if item is not None else row_id,
-        kind="internal",
-        start=draft.start,
-        end=end,
-        status="ok" if status in ("passed", "xfailed", "skipped") else "error",
-        attributes={
+    return {
+        "span_id": ids.span_id_hex(draft.span_id),
+        "root_span_id": ids.trace_id_hex(draft.trace_id),
+        "span_parents": [],
+        "row_id": row_id,
+        "attempt_id": attempt_id,
+        "execution": draft.execution,
+        "name": item.name if item is not None else row_id,
+        "kind": "internal",
+        "start": draft.start,
+        "end": end,
+        "status": "ok" if status in ("passed", "xfailed", "skipped") else "error",
+        "attributes": {
             "evalrows.attempt_id": attempt_id,
             "evalrows.row_id": row_id,
             "evalrows.experiment": experiment,
             "evalrows.execution": draft.execution,
             "evalrows.status": status,
         },
-        events=[],
-    )
+        "events": [],
+    }
 
 
 def in_flight(draft: RowDraft) -> dict[str, Any]:
@@ -127,7 +129,7 @@ def in_flight(draft: RowDraft) -> dict[str, Any]:
     }
 
 
-def crashed_row(info: dict[str, Any], message: str, end: float, attempt_id: str) -> RowVersion:
+def crashed_row(info: dict[str, Any], message: str, end: float, attempt_id: str) -> RowDoc:
     """The row of a case whose worker process died while running it: an error."""
     plan = RowPlan(
         row_id=info["row_id"],

@@ -25,12 +25,14 @@ def plan_items(items: Sequence[pytest.Item], anchor: Path, config: pytest.Config
     """
     plans: list[RowPlan] = []
     owners: dict[str, pytest.Item] = {}
+    # Resolving paths touches the file system: once per file, not once per case.
+    relative: dict[Path, str] = {}
     warned: set[str] = set()
     for item in items:
         marker = item.get_closest_marker("eval")
         if marker is None:
             continue
-        plan, positional = _plan(item, marker, anchor, config)
+        plan, positional = _plan(item, marker, anchor, config, relative)
         other = owners.get(plan.row_id)
         if other is not None:
             raise pytest.UsageError(
@@ -49,9 +51,17 @@ def plan_items(items: Sequence[pytest.Item], anchor: Path, config: pytest.Config
 
 
 def _plan(
-    item: pytest.Item, marker: pytest.Mark, anchor: Path, config: pytest.Config
+    item: pytest.Item,
+    marker: pytest.Mark,
+    anchor: Path,
+    config: pytest.Config,
+    relative: dict[Path, str],
 ) -> tuple[RowPlan, list[str]]:
-    nodeid = ids.normalize_nodeid(item.nodeid, item.path, anchor)
+    path = relative.get(item.path)
+    if path is None:
+        path = relative[item.path] = ids.normalize_nodeid("", item.path, anchor)
+    _, sep, rest = item.nodeid.partition("::")
+    nodeid = path + sep + rest
     callspec = getattr(item, "callspec", None)
     params: Mapping[str, Any] = dict(callspec.params) if callspec is not None else {}
     input_value, cut = json_value(dict(params))

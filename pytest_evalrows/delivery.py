@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StoreError
-from .models import Experiment, RowVersion, SpanRecord, WriteResult
+from .models import Experiment, RowDoc, SpanDoc, WriteResult
 from .spool import Spool, chunks, deliver_leftovers
 from .store.base import Store
 from .writer import BatchWriter
@@ -25,8 +25,8 @@ from .writer import BatchWriter
 class Unit:
     """What is written together: a row version and the spans of its execution."""
 
-    row: RowVersion | None
-    spans: list[SpanRecord] = field(default_factory=list)
+    row: RowDoc | None
+    spans: list[SpanDoc] = field(default_factory=list)
 
 
 @dataclass
@@ -195,13 +195,13 @@ class Delivery:
             self.spool.ack(seqs)
         self._count(result, rows)
 
-    def _count(self, result: WriteResult, rows: list[RowVersion]) -> None:
+    def _count(self, result: WriteResult, rows: list[RowDoc]) -> None:
         written = self.totals.written
         written.new_rows += result.new_rows
         written.updated_rows += result.updated_rows
         written.duplicate_rows += result.duplicate_rows
         written.spans += result.spans
-        self.totals.delivered_rows.update(row.row_id for row in rows)
+        self.totals.delivered_rows.update(row["row_id"] for row in rows)
 
     # -- end -----------------------------------------------------------------------------
 

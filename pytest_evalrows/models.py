@@ -22,12 +22,15 @@ __all__ = [
     "ErrorInfo",
     "Experiment",
     "Metrics",
+    "RowDoc",
     "RowState",
     "RowVersion",
+    "SpanDoc",
     "SpanRecord",
     "StaleSpan",
     "Status",
     "WriteResult",
+    "as_doc",
     "check_score",
     "json_value",
 ]
@@ -111,6 +114,17 @@ class SpanRecord(BaseModel):
     status: str = "unset"
     attributes: dict[str, Any] = Field(default_factory=dict)
     events: list[dict[str, Any]] = Field(default_factory=list)
+
+
+# The write path carries rows and spans as plain dicts shaped like the models (built, spooled
+# and sent without model overhead on the tests' thread); readers get validated models.
+RowDoc = dict[str, Any]
+SpanDoc = dict[str, Any]
+
+
+def as_doc(value: BaseModel | dict[str, Any]) -> dict[str, Any]:
+    """A row or span as a plain dict, whichever form it came in."""
+    return value if isinstance(value, dict) else value.model_dump(mode="json")
 
 
 class StaleSpan(NamedTuple):

@@ -13,7 +13,7 @@ from . import building, gitinfo, ids
 from .collection import plan_items, plan_key, resume_filter, warn_changed_params
 from .delivery import Delivery, Totals, Unit
 from .errors import StoreError
-from .models import Attempt, RowState, SpanRecord
+from .models import Attempt, RowState, SpanDoc
 from .outcomes import row_status
 from .row import RowDraft, RowPlan
 from .settings import Settings
@@ -52,7 +52,7 @@ class Recorder:
         self.attempt: Attempt | None = None
         self.plans: list[RowPlan] = []
         self.drafts: dict[str, RowDraft] = {}
-        self.carried_spans: dict[str, list[SpanRecord]] = {}
+        self.carried_spans: dict[str, list[SpanDoc]] = {}
         self.in_flight: dict[str, dict[str, Any]] = {}  # controller: rows running on workers
         self.has_row_fields_hook = False
         self.tracing: Tracing | None = None
@@ -273,14 +273,17 @@ class Recorder:
             draft, status=status, end=end, attempt_id=self.attempt_id, fields=fields
         )
         self.totals.statuses[status] += 1
-        self.totals.add_scores(row.scores)
+        self.totals.add_scores(row["scores"])
         spans.append(self._root_span(draft, status, end))
         spans.extend(draft.spans)
         draft.spans = []
+        item = draft.item
         draft.item = None
+        if item is not None:  # nothing holds a finished row for the rest of the session
+            del item.stash[draft_key]
         self._send(Unit(row, spans))
 
-    def _root_span(self, draft: RowDraft, status: str, end: float) -> SpanRecord:
+    def _root_span(self, draft: RowDraft, status: str, end: float) -> SpanDoc:
         return building.root_span(
             draft,
             status=status,
@@ -289,10 +292,10 @@ class Recorder:
             experiment=self.experiment_name,
         )
 
-    def _unowned_span(self, record: SpanRecord) -> None:
+    def _unowned_span(self, record: SpanDoc) -> None:
         self._send(Unit(None, [record]))
 
-    def _late_span(self, row: ActiveRow, record: SpanRecord) -> None:
+    def _late_span(self, row: ActiveRow, record: SpanDoc) -> None:
         """A span that ended after its row was finished (a thread outliving the test)."""
         self._send(Unit(None, [record]))
 

@@ -22,7 +22,7 @@ from typing import IO, Any
 import pydantic_core
 
 from .errors import StoreError
-from .models import RowVersion, SpanRecord, WriteResult
+from .models import RowDoc, SpanDoc, WriteResult
 from .store.base import Store
 
 try:
@@ -40,8 +40,8 @@ class SpooledBatch:
     store: str
     project: str
     experiment: str
-    rows: list[RowVersion]
-    spans: list[SpanRecord]
+    rows: list[RowDoc]
+    spans: list[SpanDoc]
 
 
 class Spool:
@@ -62,8 +62,8 @@ class Spool:
         store: str,
         project: str,
         experiment: str,
-        rows: list[RowVersion],
-        spans: list[SpanRecord],
+        rows: list[RowDoc],
+        spans: list[SpanDoc],
     ) -> int:
         """Write an entry so that it survives this process being killed; return its number."""
         with self._mutex:
@@ -97,6 +97,8 @@ class Spool:
     def pending(self) -> list[SpooledBatch]:
         """The entries of this file the store does not have yet, oldest first."""
         with self._mutex:
+            if not self.unacked:
+                return []
             self._file.flush()
             unacked = set(self.unacked)
         return [batch for batch in _read(self.path) if batch.seq in unacked]
@@ -148,8 +150,8 @@ def _read(path: Path) -> Iterator[SpooledBatch]:
             store=entry["store"],
             project=entry["project"],
             experiment=entry["experiment"],
-            rows=[RowVersion.model_validate(row) for row in entry["rows"]],
-            spans=[SpanRecord.model_validate(span) for span in entry["spans"]],
+            rows=entry["rows"],
+            spans=entry["spans"],
         )
 
 
@@ -201,7 +203,7 @@ def deliver_leftovers(
                     file.write(_acks_line([entry.seq for entry in chunk]))
                     file.flush()
                     _add(done.written, result)
-                    done.rows.update((*key, row.row_id) for row in rows)
+                    done.rows.update((*key, row["row_id"]) for row in rows)
             except StoreError as exc:
                 done.errors.append(str(exc))
                 return done

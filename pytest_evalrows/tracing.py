@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from . import ids
-from .models import SpanRecord
+from .models import SpanDoc
 from .row import RowDraft
 
 _INPUT_TOKENS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
@@ -53,8 +53,8 @@ class RowSpanProcessor(SpanProcessor):
     def __init__(
         self,
         attempt_id: str,
-        on_unowned: Callable[[SpanRecord], None],
-        on_late: Callable[[ActiveRow, SpanRecord], None],
+        on_unowned: Callable[[SpanDoc], None],
+        on_late: Callable[[ActiveRow, SpanDoc], None],
     ) -> None:
         self.attempt_id = attempt_id
         self.active: ActiveRow | None = None
@@ -116,7 +116,7 @@ class RowSpanProcessor(SpanProcessor):
         return True
 
 
-def span_record(span: ReadableSpan, row: ActiveRow | None, attempt_id: str) -> SpanRecord:
+def span_record(span: ReadableSpan, row: ActiveRow | None, attempt_id: str) -> SpanDoc:
     """A finished SDK span as stored. A span with no parent in the row's trace (started in a
     thread) is hung under the row's root."""
     context = span.context
@@ -131,20 +131,20 @@ def span_record(span: ReadableSpan, row: ActiveRow | None, attempt_id: str) -> S
         if not parents:
             parents = [row.span_hex]
     status = span.status.status_code.name.lower() if span.status is not None else "unset"
-    return SpanRecord.model_construct(
-        span_id=ids.span_id_hex(context.span_id),
-        root_span_id=trace_hex,
-        span_parents=parents,
-        row_id=row.draft.plan.row_id if row is not None else None,
-        attempt_id=attempt_id,
-        execution=row.draft.execution if row is not None else 0,
-        name=span.name,
-        kind=span.kind.name.lower(),
-        start=(span.start_time or 0) / 1e9,
-        end=(span.end_time or 0) / 1e9,
-        status=status,
-        attributes=_json_attributes(span.attributes),
-        events=[
+    return {
+        "span_id": ids.span_id_hex(context.span_id),
+        "root_span_id": trace_hex,
+        "span_parents": parents,
+        "row_id": row.draft.plan.row_id if row is not None else None,
+        "attempt_id": attempt_id,
+        "execution": row.draft.execution if row is not None else 0,
+        "name": span.name,
+        "kind": span.kind.name.lower(),
+        "start": (span.start_time or 0) / 1e9,
+        "end": (span.end_time or 0) / 1e9,
+        "status": status,
+        "attributes": _json_attributes(span.attributes),
+        "events": [
             {
                 "name": event.name,
                 "timestamp": event.timestamp / 1e9,
@@ -152,7 +152,7 @@ def span_record(span: ReadableSpan, row: ActiveRow | None, attempt_id: str) -> S
             }
             for event in span.events
         ],
-    )
+    }
 
 
 def _json_attributes(attributes: Any) -> dict[str, Any]:

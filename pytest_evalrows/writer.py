@@ -2,41 +2,43 @@
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-_STOP = object()
-
 
 class BatchWriter(Generic[T]):
-    """Hands items to ``deliver`` in batches, from one background thread.
+    """Hands items to ``deliver`` in batches from one background thread, never one call per
+    item.
 
-    The queue is bounded: when the store falls behind, ``put`` waits rather than dropping
-    anything. A batch closes when it has ``max_batch`` items or ``linger`` seconds after its
-    first item, so a busy session makes few large transactions, never one per row.
+    ``put`` is a lock-free append: the thread wakes every ``linger`` seconds and takes what
+    has accumulated, at most ``max_batch`` items per call. The tests' thread never waits on a
+    lock, never wakes the writer, and never waits for a slow store. The queue is bounded: past
+    ``max_queue`` items ``put`` waits for the thread rather than dropping anything.
     """
 
     def __init__(
         self,
         deliver: Callable[[list[T]], None],
         *,
-        max_batch: int = 500,
-        linger: float = 0.05,
+        max_batch: int = 2000,
+        linger: float = 0.5,
         max_queue: int = 20_000,
         name: str = "evalrows-writer",
     ) -> None:
         self._deliver = deliver
         self._max_batch = max_batch
         self._linger = linger
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._max_queue = max_queue
+        self._items: deque[T] = deque()
+        self._closing = threading.Event()
         self._closed = False
         self.crash: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     @property
@@ -46,38 +48,32 @@ class BatchWriter(Generic[T]):
     def put(self, item: T) -> None:
         if self._closed:
             raise RuntimeError("the writer is closed")
-        self._queue.put(item)
+        while len(self._items) >= self._max_queue and self._thread.is_alive():
+            time.sleep(self._linger / 10)  # the store is behind: wait, never drop
+        self._items.append(item)
 
     def close(self) -> None:
         """Deliver everything queued, then stop the thread."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
+        self._closing.set()
         self._thread.join()
+        self._drain()  # what a thread that died left behind
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is _STOP:
+            # Waits the linger out, or less when closing.
+            closing = self._closing.wait(self._linger)
+            self._drain()
+            if closing:
                 return
-            # Sleep through the linger instead of waking per item: each wake-up of this
-            # thread takes the GIL from the tests' thread.
-            time.sleep(self._linger)
-            batch: list[T] = [first]  # type: ignore[list-item]
-            stopping = False
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)  # type: ignore[arg-type]
+
+    def _drain(self) -> None:
+        items = self._items
+        while items:
+            batch = [items.popleft() for _ in range(min(len(items), self._max_batch))]
             try:
                 self._deliver(batch)
             except BaseException as exc:  # deliver reports its own failures; this is a bug
                 self.crash = exc
-            if stopping:
-                return

@@ -72,7 +72,11 @@ class Setup:
 def otel() -> Iterator[Setup]:
     unowned: list[SpanRecord] = []
     late: list[tuple[ActiveRow, SpanRecord]] = []
-    processor = RowSpanProcessor(ATTEMPT, unowned.append, lambda row, rec: late.append((row, rec)))
+    processor = RowSpanProcessor(
+        ATTEMPT,
+        lambda rec: unowned.append(SpanRecord.model_validate(rec)),
+        lambda row, rec: late.append((row, SpanRecord.model_validate(rec))),
+    )
     provider = TracerProvider(shutdown_on_exit=False)
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -114,7 +118,7 @@ def test_spans_under_a_row_are_stamped_and_captured_under_its_root(
             pass
     otel.tracing.exit_row(row)
 
-    records = {record.name: record for record in row.draft.spans}
+    records = {record.name: record for record in _records(row)}
     assert sorted(records) == ["inner", "outer"]
     outer_record, inner_record = records["outer"], records["inner"]
     assert outer_record.span_parents == [row.span_hex]
@@ -142,7 +146,7 @@ def test_a_span_started_in_a_thread_hangs_under_the_row_root(otel: Setup, row: A
     thread = threading.Thread(target=work)
     thread.start()
     thread.join()
-    (record,) = row.draft.spans
+    (record,) = _records(row)
     assert record.name == "threaded"
     assert record.root_span_id == row.trace_hex
     assert record.span_parents == [row.span_hex]
@@ -160,7 +164,7 @@ def test_nesting_inside_a_thread_is_kept(otel: Setup, row: ActiveRow) -> None:
     thread = threading.Thread(target=work)
     thread.start()
     thread.join()
-    records = {record.name: record for record in row.draft.spans}
+    records = {record.name: record for record in _records(row)}
     assert records["thread-outer"].span_parents == [row.span_hex]
     assert records["thread-inner"].span_parents == [records["thread-outer"].span_id]
 
@@ -179,7 +183,7 @@ def test_spans_outside_rows_belong_to_no_row(otel: Setup, row: ActiveRow) -> Non
     assert stamp(unowned.attributes) == {}
     assert stamp(otel.exported("fixture")) == {}
     # Back in the row: the context and the stamping are restored.
-    (after,) = row.draft.spans
+    (after,) = _records(row)
     assert after.name == "after"
     assert after.span_parents == [row.span_hex]
     assert stamp(after.attributes) == STAMP
@@ -232,7 +236,7 @@ def test_span_record_fields(otel: Setup) -> None:
         span.set_status(Status(StatusCode.ERROR, "boom"))
     (finished,) = [s for s in otel.exporter.get_finished_spans() if s.name == "call"]
     active = active_row(execution=3)
-    record = span_record(finished, active, "other-attempt")
+    record = SpanRecord.model_validate(span_record(finished, active, "other-attempt"))
     assert finished.context is not None and finished.start_time and finished.end_time
     assert record.span_id == ids.span_id_hex(finished.context.span_id)
     assert record.root_span_id == active.trace_hex
@@ -248,7 +252,7 @@ def test_span_record_fields(otel: Setup) -> None:
             "attributes": {"attempt": 2, "codes": [500, 502]},
         }
     ]
-    unowned = span_record(finished, None, "a")
+    unowned = SpanRecord.model_validate(span_record(finished, None, "a"))
     assert (unowned.row_id, unowned.execution, unowned.span_parents) == (None, 0, [])
     assert unowned.root_span_id == ids.trace_id_hex(finished.context.trace_id)
     # JSON round trip: what the store keeps.
@@ -394,3 +398,8 @@ def test_delete_stale_spans_of_every_row_is_idempotent(stores: Stores) -> None:
         assert store.delete_stale_spans(stores.exp2) == [stale(stores.spans2[1])]
     assert stores.remaining(stores.exp2) == [stores.spans2[0], stores.spans2[2]]
     assert len(stores.remaining(stores.exp1)) == 5
+
+
+def _records(row: ActiveRow) -> list[SpanRecord]:
+    """The spans captured under a row, validated as the store would read them."""
+    return [SpanRecord.model_validate(record) for record in row.draft.spans]

@@ -9,8 +9,10 @@ from types import TracebackType
 from ..models import (
     Attempt,
     Experiment,
+    RowDoc,
     RowState,
     RowVersion,
+    SpanDoc,
     SpanRecord,
     StaleSpan,
     WriteResult,
@@ -54,9 +56,13 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def write(
-        self, experiment_id: str, rows: Sequence[RowVersion], spans: Sequence[SpanRecord]
+        self,
+        experiment_id: str,
+        rows: Sequence[RowDoc | RowVersion],
+        spans: Sequence[SpanDoc | SpanRecord],
     ) -> WriteResult:
-        """Write a batch of row versions and spans, all or nothing."""
+        """Write a batch of row versions and spans, all or nothing. Rows and spans come as
+        models or as plain dicts of the same shape (what the recorder sends)."""
 
     @abc.abstractmethod
     def latest_rows(

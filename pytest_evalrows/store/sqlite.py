@@ -18,11 +18,14 @@ from ..errors import StoreError, UnknownExperimentError
 from ..models import (
     Attempt,
     Experiment,
+    RowDoc,
     RowState,
     RowVersion,
+    SpanDoc,
     SpanRecord,
     StaleSpan,
     WriteResult,
+    as_doc,
 )
 from .base import Store
 
@@ -248,15 +251,19 @@ class SQLiteStore(Store):
     # -- rows and spans ------------------------------------------------------------------
 
     def write(
-        self, experiment_id: str, rows: Sequence[RowVersion], spans: Sequence[SpanRecord]
+        self,
+        experiment_id: str,
+        rows: Sequence[RowDoc | RowVersion],
+        spans: Sequence[SpanDoc | SpanRecord],
     ) -> WriteResult:
         # Set-based: the batch goes in as one JSON array per statement, so a batch of any size
         # is a handful of statements. That matters beyond SQLite: every statement releases and
         # retakes the GIL, and a writer thread that does so per row slows the tests' thread.
         result = WriteResult()
         now = time.time()
+        docs = [as_doc(row) for row in rows]
         with self._errors("writing rows"), self._transaction() as db:
-            for group in _rounds(rows):
+            for group in _rounds(docs):
                 (before,) = db.execute(
                     "SELECT coalesce(max(rowid), 0) FROM row_versions"
                 ).fetchone()
@@ -273,10 +280,8 @@ class SQLiteStore(Store):
                 result.new_rows += new or 0
                 result.updated_rows += updated or 0
             if spans:
-                db.execute(
-                    _INSERT_SPANS,
-                    {"experiment": experiment_id, "spans": pydantic_core.to_json(spans).decode()},
-                )
+                span_json = pydantic_core.to_json([as_doc(span) for span in spans]).decode()
+                db.execute(_INSERT_SPANS, {"experiment": experiment_id, "spans": span_json})
             result.spans = len(spans)
         return result
 
@@ -356,14 +361,14 @@ class SQLiteStore(Store):
         return [StaleSpan(*row) for row in found]
 
 
-def _rounds(rows: Sequence[RowVersion]) -> list[list[RowVersion]]:
+def _rounds(rows: list[RowDoc]) -> list[list[RowDoc]]:
     """Split a batch so that no round holds a row id twice; the k-th version of a row in the
     batch goes in round k. Only batches redelivered from a spool have repeats."""
-    rounds: list[list[RowVersion]] = []
+    rounds: list[list[RowDoc]] = []
     seen: dict[str, int] = {}
     for row in rows:
-        index = seen.get(row.row_id, 0)
-        seen[row.row_id] = index + 1
+        index = seen.get(row["row_id"], 0)
+        seen[row["row_id"]] = index + 1
         if index == len(rounds):
             rounds.append([])
         rounds[index].append(row)
