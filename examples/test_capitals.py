@@ -23,6 +23,9 @@ CASES = [
 @pytest.mark.eval(key="id")  # rows keyed by the case's id: reordering CASES is safe
 @pytest.mark.parametrize("case", CASES, ids=[case["id"] for case in CASES])
 def test_answers(case, eval_row):
+    with eval_row.span("prompt", input=case["question"]) as span:
+        prompt = f"Answer briefly: {case['question']}"
+        span.log(output=prompt)
     output = answer(case["question"])
     eval_row.log(output=output, expected=case["expected"], tags=["geography"])
     eval_row.score("contains_expected", case["expected"] in output)

@@ -58,6 +58,8 @@ class Recorder:
         self.tracing: Tracing | None = None
         self.tracing_note = "span capture off"
         self.stale_spans_removed: int | None = None
+        self.cleanup_seconds = 0.0
+        self.resume_seconds = 0.0
         self.finished = False
 
     # -- session start -------------------------------------------------------------------
@@ -113,6 +115,7 @@ class Recorder:
         self.plans = plan_items(items, self.settings.anchor, config)
         # Asked once: calling a hook nobody implements still costs per row.
         self.has_row_fields_hook = bool(config.hook.pytest_evalrows_row_fields.get_hookimpls())
+        started = time.perf_counter()
         states = self._stored_states() if self.plans else {}
         if states:
             warn_changed_params(self.plans, states)
@@ -124,6 +127,7 @@ class Recorder:
                 items[:] = keep
                 config.hook.pytest_deselected(items=skip)
                 self.totals.resumed = len(skip)
+            self.resume_seconds = time.perf_counter() - started
 
     def _stored_states(self) -> dict[str, RowState]:
         """The latest state of every stored row, in one read (resume and drift checks)."""
@@ -358,11 +362,13 @@ class Recorder:
             return
         if delivery.store is None or delivery.experiment is None:
             return
+        started = time.perf_counter()
         try:
             removed = delivery.store.delete_stale_spans(delivery.experiment.id, rows)
         except StoreError as exc:
             self.totals.errors.append(str(exc))
             return
+        self.cleanup_seconds = time.perf_counter() - started
         self.stale_spans_removed = len(removed)
 
     def _save_attempt(self) -> None:

@@ -25,11 +25,15 @@ def write_summary(recorder: Recorder, terminalreporter: Any) -> None:
     )
     if totals.resumed:
         mode = recorder.settings.resume
-        write(f"resumed: {totals.resumed} cases whose row already {mode} were not run again")
+        took = f" (decided in {recorder.resume_seconds:.2f} s)" if recorder.resume_seconds else ""
+        write(f"resumed: {totals.resumed} cases whose row already {mode} were not run again{took}")
     if totals.leftover_rows:
         write(f"delivered {totals.leftover_rows} rows an earlier session left in the spool")
     if recorder.stale_spans_removed is not None:
-        write(f"stale spans removed: {recorder.stale_spans_removed}")
+        write(
+            f"stale spans removed: {recorder.stale_spans_removed} "
+            f"(in {recorder.cleanup_seconds:.2f} s)"
+        )
     elif recorder.settings.keep_stale_spans:
         write("stale spans kept (--eval-keep-stale-spans)")
     if totals.scores:

@@ -177,7 +177,7 @@ def stale_removed(result: pytest.RunResult) -> int | None:
     found = [
         int(match.group(1))
         for line in summary_lines(result)
-        if (match := re.fullmatch(r"stale spans removed: (\d+)", line))
+        if (match := re.fullmatch(r"stale spans removed: (\d+) \(in [\d.]+ s\)", line))
     ]
     assert len(found) <= 1, result.stdout.str()
     return found[0] if found else None
