@@ -129,8 +129,10 @@ def in_flight(draft: RowDraft) -> dict[str, Any]:
     }
 
 
-def crashed_row(info: dict[str, Any], message: str, end: float, attempt_id: str) -> RowDoc:
-    """The row of a case whose worker process died while running it: an error."""
+def crashed_row(
+    info: dict[str, Any], message: str, end: float, attempt_id: str, experiment: str
+) -> tuple[RowDoc, SpanDoc]:
+    """The row (and its root span) of a case whose worker died while running it: an error."""
     plan = RowPlan(
         row_id=info["row_id"],
         nodeid=info["nodeid"],
@@ -147,7 +149,9 @@ def crashed_row(info: dict[str, Any], message: str, end: float, attempt_id: str)
         error=ErrorInfo(type="WorkerCrash", message=message[:_MESSAGE_CHARS]),
     )
     fields = row_fields(draft, "error", attempt_id)
-    return row_version(draft, status="error", end=end, attempt_id=attempt_id, fields=fields)
+    row = row_version(draft, status="error", end=end, attempt_id=attempt_id, fields=fields)
+    root = root_span(draft, status="error", end=end, attempt_id=attempt_id, experiment=experiment)
+    return row, root
 
 
 def plain_error(report: pytest.TestReport) -> ErrorInfo:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreError
+from .errors import StoreAuthError, StoreError
 from .models import Experiment, RowDoc, SpanDoc, WriteResult
 from .spool import Spool, chunks, deliver_leftovers
 from .store.base import Store
@@ -37,6 +37,7 @@ class Totals:
     delivered_rows: set[str] = field(default_factory=set)
     undelivered_rows: int = 0
     leftover_rows: int = 0
+    own_leftovers: int = 0  # this attempt's rows a crashed worker left in the spool
     errors: list[str] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     scores: dict[str, list[float]] = field(default_factory=dict)  # name -> [sum, count]
@@ -70,7 +71,8 @@ class Totals:
         self.undelivered_rows += data["undelivered_rows"]
         self.leftover_rows += data["leftover_rows"]
         self.errors.extend(data["errors"])
-        self.statuses.update(data["statuses"])
+        # Statuses are not merged: the controller counts them from the reports it sees,
+        # which include the rows of a worker that crashed.
         for name, (total, count) in data["scores"].items():
             mine = self.scores.setdefault(name, [0.0, 0])
             mine[0] += total
@@ -92,7 +94,9 @@ class Delivery:
         spool_dir: Path,
         spool_name: str,
         totals: Totals,
+        attempt_id: str,
     ) -> None:
+        self.attempt_id = attempt_id
         self._open_store = open_store
         self.store_display = store_display
         self.project = project
@@ -131,6 +135,9 @@ class Delivery:
             self.experiment = self.store.get_or_create_experiment(
                 self.project, self.experiment_name, git_commit=git_commit, git_branch=git_branch
             )
+        except StoreAuthError:
+            self._store_down = True
+            raise
         except StoreError as exc:
             self.store_error = str(exc)
             self._store_down = True
@@ -138,14 +145,30 @@ class Delivery:
         self.store_error = None
         return True
 
+    def _reconnect(self) -> bool:
+        try:
+            return self.connect()
+        except StoreAuthError as exc:
+            self.totals.errors.append(str(exc))
+            return False
+
     def deliver_leftovers(self) -> None:
         """Deliver what earlier (or crashed) sessions left in the spool for this store."""
         if self.store is None:
             return
         own = self.spool.path if self.spool is not None else None
-        done = deliver_leftovers(self.spool_dir, self.store, skip=own)
+
+        def count(rows: list[RowDoc]) -> None:
+            # Rows of this very attempt (an xdist worker that crashed) are this session's.
+            for row in rows:
+                if row["attempt_id"] == self.attempt_id:
+                    self.totals.add_scores(row.get("scores") or {})
+                    self.totals.own_leftovers += 1
+                else:
+                    self.totals.leftover_rows += 1
+
+        done = deliver_leftovers(self.spool_dir, self.store, skip=own, on_rows=count)
         self.totals.errors.extend(done.errors)
-        self.totals.leftover_rows += len(done.rows)
         self.totals.delivered_rows.update(
             row_id
             for project, experiment, row_id in done.rows
@@ -212,7 +235,7 @@ class Delivery:
             if self.writer.crash is not None:
                 self.totals.errors.append(f"the writer thread failed: {self.writer.crash!r}")
         pending = self.spool.pending() if self.spool is not None else []
-        if (pending or self._unspooled) and self.connect():
+        if (pending or self._unspooled) and self._reconnect():
             assert self.store is not None and self.experiment is not None
             self._store_down = False
             try:

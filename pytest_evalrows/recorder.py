@@ -12,7 +12,7 @@ import pytest
 from . import building, gitinfo, ids
 from .collection import plan_items, plan_key, resume_filter, warn_changed_params
 from .delivery import Delivery, Totals, Unit
-from .errors import StoreError
+from .errors import StoreAuthError, StoreError
 from .models import Attempt, RowState, SpanDoc
 from .outcomes import row_status
 from .row import RowDraft, RowPlan
@@ -83,7 +83,9 @@ class Recorder:
 
         def make_store() -> Any:
             hook = self.config.hook.pytest_evalrows_make_store
-            return hook(config=self.config, url=url) or open_store(url)
+            return hook(config=self.config, url=url) or open_store(
+                url, api_key=self.settings.api_key, timeout=self.settings.http_timeout
+            )
 
         self.delivery = Delivery(
             open_store=make_store,
@@ -93,16 +95,25 @@ class Recorder:
             spool_dir=spool_dir,
             spool_name=session_name(self.attempt_id),
             totals=self.totals,
+            attempt_id=self.attempt_id,
         )
         commit, branch = gitinfo.git_head(self.settings.anchor)
-        self.delivery.start(git_commit=commit, git_branch=branch)
+        try:
+            self.delivery.start(git_commit=commit, git_branch=branch)
+        except StoreAuthError as exc:
+            # No money is spent on a run that cannot be recorded.
+            raise pytest.UsageError(f"evalrows: {exc}") from None
+        if not self.is_worker:
+            # Resume judges versions written before now: after the leftovers just delivered,
+            # before any worker starts (workers inherit this instant).
+            self.started = time.time()
         if not self.is_worker:
             self.attempt = Attempt(
                 id=self.attempt_id,
                 experiment_id=self.delivery.experiment.id if self.delivery.experiment else "",
                 started=self.started,
                 host=socket.gethostname(),
-                args=list(self.config.invocation_params.args),
+                args=redacted(self.config.invocation_params.args),
                 git_commit=commit,
                 git_branch=branch,
             )
@@ -245,18 +256,32 @@ class Recorder:
             self._finish(draft, report)
 
     def _track_worker_row(self, report: pytest.TestReport) -> None:
-        """Controller side: remember rows running on workers; record a crashed one."""
+        """Controller side: follow the rows running on workers, count their statuses from the
+        reports (a crashed worker's included), and record a row whose worker died."""
+        nodeid = report.nodeid
         info = getattr(report, "evalrows_row", None)
         if info is not None:
-            self.in_flight[report.nodeid] = info
-        elif report.when == "teardown":
-            self.in_flight.pop(report.nodeid, None)
-        elif report.when not in ("setup", "call") and report.nodeid in self.in_flight:
+            self.in_flight[nodeid] = info
+            info["phases"] = {}
+        info = self.in_flight.get(nodeid)
+        if info is None:
+            return
+        outcome: str = report.outcome
+        if report.when in ("setup", "call", "teardown"):
+            info["phases"][report.when] = (outcome, hasattr(report, "wasxfail"))
+            info["rerun"] = info.get("rerun") or outcome == "rerun"
+            if report.when == "teardown":
+                del self.in_flight[nodeid]
+                if not info["rerun"]:
+                    self.totals.statuses[row_status(info["phases"])] += 1
+        else:
             # xdist reports a worker that died mid-test with when="???".
-            info = self.in_flight.pop(report.nodeid)
-            row = building.crashed_row(info, str(report.longrepr), time.time(), self.attempt_id)
+            del self.in_flight[nodeid]
+            row, root = building.crashed_row(
+                info, str(report.longrepr), time.time(), self.attempt_id, self.experiment_name
+            )
             self.totals.statuses["error"] += 1
-            self._send(Unit(row, []))
+            self._send(Unit(row, [root]))
 
     def _finish(self, draft: RowDraft, report: pytest.TestReport) -> None:
         spans = self.carried_spans.pop(report.nodeid, [])
@@ -392,3 +417,21 @@ class Recorder:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         write_summary(self, terminalreporter)
+
+
+def redacted(args: Any) -> list[str]:
+    """The command line as recorded: without the value of --eval-api-key."""
+    result: list[str] = []
+    hide_next = False
+    for arg in map(str, args):
+        if hide_next:
+            result.append("***")
+            hide_next = False
+        elif arg == "--eval-api-key":
+            result.append(arg)
+            hide_next = True
+        elif arg.startswith("--eval-api-key="):
+            result.append("--eval-api-key=***")
+        else:
+            result.append(arg)
+    return result

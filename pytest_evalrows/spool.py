@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +50,14 @@ class Spool:
     def __init__(self, directory: Path, name: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"{name}.jsonl"
-        self._file: IO[bytes] = open(self.path, "ab")  # noqa: SIM115 - held for the session
-        _lock(self._file, blocking=True)
+        while True:
+            self._file: IO[bytes] = open(self.path, "ab")  # noqa: SIM115 - held for the session
+            _lock(self._file, blocking=True)
+            # Another session delivering leftovers may have taken the new, empty file for a
+            # dead one and removed it between our open and our lock: then open it again.
+            if _same_file(self._file, self.path):
+                break
+            self._file.close()
         self._seq = 0
         self._mutex = threading.Lock()
         self.unacked: set[int] = set()
@@ -114,6 +120,13 @@ class Spool:
             self._file.close()  # closing releases the lock
 
 
+def _same_file(file: IO[bytes], path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(file.fileno()), os.stat(path))
+    except OSError:
+        return False
+
+
 def _acks_line(seqs: list[int]) -> bytes:
     return b'{"acks":[' + b",".join(b"%d" % seq for seq in seqs) + b"]}\n"
 
@@ -163,6 +176,7 @@ class Delivered:
     rows: set[tuple[str, str, str]] = field(default_factory=set)  # (project, experiment, row)
     files: int = 0
     errors: list[str] = field(default_factory=list)
+    other_stores: set[str] = field(default_factory=set)  # entries left for other stores
 
 
 def deliver_leftovers(
@@ -170,11 +184,13 @@ def deliver_leftovers(
     store: Store,
     *,
     skip: Path | None = None,
+    on_rows: Callable[[list[RowDoc]], None] | None = None,
 ) -> Delivered:
     """Deliver what earlier sessions left in ``directory`` for this ``store``.
 
     Files that a live session holds are skipped, as is ``skip`` (this process's own file).
     Delivery is idempotent: a row version the store already has is not written twice.
+    ``on_rows`` sees every delivered batch of rows.
     """
     done = Delivered()
     if not directory.is_dir():
@@ -192,6 +208,9 @@ def deliver_leftovers(
                 continue  # a live session's file
             entries = list(_read(path))
             mine = [entry for entry in entries if entry.store == store.display_url]
+            done.other_stores.update(e.store for e in entries if e.store != store.display_url)
+            if entries and not _ends_with_newline(path):
+                file.write(b"\n")  # a torn last line (a kill mid-write): acks go after it
             try:
                 for chunk in chunks(mine):
                     key = (chunk[0].project, chunk[0].experiment)
@@ -204,6 +223,8 @@ def deliver_leftovers(
                     file.flush()
                     _add(done.written, result)
                     done.rows.update((*key, row["row_id"]) for row in rows)
+                    if on_rows is not None:
+                        on_rows(rows)
             except StoreError as exc:
                 done.errors.append(str(exc))
                 return done
@@ -212,6 +233,15 @@ def deliver_leftovers(
                 with suppress(OSError):
                     path.unlink()
     return done
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as file:
+        file.seek(0, os.SEEK_END)
+        if file.tell() == 0:
+            return True
+        file.seek(-1, os.SEEK_END)
+        return file.read(1) == b"\n"
 
 
 def chunks(entries: list[SpooledBatch], size: int = 500) -> Iterator[list[SpooledBatch]]:

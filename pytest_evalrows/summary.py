@@ -23,6 +23,8 @@ def write_summary(recorder: Recorder, terminalreporter: Any) -> None:
         f"attempt {recorder.attempt_id}: {written.new_rows + written.updated_rows} rows "
         f"written ({written.new_rows} new, {written.updated_rows} updated)"
     )
+    if totals.own_leftovers:
+        write(f"{totals.own_leftovers} rows a crashed worker left were delivered from its spool")
     if totals.resumed:
         mode = recorder.settings.resume
         took = f" (decided in {recorder.resume_seconds:.2f} s)" if recorder.resume_seconds else ""
@@ -36,6 +38,10 @@ def write_summary(recorder: Recorder, terminalreporter: Any) -> None:
         )
     elif recorder.settings.keep_stale_spans:
         write("stale spans kept (--eval-keep-stale-spans)")
+    requests = getattr(delivery.store, "requests", None) if delivery is not None else None
+    if requests:
+        counts = ", ".join(f"{name} {count}" for name, count in sorted(requests.items()))
+        write(f"requests to the store: {counts}")
     if totals.scores:
         means = ", ".join(
             f"{name} {total / count:.3f}" for name, (total, count) in sorted(totals.scores.items())
