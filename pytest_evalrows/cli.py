@@ -1,4 +1,5 @@
-"""The ``evalrows`` command: read experiments, rows, history and spans from a store."""
+"""The ``evalrows`` command: read experiments, rows, history and spans from a store, deliver
+the spool, and serve a store over HTTP."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import EvalrowsError
-from .store.urls import DEFAULT_STORE, VALID_FORMS, parse_store_url
+from .store.urls import DEFAULT_STORE, VALID_FORMS, api_key_from_env, parse_store_url
 
 Command = Callable[[argparse.Namespace, TextIO], int]
 
@@ -81,7 +82,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="the spool directory (default: $EVALROWS_SPOOL, or the .evalrows/spool of this "
         "directory or the nearest parent with an .evalrows directory)",
     )
+    serve = add(
+        "serve",
+        "serve the store over HTTP with the Braintrust REST API subset that an http:// "
+        "--eval-store speaks (needs pytest-evalrows[server])",
+        cmd_serve,
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="the address to bind (default: 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=_port, default=8000, help="the port (default: 8000; 0 picks a free one)"
+    )
+    serve.add_argument(
+        "--token",
+        default=os.environ.get("EVALROWS_SERVER_TOKEN") or None,
+        help="require 'Authorization: Bearer TOKEN' on every request (default: "
+        "$EVALROWS_SERVER_TOKEN; none)",
+    )
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
+    return port
 
 
 def project_dir() -> Path:
@@ -109,7 +138,7 @@ def _open(args: argparse.Namespace) -> Any:
         url = parse_store_url(args.store, Path.cwd())
     except ValueError as exc:
         raise EvalrowsError(f"--store: {exc}") from None
-    return open_store(url, create=False)
+    return open_store(url, create=False, api_key=api_key_from_env())
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -212,9 +241,41 @@ def cmd_flush(args: argparse.Namespace, out: TextIO) -> int:
         f"{written.duplicate_rows} already there) and {written.spans} spans "
         f"from {done.files} spool files; removed {removed} stale spans\n"
     )
+    for other in sorted(done.other_stores):
+        out.write(f"left in the spool: entries for another store, {other}\n")
     if done.errors:
         raise EvalrowsError(f"delivery stopped: {done.errors[0]}")
     return 0
+
+
+def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise EvalrowsError(
+            'evalrows serve needs Starlette and uvicorn: pip install "pytest-evalrows[server]"'
+        ) from None
+    from .server import serve
+    from .store.sqlite import SQLiteStore
+
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.token:
+        print(
+            f"evalrows: warning: serving on {args.host} without --token: anyone who can reach "
+            "it can read and write the store",
+            file=sys.stderr,
+        )
+    try:
+        url = parse_store_url(args.store, Path.cwd())
+    except ValueError as exc:
+        raise EvalrowsError(f"--store: {exc}") from None
+    if url.scheme != "sqlite" or url.path is None:
+        raise EvalrowsError(f"evalrows serve serves a local SQLite store, not {url.display()}")
+    store = SQLiteStore(url.path, create=True)
+    try:
+        return serve(store, host=args.host, port=args.port, token=args.token, out=out)
+    finally:
+        store.close()
 
 
 def _open_for_flush(args: argparse.Namespace) -> Any:
@@ -224,7 +285,7 @@ def _open_for_flush(args: argparse.Namespace) -> Any:
         url = parse_store_url(args.store, Path.cwd())
     except ValueError as exc:
         raise EvalrowsError(f"--store: {exc}") from None
-    return open_store(url, create=True)
+    return open_store(url, create=True, api_key=api_key_from_env())
 
 
 # -- output --------------------------------------------------------------------------------

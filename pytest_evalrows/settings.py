@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from . import ids
-from .store.urls import DEFAULT_STORE, VALID_FORMS, StoreURL, parse_store_url
+from .store.urls import DEFAULT_STORE, VALID_FORMS, StoreURL, api_key_from_env, parse_store_url
 
 TRACING_MODES = ("auto", "attach", "off")
 RESUME_MODES = ("passed", "finished", "off")
@@ -70,6 +70,17 @@ OPTIONS: tuple[Option, ...] = (
         metavar="ID",
     ),
     Option(
+        "api_key",
+        "API key of an http(s) store (also read from BRAINTRUST_API_KEY); never printed",
+        metavar="KEY",
+    ),
+    Option(
+        "http_timeout",
+        "seconds an http(s) store request may take before it is retried",
+        default="30",
+        metavar="SECONDS",
+    ),
+    Option(
         "tracing",
         "OpenTelemetry span capture: auto (use your tracer provider, or set one up when none "
         "is configured by session start), attach (only ever use yours, also one configured "
@@ -114,6 +125,8 @@ class Settings:
     project: str
     attempt_id: str | None
     anchor: Path
+    api_key: str | None = field(default=None, repr=False)
+    http_timeout: float = 30.0
     tracing: str = "auto"
     keep_stale_spans: bool = False
     resume: str = "off"
@@ -175,7 +188,8 @@ def raw_values(config: pytest.Config, environ: Mapping[str, str]) -> dict[str, t
 
 def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> Settings:
     """Resolve every setting; a bad value raises ``pytest.UsageError`` naming the valid ones."""
-    values = raw_values(config, os.environ if environ is None else environ)
+    env = os.environ if environ is None else environ
+    values = raw_values(config, env)
     anchor = ids.project_anchor(config.rootpath, config.inipath is not None)
 
     def get(name: str, parse: Callable[[str], Any]) -> Any:
@@ -197,6 +211,9 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         project=project,
         attempt_id=attempt_id,
         anchor=anchor,
+        api_key=get("api_key", str)
+        or api_key_from_env(dict(os.environ if environ is None else environ)),
+        http_timeout=get("http_timeout", _seconds),
         tracing=get("tracing", choice(TRACING_MODES)),
         keep_stale_spans=bool(get("keep_stale_spans", boolean)),
         resume=get("resume", choice(RESUME_MODES)),
@@ -223,6 +240,16 @@ def _attempt_id(value: str) -> str:
             "(starting with a letter or digit)"
         )
     return value
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError("not a number of seconds; valid values: a number above 0") from None
+    if not 0 < seconds < float("inf"):
+        raise ValueError("valid values: a number of seconds above 0")
+    return seconds
 
 
 def _directory(value: str, anchor: Path) -> Path:

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pydantic_core
 
@@ -92,9 +92,61 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX spans_by_row ON spans (experiment_id, row_id);
         """,
     ),
+    (
+        "0003_projects",
+        """
+        -- Projects get ids for the HTTP API. Experiments keep their project by name.
+        CREATE TABLE projects (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            created REAL NOT NULL
+        );
+        -- The projects of experiments written before this migration, with random v4 uuids.
+        INSERT INTO projects (id, name, created)
+        SELECT substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-4' || substr(h, 14, 3) || '-a'
+               || substr(h, 18, 3) || '-' || substr(h, 21, 12), project, created
+        FROM (SELECT lower(hex(randomblob(16))) AS h, project, min(created) AS created
+              FROM experiments GROUP BY project);
+        """,
+    ),
+    (
+        "0004_xact_ids",
+        """
+        -- One counter orders every row version and span written (the API's `_xact_id`).
+        ALTER TABLE row_versions ADD COLUMN xact INTEGER;
+        ALTER TABLE spans ADD COLUMN xact INTEGER;
+        ALTER TABLE spans ADD COLUMN created REAL;
+        UPDATE row_versions SET xact = rowid;
+        UPDATE spans SET created = start,
+            xact = rowid + (SELECT coalesce(max(rowid), 0) FROM row_versions);
+        CREATE TABLE xact_counter (id INTEGER PRIMARY KEY CHECK (id = 0), last INTEGER NOT NULL);
+        INSERT INTO xact_counter SELECT 0, max(
+            (SELECT coalesce(max(xact), 0) FROM row_versions),
+            (SELECT coalesce(max(xact), 0) FROM spans));
+        CREATE INDEX row_versions_by_xact ON row_versions (experiment_id, xact);
+        CREATE INDEX spans_by_xact ON spans (experiment_id, xact);
+        """,
+    ),
 )
 
 _BUSY_TIMEOUT_S = 60.0
+
+
+class Project(NamedTuple):
+    """A project as the HTTP API names it: experiments refer to it by name."""
+
+    id: str
+    name: str
+    created: float
+
+
+class StoredEvent(NamedTuple):
+    """One row version or one span, with its place in write order (``xact``)."""
+
+    xact: int
+    created: float
+    row: RowVersion | None
+    span: SpanRecord | None
 
 
 class SQLiteStore(Store):
@@ -197,10 +249,12 @@ class SQLiteStore(Store):
         git_commit: str | None = None,
         git_branch: str | None = None,
     ) -> Experiment:
+        now = time.time()
         with self._errors("creating the experiment"), self._transaction() as db:
+            db.execute(_INSERT_PROJECT, (str(uuid.uuid4()), project, now))
             db.execute(
                 "INSERT INTO experiments VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (str(uuid.uuid4()), project, name, time.time(), git_commit, git_branch),
+                (str(uuid.uuid4()), project, name, now, git_commit, git_branch),
             )
             row = db.execute(
                 "SELECT * FROM experiments WHERE project = ? AND name = ?", (project, name)
@@ -227,10 +281,38 @@ class SQLiteStore(Store):
             )
         return _experiment(rows[0])
 
+    def get_experiment_by_id(self, experiment_id: str) -> Experiment:
+        """The experiment with that id; raises ``UnknownExperimentError``."""
+        with self._errors("reading experiments"), self._lock:
+            row = self._db.execute(
+                "SELECT * FROM experiments WHERE id = ?", (experiment_id,)
+            ).fetchone()
+        if row is None:
+            raise UnknownExperimentError(f"no experiment with id {experiment_id!r}")
+        return _experiment(row)
+
     def list_experiments(self) -> list[Experiment]:
         with self._errors("reading experiments"), self._lock:
             rows = self._db.execute("SELECT * FROM experiments ORDER BY project, name")
             return [_experiment(row) for row in rows]
+
+    def get_or_create_project(self, name: str) -> Project:
+        with self._errors("reading projects"), self._lock:
+            row = self._db.execute("SELECT * FROM projects WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            with self._errors("creating the project"), self._transaction() as db:
+                db.execute(_INSERT_PROJECT, (str(uuid.uuid4()), name, time.time()))
+                row = db.execute("SELECT * FROM projects WHERE name = ?", (name,)).fetchone()
+        return Project(*row)
+
+    def get_project(self, project_id: str) -> Project | None:
+        with self._errors("reading projects"), self._lock:
+            row = self._db.execute("SELECT * FROM projects WHERE id = ?", (project_id,)).fetchone()
+        return None if row is None else Project(*row)
+
+    def list_projects(self) -> list[Project]:
+        with self._errors("reading projects"), self._lock:
+            return [Project(*row) for row in self._db.execute("SELECT * FROM projects")]
 
     def save_attempt(self, attempt: Attempt) -> None:
         with self._errors("recording the attempt"), self._transaction() as db:
@@ -255,7 +337,11 @@ class SQLiteStore(Store):
         experiment_id: str,
         rows: Sequence[RowDoc | RowVersion],
         spans: Sequence[SpanDoc | SpanRecord],
+        *,
+        delete_span_ids: Collection[str] = (),
     ) -> WriteResult:
+        """Also deletes the spans named by ``delete_span_ids``, in the same transaction (what
+        one insert request of the HTTP API does)."""
         # Set-based: the batch goes in as one JSON array per statement, so a batch of any size
         # is a handful of statements. That matters beyond SQLite: every statement releases and
         # retakes the GIL, and a writer thread that does so per row slows the tests' thread.
@@ -263,6 +349,12 @@ class SQLiteStore(Store):
         now = time.time()
         docs = [as_doc(row) for row in rows]
         with self._errors("writing rows"), self._transaction() as db:
+            if delete_span_ids:
+                db.execute(
+                    "DELETE FROM spans WHERE experiment_id = ? "
+                    "AND span_id IN (SELECT value FROM json_each(?))",
+                    (experiment_id, json.dumps(list(delete_span_ids))),
+                )
             for group in _rounds(docs):
                 (before,) = db.execute(
                     "SELECT coalesce(max(rowid), 0) FROM row_versions"
@@ -272,6 +364,7 @@ class SQLiteStore(Store):
                     "now": now,
                     "rows": pydantic_core.to_json(group).decode(),
                     "before": before,
+                    "xact": _reserve_xacts(db, len(group)),
                 }
                 inserted = db.execute(_INSERT_VERSIONS, args).rowcount
                 result.duplicate_rows += len(group) - inserted
@@ -281,7 +374,13 @@ class SQLiteStore(Store):
                 result.updated_rows += updated or 0
             if spans:
                 span_json = pydantic_core.to_json([as_doc(span) for span in spans]).decode()
-                db.execute(_INSERT_SPANS, {"experiment": experiment_id, "spans": span_json})
+                args = {
+                    "experiment": experiment_id,
+                    "spans": span_json,
+                    "now": now,
+                    "xact": _reserve_xacts(db, len(spans)),
+                }
+                db.execute(_INSERT_SPANS, args)
             result.spans = len(spans)
         return result
 
@@ -329,6 +428,28 @@ class SQLiteStore(Store):
             rows = self._db.execute(query + " ORDER BY start, span_id", args).fetchall()
         return [SpanRecord.model_validate_json(body) for (body,) in rows]
 
+    def fetch_events(
+        self, experiment_id: str, *, limit: int, before: int | None = None
+    ) -> list[StoredEvent]:
+        """Every row version and every span but the rows' own root spans, newest first,
+        at most ``limit`` of them with ``xact`` below ``before``."""
+        args = {
+            "experiment": experiment_id,
+            "before": before if before is not None else 2**63 - 1,
+            "limit": limit,
+        }
+        with self._errors("reading events"), self._lock:
+            found = self._db.execute(_FETCH_EVENTS, args).fetchall()
+        return [
+            StoredEvent(
+                xact,
+                created,
+                _row(version, created, body) if is_row else None,
+                None if is_row else SpanRecord.model_validate_json(body),
+            )
+            for xact, created, version, body, is_row in found
+        ]
+
     def delete_stale_spans(
         self,
         experiment_id: str,
@@ -361,6 +482,14 @@ class SQLiteStore(Store):
         return [StaleSpan(*row) for row in found]
 
 
+def _reserve_xacts(db: sqlite3.Connection, count: int) -> int:
+    """Take ``count`` numbers from the write-order counter; returns the one before them."""
+    (last,) = db.execute(
+        "UPDATE xact_counter SET last = last + ? RETURNING last", (count,)
+    ).fetchone()
+    return int(last) - count
+
+
 def _rounds(rows: list[RowDoc]) -> list[list[RowDoc]]:
     """Split a batch so that no round holds a row id twice; the k-th version of a row in the
     batch goes in round k. Only batches redelivered from a spool have repeats."""
@@ -376,12 +505,13 @@ def _rounds(rows: list[RowDoc]) -> list[list[RowDoc]]:
 
 
 _INSERT_VERSIONS = """
-INSERT INTO row_versions (experiment_id, row_id, version, version_id, attempt_id, created, body)
+INSERT INTO row_versions
+    (experiment_id, row_id, version, version_id, attempt_id, created, body, xact)
 SELECT :experiment, json_extract(j.value, '$.row_id'),
        coalesce((SELECT l.version FROM latest_rows l WHERE l.experiment_id = :experiment
                  AND l.row_id = json_extract(j.value, '$.row_id')), 0) + 1,
        json_extract(j.value, '$.version_id'), json_extract(j.value, '$.attempt_id'), :now,
-       j.value
+       j.value, :xact + j.key + 1
 FROM json_each(:rows) j
 WHERE NOT EXISTS (SELECT 1 FROM row_versions v
                   WHERE v.version_id = json_extract(j.value, '$.version_id'))
@@ -402,11 +532,25 @@ SELECT sum(version = 1), sum(version > 1) FROM row_versions WHERE rowid > :befor
 """
 
 _INSERT_SPANS = """
-INSERT OR REPLACE INTO spans (experiment_id, span_id, row_id, attempt_id, execution, start, body)
+INSERT OR REPLACE INTO spans
+    (experiment_id, span_id, row_id, attempt_id, execution, start, body, xact, created)
 SELECT :experiment, json_extract(j.value, '$.span_id'), json_extract(j.value, '$.row_id'),
        json_extract(j.value, '$.attempt_id'), json_extract(j.value, '$.execution'),
-       json_extract(j.value, '$.start'), j.value
+       json_extract(j.value, '$.start'), j.value, :xact + j.key + 1, :now
 FROM json_each(:spans) j
+"""
+
+_INSERT_PROJECT = "INSERT INTO projects VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+
+# A row's own root span (no parents, under a row) is not an event: the row's event is it.
+_FETCH_EVENTS = """
+SELECT xact, created, version, body, 1 FROM row_versions
+WHERE experiment_id = :experiment AND xact < :before
+UNION ALL
+SELECT xact, created, NULL, body, 0 FROM spans
+WHERE experiment_id = :experiment AND xact < :before
+  AND NOT (row_id IS NOT NULL AND coalesce(json_array_length(body, '$.span_parents'), 0) = 0)
+ORDER BY 1 DESC LIMIT :limit
 """
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
 DEFAULT_STORE = "sqlite:///.evalrows/evalrows.db"
 VALID_FORMS = (
     "sqlite:///RELATIVE/PATH.db, sqlite:////ABSOLUTE/PATH.db, sqlite:///:memory:, "
-    "or a plain file path"
+    "a plain file path, or http(s)://HOST for a Braintrust-compatible API"
 )
 
 
@@ -25,6 +26,11 @@ class StoreURL:
     text: str
 
     def display(self) -> str:
+        """How the store is named in output: never with a secret in it."""
+        if self.scheme == "http":
+            from .http import public_url
+
+            return public_url(self.text)
         if self.scheme == "sqlite" and self.path is not None:
             return f"sqlite:///{self.path}" if str(self.path) != ":memory:" else self.text
         return self.text
@@ -45,16 +51,35 @@ def parse_store_url(value: str, base: Path) -> StoreURL:
         if location == ":memory:":
             return StoreURL("sqlite", Path(":memory:"), text)
         return StoreURL("sqlite", _absolute(Path(location), base), text)
+    if scheme in ("http", "https"):
+        if not rest.strip("/"):
+            raise ValueError(f"{text!r} names no host; use {VALID_FORMS}")
+        return StoreURL("http", None, text)
     raise ValueError(f"unknown store scheme {scheme!r} in {text!r}; use {VALID_FORMS}")
 
 
 def _absolute(path: Path, base: Path) -> Path:
-    return path if path.is_absolute() else base / path
+    # Resolved, so that one file has one name (the spool matches entries to stores by it).
+    return (path if path.is_absolute() else base / path).resolve()
 
 
-def open_store(url: StoreURL, *, create: bool = True) -> Store:
+def open_store(
+    url: StoreURL, *, create: bool = True, api_key: str | None = None, timeout: float = 30.0
+) -> Store:
     """Open the store a URL names. Raises StoreError when it cannot."""
+    if url.scheme == "http":
+        from .http import HTTPStore
+
+        return HTTPStore(url.text, api_key=api_key, timeout=timeout)
     from .sqlite import SQLiteStore
 
     assert url.path is not None
     return SQLiteStore(url.path, create=create)
+
+
+def api_key_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """The HTTP store's key from the environment: ours first, then Braintrust's own."""
+    import os
+
+    env = os.environ if environ is None else environ
+    return env.get("EVALROWS_API_KEY") or env.get("BRAINTRUST_API_KEY") or None

@@ -1,0 +1,427 @@
+"""A store that speaks Braintrust's REST API: Braintrust itself, or ``evalrows serve``.
+
+Rows and spans become experiment events (see ``wire``). Requests retry with exponential
+backoff on connection errors, timeouts, 408, 429 and 5xx, honouring ``Retry-After``; a 413
+splits the batch; 401 and 403 raise ``StoreAuthError`` at once. Nothing here logs or returns
+the API key.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Sequence
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from .. import wire
+from ..errors import StoreAuthError, StoreError, UnknownExperimentError
+from ..models import (
+    Attempt,
+    Experiment,
+    RowDoc,
+    RowState,
+    RowVersion,
+    SpanDoc,
+    SpanRecord,
+    StaleSpan,
+    WriteResult,
+    as_doc,
+)
+from .base import Store
+
+MAX_EVENTS = 100  # per insert request, as Braintrust's SDK sends
+MAX_BYTES = 6 * 1024 * 1024
+FETCH_LIMIT = 1000
+_RETRY_STATUSES = frozenset({408, 429})
+
+
+Event = dict[str, Any]
+
+
+class _TooLarge(Exception):
+    """A 413: the batch must be split."""
+
+
+class HTTPStore(Store):
+    """Rows in a Braintrust experiment, through ``/v1/project``, ``/v1/experiment`` and its
+    ``insert`` and ``fetch`` endpoints. ``transport`` lets tests inject an httpx transport."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 5,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.display_url = public_url(base_url)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+        )
+        self._retries = retries
+        self._sleep = sleep
+        self._projects: dict[str, str] = {}  # project name -> id
+        # Row ids known to exist per experiment: tells a new row from an update.
+        self._known: dict[str, set[str]] = {}
+        # Requests made, by the endpoint's last path part: what the benchmark counts.
+        self.requests: Counter[str] = Counter()
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- the wire ------------------------------------------------------------------------
+
+    def _call(
+        self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None
+    ) -> Any:
+        """One API call with retries; the parsed JSON answer."""
+        content = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        for attempt in range(self._retries + 1):
+            last = attempt == self._retries
+            try:
+                self.requests[path.rsplit("/", 1)[-1]] += 1
+                response = self._client.request(
+                    method, path, content=content, headers=headers, params=params
+                )
+            except httpx.TransportError as exc:
+                if last:
+                    raise StoreError(
+                        f"{self.display_url} cannot be reached ({type(exc).__name__}: {exc})"
+                    ) from None
+                self._sleep(_backoff(attempt))
+                continue
+            status = response.status_code
+            if status in (401, 403):
+                raise StoreAuthError(
+                    f"{self.display_url} refused the API key: HTTP {status} on {method} {path}"
+                )
+            if status == 413:
+                raise _TooLarge()
+            if status in _RETRY_STATUSES or status >= 500:
+                if last:
+                    raise StoreError(
+                        f"{self.display_url} answered HTTP {status} to {method} {path} "
+                        f"{self._retries + 1} times: {_text(response)}"
+                    )
+                self._sleep(_retry_after(response) or _backoff(attempt))
+                continue
+            if status >= 400:
+                raise StoreError(
+                    f"{self.display_url} answered HTTP {status} to {method} {path}: "
+                    f"{_text(response)}"
+                )
+            try:
+                return response.json()
+            except ValueError:
+                raise StoreError(
+                    f"{self.display_url} answered {method} {path} with something not JSON"
+                ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fetch_all(self, experiment_id: str) -> Iterator[dict[str, Any]]:
+        cursor: str | None = None
+        while True:
+            body: dict[str, Any] = {"limit": FETCH_LIMIT}
+            if cursor:
+                body["cursor"] = cursor
+            page = self._call("POST", f"/v1/experiment/{experiment_id}/fetch", body=body)
+            events = page.get("events") or []
+            yield from events
+            cursor = page.get("cursor")
+            if not cursor or not events:
+                return
+
+    def _insert(self, experiment_id: str, events: list[dict[str, Any]]) -> None:
+        for batch in batches(events):
+            self._insert_batch(experiment_id, batch)
+
+    def _insert_batch(self, experiment_id: str, batch: list[dict[str, Any]]) -> None:
+        try:
+            self._call("POST", f"/v1/experiment/{experiment_id}/insert", body={"events": batch})
+        except _TooLarge:
+            if len(batch) == 1:
+                raise StoreError(
+                    f"{self.display_url} refused an event of row {batch[0].get('id')!r} "
+                    "as too large (HTTP 413)"
+                ) from None
+            half = len(batch) // 2
+            self._insert_batch(experiment_id, batch[:half])
+            self._insert_batch(experiment_id, batch[half:])
+
+    # -- experiments ---------------------------------------------------------------------
+
+    def _project_id(self, project: str) -> str:
+        if project not in self._projects:
+            answer = self._call("POST", "/v1/project", body={"name": project})
+            self._projects[project] = answer["id"]
+        return self._projects[project]
+
+    def get_or_create_experiment(
+        self,
+        project: str,
+        name: str,
+        *,
+        git_commit: str | None = None,
+        git_branch: str | None = None,
+    ) -> Experiment:
+        body: dict[str, Any] = {"project_id": self._project_id(project), "name": name}
+        repo = {"commit": git_commit, "branch": git_branch}
+        if any(repo.values()):
+            body["repo_info"] = {key: value for key, value in repo.items() if value}
+        answer = self._call("POST", "/v1/experiment", body=body)
+        return _experiment(answer, project)
+
+    def get_experiment(self, name: str, project: str | None = None) -> Experiment:
+        params = {"experiment_name": name}
+        if project is not None:
+            params["project_name"] = project
+        found = self._call("GET", "/v1/experiment", params=params).get("objects") or []
+        found = [e for e in found if e.get("name") == name]
+        if not found:
+            where = f" in project {project!r}" if project else ""
+            raise UnknownExperimentError(f"no experiment {name!r}{where} in {self.display_url}")
+        if len(found) > 1:
+            raise UnknownExperimentError(
+                f"experiment {name!r} exists in several projects of {self.display_url}: name one"
+            )
+        return _experiment(found[0], project or self._project_name(found[0]["project_id"]))
+
+    def list_experiments(self) -> list[Experiment]:
+        found = self._call("GET", "/v1/experiment").get("objects") or []
+        experiments = [_experiment(e, self._project_name(e["project_id"])) for e in found]
+        return sorted(experiments, key=lambda e: (e.project, e.name))
+
+    def _project_name(self, project_id: str) -> str:
+        for name, known in self._projects.items():
+            if known == project_id:
+                return name
+        answer = self._call("GET", "/v1/project")
+        for project in answer.get("objects") or []:
+            self._projects[project["name"]] = project["id"]
+        return next((n for n, i in self._projects.items() if i == project_id), project_id)
+
+    def save_attempt(self, attempt: Attempt) -> None:
+        """Braintrust has no attempts: every event carries ``metadata.attemptId`` instead."""
+
+    def list_attempts(self, experiment_id: str) -> list[Attempt]:
+        return []
+
+    # -- rows and spans ------------------------------------------------------------------
+
+    def write(
+        self,
+        experiment_id: str,
+        rows: Sequence[RowDoc | RowVersion],
+        spans: Sequence[SpanDoc | SpanRecord],
+    ) -> WriteResult:
+        docs = [as_doc(row) for row in rows]
+        events = [wire.row_event(row) for row in docs]
+        for span in spans:
+            doc = as_doc(span)
+            # The row's event is its root span; spans under no row would show as rows.
+            if doc.get("row_id") is not None and not wire.is_root_record(doc):
+                events.append(wire.span_event(doc))
+        self._insert(experiment_id, events)
+        known = self._known.setdefault(experiment_id, set())
+        result = WriteResult(spans=len(events) - len(docs))
+        for row in docs:
+            if row["row_id"] in known:
+                result.updated_rows += 1
+            else:
+                result.new_rows += 1
+                known.add(row["row_id"])
+        return result
+
+    def _versions(
+        self, experiment_id: str
+    ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
+        """Every row's versions (oldest first) and every span's latest event."""
+        rows: dict[str, dict[str, dict[str, Any]]] = {}
+        spans: dict[str, dict[str, Any]] = {}
+        for event in self._fetch_all(experiment_id):
+            kind = wire.event_kind(event)
+            xact = str(event.get("_xact_id", ""))
+            if kind == wire.ROW_KIND:
+                rows.setdefault(event["id"], {})[xact] = event
+            elif kind == wire.SPAN_KIND:
+                current = spans.get(event["id"])
+                if current is None or _xact_key(xact) > _xact_key(current.get("_xact_id", "")):
+                    spans[event["id"]] = event
+        ordered = {
+            row_id: [versions[x] for x in sorted(versions, key=_xact_key)]
+            for row_id, versions in rows.items()
+        }
+        self._known[experiment_id] = set(ordered)
+        return ordered, spans
+
+    def latest_rows(
+        self, experiment_id: str, row_ids: Collection[str] | None = None
+    ) -> list[RowVersion]:
+        rows, _ = self._versions(experiment_id)
+        wanted = set(row_ids) if row_ids is not None else None
+        return [
+            wire.event_row(versions[-1], version=len(versions))
+            for row_id, versions in sorted(rows.items())
+            if wanted is None or row_id in wanted
+        ]
+
+    def latest_states(self, experiment_id: str) -> dict[str, RowState]:
+        return {
+            row.row_id: RowState(
+                row.status,
+                row.metadata.get("params_hash"),
+                row.attempt_id,
+                row.created or 0.0,
+            )
+            for row in self.latest_rows(experiment_id)
+        }
+
+    def history(self, experiment_id: str, row_id: str) -> list[RowVersion]:
+        rows, _ = self._versions(experiment_id)
+        return [
+            wire.event_row(event, version=number)
+            for number, event in enumerate(rows.get(row_id, []), start=1)
+        ]
+
+    def list_spans(self, experiment_id: str, row_id: str | None = None) -> list[SpanRecord]:
+        rows, spans = self._versions(experiment_id)
+        found = [wire.row_root_span(wire.event_row(v[-1])) for v in rows.values()]
+        found += [wire.event_span(event) for event in spans.values()]
+        if row_id is not None:
+            found = [span for span in found if span.row_id == row_id]
+        return sorted(found, key=lambda span: (span.start, span.span_id))
+
+    def delete_stale_spans(
+        self,
+        experiment_id: str,
+        row_ids: Collection[str] | None = None,
+        *,
+        dry_run: bool = False,
+    ) -> list[StaleSpan]:
+        rows, spans = self._versions(experiment_id)
+        wanted = set(row_ids) if row_ids is not None else None
+        latest = {
+            row_id: wire.event_row(versions[-1])
+            for row_id, versions in rows.items()
+            if wanted is None or row_id in wanted
+        }
+        stale: list[StaleSpan] = []
+        # Older versions' root spans: a store that keeps one per execution (evalrows serve)
+        # deletes them by span id; Braintrust, whose row event is the root, deletes nothing.
+        roots_seen: set[str] = set()
+        for row_id, newest in latest.items():
+            for event in rows[row_id][:-1]:
+                old = wire.event_row(event)
+                if old.span_id in roots_seen or old.span_id == newest.span_id:
+                    continue
+                if (old.attempt_id, old.execution) != (newest.attempt_id, newest.execution):
+                    roots_seen.add(old.span_id)
+                    stale.append(
+                        StaleSpan(row_id, old.span_id, old.attempt_id, old.execution, old.nodeid)
+                    )
+        for event in spans.values():
+            span = wire.event_span(event)
+            row = latest.get(span.row_id or "")
+            if row is None:
+                continue  # a row this call may not touch, or spans under no row
+            if (span.attempt_id, span.execution) != (row.attempt_id, row.execution):
+                stale.append(
+                    StaleSpan(
+                        span.row_id or "", span.span_id, span.attempt_id, span.execution, span.name
+                    )
+                )
+        if stale and not dry_run:
+            self._insert(experiment_id, [wire.delete_event(span.span_id) for span in stale])
+        return stale
+
+
+def batches(events: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """At most ``MAX_EVENTS`` events and about ``MAX_BYTES`` per request, and never one id
+    twice in a request (Braintrust would keep only one)."""
+    batch: list[dict[str, Any]] = []
+    ids: set[str] = set()
+    size = 0
+    for event in events:
+        event_size = len(json.dumps(event, ensure_ascii=False))
+        event_id = str(event.get("id"))
+        if batch and (len(batch) >= MAX_EVENTS or size + event_size > MAX_BYTES or event_id in ids):
+            yield batch
+            batch, ids, size = [], set(), 0
+        batch.append(event)
+        ids.add(event_id)
+        size += event_size
+    if batch:
+        yield batch
+
+
+def public_url(url: str) -> str:
+    """The URL without user info, query or fragment: safe to print."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+def _experiment(answer: dict[str, Any], project: str) -> Experiment:
+    repo = answer.get("repo_info") or {}
+    return Experiment(
+        id=answer["id"],
+        project=project,
+        name=answer["name"],
+        created=_timestamp(answer.get("created")),
+        git_commit=repo.get("commit"),
+        git_branch=repo.get("branch"),
+    )
+
+
+def _timestamp(value: Any) -> float:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    return datetime.now(timezone.utc).timestamp()
+
+
+def _xact_key(xact: str) -> tuple[int, str]:
+    return (int(xact), xact) if xact.isdigit() else (-1, xact)
+
+
+def _backoff(attempt: int) -> float:
+    """0.5 s, 1 s, 2 s ... capped at 30 s, with jitter so that retrying clients spread out."""
+    return float(min(30.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2))
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return min(60.0, max(0.0, float(value)))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return min(60.0, max(0.0, moment.timestamp() - time.time()))
+
+
+def _text(response: httpx.Response) -> str:
+    text = response.text.strip().replace("\n", " ")
+    return text[:200] + ("..." if len(text) > 200 else "")

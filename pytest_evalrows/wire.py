@@ -1,0 +1,184 @@
+"""Rows and spans as Braintrust experiment events, and back. Pure: no pytest, no HTTP.
+
+In Braintrust's model a row is the root span of its trace: the row's event has ``id`` = the
+row id (the upsert key: writing it again makes a new version) and no ``span_parents``. Every
+other span is an event of its own (``id`` = its span id) under the row's ``root_span_id``.
+What Braintrust has no field for (status, execution, the version id) goes in
+``metadata.evalrows``; ``metadata.attemptId`` is on every event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .models import ErrorInfo, Metrics, RowDoc, RowVersion, SpanDoc, SpanRecord
+
+ROW_KIND = "row"
+SPAN_KIND = "span"
+_METRIC_KEYS = ("start", "end", "prompt_tokens", "completion_tokens", "tokens")
+
+
+def row_event(row: RowDoc) -> dict[str, Any]:
+    metadata = dict(row.get("metadata") or {})
+    metadata["attemptId"] = row["attempt_id"]
+    metadata["evalrows"] = {
+        "kind": ROW_KIND,
+        "version_id": row["version_id"],
+        "status": row["status"],
+        "nodeid": row["nodeid"],
+        "execution": row["execution"],
+    }
+    metrics = row.get("metrics") or {}
+    return {
+        "id": row["row_id"],
+        "span_id": row["span_id"],
+        "root_span_id": row["root_span_id"],
+        "input": row.get("input"),
+        "output": row.get("output"),
+        "expected": row.get("expected"),
+        "error": row.get("error"),
+        "scores": row.get("scores") or {},
+        "metadata": metadata,
+        "tags": row.get("tags") or [],
+        "metrics": {key: metrics[key] for key in _METRIC_KEYS if metrics.get(key) is not None},
+        "span_attributes": {"name": row["nodeid"], "type": "eval"},
+    }
+
+
+def span_event(span: SpanDoc) -> dict[str, Any]:
+    attributes = span.get("attributes") or {}
+    return {
+        "id": span["span_id"],
+        "span_id": span["span_id"],
+        "root_span_id": span["root_span_id"],
+        "span_parents": list(span.get("span_parents") or []),
+        "metadata": {
+            "attemptId": span["attempt_id"],
+            "evalrows": {
+                "kind": SPAN_KIND,
+                "row_id": span.get("row_id"),
+                "execution": span.get("execution", 1),
+                "span_kind": span.get("kind", "internal"),
+                "status": span.get("status", "unset"),
+                "attributes": attributes,
+                "events": span.get("events") or [],
+            },
+        },
+        "metrics": {"start": span["start"], "end": span["end"]},
+        "span_attributes": {"name": span["name"], "type": _span_type(attributes)},
+    }
+
+
+def delete_event(event_id: str) -> dict[str, Any]:
+    return {"id": event_id, "_object_delete": True}
+
+
+def is_root_record(span: SpanDoc) -> bool:
+    """The row's own span: in the event model the row's event is that span already."""
+    return not span.get("span_parents") and span.get("row_id") is not None
+
+
+def event_kind(event: dict[str, Any]) -> str | None:
+    evalrows = (event.get("metadata") or {}).get("evalrows")
+    return evalrows.get("kind") if isinstance(evalrows, dict) else None
+
+
+def event_row(event: dict[str, Any], version: int | None = None) -> RowVersion:
+    metadata = dict(event.get("metadata") or {})
+    own = metadata.pop("evalrows", {})
+    metrics = event.get("metrics") or {}
+    start, end = metrics.get("start") or 0.0, metrics.get("end") or 0.0
+    error = event.get("error")
+    return RowVersion(
+        row_id=event["id"],
+        version_id=own.get("version_id") or event.get("_xact_id") or event["id"],
+        nodeid=own.get("nodeid") or event["id"],
+        attempt_id=metadata.get("attemptId") or "",
+        execution=own.get("execution") or 1,
+        status=own.get("status") or "passed",
+        input=event.get("input"),
+        output=event.get("output"),
+        expected=event.get("expected"),
+        scores={k: v for k, v in (event.get("scores") or {}).items() if v is not None},
+        metadata=metadata,
+        tags=event.get("tags") or [],
+        error=ErrorInfo.model_validate(error) if isinstance(error, dict) else None,
+        metrics=Metrics(
+            start=start,
+            end=end,
+            duration=max(0.0, end - start),
+            prompt_tokens=metrics.get("prompt_tokens"),
+            completion_tokens=metrics.get("completion_tokens"),
+            tokens=metrics.get("tokens"),
+        ),
+        root_span_id=event.get("root_span_id") or "",
+        span_id=event.get("span_id") or "",
+        version=version,
+        created=_epoch(event.get("created")),
+    )
+
+
+def event_span(event: dict[str, Any]) -> SpanRecord:
+    metadata = event.get("metadata") or {}
+    own = metadata.get("evalrows") or {}
+    metrics = event.get("metrics") or {}
+    attributes = event.get("span_attributes") or {}
+    return SpanRecord(
+        span_id=event.get("span_id") or event["id"],
+        root_span_id=event.get("root_span_id") or "",
+        span_parents=event.get("span_parents") or [],
+        row_id=own.get("row_id"),
+        attempt_id=metadata.get("attemptId") or "",
+        execution=own.get("execution") or 1,
+        name=attributes.get("name") or "",
+        kind=own.get("span_kind") or "internal",
+        start=metrics.get("start") or 0.0,
+        end=metrics.get("end") or 0.0,
+        status=own.get("status") or "unset",
+        attributes=own.get("attributes") or {},
+        events=own.get("events") or [],
+    )
+
+
+def row_root_span(row: RowVersion) -> SpanRecord:
+    """The root span a row's event stands for, as the embedded store keeps it."""
+    return SpanRecord(
+        span_id=row.span_id,
+        root_span_id=row.root_span_id,
+        span_parents=[],
+        row_id=row.row_id,
+        attempt_id=row.attempt_id,
+        execution=row.execution,
+        name=row.nodeid.rpartition("::")[2] or row.row_id,
+        start=row.metrics.start,
+        end=row.metrics.end,
+        status="ok" if row.status in ("passed", "xfailed", "skipped") else "error",
+        attributes={
+            "evalrows.attempt_id": row.attempt_id,
+            "evalrows.row_id": row.row_id,
+            "evalrows.execution": row.execution,
+            "evalrows.status": row.status,
+        },
+    )
+
+
+def _span_type(attributes: dict[str, Any]) -> str:
+    declared = attributes.get("evalrows.span_type")
+    if declared in ("llm", "score", "function", "eval", "task", "tool"):
+        return str(declared)
+    if any(key.startswith("gen_ai.") for key in attributes):
+        return "llm"
+    return "function"
+
+
+def _epoch(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

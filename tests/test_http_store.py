@@ -1,0 +1,184 @@
+"""The HTTP store against Braintrust's published contract (the hosted service cannot run here).
+
+Every request body is validated against the OpenAPI description's schemas by the stand-in
+service; retries, batching and auth follow the contract's rules.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from braintrust_contract import StandIn, needs_contract
+
+from pytest_evalrows import StoreAuthError, StoreError
+from pytest_evalrows.store.http import MAX_EVENTS, HTTPStore, batches, public_url
+
+pytestmark = needs_contract
+
+KEY = "sk-secret-key-123"
+
+
+def row(row_id: str, attempt: str, execution: int = 1, status: str = "passed") -> dict[str, Any]:
+    return {
+        "row_id": row_id,
+        "version_id": os.urandom(16).hex(),
+        "nodeid": row_id,
+        "attempt_id": attempt,
+        "execution": execution,
+        "status": status,
+        "input": {"q": row_id},
+        "output": "answer",
+        "expected": "answer",
+        "scores": {"pass": 1.0 if status == "passed" else 0.0},
+        "metadata": {"params_hash": "abc"},
+        "tags": ["t"],
+        "error": None,
+        "metrics": {"start": 1.0, "end": 2.0, "duration": 1.0},
+        "root_span_id": os.urandom(16).hex(),
+        "span_id": os.urandom(8).hex(),
+    }
+
+
+def child(parent: dict[str, Any], name: str) -> dict[str, Any]:
+    return {
+        "span_id": os.urandom(8).hex(),
+        "root_span_id": parent["root_span_id"],
+        "span_parents": [parent["span_id"]],
+        "row_id": parent["row_id"],
+        "attempt_id": parent["attempt_id"],
+        "execution": parent["execution"],
+        "name": name,
+        "kind": "client",
+        "start": 1.2,
+        "end": 1.4,
+        "status": "ok",
+        "attributes": {"gen_ai.usage.input_tokens": 3},
+        "events": [],
+    }
+
+
+def root(parent: dict[str, Any]) -> dict[str, Any]:
+    return {**child(parent, "root"), "span_id": parent["span_id"], "span_parents": []}
+
+
+@pytest.fixture
+def service() -> StandIn:
+    return StandIn()
+
+
+@pytest.fixture
+def store(service: StandIn) -> Iterator[HTTPStore]:
+    sleeps: list[float] = []
+    with HTTPStore(
+        "https://user:pw@api.example.test/",
+        api_key=KEY,
+        transport=service.transport(),
+        sleep=sleeps.append,
+    ) as opened:
+        opened.sleeps = sleeps  # type: ignore[attr-defined]
+        yield opened  # type: ignore[misc]
+
+
+def test_a_full_cycle_sends_only_bodies_the_contract_accepts(
+    store: HTTPStore, service: StandIn
+) -> None:
+    experiment = store.get_or_create_experiment("proj", "nightly", git_commit="abc123")
+    again = store.get_or_create_experiment("proj", "nightly")
+    assert again.id == experiment.id  # create-or-get, never ensure_new
+    first = [row(f"r{i}", "a1") for i in range(3)]
+    spans = [span for r in first for span in (root(r), child(r, "llm"), child(r, "tool"))]
+    result = store.write(experiment.id, first, spans)
+    assert (result.new_rows, result.updated_rows, result.spans) == (3, 0, 6)
+    rerun = row("r0", "a2")
+    result = store.write(experiment.id, [rerun], [root(rerun), child(rerun, "llm")])
+    assert (result.new_rows, result.updated_rows) == (0, 1)
+    stale = store.delete_stale_spans(experiment.id, ["r0"])
+    # The first attempt's children, and its root (the old version's span, by span id).
+    assert sorted(s.name for s in stale) == ["llm", "r0", "tool"]
+    assert {s.attempt_id for s in stale} == {"a1"}
+    # Every body was validated by the stand-in; these are the calls the contract lists.
+    paths = {path.rsplit("/", 1)[-1] for _, path, _ in service.requests}
+    assert paths == {"project", "experiment", "insert", "fetch"}
+    # Every event carries the attempt, roots carry no span_parents, spans carry a name.
+    for event in service.events[experiment.id]:
+        if event.get("_object_delete"):
+            continue
+        assert event["metadata"]["attemptId"] in ("a1", "a2")
+        assert event["span_attributes"]["name"]
+        if event["id"].startswith("r"):
+            assert "span_parents" not in event
+    live = {e["id"]: e for e in service.live(experiment.id)}
+    assert live["r0"]["metadata"]["attemptId"] == "a2"
+    children = [e for e in live.values() if e.get("span_parents")]
+    assert sorted(e["metadata"]["attemptId"] for e in children) == ["a1"] * 4 + ["a2"]
+
+
+def test_reads_keep_the_highest_xact_id_and_count_versions(
+    store: HTTPStore, service: StandIn
+) -> None:
+    service.page_size = 2  # later pages repeat older versions of the same ids
+    experiment = store.get_or_create_experiment("proj", "reads")
+    for attempt in ("a1", "a2", "a3"):
+        store.write(experiment.id, [row("x", attempt), row("y", attempt)], [])
+    store.write(experiment.id, [row("x", "a4", status="failed")], [])
+    latest = {r.row_id: r for r in store.latest_rows(experiment.id)}
+    assert (latest["x"].attempt_id, latest["x"].status, latest["x"].version) == ("a4", "failed", 4)
+    assert (latest["y"].attempt_id, latest["y"].version) == ("a3", 3)
+    history = store.history(experiment.id, "x")
+    assert [(v.version, v.attempt_id) for v in history] == [
+        (1, "a1"),
+        (2, "a2"),
+        (3, "a3"),
+        (4, "a4"),
+    ]
+    states = store.latest_states(experiment.id)
+    assert states["x"].status == "failed"
+    assert states["y"].params_hash == "abc"
+
+
+def test_batches_hold_at_most_100_events_and_never_one_id_twice() -> None:
+    events = [{"id": f"e{i}"} for i in range(250)] + [{"id": "e249"}]
+    sizes = [len(batch) for batch in batches(events)]
+    assert sizes == [MAX_EVENTS, MAX_EVENTS, 50, 1]
+
+
+def test_a_413_splits_the_batch(store: HTTPStore, service: StandIn) -> None:
+    experiment = store.get_or_create_experiment("proj", "split")
+    service.too_large_above = 30
+    rows = [row(f"r{i}", "a") for i in range(100)]
+    store.write(experiment.id, rows, [])
+    assert len(service.live(experiment.id)) == 100
+    sizes = [len(body["events"]) for _, path, body in service.requests if path.endswith("insert")]
+    # 100 refused, split in halves until each half is accepted: nothing lost, nothing twice.
+    assert sizes == [100, 50, 25, 25, 50, 25, 25]
+
+
+def test_429_and_5xx_are_retried_honouring_retry_after(store: HTTPStore, service: StandIn) -> None:
+    experiment = store.get_or_create_experiment("proj", "retry")
+    service.failures = [(429, {"Retry-After": "7"}), (503, {}), (502, {})]
+    store.write(experiment.id, [row("r", "a")], [])
+    assert len(service.live(experiment.id)) == 1
+    sleeps = store.sleeps  # type: ignore[attr-defined]
+    assert sleeps[0] == 7.0  # Retry-After honoured
+    assert len(sleeps) == 3
+    service.failures = [(500, {})] * 10
+    with pytest.raises(StoreError, match=r"answered HTTP 500 to POST .* 6 times"):
+        store.write(experiment.id, [row("s", "a")], [])
+
+
+def test_401_stops_at_once_and_never_shows_the_key(store: HTTPStore, service: StandIn) -> None:
+    service.failures = [(401, {})]
+    with pytest.raises(StoreAuthError) as caught:
+        store.get_or_create_experiment("proj", "auth")
+    assert str(caught.value) == (
+        "https://api.example.test refused the API key: HTTP 401 on POST /v1/project"
+    )
+    assert store.sleeps == []  # type: ignore[attr-defined]
+    assert KEY not in str(caught.value) and "pw" not in store.display_url
+
+
+def test_public_url_drops_credentials_and_queries() -> None:
+    assert public_url("https://me:secret@host:8443/base/?key=x#f") == "https://host:8443/base"
