@@ -38,6 +38,7 @@ class Totals:
     undelivered_rows: int = 0
     leftover_rows: int = 0
     own_leftovers: int = 0  # this attempt's rows a crashed worker left in the spool
+    reruns: int = 0  # executions a rerun plugin repeated: they leave stale spans
     errors: list[str] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     scores: dict[str, list[float]] = field(default_factory=dict)  # name -> [sum, count]
@@ -59,6 +60,7 @@ class Totals:
             "statuses": dict(self.statuses),
             "scores": self.scores,
             "resumed": self.resumed,
+            "reruns": self.reruns,
         }
 
     def merge(self, data: dict[str, Any]) -> None:
@@ -77,6 +79,7 @@ class Totals:
             mine = self.scores.setdefault(name, [0.0, 0])
             mine[0] += total
             mine[1] += count
+        self.reruns += data.get("reruns", 0)
         # Every worker collects the whole suite and resumes the same rows.
         self.resumed = max(self.resumed, data["resumed"])
 

@@ -293,6 +293,7 @@ class Recorder:
             spans.extend(draft.spans)
             draft.spans = []
             self.carried_spans[report.nodeid] = spans
+            self.totals.reruns += 1
             return
         status = row_status(draft.phases)
         fields = building.row_fields(draft, status, self.attempt_id)
@@ -386,6 +387,12 @@ class Recorder:
         if self.settings.keep_stale_spans or not rows or delivery is None:
             return
         if delivery.store is None or delivery.experiment is None:
+            return
+        totals = self.totals
+        if not (totals.written.updated_rows or totals.reruns or totals.leftover_rows):
+            # Only new rows, each run once: nothing can be stale, so no need to read the
+            # store (for an http(s) store that read is the whole experiment).
+            self.stale_spans_removed = 0
             return
         started = time.perf_counter()
         try:

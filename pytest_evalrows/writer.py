@@ -65,14 +65,20 @@ class BatchWriter(Generic[T]):
         while True:
             # Waits the linger out, or less when closing.
             closing = self._closing.wait(self._linger)
-            self._drain()
+            self._drain(everything=closing)
             if closing:
                 return
 
-    def _drain(self) -> None:
+    def _drain(self, *, everything: bool = True) -> None:
+        """Deliver what is queued. While running, only what was there on waking: items
+        that arrive during a slow delivery wait for the next wake, so batches stay large
+        instead of shrinking to the few rows each delivery lets in."""
         items = self._items
-        while items:
-            batch = [items.popleft() for _ in range(min(len(items), self._max_batch))]
+        waiting = len(items)
+        while items and (everything or waiting > 0):
+            size = min(len(items), self._max_batch) if everything else min(waiting, self._max_batch)
+            waiting -= size
+            batch = [items.popleft() for _ in range(size)]
             try:
                 self._deliver(batch)
             except BaseException as exc:  # deliver reports its own failures; this is a bug

@@ -275,12 +275,18 @@ def test_a_failed_write_is_followed_by_no_deletion(
     db = default_db(pytester)
     deletions = pytester.path / "deletions.txt"
 
+    first = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}")
+    first.assert_outcomes(passed=8, failed=2)
+    # Every row new: nothing can be stale, so the store is not even asked.
+    assert not deletions.exists()
+    assert stale_removed(first) == 0
+
     good = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}")
     good.assert_outcomes(passed=8, failed=2)
     assert good.ret == pytest.ExitCode.TESTS_FAILED
     # The store the hook made is used, and cleanup calls it once for the 10 rows written.
     assert deletions.read_text() == "10\n"
-    assert stale_removed(good) == 0
+    assert stale_removed(good) == 20
     before = stored(db, EXPERIMENT)
     assert len(before.rows) == 10
     assert len(before.spans) == 20
