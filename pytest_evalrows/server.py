@@ -7,21 +7,16 @@ the HTTP store uses, so a store behind this server ends up as the embedded store
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import json
 import signal
 import socket
 import threading
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timezone
-from typing import Annotated, Any, TextIO, TypeVar
+from typing import Any, TextIO
 
 import pydantic_core
 import uvicorn
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -31,77 +26,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import wire
+from . import server_bodies as bodies
 from .errors import EvalrowsError, StoreError, UnknownExperimentError
-from .models import Experiment, RowVersion, SpanRecord, as_doc
-from .store.sqlite import Project, SQLiteStore, StoredEvent
+from .models import Experiment, RowVersion, SpanRecord
+from .store.sqlite import SQLiteStore
 
-#: Every project belongs to one local organisation.
-ORG_ID = "00000000-0000-4000-8000-000000000000"
 DEFAULT_LIMIT = 1000
 MAX_BODY_BYTES = 64 * 1024 * 1024
-# `_xact_id`s look like Braintrust's (19 digits) and sort the same as strings and as numbers.
-_XACT_BASE = 10**18
-
-
-# -- request bodies: extra fields are ignored, as Braintrust does -----------------------------
-
-NonEmpty = Annotated[StrictStr, Field(min_length=1)]
-Score = Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]
-Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-
-
-class CreateProjectBody(BaseModel):
-    name: NonEmpty
-
-
-class RepoInfoBody(BaseModel):
-    commit: StrictStr | None = None
-    branch: StrictStr | None = None
-
-
-class CreateExperimentBody(BaseModel):
-    project_id: StrictStr
-    name: NonEmpty
-    repo_info: RepoInfoBody | None = None
-    ensure_new: StrictBool | None = None
-
-
-class EventBody(BaseModel):
-    """What an event must look like before it is read as a row, a span or a delete."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: NonEmpty
-    object_delete: StrictBool = Field(default=False, alias="_object_delete")
-    is_merge: StrictBool = Field(default=False, alias="_is_merge")
-    span_id: StrictStr | None = None
-    root_span_id: StrictStr | None = None
-    span_parents: list[StrictStr] | None = None
-    scores: dict[str, Score | None] | None = None
-    metadata: dict[str, Any] | None = None
-    metrics: dict[str, Number | None] | None = None
-    tags: list[StrictStr] | None = None
-    span_attributes: dict[str, Any] | None = None
-
-
-class InsertBody(BaseModel):
-    events: list[EventBody]
-
-
-class FetchBody(BaseModel):
-    limit: Annotated[int, Field(strict=True, ge=1)] | None = None
-    cursor: StrictStr | None = None
-
-
-Body = TypeVar("Body", bound=BaseModel)
-
-
-class BadRequest(Exception):
-    """A request the server refuses with a 400 and the message."""
-
-
-# -- the app -------------------------------------------------------------------------------
 
 
 def create_app(store: SQLiteStore, *, token: str | None = None) -> ASGIApp:
@@ -117,7 +48,7 @@ def create_app(store: SQLiteStore, *, token: str | None = None) -> ASGIApp:
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         HTTPException: _http_error,
-        BadRequest: _status(400),
+        bodies.BadRequest: _status(400),
         UnknownExperimentError: _status(404),
         # A store that cannot be read or written (locked, disk full) may recover: retryable.
         StoreError: _status(503),
@@ -131,15 +62,15 @@ class _Api:
         self.store = store
 
     async def create_project(self, request: Request) -> Response:
-        body = _parse(CreateProjectBody, await _json(request))
+        body = bodies.parse(bodies.CreateProjectBody, await _json(request))
         project = await run_in_threadpool(self.store.get_or_create_project, body.name)
-        return _json_response(_project(project))
+        return _json_response(bodies.project(project))
 
     async def create_experiment(self, request: Request) -> Response:
-        body = _parse(CreateExperimentBody, await _json(request))
+        body = bodies.parse(bodies.CreateExperimentBody, await _json(request))
         return _json_response(await run_in_threadpool(self._create_experiment, body))
 
-    def _create_experiment(self, body: CreateExperimentBody) -> dict[str, Any]:
+    def _create_experiment(self, body: bodies.CreateExperimentBody) -> dict[str, Any]:
         project = self.store.get_project(body.project_id)
         if project is None:
             raise UnknownExperimentError(f"no project with id {body.project_id!r}")
@@ -149,15 +80,15 @@ class _Api:
             except UnknownExperimentError:
                 pass
             else:
-                raise BadRequest(
+                raise bodies.BadRequest(
                     f"experiment {body.name!r} exists in project {project.name!r}; this server "
                     "does not make new names (ensure_new): leave ensure_new out to reuse it"
                 )
-        repo = body.repo_info or RepoInfoBody()
+        repo = body.repo_info or bodies.RepoInfoBody()
         experiment = self.store.get_or_create_experiment(
             project.name, body.name, git_commit=repo.commit, git_branch=repo.branch
         )
-        return _experiment(experiment, project.id)
+        return bodies.experiment(experiment, project.id)
 
     async def list_experiments(self, request: Request) -> Response:
         query = request.query_params
@@ -173,7 +104,7 @@ class _Api:
                 and query.get("project_name", experiment.project) == experiment.project
                 and query.get("project_id", project_id) == project_id
             ):
-                objects.append(_experiment(experiment, project_id))
+                objects.append(bodies.experiment(experiment, project_id))
         return {"objects": objects}
 
     async def get_experiment(self, request: Request) -> Response:
@@ -181,14 +112,14 @@ class _Api:
 
     def _get_experiment(self, request: Request) -> dict[str, Any]:
         experiment = self.store.get_experiment_by_id(request.path_params["experiment_id"])
-        return _experiment(experiment, self._project_id(experiment))
+        return bodies.experiment(experiment, self._project_id(experiment))
 
     async def insert(self, request: Request) -> Response:
         experiment_id = request.path_params["experiment_id"]
         raw = await _json(request)
-        body = _parse(InsertBody, raw)
+        body = bodies.parse(bodies.InsertBody, raw)
         # Everything is checked and converted before anything is written.
-        rows, spans, deletes = _convert(body, raw["events"])
+        rows, spans, deletes = bodies.convert(body, raw["events"])
         await run_in_threadpool(self._insert, experiment_id, rows, spans, deletes)
         return _json_response({"row_ids": [event.id for event in body.events]})
 
@@ -211,9 +142,9 @@ class _Api:
                 try:
                     raw["limit"] = int(raw["limit"])
                 except ValueError:
-                    raise BadRequest(f"limit: not an integer: {raw['limit']!r}") from None
-        body = _parse(FetchBody, raw)
-        before = _decode_cursor(body.cursor) if body.cursor else None
+                    raise bodies.BadRequest(f"limit: not an integer: {raw['limit']!r}") from None
+        body = bodies.parse(bodies.FetchBody, raw)
+        before = bodies.decode_cursor(body.cursor) if body.cursor else None
         limit = body.limit or DEFAULT_LIMIT
         experiment_id = request.path_params["experiment_id"]
         return _json_response(await run_in_threadpool(self._fetch, experiment_id, limit, before))
@@ -225,125 +156,17 @@ class _Api:
         found = self.store.fetch_events(experiment_id, limit=limit + 1, before=before)
         page = found[:limit]
         result: dict[str, Any] = {
-            "events": [_event(stored, experiment_id, project_id) for stored in page]
+            "events": [bodies.event(stored, experiment_id, project_id) for stored in page]
         }
         # No cursor at all on the last page: the schema's cursor is a string (its 3.0
         # `nullable` means nothing to a 2020-12 validator), and clients read a missing one
         # as the end.
         if len(found) > limit:
-            result["cursor"] = _encode_cursor(page[-1].xact)
+            result["cursor"] = bodies.encode_cursor(page[-1].xact)
         return result
 
     def _project_id(self, experiment: Experiment) -> str:
         return self.store.get_or_create_project(experiment.project).id
-
-
-def _convert(
-    body: InsertBody, raw_events: list[dict[str, Any]]
-) -> tuple[list[RowVersion], list[SpanRecord], list[str]]:
-    """Rows, spans and span ids to delete; the raw events keep the values as sent."""
-    rows: list[RowVersion] = []
-    spans: list[SpanRecord] = []
-    deletes: list[str] = []
-    seen: dict[str, int] = {}
-    for index, event in enumerate(body.events):
-        if event.id in seen:
-            raise BadRequest(
-                f"events[{index}]: id {event.id!r} is also events[{seen[event.id]}]: "
-                "send one event per id per request"
-            )
-        seen[event.id] = index
-        if event.is_merge:
-            raise BadRequest(f"events[{index}]: _is_merge is not supported: send whole rows")
-        if event.object_delete:
-            # Deletes go by span id; a row id or an unknown id deletes nothing (Braintrust
-            # answers 200 for those too).
-            deletes.append(event.id)
-            continue
-        raw = raw_events[index]
-        kind = wire.event_kind(raw)
-        try:
-            if kind == wire.ROW_KIND or (kind is None and not event.span_parents):
-                row = wire.event_row(raw)
-                own = (raw.get("metadata") or {}).get("evalrows") or {}
-                if not own.get("version_id"):  # Braintrust: writing an id again is a version
-                    row.version_id = uuid.uuid4().hex
-                rows.append(row)
-                # The store keeps the row's root span too, as the embedded store does.
-                spans.append(wire.row_root_span(row))
-            elif kind == wire.SPAN_KIND or kind is None:
-                spans.append(wire.event_span(raw))
-            else:
-                raise BadRequest(f"events[{index}]: unknown metadata.evalrows.kind {kind!r}")
-        except ValidationError as exc:
-            raise BadRequest(f"events[{index}] (id {event.id!r}): {_describe(exc)}") from None
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise BadRequest(f"events[{index}] (id {event.id!r}): unreadable: {exc}") from None
-    return rows, spans, deletes
-
-
-# -- conversions ---------------------------------------------------------------------------
-
-
-def _project(project: Project) -> dict[str, Any]:
-    return {
-        "id": project.id,
-        "org_id": ORG_ID,
-        "name": project.name,
-        "created": _iso(project.created),
-    }
-
-
-def _experiment(experiment: Experiment, project_id: str) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "id": experiment.id,
-        "project_id": project_id,
-        "name": experiment.name,
-        "public": False,
-        "created": _iso(experiment.created),
-    }
-    repo = {"commit": experiment.git_commit, "branch": experiment.git_branch}
-    repo = {key: value for key, value in repo.items() if value is not None}
-    if repo:
-        result["repo_info"] = repo
-    if experiment.git_commit is not None:
-        result["commit"] = experiment.git_commit
-    return result
-
-
-def _event(stored: StoredEvent, experiment_id: str, project_id: str) -> dict[str, Any]:
-    if stored.row is not None:
-        event = wire.row_event(as_doc(stored.row))
-    else:
-        assert stored.span is not None
-        event = wire.span_event(as_doc(stored.span))
-    event["_xact_id"] = str(_XACT_BASE + stored.xact)
-    event["created"] = _iso(stored.created)
-    event["experiment_id"] = experiment_id
-    event["project_id"] = project_id
-    return event
-
-
-def _iso(timestamp: float) -> str:
-    moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _encode_cursor(xact: int) -> str:
-    return base64.urlsafe_b64encode(f"before:{xact}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if kind == "before":
-            return int(value)
-    except (binascii.Error, UnicodeError, ValueError):
-        pass
-    raise BadRequest("cursor: not a cursor this server gave out")
-
-
-# -- requests and responses ----------------------------------------------------------------
 
 
 async def _json(request: Request) -> Any:
@@ -353,24 +176,7 @@ async def _json(request: Request) -> Any:
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from None
-
-
-def _parse(model: type[Body], raw: Any) -> Body:
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        raise BadRequest(_describe(exc)) from None
-
-
-def _describe(exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors()[:5]:
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
-        where = where.lstrip(".") or "body"
-        problems.append(f"{where}: {error['msg']}")
-    more = exc.error_count() - len(problems)
-    return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
+        raise bodies.BadRequest(f"the body is not JSON: {exc}") from None
 
 
 def _json_response(content: Any, status: int = 200) -> Response:

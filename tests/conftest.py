@@ -15,6 +15,7 @@ def _no_evalrows_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The developer's EVALROWS_* variables must not leak into the tests or their subprocesses."""
     names = {option.env for option in OPTIONS}
     names |= {name for name in os.environ if name.startswith("EVALROWS_")}
+    names.add("BRAINTRUST_API_KEY")  # read as the HTTP store's key
     for name in sorted(names):
         monkeypatch.delenv(name, raising=False)
     # pytester removes PYTEST_ADDOPTS itself; make sure nothing disables plugin autoloading.

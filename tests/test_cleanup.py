@@ -3,7 +3,6 @@ after a session that died, never for fixtures' spans (issue 3, invariants 3 and 
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 
@@ -20,21 +19,7 @@ from span_helpers import (
     summary_lines,
 )
 
-from pytest_evalrows.settings import OPTIONS
-
-pytest_plugins = ("pytester",)
-
 EXPERIMENT = "cleanup"
-
-
-@pytest.fixture(autouse=True)
-def _no_evalrows_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The developer's EVALROWS_* variables must not leak into the inner sessions."""
-    names = {option.env for option in OPTIONS}
-    names |= {name for name in os.environ if name.startswith("EVALROWS_")}
-    for name in sorted(names):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
 
 
 # -- pytest-rerunfailures ---------------------------------------------------------------------

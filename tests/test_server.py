@@ -28,7 +28,8 @@ from pytest_evalrows import wire
 from pytest_evalrows.cli import main
 from pytest_evalrows.models import Metrics, RowVersion, SpanRecord
 from pytest_evalrows.server import create_app
-from pytest_evalrows.store.sqlite import MIGRATIONS, SQLiteStore
+from pytest_evalrows.store.sqlite import SQLiteStore
+from pytest_evalrows.store.sqlite_schema import MIGRATIONS
 
 with warnings.catch_warnings():
     # Starlette 1.x would rather its TestClient ran on httpx2; this project uses httpx.

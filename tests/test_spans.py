@@ -4,7 +4,6 @@ attempt; a rerun replaces the spans of the rows it ran and no others (issue 3)."
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 
 import pytest
@@ -23,23 +22,9 @@ from span_helpers import (
     stored,
 )
 
-from pytest_evalrows.settings import OPTIONS
-
-pytest_plugins = ("pytester",)
-
 EXPERIMENT = "spans"
 CASES = [f"c{i:02d}" for i in range(10)]
 FAILING = ["c03", "c07"]
-
-
-@pytest.fixture(autouse=True)
-def _no_evalrows_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The developer's EVALROWS_* variables must not leak into the inner sessions."""
-    names = {option.env for option in OPTIONS}
-    names |= {name for name in os.environ if name.startswith("EVALROWS_")}
-    for name in sorted(names):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
 
 
 # Each case makes three child spans: one through httpx instrumentation to the local server,

@@ -13,7 +13,7 @@ from helpers import make_row
 from pytest_evalrows import MemoryStore, SQLiteStore, StoreError, UnknownExperimentError
 from pytest_evalrows.models import Attempt, SpanRecord, StaleSpan
 from pytest_evalrows.store.base import Store
-from pytest_evalrows.store.sqlite import MIGRATIONS
+from pytest_evalrows.store.sqlite_schema import MIGRATIONS
 
 MIGRATION_NAMES = ["0001_experiments_attempts_rows", "0002_spans"]
 

@@ -3,7 +3,6 @@ store's stale-span deletion on a real SQLite file."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -21,21 +20,12 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from pytest_evalrows import ids
 from pytest_evalrows.models import Metrics, RowVersion, SpanRecord, StaleSpan
 from pytest_evalrows.row import RowDraft, RowPlan
-from pytest_evalrows.settings import OPTIONS
 from pytest_evalrows.store.sqlite import SQLiteStore
 from pytest_evalrows.tracing import ActiveRow, RowSpanProcessor, Tracing, span_record
 
 ATTEMPT = "attempt-unit"
 EXPERIMENT = "unit-exp"
 ROW_ID = 'tests/t.py::test_x[a"b-ü]'
-
-
-@pytest.fixture(autouse=True)
-def _no_evalrows_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    names = {option.env for option in OPTIONS}
-    names |= {name for name in os.environ if name.startswith("EVALROWS_")}
-    for name in sorted(names):
-        monkeypatch.delenv(name, raising=False)
 
 
 def active_row(execution: int = 2, row_id: str = ROW_ID) -> ActiveRow:

@@ -27,107 +27,8 @@ from ..models import (
     WriteResult,
     as_doc,
 )
+from . import sqlite_schema as schema
 from .base import Store
-
-# Named migrations, applied in order and recorded in `evalrows_migrations`. Append only.
-MIGRATIONS: tuple[tuple[str, str], ...] = (
-    (
-        "0001_experiments_attempts_rows",
-        """
-        CREATE TABLE experiments (
-            id TEXT PRIMARY KEY,
-            project TEXT NOT NULL,
-            name TEXT NOT NULL,
-            created REAL NOT NULL,
-            git_commit TEXT,
-            git_branch TEXT,
-            UNIQUE (project, name)
-        );
-        CREATE TABLE attempts (
-            experiment_id TEXT NOT NULL REFERENCES experiments (id),
-            id TEXT NOT NULL,
-            started REAL NOT NULL,
-            body TEXT NOT NULL,
-            PRIMARY KEY (experiment_id, id)
-        );
-        CREATE TABLE row_versions (
-            -- rowid kept on purpose: a write tells the versions it inserted by rowid.
-            experiment_id TEXT NOT NULL REFERENCES experiments (id),
-            row_id TEXT NOT NULL,
-            version INTEGER NOT NULL,
-            version_id TEXT NOT NULL UNIQUE,
-            attempt_id TEXT NOT NULL,
-            created REAL NOT NULL,
-            body TEXT NOT NULL,
-            PRIMARY KEY (experiment_id, row_id, version)
-        );
-        -- One line per row pointing at its latest version, kept up to date on write so that
-        -- reading the latest rows is one indexed query however long the history gets.
-        CREATE TABLE latest_rows (
-            experiment_id TEXT NOT NULL,
-            row_id TEXT NOT NULL,
-            version INTEGER NOT NULL,
-            attempt_id TEXT NOT NULL,
-            execution INTEGER NOT NULL,
-            status TEXT NOT NULL,
-            params_hash TEXT,
-            created REAL NOT NULL,
-            PRIMARY KEY (experiment_id, row_id)
-        ) WITHOUT ROWID;
-        """,
-    ),
-    (
-        "0002_spans",
-        """
-        CREATE TABLE spans (
-            experiment_id TEXT NOT NULL REFERENCES experiments (id),
-            span_id TEXT NOT NULL,
-            row_id TEXT,
-            attempt_id TEXT NOT NULL,
-            execution INTEGER NOT NULL,
-            start REAL NOT NULL,
-            body TEXT NOT NULL,
-            PRIMARY KEY (experiment_id, span_id)
-        );
-        CREATE INDEX spans_by_row ON spans (experiment_id, row_id);
-        """,
-    ),
-    (
-        "0003_projects",
-        """
-        -- Projects get ids for the HTTP API. Experiments keep their project by name.
-        CREATE TABLE projects (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL UNIQUE,
-            created REAL NOT NULL
-        );
-        -- The projects of experiments written before this migration, with random v4 uuids.
-        INSERT INTO projects (id, name, created)
-        SELECT substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-4' || substr(h, 14, 3) || '-a'
-               || substr(h, 18, 3) || '-' || substr(h, 21, 12), project, created
-        FROM (SELECT lower(hex(randomblob(16))) AS h, project, min(created) AS created
-              FROM experiments GROUP BY project);
-        """,
-    ),
-    (
-        "0004_xact_ids",
-        """
-        -- One counter orders every row version and span written (the API's `_xact_id`).
-        ALTER TABLE row_versions ADD COLUMN xact INTEGER;
-        ALTER TABLE spans ADD COLUMN xact INTEGER;
-        ALTER TABLE spans ADD COLUMN created REAL;
-        UPDATE row_versions SET xact = rowid;
-        UPDATE spans SET created = start,
-            xact = rowid + (SELECT coalesce(max(rowid), 0) FROM row_versions);
-        CREATE TABLE xact_counter (id INTEGER PRIMARY KEY CHECK (id = 0), last INTEGER NOT NULL);
-        INSERT INTO xact_counter SELECT 0, max(
-            (SELECT coalesce(max(xact), 0) FROM row_versions),
-            (SELECT coalesce(max(xact), 0) FROM spans));
-        CREATE INDEX row_versions_by_xact ON row_versions (experiment_id, xact);
-        CREATE INDEX spans_by_xact ON spans (experiment_id, xact);
-        """,
-    ),
-)
 
 _BUSY_TIMEOUT_S = 60.0
 
@@ -203,7 +104,7 @@ class SQLiteStore(Store):
                 "(name TEXT PRIMARY KEY, applied REAL NOT NULL)"
             )
             done = {name for (name,) in db.execute("SELECT name FROM evalrows_migrations")}
-            for name, script in MIGRATIONS:
+            for name, script in schema.MIGRATIONS:
                 if name in done:
                     continue
                 for statement in script.split(";"):
@@ -251,7 +152,7 @@ class SQLiteStore(Store):
     ) -> Experiment:
         now = time.time()
         with self._errors("creating the experiment"), self._transaction() as db:
-            db.execute(_INSERT_PROJECT, (str(uuid.uuid4()), project, now))
+            db.execute(schema.INSERT_PROJECT, (str(uuid.uuid4()), project, now))
             db.execute(
                 "INSERT INTO experiments VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (str(uuid.uuid4()), project, name, now, git_commit, git_branch),
@@ -301,7 +202,7 @@ class SQLiteStore(Store):
             row = self._db.execute("SELECT * FROM projects WHERE name = ?", (name,)).fetchone()
         if row is None:
             with self._errors("creating the project"), self._transaction() as db:
-                db.execute(_INSERT_PROJECT, (str(uuid.uuid4()), name, time.time()))
+                db.execute(schema.INSERT_PROJECT, (str(uuid.uuid4()), name, time.time()))
                 row = db.execute("SELECT * FROM projects WHERE name = ?", (name,)).fetchone()
         return Project(*row)
 
@@ -366,10 +267,10 @@ class SQLiteStore(Store):
                     "before": before,
                     "xact": _reserve_xacts(db, len(group)),
                 }
-                inserted = db.execute(_INSERT_VERSIONS, args).rowcount
+                inserted = db.execute(schema.INSERT_VERSIONS, args).rowcount
                 result.duplicate_rows += len(group) - inserted
-                db.execute(_UPDATE_LATEST, args)
-                new, updated = db.execute(_COUNT_NEW, args).fetchone()
+                db.execute(schema.UPDATE_LATEST, args)
+                new, updated = db.execute(schema.COUNT_NEW, args).fetchone()
                 result.new_rows += new or 0
                 result.updated_rows += updated or 0
             if spans:
@@ -380,7 +281,7 @@ class SQLiteStore(Store):
                     "now": now,
                     "xact": _reserve_xacts(db, len(spans)),
                 }
-                db.execute(_INSERT_SPANS, args)
+                db.execute(schema.INSERT_SPANS, args)
             result.spans = len(spans)
         return result
 
@@ -439,7 +340,7 @@ class SQLiteStore(Store):
             "limit": limit,
         }
         with self._errors("reading events"), self._lock:
-            found = self._db.execute(_FETCH_EVENTS, args).fetchall()
+            found = self._db.execute(schema.FETCH_EVENTS, args).fetchall()
         return [
             StoredEvent(
                 xact,
@@ -502,56 +403,6 @@ def _rounds(rows: list[RowDoc]) -> list[list[RowDoc]]:
             rounds.append([])
         rounds[index].append(row)
     return rounds
-
-
-_INSERT_VERSIONS = """
-INSERT INTO row_versions
-    (experiment_id, row_id, version, version_id, attempt_id, created, body, xact)
-SELECT :experiment, json_extract(j.value, '$.row_id'),
-       coalesce((SELECT l.version FROM latest_rows l WHERE l.experiment_id = :experiment
-                 AND l.row_id = json_extract(j.value, '$.row_id')), 0) + 1,
-       json_extract(j.value, '$.version_id'), json_extract(j.value, '$.attempt_id'), :now,
-       j.value, :xact + j.key + 1
-FROM json_each(:rows) j
-WHERE NOT EXISTS (SELECT 1 FROM row_versions v
-                  WHERE v.version_id = json_extract(j.value, '$.version_id'))
-"""
-
-# Only versions inserted by this statement group (rowid above the mark) move `latest_rows`:
-# a redelivered, already stored version must never become the latest again.
-_UPDATE_LATEST = """
-INSERT OR REPLACE INTO latest_rows
-    (experiment_id, row_id, version, attempt_id, execution, status, params_hash, created)
-SELECT experiment_id, row_id, version, attempt_id, json_extract(body, '$.execution'),
-       json_extract(body, '$.status'), json_extract(body, '$.metadata.params_hash'), created
-FROM row_versions WHERE rowid > :before
-"""
-
-_COUNT_NEW = """
-SELECT sum(version = 1), sum(version > 1) FROM row_versions WHERE rowid > :before
-"""
-
-_INSERT_SPANS = """
-INSERT OR REPLACE INTO spans
-    (experiment_id, span_id, row_id, attempt_id, execution, start, body, xact, created)
-SELECT :experiment, json_extract(j.value, '$.span_id'), json_extract(j.value, '$.row_id'),
-       json_extract(j.value, '$.attempt_id'), json_extract(j.value, '$.execution'),
-       json_extract(j.value, '$.start'), j.value, :xact + j.key + 1, :now
-FROM json_each(:spans) j
-"""
-
-_INSERT_PROJECT = "INSERT INTO projects VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
-
-# A row's own root span (no parents, under a row) is not an event: the row's event is it.
-_FETCH_EVENTS = """
-SELECT xact, created, version, body, 1 FROM row_versions
-WHERE experiment_id = :experiment AND xact < :before
-UNION ALL
-SELECT xact, created, NULL, body, 0 FROM spans
-WHERE experiment_id = :experiment AND xact < :before
-  AND NOT (row_id IS NOT NULL AND coalesce(json_array_length(body, '$.span_parents'), 0) = 0)
-ORDER BY 1 DESC LIMIT :limit
-"""
 
 
 def _experiment(row: Any) -> Experiment:
