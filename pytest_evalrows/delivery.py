@@ -65,6 +65,7 @@ class Totals:
 
     def merge(self, data: dict[str, Any]) -> None:
         written = WriteResult.model_validate(data["written"])
+        self.written.certain = self.written.certain and written.certain
         self.written.new_rows += written.new_rows
         self.written.updated_rows += written.updated_rows
         self.written.duplicate_rows += written.duplicate_rows
@@ -223,6 +224,7 @@ class Delivery:
 
     def _count(self, result: WriteResult, rows: list[RowDoc]) -> None:
         written = self.totals.written
+        written.certain = written.certain and result.certain
         written.new_rows += result.new_rows
         written.updated_rows += result.updated_rows
         written.duplicate_rows += result.duplicate_rows

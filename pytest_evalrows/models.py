@@ -153,3 +153,6 @@ class WriteResult(BaseModel):
     updated_rows: int = 0
     duplicate_rows: int = 0
     spans: int = 0
+    # Whether new_rows/updated_rows are known for certain. A remote store that has not read
+    # the experiment yet can only guess, and a guess must not let clean-up be skipped.
+    certain: bool = True

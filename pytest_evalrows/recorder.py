@@ -84,7 +84,10 @@ class Recorder:
         def make_store() -> Any:
             hook = self.config.hook.pytest_evalrows_make_store
             return hook(config=self.config, url=url) or open_store(
-                url, api_key=self.settings.api_key, timeout=self.settings.http_timeout
+                url,
+                api_key=self.settings.api_key,
+                timeout=self.settings.http_timeout,
+                retries=self.settings.http_retries,
             )
 
         self.delivery = Delivery(
@@ -389,7 +392,8 @@ class Recorder:
         if delivery.store is None or delivery.experiment is None:
             return
         totals = self.totals
-        if not (totals.written.updated_rows or totals.reruns or totals.leftover_rows):
+        written = totals.written
+        if written.certain and not (written.updated_rows or totals.reruns or totals.leftover_rows):
             # Only new rows, each run once: nothing can be stale, so no need to read the
             # store (for an http(s) store that read is the whole experiment).
             self.stale_spans_removed = 0

@@ -40,6 +40,7 @@ def create_app(store: SQLiteStore, *, token: str | None = None) -> ASGIApp:
     api = _Api(store)
     routes = [
         Route("/v1/project", api.create_project, methods=["POST"]),
+        Route("/v1/project", api.list_projects, methods=["GET"]),
         Route("/v1/experiment", api.create_experiment, methods=["POST"]),
         Route("/v1/experiment", api.list_experiments, methods=["GET"]),
         Route("/v1/experiment/{experiment_id}", api.get_experiment, methods=["GET"]),
@@ -65,6 +66,12 @@ class _Api:
         body = bodies.parse(bodies.CreateProjectBody, await _json(request))
         project = await run_in_threadpool(self.store.get_or_create_project, body.name)
         return _json_response(bodies.project(project))
+
+    async def list_projects(self, request: Request) -> Response:
+        name = request.query_params.get("project_name")
+        projects = await run_in_threadpool(self.store.list_projects)
+        objects = [bodies.project(p) for p in projects if name in (None, p.name)]
+        return _json_response({"objects": objects})
 
     async def create_experiment(self, request: Request) -> Response:
         body = bodies.parse(bodies.CreateExperimentBody, await _json(request))

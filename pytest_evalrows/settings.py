@@ -81,6 +81,13 @@ OPTIONS: tuple[Option, ...] = (
         metavar="SECONDS",
     ),
     Option(
+        "http_retries",
+        "times an http(s) store request is retried, with exponential backoff, after a "
+        "connection error, a timeout, 408, 429 or 5xx",
+        default="5",
+        metavar="N",
+    ),
+    Option(
         "tracing",
         "OpenTelemetry span capture: auto (use your tracer provider, or set one up when none "
         "is configured by session start), attach (only ever use yours, also one configured "
@@ -127,6 +134,7 @@ class Settings:
     anchor: Path
     api_key: str | None = field(default=None, repr=False)
     http_timeout: float = 30.0
+    http_retries: int = 5
     tracing: str = "auto"
     keep_stale_spans: bool = False
     resume: str = "off"
@@ -214,6 +222,7 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         api_key=get("api_key", str)
         or api_key_from_env(dict(os.environ if environ is None else environ)),
         http_timeout=get("http_timeout", _seconds),
+        http_retries=get("http_retries", _count),
         tracing=get("tracing", choice(TRACING_MODES)),
         keep_stale_spans=bool(get("keep_stale_spans", boolean)),
         resume=get("resume", choice(RESUME_MODES)),
@@ -240,6 +249,16 @@ def _attempt_id(value: str) -> str:
             "(starting with a letter or digit)"
         )
     return value
+
+
+def _count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError("valid values: a whole number, 0 or more") from None
+    if number < 0:
+        raise ValueError("valid values: a whole number, 0 or more")
+    return number
 
 
 def _seconds(value: str) -> float:

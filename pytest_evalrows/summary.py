@@ -19,10 +19,12 @@ def write_summary(recorder: Recorder, terminalreporter: Any) -> None:
         f"in {store}"
     )
     written = totals.written
-    write(
-        f"attempt {recorder.attempt_id}: {written.new_rows + written.updated_rows} rows "
-        f"written ({written.new_rows} new, {written.updated_rows} updated)"
-    )
+    count = written.new_rows + written.updated_rows
+    if written.certain:
+        detail = f"{written.new_rows} new, {written.updated_rows} updated"
+    else:
+        detail = "new or updated unknown: the store could not be read first"
+    write(f"attempt {recorder.attempt_id}: {count} rows written ({detail})")
     if totals.own_leftovers:
         write(f"{totals.own_leftovers} rows a crashed worker left were delivered from its spool")
     if totals.resumed:

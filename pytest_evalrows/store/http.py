@@ -236,8 +236,9 @@ class HTTPStore(Store):
             if doc.get("row_id") is not None and not wire.is_root_record(doc):
                 events.append(wire.span_event(doc))
         self._insert(experiment_id, events)
+        certain = experiment_id in self._known
         known = self._known.setdefault(experiment_id, set())
-        result = WriteResult(spans=len(events) - len(docs))
+        result = WriteResult(spans=len(events) - len(docs), certain=certain)
         for row in docs:
             if row["row_id"] in known:
                 result.updated_rows += 1

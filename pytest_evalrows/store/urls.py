@@ -64,13 +64,18 @@ def _absolute(path: Path, base: Path) -> Path:
 
 
 def open_store(
-    url: StoreURL, *, create: bool = True, api_key: str | None = None, timeout: float = 30.0
+    url: StoreURL,
+    *,
+    create: bool = True,
+    api_key: str | None = None,
+    timeout: float = 30.0,
+    retries: int = 5,
 ) -> Store:
     """Open the store a URL names. Raises StoreError when it cannot."""
     if url.scheme == "http":
         from .http import HTTPStore
 
-        return HTTPStore(url.text, api_key=api_key, timeout=timeout)
+        return HTTPStore(url.text, api_key=api_key, timeout=timeout, retries=retries)
     from .sqlite import SQLiteStore
 
     assert url.path is not None
