@@ -74,7 +74,11 @@ class Recorder:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        if self.settings.tracing != "off":
+        # An xdist controller runs no test: its workers capture the spans.
+        distributing = self.config.pluginmanager.has_plugin("dsession")
+        if self.settings.tracing != "off" and distributing:
+            self.tracing_note = "spans captured by each xdist worker"
+        elif self.settings.tracing != "off":
             processor = RowSpanProcessor(self.attempt_id, self._unowned_span, self._late_span)
             self.tracing = Tracing(processor, self.settings.tracing)
             self.tracing_note = self.tracing.connect()
