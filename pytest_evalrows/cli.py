@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     add("experiments", "list the experiments in the store", cmd_experiments)
+    attempts = add(
+        "attempts", "the sessions that recorded into an experiment, oldest first", cmd_attempts
+    )
+    attempts.add_argument("experiment")
+    _project(attempts)
     rows = add("rows", "the latest version of every row of an experiment", cmd_rows)
     rows.add_argument("experiment")
     _project(rows)
@@ -163,6 +168,40 @@ def cmd_experiments(args: argparse.Namespace, out: TextIO) -> int:
         ("NAME", "name"),
         ("CREATED", "created"),
         ("BRANCH", "git_branch"),
+    ]
+    emit(out, records, args.json, columns)
+    return 0
+
+
+def cmd_attempts(args: argparse.Namespace, out: TextIO) -> int:
+    with _open(args) as store:
+        experiment = store.get_experiment(args.experiment, args.project)
+        attempts = store.list_attempts(experiment.id)
+    records = [
+        {
+            "id": a.id,
+            "started": iso(a.started),
+            "ended": iso(a.ended),
+            "host": a.host,
+            "args": a.args,
+            "counts": a.counts,
+            "delivered": a.delivered,
+            "git_commit": a.git_commit,
+            "git_branch": a.git_branch,
+        }
+        for a in attempts
+    ]
+    if not args.json:
+        for record in records:
+            counts: dict[str, int] = record["counts"]
+            record["counts_text"] = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    columns = [
+        ("ATTEMPT", "id"),
+        ("STARTED", "started"),
+        ("ENDED", "ended"),
+        ("HOST", "host"),
+        ("ROWS", "counts_text"),
+        ("DELIVERED", "delivered"),
     ]
     emit(out, records, args.json, columns)
     return 0

@@ -312,3 +312,36 @@ def test_the_console_script_reads_what_a_session_recorded(pytester: pytest.Pytes
     ]
     assert records[1]["error"]["type"] == "AssertionError"
     assert records[1]["metadata"]["attemptId"] == "cli-attempt"
+
+
+def test_attempts_lists_each_session_with_its_counts(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(
+        test_a="""
+        import pytest
+
+        @pytest.mark.eval
+        @pytest.mark.parametrize("n", [1, 2, 3])
+        def test_n(n):
+            assert n != 2
+        """
+    )
+    first = pytester.runpytest_subprocess("--eval-experiment=att", "--eval-attempt-id=first")
+    first.assert_outcomes(passed=2, failed=1)
+    second = pytester.runpytest_subprocess(
+        "--eval-experiment=att", "--eval-attempt-id=second", "--lf"
+    )
+    second.assert_outcomes(failed=1)
+    store = pytester.path / ".evalrows" / "evalrows.db"
+    done = evalrows_cli("attempts", "att", "--store", str(store), "--json", cwd=pytester.path)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["id"], r["counts"], r["delivered"]) for r in records] == [
+        ("first", {"passed": 2, "failed": 1}, True),
+        ("second", {"failed": 1}, True),
+    ]
+    assert "--lf" in records[1]["args"]
+    table = evalrows_cli("attempts", "att", "--store", str(store), cwd=pytester.path)
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["ATTEMPT", "STARTED", "ENDED", "HOST", "ROWS", "DELIVERED"]
+    assert lines[1].split()[0] == "first" and "failed=1 passed=2" in lines[1]
