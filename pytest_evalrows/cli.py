@@ -136,14 +136,15 @@ def _project(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--project", help="the experiment's project, when several share its name")
 
 
-def _open(args: argparse.Namespace) -> Any:
+def _open(args: argparse.Namespace, *, create: bool = False) -> Any:
+    """The store ``--store`` names. Readers never create one; flush may."""
     from .store.urls import open_store
 
     try:
         url = parse_store_url(args.store, Path.cwd())
     except ValueError as exc:
         raise EvalrowsError(f"--store: {exc}") from None
-    return open_store(url, create=False, api_key=api_key_from_env())
+    return open_store(url, create=create, api_key=api_key_from_env())
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -262,7 +263,7 @@ def cmd_flush(args: argparse.Namespace, out: TextIO) -> int:
     from .spool import deliver_leftovers
 
     spool = Path(args.spool)
-    with _open_for_flush(args) as store:
+    with _open(args, create=True) as store:
         done = deliver_leftovers(spool, store)
         experiments: dict[tuple[str, str], list[str]] = {}
         for project, experiment, row_id in done.rows:
@@ -315,16 +316,6 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         return serve(store, host=args.host, port=args.port, token=args.token, out=out)
     finally:
         store.close()
-
-
-def _open_for_flush(args: argparse.Namespace) -> Any:
-    from .store.urls import open_store
-
-    try:
-        url = parse_store_url(args.store, Path.cwd())
-    except ValueError as exc:
-        raise EvalrowsError(f"--store: {exc}") from None
-    return open_store(url, create=True, api_key=api_key_from_env())
 
 
 # -- output --------------------------------------------------------------------------------
