@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from typing import Any
 
 import pytest
 
 from . import ids
-from .models import ErrorInfo, RowDoc, SpanDoc, Status
+from .records import ErrorInfo, RowDoc, SpanDoc, Status
 from .row import UNSET, RowDraft, RowPlan
 
 _TRACEBACK_CHARS = 4_000
@@ -77,7 +78,7 @@ def row_version(
         "execution": draft.execution,
         "status": status,
         **fields,
-        "error": error.model_dump() if error is not None else None,
+        "error": asdict(error) if error is not None else None,
         "metrics": metrics,
         "root_span_id": ids.trace_id_hex(draft.trace_id),
         "span_id": ids.span_id_hex(draft.span_id),

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -344,7 +345,7 @@ def row_record(row: Any) -> dict[str, Any]:
         "scores": row.scores,
         "metadata": row.metadata,
         "tags": row.tags,
-        "error": row.error.model_dump() if row.error is not None else None,
+        "error": asdict(row.error) if row.error is not None else None,
         "metrics": row.metrics.model_dump(exclude_none=True),
         "root_span_id": row.root_span_id,
         "span_id": row.span_id,

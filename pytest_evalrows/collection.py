@@ -11,8 +11,9 @@ import pytest
 
 from . import ids
 from .errors import EvalrowsWarning
-from .models import RowState, json_value
+from .records import RowState
 from .row import RowPlan
+from .values import json_value
 
 plan_key = pytest.StashKey[RowPlan]()
 

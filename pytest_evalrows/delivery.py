@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import StoreAuthError, StoreError
-from .models import Experiment, RowDoc, SpanDoc, WriteResult
+from .records import Experiment, RowDoc, SpanDoc, WriteResult
 from .spool import Spool, chunks, deliver_leftovers
 from .store.base import Store
 from .writer import BatchWriter
@@ -52,7 +52,7 @@ class Totals:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "written": self.written.model_dump(),
+            "written": asdict(self.written),
             "delivered_rows": sorted(self.delivered_rows),
             "undelivered_rows": self.undelivered_rows,
             "leftover_rows": self.leftover_rows,
@@ -64,7 +64,7 @@ class Totals:
         }
 
     def merge(self, data: dict[str, Any]) -> None:
-        written = WriteResult.model_validate(data["written"])
+        written = WriteResult(**data["written"])
         self.written.certain = self.written.certain and written.certain
         self.written.new_rows += written.new_rows
         self.written.updated_rows += written.updated_rows

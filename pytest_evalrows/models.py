@@ -1,19 +1,30 @@
-"""The data model: experiments, attempts, row versions and spans, and JSON-safe values.
+"""The data model as read back from a store: validated row versions and spans.
 
-Pure: imports no pytest. Models are built with ``model_construct`` on the hot path (the
-recorder has already made every value JSON-safe) and validated when read back from a store.
+Pure: imports no pytest. The write path never builds these (it sends plain dicts of the same
+shape, see ``records``); the plain records are re-exported here so there is one place to
+import the data model from.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 from pydantic import BaseModel, Field
 
+from .records import (
+    STATUSES,
+    Attempt,
+    ErrorInfo,
+    Experiment,
+    RowDoc,
+    RowState,
+    SpanDoc,
+    StaleSpan,
+    Status,
+    WriteResult,
+    as_doc,
+)
 from .values import MAX_FIELD_BYTES, check_score, json_value
-
-Status = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
-STATUSES: tuple[Status, ...] = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 
 __all__ = [
     "MAX_FIELD_BYTES",
@@ -34,34 +45,6 @@ __all__ = [
     "check_score",
     "json_value",
 ]
-
-
-class Experiment(BaseModel):
-    id: str
-    project: str
-    name: str
-    created: float
-    git_commit: str | None = None
-    git_branch: str | None = None
-
-
-class Attempt(BaseModel):
-    id: str
-    experiment_id: str
-    started: float
-    ended: float | None = None
-    host: str = ""
-    args: list[str] = Field(default_factory=list)
-    counts: dict[str, int] = Field(default_factory=dict)
-    delivered: bool | None = None
-    git_commit: str | None = None
-    git_branch: str | None = None
-
-
-class ErrorInfo(BaseModel):
-    type: str
-    message: str
-    traceback: str = ""
 
 
 class Metrics(BaseModel):
@@ -114,45 +97,3 @@ class SpanRecord(BaseModel):
     status: str = "unset"
     attributes: dict[str, Any] = Field(default_factory=dict)
     events: list[dict[str, Any]] = Field(default_factory=list)
-
-
-# The write path carries rows and spans as plain dicts shaped like the models (built, spooled
-# and sent without model overhead on the tests' thread); readers get validated models.
-RowDoc = dict[str, Any]
-SpanDoc = dict[str, Any]
-
-
-def as_doc(value: BaseModel | dict[str, Any]) -> dict[str, Any]:
-    """A row or span as a plain dict, whichever form it came in."""
-    return value if isinstance(value, dict) else value.model_dump(mode="json")
-
-
-class StaleSpan(NamedTuple):
-    """A span that cleanup removed (or would remove)."""
-
-    row_id: str
-    span_id: str
-    attempt_id: str
-    execution: int
-    name: str
-
-
-class RowState(NamedTuple):
-    """The little a store says about a row's latest version for resume and drift checks."""
-
-    status: str
-    params_hash: str | None
-    attempt_id: str
-    created: float
-
-
-class WriteResult(BaseModel):
-    """What one batch did to the store."""
-
-    new_rows: int = 0
-    updated_rows: int = 0
-    duplicate_rows: int = 0
-    spans: int = 0
-    # Whether new_rows/updated_rows are known for certain. A remote store that has not read
-    # the experiment yet can only guess, and a guess must not let clean-up be skipped.
-    certain: bool = True

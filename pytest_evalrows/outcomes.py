@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .models import Status
+from .records import Status
 
 
 def row_status(phases: Mapping[str, tuple[str, bool]]) -> Status:

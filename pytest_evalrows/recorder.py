@@ -13,8 +13,8 @@ from . import building, gitinfo, ids
 from .collection import plan_items, plan_key, resume_filter, warn_changed_params
 from .delivery import Delivery, Totals, Unit
 from .errors import StoreAuthError, StoreError
-from .models import Attempt, RowState, SpanDoc
 from .outcomes import row_status
+from .records import Attempt, RowState, SpanDoc
 from .row import RowDraft, RowPlan
 from .settings import Settings
 from .spool import default_spool_dir, session_name

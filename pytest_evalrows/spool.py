@@ -22,7 +22,7 @@ from typing import IO, Any
 import pydantic_core
 
 from .errors import StoreError
-from .models import RowDoc, SpanDoc, WriteResult
+from .records import RowDoc, SpanDoc, WriteResult
 from .store.base import Store
 
 try:

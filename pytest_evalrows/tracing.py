@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from . import ids
-from .models import SpanDoc
+from .records import SpanDoc
 from .row import RowDraft
 
 _INPUT_TOKENS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")

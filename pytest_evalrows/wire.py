@@ -102,7 +102,7 @@ def event_row(event: dict[str, Any], version: int | None = None) -> RowVersion:
         scores={k: v for k, v in (event.get("scores") or {}).items() if v is not None},
         metadata=metadata,
         tags=event.get("tags") or [],
-        error=ErrorInfo.model_validate(error) if isinstance(error, dict) else None,
+        error=_error(error),
         metrics=Metrics(
             start=start,
             end=end,
@@ -159,6 +159,16 @@ def row_root_span(row: RowVersion) -> SpanRecord:
             "evalrows.execution": row.execution,
             "evalrows.status": row.status,
         },
+    )
+
+
+def _error(error: Any) -> ErrorInfo | None:
+    if not isinstance(error, dict):
+        return None
+    return ErrorInfo(
+        type=str(error.get("type", "")),
+        message=str(error.get("message", "")),
+        traceback=str(error.get("traceback", "")),
     )
 
 

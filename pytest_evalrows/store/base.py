@@ -5,18 +5,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Collection, Sequence
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from ..models import (
-    Attempt,
-    Experiment,
-    RowDoc,
-    RowState,
-    RowVersion,
-    SpanDoc,
-    SpanRecord,
-    StaleSpan,
-    WriteResult,
-)
+from ..records import Attempt, Experiment, RowDoc, RowState, SpanDoc, StaleSpan, WriteResult
+
+if TYPE_CHECKING:
+    from ..models import RowVersion, SpanRecord
 
 
 class Store(abc.ABC):

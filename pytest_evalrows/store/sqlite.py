@@ -9,26 +9,28 @@ import time
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pydantic_core
 
 from ..errors import StoreError, UnknownExperimentError
-from ..models import (
+from ..records import (
     Attempt,
     Experiment,
     RowDoc,
     RowState,
-    RowVersion,
     SpanDoc,
-    SpanRecord,
     StaleSpan,
     WriteResult,
     as_doc,
 )
 from . import sqlite_schema as schema
 from .base import Store
+
+if TYPE_CHECKING:
+    from ..models import RowVersion, SpanRecord
 
 _BUSY_TIMEOUT_S = 60.0
 
@@ -220,7 +222,7 @@ class SQLiteStore(Store):
             db.execute(
                 "INSERT INTO attempts VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
                 "body = excluded.body",
-                (attempt.experiment_id, attempt.id, attempt.started, attempt.model_dump_json()),
+                (attempt.experiment_id, attempt.id, attempt.started, json.dumps(asdict(attempt))),
             )
 
     def list_attempts(self, experiment_id: str) -> list[Attempt]:
@@ -229,7 +231,7 @@ class SQLiteStore(Store):
                 "SELECT body FROM attempts WHERE experiment_id = ? ORDER BY started",
                 (experiment_id,),
             )
-            return [Attempt.model_validate_json(body) for (body,) in rows]
+            return [Attempt(**json.loads(body)) for (body,) in rows]
 
     # -- rows and spans ------------------------------------------------------------------
 
@@ -327,6 +329,8 @@ class SQLiteStore(Store):
             args.append(row_id)
         with self._errors("reading spans"), self._lock:
             rows = self._db.execute(query + " ORDER BY start, span_id", args).fetchall()
+        from ..models import SpanRecord  # validated models only for reading back
+
         return [SpanRecord.model_validate_json(body) for (body,) in rows]
 
     def fetch_events(
@@ -341,6 +345,8 @@ class SQLiteStore(Store):
         }
         with self._errors("reading events"), self._lock:
             found = self._db.execute(schema.FETCH_EVENTS, args).fetchall()
+        from ..models import SpanRecord
+
         return [
             StoredEvent(
                 xact,
@@ -418,6 +424,8 @@ def _experiment(row: Any) -> Experiment:
 
 
 def _row(version: int, created: float, body: str) -> RowVersion:
+    from ..models import RowVersion
+
     row = RowVersion.model_validate_json(body)
     row.version = version
     row.created = created

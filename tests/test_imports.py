@@ -1,0 +1,47 @@
+"""Import cost is paid by every pytest run: the plugin imports heavy modules only when it
+records, and even then not the validated models, which are only for reading a store back."""
+
+from __future__ import annotations
+
+import pytest
+
+PROBE = """
+import sys
+import pytest
+
+HEAVY = ("pydantic", "opentelemetry.sdk.trace", "sqlite3", "httpx", "pytest_evalrows.recorder")
+
+@pytest.mark.eval
+@pytest.mark.parametrize("n", [1])
+def test_probe(n, eval_row):
+    eval_row.log(output=n)
+    eval_row.score("one", 1.0)
+    loaded = sorted(name for name in HEAVY if name in sys.modules)
+    print("LOADED", ",".join(loaded) or "-")
+"""
+
+
+def loaded(result: pytest.RunResult) -> list[str]:
+    (line,) = [line for line in result.outlines if "LOADED " in line]
+    names = line.split("LOADED ", 1)[1].split()[0]
+    return [] if names == "-" else names.split(",")
+
+
+def test_an_inert_session_imports_nothing_heavy(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_probe=PROBE)
+    result = pytester.runpytest_subprocess("-s", "-p", "no:anyio", "-p", "no:xdist")
+    result.assert_outcomes(passed=1)
+    assert loaded(result) == []
+    assert not (pytester.path / ".evalrows").exists()
+
+
+def test_a_recording_session_leaves_the_read_models_alone(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_probe=PROBE)
+    result = pytester.runpytest_subprocess(
+        "-s", "-p", "no:anyio", "-p", "no:xdist", "--eval-experiment=imports"
+    )
+    result.assert_outcomes(passed=1)
+    assert "pydantic" not in loaded(result)
+    assert "pytest_evalrows.recorder" in loaded(result)
