@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StoreAuthError, StoreError
-from .records import Experiment, RowDoc, SpanDoc, WriteResult
+from .records import Attempt, Experiment, RowDoc, SpanDoc, WriteResult
 from .spool import Spool, chunks, deliver_leftovers
 from .store.base import Store
 from .writer import BatchWriter
@@ -261,8 +261,26 @@ class Delivery:
         remaining = self.spool.pending() if self.spool is not None else []
         self.totals.undelivered_rows += sum(len(entry.rows) for entry in remaining)
         self.totals.undelivered_rows += sum(1 for unit in self._unspooled if unit.row is not None)
-        if self.spool is not None:
-            self.spool.close()
+
+    def close_spool(self, unsaved_attempt: Attempt | None = None) -> None:
+        """Release this process's spool file (removed when everything in it was delivered).
+        An attempt the store could not take is kept there with the rows, for whichever session
+        or ``evalrows flush`` delivers them."""
+        if self.spool is None:
+            return
+        if unsaved_attempt is not None:
+            try:
+                self.spool.append(
+                    store=self.store_display,
+                    project=self.project,
+                    experiment=self.experiment_name,
+                    rows=[],
+                    spans=[],
+                    attempt=asdict(unsaved_attempt),
+                )
+            except (OSError, ValueError) as exc:
+                self.totals.errors.append(f"cannot write the spool {self.spool.path}: {exc}")
+        self.spool.close()
 
     def close(self) -> None:
         if self.store is not None:

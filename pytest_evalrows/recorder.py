@@ -365,6 +365,7 @@ class Recorder:
         if self.tracing is not None:
             self.tracing.flush()
         self.delivery.finish()
+        unsaved = None
         if not self.is_worker:
             # Files that crashed workers left behind, then the clean-up for everything
             # this session delivered.
@@ -374,7 +375,9 @@ class Recorder:
                 self.attempt.ended = time.time()
                 self.attempt.counts = dict(self.totals.statuses)
                 self.attempt.delivered = not self.totals.undelivered_rows
-                self._save_attempt()
+                if not self._save_attempt():
+                    unsaved = self.attempt
+        self.delivery.close_spool(unsaved)
 
     def merge_worker(self, output: dict[str, Any] | None, worker: str) -> None:
         """Controller side: add a finished worker's totals (None when it crashed)."""
@@ -411,17 +414,20 @@ class Recorder:
         self.cleanup_seconds = time.perf_counter() - started
         self.stale_spans_removed = len(removed)
 
-    def _save_attempt(self) -> None:
+    def _save_attempt(self) -> bool:
+        """Record the attempt in the store; False when the store cannot take it now."""
         delivery = self.delivery
         if self.attempt is None or delivery is None or delivery.store is None:
-            return
+            return False
         if delivery.experiment is None:
-            return
+            return False
         self.attempt.experiment_id = delivery.experiment.id
         try:
             delivery.store.save_attempt(self.attempt)
         except StoreError as exc:
             self.totals.errors.append(str(exc))
+            return False
+        return True
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.finish()

@@ -22,7 +22,7 @@ from typing import IO, Any
 import pydantic_core
 
 from .errors import StoreError
-from .records import RowDoc, SpanDoc, WriteResult
+from .records import Attempt, RowDoc, SpanDoc, WriteResult
 from .store.base import Store
 
 try:
@@ -42,6 +42,8 @@ class SpooledBatch:
     experiment: str
     rows: list[RowDoc]
     spans: list[SpanDoc]
+    # A session's attempt record, spooled when the store could not take it.
+    attempt: dict[str, Any] | None = None
 
 
 class Spool:
@@ -70,20 +72,22 @@ class Spool:
         experiment: str,
         rows: list[RowDoc],
         spans: list[SpanDoc],
+        attempt: dict[str, Any] | None = None,
     ) -> int:
         """Write an entry so that it survives this process being killed; return its number."""
         with self._mutex:
             self._seq += 1
-            line = pydantic_core.to_json(
-                {
-                    "seq": self._seq,
-                    "store": store,
-                    "project": project,
-                    "experiment": experiment,
-                    "rows": rows,
-                    "spans": spans,
-                }
-            )
+            entry: dict[str, Any] = {
+                "seq": self._seq,
+                "store": store,
+                "project": project,
+                "experiment": experiment,
+                "rows": rows,
+                "spans": spans,
+            }
+            if attempt is not None:
+                entry["attempt"] = attempt
+            line = pydantic_core.to_json(entry)
             self._file.write(line + b"\n")
             self._file.flush()
             self.unacked.add(self._seq)
@@ -165,6 +169,7 @@ def _read(path: Path) -> Iterator[SpooledBatch]:
             experiment=entry["experiment"],
             rows=entry["rows"],
             spans=entry["spans"],
+            attempt=entry.get("attempt"),
         )
 
 
@@ -219,6 +224,10 @@ def deliver_leftovers(
                     rows = [row for entry in chunk for row in entry.rows]
                     spans = [span for entry in chunk for span in entry.spans]
                     result = store.write(experiments[key], rows, spans)
+                    for entry in chunk:
+                        if entry.attempt is not None:
+                            record = {**entry.attempt, "experiment_id": experiments[key]}
+                            store.save_attempt(Attempt(**record))
                     file.write(_acks_line([entry.seq for entry in chunk]))
                     file.flush()
                     _add(done.written, result)
