@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,18 @@ def _warn_positional(item: pytest.Item, base: str, names: list[str]) -> None:
         'data: @pytest.mark.eval(key="id")'
     )
     filename, lineno = str(item.path), (item.location[1] or 0) + 1
-    warnings.warn_explicit(EvalrowsWarning(message), EvalrowsWarning, filename, lineno)
+    with _warnings_as_usage_errors():
+        warnings.warn_explicit(EvalrowsWarning(message), EvalrowsWarning, filename, lineno)
+
+
+@contextmanager
+def _warnings_as_usage_errors() -> Iterator[None]:
+    """Under ``filterwarnings = error`` a warning raised during collection would crash pytest
+    (INTERNALERROR): stop the session with the warning's text instead."""
+    try:
+        yield
+    except EvalrowsWarning as warning:
+        raise pytest.UsageError(str(warning)) from None
 
 
 def warn_changed_params(plans: Sequence[RowPlan], stored: Mapping[str, RowState]) -> None:
@@ -137,14 +149,13 @@ def warn_changed_params(plans: Sequence[RowPlan], stored: Mapping[str, RowState]
     if not changed:
         return
     shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-    warnings.warn(
-        EvalrowsWarning(
-            f"evalrows: the parameters of {len(changed)} row(s) changed since their stored "
-            f"version: {shown}. Their next version will hold a different case; if the dataset "
-            "was reordered, key the rows by the case's data"
-        ),
-        stacklevel=1,
+    message = (
+        f"evalrows: the parameters of {len(changed)} row(s) changed since their stored "
+        f"version: {shown}. Their next version will hold a different case; if the dataset "
+        "was reordered, key the rows by the case's data"
     )
+    with _warnings_as_usage_errors():
+        warnings.warn(EvalrowsWarning(message), stacklevel=1)
 
 
 RESUMED_STATUSES = {

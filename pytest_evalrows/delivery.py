@@ -173,6 +173,7 @@ class Delivery:
 
         done = deliver_leftovers(self.spool_dir, self.store, skip=own, on_rows=count)
         self.totals.errors.extend(done.errors)
+        self.totals.undelivered_rows += done.pending_rows
         self.totals.delivered_rows.update(
             row_id
             for project, experiment, row_id in done.rows

@@ -54,6 +54,7 @@ class Recorder:
         self.drafts: dict[str, RowDraft] = {}
         self.carried_spans: dict[str, list[SpanDoc]] = {}
         self.in_flight: dict[str, dict[str, Any]] = {}  # controller: rows running on workers
+        self.worker_rows: set[str] = set()  # controller: rows its workers finished
         self.has_row_fields_hook = False
         self.tracing: Tracing | None = None
         self.tracing_note = "span capture off"
@@ -281,6 +282,7 @@ class Recorder:
                 del self.in_flight[nodeid]
                 if not info["rerun"]:
                     self.totals.statuses[row_status(info["phases"])] += 1
+                    self.worker_rows.add(info["row_id"])
         else:
             # xdist reports a worker that died mid-test with when="???".
             del self.in_flight[nodeid]
@@ -382,6 +384,9 @@ class Recorder:
     def merge_worker(self, output: dict[str, Any] | None, worker: str) -> None:
         """Controller side: add a finished worker's totals (None when it crashed)."""
         if output is None:
+            # Its totals died with it: new and updated counts are no longer certain, so
+            # clean-up must not be skipped on their account.
+            self.totals.written.certain = False
             return
         data = output.get("evalrows")
         if data is None:
@@ -392,7 +397,12 @@ class Recorder:
     def _clean_stale_spans(self) -> None:
         """Delete the spans earlier attempts and executions left under the rows delivered
         in this session. Rows whose write failed keep every span they had."""
-        rows = self.totals.delivered_rows
+        rows = set(self.totals.delivered_rows)
+        if not self.totals.undelivered_rows:
+            # Rows a crashed worker delivered before it died are in no worker's totals. The
+            # store only removes spans its stored latest version does not own, so this is
+            # safe once nothing is left undelivered.
+            rows |= self.worker_rows
         delivery = self.delivery
         if self.settings.keep_stale_spans or not rows or delivery is None:
             return

@@ -182,6 +182,7 @@ class Delivered:
     files: int = 0
     errors: list[str] = field(default_factory=list)
     other_stores: set[str] = field(default_factory=set)  # entries left for other stores
+    pending_rows: int = 0  # rows for this store still in the spool after a failed delivery
 
 
 def deliver_leftovers(
@@ -216,6 +217,7 @@ def deliver_leftovers(
             done.other_stores.update(e.store for e in entries if e.store != store.display_url)
             if entries and not _ends_with_newline(path):
                 file.write(b"\n")  # a torn last line (a kill mid-write): acks go after it
+            acked: set[int] = set()
             try:
                 for chunk in chunks(mine):
                     key = (chunk[0].project, chunk[0].experiment)
@@ -230,12 +232,14 @@ def deliver_leftovers(
                             store.save_attempt(Attempt(**record))
                     file.write(_acks_line([entry.seq for entry in chunk]))
                     file.flush()
+                    acked.update(entry.seq for entry in chunk)
                     _add(done.written, result)
                     done.rows.update((*key, row["row_id"]) for row in rows)
                     if on_rows is not None:
                         on_rows(rows)
             except StoreError as exc:
                 done.errors.append(str(exc))
+                done.pending_rows += sum(len(e.rows) for e in mine if e.seq not in acked)
                 return done
             done.files += 1
             if len(mine) == len(entries):
@@ -282,4 +286,6 @@ def default_spool_dir(anchor: Path) -> Path:
 
 
 def session_name(attempt_id: str) -> str:
-    return f"{attempt_id}-{os.getpid()}"
+    # Unique even when an attempt id is reused by a process with the same pid (a re-run CI
+    # job in a container, where pytest is pid 1): never take over another session's file.
+    return f"{attempt_id}-{os.getpid()}-{os.urandom(4).hex()}"

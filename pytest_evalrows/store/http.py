@@ -45,8 +45,8 @@ _RETRY_STATUSES = frozenset({408, 429})
 Event = dict[str, Any]
 
 
-class _TooLarge(Exception):
-    """A 413: the batch must be split."""
+class _TooLarge(StoreError):
+    """A 413: an insert splits its batch; any other call reports it."""
 
 
 class HTTPStore(Store):
@@ -110,7 +110,7 @@ class HTTPStore(Store):
                     f"{self.display_url} refused the API key: HTTP {status} on {method} {path}"
                 )
             if status == 413:
-                raise _TooLarge()
+                raise _TooLarge(f"{self.display_url} refused {method} {path} as too large (413)")
             if status in _RETRY_STATUSES or status >= 500:
                 if last:
                     raise StoreError(
@@ -125,11 +125,14 @@ class HTTPStore(Store):
                     f"{_text(response)}"
                 )
             try:
-                return response.json()
+                answer = response.json()
             except ValueError:
                 raise StoreError(
                     f"{self.display_url} answered {method} {path} with something not JSON"
                 ) from None
+            if not isinstance(answer, dict):
+                raise StoreError(f"{self.display_url} answered {method} {path} with {answer!r}")
+            return answer
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _fetch_all(self, experiment_id: str) -> Iterator[dict[str, Any]]:
@@ -167,7 +170,7 @@ class HTTPStore(Store):
     def _project_id(self, project: str) -> str:
         if project not in self._projects:
             answer = self._call("POST", "/v1/project", body={"name": project})
-            self._projects[project] = answer["id"]
+            self._projects[project] = _field(answer, "id", self.display_url)
         return self._projects[project]
 
     def get_or_create_experiment(
@@ -378,8 +381,17 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
 
 
+def _field(answer: dict[str, Any], name: str, store: str) -> str:
+    value = answer.get(name)
+    if not isinstance(value, str) or not value:
+        raise StoreError(f"{store} answered without a {name!r}: {str(answer)[:200]}")
+    return value
+
+
 def _experiment(answer: dict[str, Any], project: str) -> Experiment:
     repo = answer.get("repo_info") or {}
+    if not isinstance(answer.get("id"), str) or not isinstance(answer.get("name"), str):
+        raise StoreError(f"the store answered an experiment without id or name: {answer!r}")
     return Experiment(
         id=answer["id"],
         project=project,

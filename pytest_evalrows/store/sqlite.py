@@ -67,6 +67,11 @@ class SQLiteStore(Store):
                 file.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot create {file.parent}: {exc.strerror}") from None
+        if sqlite3.sqlite_version_info < (3, 35):
+            raise StoreError(
+                f"SQLite {sqlite3.sqlite_version} is too old for the embedded store: it needs "
+                "3.35 or newer (RETURNING); use a Python built with a newer SQLite"
+            )
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(

@@ -52,8 +52,16 @@ def parse_store_url(value: str, base: Path) -> StoreURL:
             return StoreURL("sqlite", Path(":memory:"), text)
         return StoreURL("sqlite", _absolute(Path(location), base), text)
     if scheme in ("http", "https"):
-        if not rest.strip("/"):
-            raise ValueError(f"{text!r} names no host; use {VALID_FORMS}")
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(text)
+            parts.port  # noqa: B018 - raises on a port out of range or not a number
+        except ValueError as exc:
+            raise ValueError(f"{text!r} is not a valid URL ({exc}); use {VALID_FORMS}") from None
+        host = parts.hostname or ""
+        if not host or any(char.isspace() for char in host):
+            raise ValueError(f"{text!r} names no valid host; use {VALID_FORMS}")
         return StoreURL("http", None, text)
     raise ValueError(f"unknown store scheme {scheme!r} in {text!r}; use {VALID_FORMS}")
 
