@@ -91,3 +91,33 @@ def test_warnings_as_errors_stop_the_session_with_a_usage_error(
     output = result.stdout.str() + result.stderr.str()
     assert "INTERNALERROR" not in output
     result.stderr.fnmatch_lines(["ERROR: evalrows: the rows of *keyed by positional*"])
+
+
+def test_a_reused_attempt_id_still_leaves_only_the_latest_spans(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(
+        test_traced="""
+        import pytest
+        from opentelemetry import trace
+
+        @pytest.mark.eval
+        @pytest.mark.parametrize("n", [1, 2])
+        def test_n(n):
+            with trace.get_tracer("t").start_as_current_span("step"):
+                pass
+        """
+    )
+    args = ("--eval-experiment=reused", "--eval-attempt-id=ci-123")
+    pytester.runpytest_subprocess(*args).assert_outcomes(passed=2)
+    second = pytester.runpytest_subprocess(*args)
+    second.assert_outcomes(passed=2)
+    second.stdout.fnmatch_lines(["stale spans removed: 4 *"])
+    with SQLiteStore(pytester.path / ".evalrows" / "evalrows.db") as store:
+        experiment = store.get_experiment("reused")
+        latest = {row.row_id: row.root_span_id for row in store.latest_rows(experiment.id)}
+        spans = store.list_spans(experiment.id)
+        assert store.delete_stale_spans(experiment.id, dry_run=True) == []
+    assert len(spans) == 4  # a root and a step per row, of the second session only
+    assert {(span.row_id, span.root_span_id) for span in spans} == set(latest.items())

@@ -232,7 +232,7 @@ def test_attempts_are_inserted_then_updated(store: SQLiteStore) -> None:
 def span(span_id: str, row_id: str | None, attempt_id: str, execution: int = 1) -> SpanRecord:
     return SpanRecord(
         span_id=span_id,
-        root_span_id="r" * 32,
+        root_span_id="0" * 31 + "1",  # the trace of helpers.make_row's rows, as under a row
         row_id=row_id,
         attempt_id=attempt_id,
         execution=execution,

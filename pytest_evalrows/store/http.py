@@ -332,7 +332,9 @@ class HTTPStore(Store):
                 old = wire.event_row(event)
                 if old.span_id in roots_seen or old.span_id == newest.span_id:
                     continue
-                if (old.attempt_id, old.execution) != (newest.attempt_id, newest.execution):
+                if (old.attempt_id, old.execution) != (newest.attempt_id, newest.execution) or (
+                    old.root_span_id != newest.root_span_id
+                ):
                     roots_seen.add(old.span_id)
                     stale.append(
                         StaleSpan(row_id, old.span_id, old.attempt_id, old.execution, old.nodeid)
@@ -342,7 +344,9 @@ class HTTPStore(Store):
             row = latest.get(span.row_id or "")
             if row is None:
                 continue  # a row this call may not touch, or spans under no row
-            if (span.attempt_id, span.execution) != (row.attempt_id, row.execution):
+            if (span.attempt_id, span.execution) != (row.attempt_id, row.execution) or (
+                span.root_span_id and row.root_span_id and span.root_span_id != row.root_span_id
+            ):
                 stale.append(
                     StaleSpan(
                         span.row_id or "", span.span_id, span.attempt_id, span.execution, span.name

@@ -369,13 +369,15 @@ class SQLiteStore(Store):
         *,
         dry_run: bool = False,
     ) -> list[StaleSpan]:
-        # A span is stale when its row's latest version came from another attempt or a later
-        # execution. Rows without any version, and spans under no row, never match.
+        # A span is stale when its row's latest version came from another attempt, another
+        # execution, or another trace (the same attempt id reused). Rows without any version,
+        # and spans under no row, never match.
         where = (
             "FROM spans WHERE experiment_id = ? AND row_id IS NOT NULL {rows} AND EXISTS ("
             "SELECT 1 FROM latest_rows l WHERE l.experiment_id = spans.experiment_id "
             "AND l.row_id = spans.row_id "
-            "AND (l.attempt_id != spans.attempt_id OR l.execution != spans.execution))"
+            "AND (l.attempt_id != spans.attempt_id OR l.execution != spans.execution "
+            "OR l.root_span_id != json_extract(spans.body, '$.root_span_id')))"
         )
         args: list[Any] = [experiment_id]
         rows_clause = ""

@@ -101,6 +101,18 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX spans_by_xact ON spans (experiment_id, xact);
         """,
     ),
+    (
+        "0005_latest_trace",
+        """
+        -- The latest version's trace: an execution's spans are told from another's by it even
+        -- when an attempt id is reused (a re-run CI job keeping its run id).
+        ALTER TABLE latest_rows ADD COLUMN root_span_id TEXT;
+        UPDATE latest_rows SET root_span_id = (
+            SELECT json_extract(v.body, '$.root_span_id') FROM row_versions v
+            WHERE v.experiment_id = latest_rows.experiment_id
+            AND v.row_id = latest_rows.row_id AND v.version = latest_rows.version);
+        """,
+    ),
 )
 
 INSERT_VERSIONS = """
@@ -120,9 +132,11 @@ WHERE NOT EXISTS (SELECT 1 FROM row_versions v
 # a redelivered, already stored version must never become the latest again.
 UPDATE_LATEST = """
 INSERT OR REPLACE INTO latest_rows
-    (experiment_id, row_id, version, attempt_id, execution, status, params_hash, created)
+    (experiment_id, row_id, version, attempt_id, execution, status, params_hash, created,
+     root_span_id)
 SELECT experiment_id, row_id, version, attempt_id, json_extract(body, '$.execution'),
-       json_extract(body, '$.status'), json_extract(body, '$.metadata.params_hash'), created
+       json_extract(body, '$.status'), json_extract(body, '$.metadata.params_hash'), created,
+       json_extract(body, '$.root_span_id')
 FROM row_versions WHERE rowid > :before
 """
 
