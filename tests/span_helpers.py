@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import summary
 
 from pytest_evalrows.models import RowVersion, SpanRecord
 from pytest_evalrows.store.sqlite import SQLiteStore
@@ -162,15 +163,7 @@ def header_line(result: pytest.RunResult) -> str:
 
 def summary_lines(result: pytest.RunResult) -> list[str]:
     """The lines of the plugin's terminal-summary section."""
-    lines = result.stdout.lines
-    starts = [i for i, line in enumerate(lines) if re.fullmatch(r"-+ evalrows -+", line)]
-    assert len(starts) == 1, result.stdout.str()
-    section = []
-    for line in lines[starts[0] + 1 :]:
-        if re.fullmatch(r"[=_-]+ .* [=_-]+", line) or re.fullmatch(r"=+", line):
-            break
-        section.append(line)
-    return section
+    return summary(result)
 
 
 def stale_removed(result: pytest.RunResult) -> int | None:

@@ -141,6 +141,18 @@ ATTEMPT_RULE = (
             ["--eval-experiment="], {}, f"--eval-experiment='': {NAME_RULE}", id="empty-experiment"
         ),
         pytest.param(
+            ["--eval-http-timeout=soon"],
+            {},
+            "--eval-http-timeout='soon': not a number of seconds; valid values: a number above 0",
+            id="bad-http-timeout",
+        ),
+        pytest.param(
+            [],
+            {"EVALROWS_HTTP_RETRIES": "-1"},
+            "env var EVALROWS_HTTP_RETRIES='-1': valid values: a whole number, 0 or more",
+            id="bad-http-retries",
+        ),
+        pytest.param(
             [],
             {"EVALROWS_STORE": "mysql://db/rows"},
             "env var EVALROWS_STORE='mysql://db/rows': unknown store scheme 'mysql' in "
