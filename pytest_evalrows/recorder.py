@@ -15,6 +15,7 @@ from .delivery import Delivery, Totals, Unit
 from .errors import StoreAuthError, StoreError
 from .outcomes import row_status
 from .records import Attempt, RowState, SpanDoc
+from .redaction import redacted
 from .row import RowDraft, RowPlan
 from .settings import Settings
 from .spool import default_spool_dir, session_name
@@ -448,21 +449,3 @@ class Recorder:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         write_summary(self, terminalreporter)
-
-
-def redacted(args: Any) -> list[str]:
-    """The command line as recorded: without the value of --eval-api-key."""
-    result: list[str] = []
-    hide_next = False
-    for arg in map(str, args):
-        if hide_next:
-            result.append("***")
-            hide_next = False
-        elif arg == "--eval-api-key":
-            result.append(arg)
-            hide_next = True
-        elif arg.startswith("--eval-api-key="):
-            result.append("--eval-api-key=***")
-        else:
-            result.append(arg)
-    return result
