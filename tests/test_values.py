@@ -13,7 +13,7 @@ import pytest
 
 from pytest_evalrows import EvalRow, EvalrowsError, InvalidScoreError
 from pytest_evalrows.row import UNSET, RowDraft, RowPlan
-from pytest_evalrows.values import MAX_FIELD_BYTES, check_score, json_value
+from pytest_evalrows.values import MAX_FIELD_BYTES, check_score, json_value, storable_text
 
 
 @dataclasses.dataclass
@@ -233,3 +233,143 @@ def test_the_scores_property_is_a_copy() -> None:
     row.score("a", 1)
     row.scores["a"] = 0.0
     assert current.scores == {"a": 1.0}
+
+
+# -- text UTF-8 cannot encode ----------------------------------------------------------------
+
+# What subprocess output and file names hold when their bytes are not UTF-8.
+CAFE = b"caf\xe9".decode("utf-8", "surrogateescape")
+
+
+def utf8_json(value: Any) -> bytes:
+    """``value`` as the spool and the stores write it: fails on a lone surrogate."""
+    return json.dumps(value, ensure_ascii=False).encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        (CAFE, "caf\\xe9"),
+        (b"\x80\xff".decode("utf-8", "surrogateescape"), "\\x80\\xff"),
+        ("a\ud800b", "a\\ud800b"),
+        ("\udfff", "\\udfff"),
+        ("\udc41", "\\udc41"),  # a low surrogate no byte escapes to
+        ("\ud83d\ude00 pair", "\U0001f600 pair"),  # a pair is the character it encodes
+        ("\ud83d" + CAFE, "\\ud83dcaf\\xe9"),
+    ],
+)
+def test_lone_surrogates_are_stored_escaped(text: str, stored: str) -> None:
+    assert storable_text(text) == stored
+    assert json_value(text) == (stored, None)
+    utf8_json(stored)
+
+
+@pytest.mark.parametrize("text", ["plain", "", "café ☃ \U0001f600", "back\\xe9slash"])
+def test_text_utf8_can_encode_is_returned_as_it_is(text: str) -> None:
+    assert storable_text(text) is text
+    assert json_value(text)[0] is text
+
+
+def test_logged_bytes_and_their_surrogateescaped_text_are_stored_alike() -> None:
+    assert json_value(b"caf\xe9") == json_value(CAFE) == ("caf\\xe9", None)
+    assert json_value({"out": b"caf\xe9", "ok": b"utf-8 \xc3\xa9"}) == (
+        {"out": "caf\\xe9", "ok": "utf-8 é"},
+        None,
+    )
+
+
+@dataclasses.dataclass
+class Listing:
+    path: str
+    names: list[str]
+
+
+def test_surrogates_are_escaped_in_nested_values_and_in_keys() -> None:
+    value = {
+        CAFE: [CAFE, (1, CAFE), {"deep": {CAFE: None}}],
+        "listing": Listing(CAFE, [CAFE]),
+        "model": Model(name=CAFE, sizes=(1,)),
+        "when": datetime.date(2024, 5, 1),
+        "n": 1.5,
+        2: "int key",
+    }
+    safe, cut = json_value(value)
+    assert cut is None
+    assert safe == {
+        "caf\\xe9": ["caf\\xe9", [1, "caf\\xe9"], {"deep": {"caf\\xe9": None}}],
+        "listing": {"path": "caf\\xe9", "names": ["caf\\xe9"]},
+        "model": {"name": "caf\\xe9", "sizes": [1]},
+        "when": "2024-05-01",
+        "n": 1.5,
+        "2": "int key",
+    }
+    utf8_json(safe)
+
+
+def test_a_set_of_such_text_and_an_object_that_keeps_it_in_a_key_are_storable() -> None:
+    safe, _ = json_value({CAFE, "plain"})
+    assert sorted(safe) == ["caf\\xe9", "plain"]
+    # pydantic cannot even make plain values of an object with such a key: its repr, escaped.
+    safe, _ = json_value([Listing("p", []), {"obj": Model.model_construct(name={CAFE: 1})}])
+    assert safe[0] == {"path": "p", "names": []}
+    assert isinstance(safe[1]["obj"], str) and "caf" in safe[1]["obj"]
+    utf8_json(safe)
+
+
+def test_a_repr_with_such_text_is_escaped_too() -> None:
+    class Shouting:
+        def __repr__(self) -> str:
+            return "<" + CAFE + ">"
+
+    assert json_value(Shouting()) == ("<caf\\xe9>", None)
+    assert json_value({"judge": Shouting()}) == ({"judge": "<caf\\xe9>"}, None)
+
+
+def test_a_cycle_holding_such_text_is_still_its_repr() -> None:
+    cycle: list[Any] = [CAFE]
+    cycle.append(cycle)
+    safe, cut = json_value(cycle)
+    assert (safe, cut) == ("['caf\\udce9', [...]]", None)  # repr's own escape
+
+
+def test_escapes_count_towards_the_limit() -> None:
+    # 200,000 characters, each escaped to six and written as seven bytes of JSON.
+    safe, cut = json_value("\ud800" * 200_000)
+    assert cut == 1_400_002
+    assert isinstance(safe, str) and len(safe) == MAX_FIELD_BYTES
+    assert safe.startswith('"\\\\ud800\\\\ud800')
+    # The same text as a short string, without an escape, takes the fast path unchanged.
+    assert json_value("\u0800" * 100_000)[1] is None
+
+
+def test_a_handle_stores_such_text_escaped_everywhere_it_takes_text() -> None:
+    current = draft()
+    row = EvalRow(current)
+    row.log(
+        output=CAFE,
+        expected=[CAFE],
+        input={"file": CAFE},
+        scores={CAFE: 1},
+        metadata={CAFE: CAFE, "nested": {CAFE: b"\xff"}},
+        tags=[CAFE, "plain"],
+    )
+    row.score("s" + CAFE, 0.5)
+    assert current.output == "caf\\xe9"
+    assert current.expected == ["caf\\xe9"]
+    assert current.input == {"file": "caf\\xe9"}
+    assert current.scores == {"caf\\xe9": 1.0, "scaf\\xe9": 0.5}
+    assert current.metadata == {"caf\\xe9": "caf\\xe9", "nested": {"caf\\xe9": "\\xff"}}
+    assert current.tags == ["caf\\xe9", "plain"]
+    assert row.scores == current.scores
+    utf8_json([current.output, current.expected, current.input, current.metadata, current.tags])
+    utf8_json(list(current.scores))
+
+
+def test_a_handle_given_a_metadata_cycle_keeps_its_repr_and_does_not_raise() -> None:
+    current = draft()
+    cycle: dict[str, Any] = {"a": 1}
+    cycle["self"] = cycle
+    EvalRow(current).log(metadata=cycle, output="kept")
+    # The repr of the handle's copy of the mapping: one level more before the cycle shows.
+    assert current.metadata == {"metadata_repr": "{'a': 1, 'self': {'a': 1, 'self': {...}}}"}
+    assert current.output == "kept"
