@@ -11,6 +11,7 @@ import pytest
 from . import ids
 from .records import ErrorInfo, RowDoc, SpanDoc, Status
 from .row import UNSET, RowDraft, RowPlan
+from .values import storable_text
 
 _TRACEBACK_CHARS = 4_000
 _MESSAGE_CHARS = 2_000
@@ -159,7 +160,7 @@ def plain_error(report: pytest.TestReport) -> ErrorInfo:
     """A failure pytest reports without an exception (a strict XPASS, say)."""
     text = report.longreprtext or report.outcome
     kind = "XPASS(strict)" if "XPASS" in text else "Failed"
-    return ErrorInfo(type=kind, message=text[:_MESSAGE_CHARS])
+    return ErrorInfo(type=kind, message=storable_text(text[:_MESSAGE_CHARS]))
 
 
 def error_info(excinfo: pytest.ExceptionInfo[BaseException], item: pytest.Item) -> ErrorInfo:
@@ -179,4 +180,9 @@ def error_info(excinfo: pytest.ExceptionInfo[BaseException], item: pytest.Item) 
         message = str(excinfo.value)
     except Exception:
         message = f"<{excinfo.typename}: str() failed>"
-    return ErrorInfo(type=excinfo.typename, message=message[:_MESSAGE_CHARS], traceback=traceback)
+    # Messages quote what the test saw: subprocess output, file names, text not UTF-8 can take.
+    return ErrorInfo(
+        type=storable_text(excinfo.typename),
+        message=storable_text(message[:_MESSAGE_CHARS]),
+        traceback=storable_text(traceback),
+    )

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .values import check_score, json_value
+from .values import check_score, json_value, storable_text
 
 if TYPE_CHECKING:
     from .models import ErrorInfo
@@ -118,12 +118,14 @@ class EvalRow:
         for name, value in (("output", output), ("expected", expected), ("input", input)):
             if value is not UNSET:
                 setattr(draft, name, self._json(name, value))
-        draft.scores.update(checked)
+        draft.scores.update((storable_text(name), value) for name, value in checked.items())
         if metadata:
             safe, cut = json_value(dict(metadata))
             if cut is not None:
                 draft.truncated["metadata"] = cut
                 safe = {"metadata_truncated": safe}
+            elif not isinstance(safe, dict):  # a cycle became the repr of the whole mapping
+                safe = {"metadata_repr": safe}
             draft.metadata.update(safe)
         for tag in tag_list:
             if tag not in draft.tags:
@@ -134,7 +136,7 @@ class EvalRow:
         __tracebackhide__ = True
         checked = check_score(name, value)
         if self._draft is not None:
-            self._draft.scores[name] = checked
+            self._draft.scores[storable_text(name)] = checked
 
     @contextmanager
     def span(self, name: str, *, input: Any = UNSET, type: str = "function") -> Iterator[SpanLog]:
@@ -150,6 +152,11 @@ class EvalRow:
         from opentelemetry import trace  # only paid for by tests that open spans
 
         tracer = trace.get_tracer("pytest_evalrows")
+        # Escaped here already, so that the user's own exporters can encode them too.
+        if isinstance(name, str):
+            name = storable_text(name)
+        if isinstance(type, str):
+            type = storable_text(type)
         with tracer.start_as_current_span(name, attributes={"evalrows.span_type": type}) as otel:
             handle = SpanLog(otel)
             if input is not UNSET:
@@ -203,4 +210,4 @@ def _tags(tags: Iterable[str] | None) -> list[str]:
     for tag in result:
         if not isinstance(tag, str):
             raise TypeError(f"tags must be strings, got {type(tag).__name__} {tag!r}")
-    return result
+    return [storable_text(tag) for tag in result]

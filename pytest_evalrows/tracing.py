@@ -22,6 +22,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from . import ids
 from .records import SpanDoc
 from .row import RowDraft
+from .values import storable_text
 
 _INPUT_TOKENS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
 _OUTPUT_TOKENS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
@@ -138,7 +139,7 @@ def span_record(span: ReadableSpan, row: ActiveRow | None, attempt_id: str) -> S
         "row_id": row.draft.plan.row_id if row is not None else None,
         "attempt_id": attempt_id,
         "execution": row.draft.execution if row is not None else 0,
-        "name": span.name,
+        "name": storable_text(span.name),
         "kind": span.kind.name.lower(),
         "start": (span.start_time or 0) / 1e9,
         "end": (span.end_time or 0) / 1e9,
@@ -146,7 +147,7 @@ def span_record(span: ReadableSpan, row: ActiveRow | None, attempt_id: str) -> S
         "attributes": _json_attributes(span.attributes),
         "events": [
             {
-                "name": event.name,
+                "name": storable_text(event.name),
                 "timestamp": event.timestamp / 1e9,
                 "attributes": _json_attributes(event.attributes),
             }
@@ -156,11 +157,18 @@ def span_record(span: ReadableSpan, row: ActiveRow | None, attempt_id: str) -> S
 
 
 def _json_attributes(attributes: Any) -> dict[str, Any]:
+    # Names and string values can hold text UTF-8 cannot take (a file name, a tool's output).
     if not attributes:
         return {}
-    return {
-        key: list(value) if isinstance(value, tuple) else value for key, value in attributes.items()
-    }
+    return {storable_text(key): _json_attribute(value) for key, value in attributes.items()}
+
+
+def _json_attribute(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, tuple):  # the SDK keeps sequences as tuples
+        return [storable_text(item) if isinstance(item, str) else item for item in value]
+    return value
 
 
 class Tracing:
