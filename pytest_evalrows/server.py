@@ -138,7 +138,9 @@ class _Api:
         deletes: list[str],
     ) -> None:
         self.store.get_experiment_by_id(experiment_id)
-        self.store.write(experiment_id, rows, spans, delete_span_ids=deletes)
+        # A row's root is its row event here: the roots of the versions it replaces are
+        # history, not spans to clean up later.
+        self.store.write(experiment_id, rows, spans, delete_span_ids=deletes, replace_roots=True)
 
     async def fetch(self, request: Request) -> Response:
         if request.method == "POST":
