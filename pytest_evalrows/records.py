@@ -85,6 +85,9 @@ class WriteResult:
     new_rows: int = 0
     updated_rows: int = 0
     duplicate_rows: int = 0
+    # Versions of executions that started before the stored latest one (a late delivery):
+    # kept in history where the store keeps history, never the latest.
+    superseded_rows: int = 0
     spans: int = 0
     # Whether new_rows/updated_rows are known for certain. A remote store that has not read
     # the experiment yet can only guess, and a guess must not let clean-up be skipped.

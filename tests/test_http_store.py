@@ -96,8 +96,8 @@ def test_a_full_cycle_sends_only_bodies_the_contract_accepts(
     result = store.write(experiment.id, [rerun], [root(rerun), child(rerun, "llm")])
     assert (result.new_rows, result.updated_rows) == (0, 1)
     stale = store.delete_stale_spans(experiment.id, ["r0"])
-    # The first attempt's children, and its root (the old version's span, by span id).
-    assert sorted(s.name for s in stale) == ["llm", "r0", "tool"]
+    # The first attempt's children. Its root is the row's older version: history, not a span.
+    assert sorted(s.name for s in stale) == ["llm", "tool"]
     assert {s.attempt_id for s in stale} == {"a1"}
     # Every body was validated by the stand-in; these are the calls the contract lists.
     paths = {path.rsplit("/", 1)[-1] for _, path, _ in service.requests}
@@ -182,3 +182,62 @@ def test_401_stops_at_once_and_never_shows_the_key(store: HTTPStore, service: St
 
 def test_public_url_drops_credentials_and_queries() -> None:
     assert public_url("https://me:secret@host:8443/base/?key=x#f") == "https://host:8443/base"
+
+
+def started(doc: dict[str, Any], start: float) -> dict[str, Any]:
+    doc["metrics"] = {"start": start, "end": start + 1, "duration": 1.0}
+    return doc
+
+
+def test_a_late_version_of_an_older_execution_is_not_written_over_a_newer_one(
+    store: HTTPStore, service: StandIn
+) -> None:
+    experiment = store.get_or_create_experiment("proj", "late")
+    newer = started(row("r", "new"), 300.0)
+    store.write(experiment.id, [newer], [child(newer, "newer-llm")])
+    older, fresh = started(row("r", "old"), 200.0), started(row("s", "old"), 200.0)
+
+    # A spool delivered late: only the row the store has no newer version of is written.
+    result = store.write(
+        experiment.id, [older, fresh], [child(older, "older-llm"), child(fresh, "s-llm")], late=True
+    )
+
+    assert (result.new_rows, result.updated_rows, result.superseded_rows) == (1, 0, 1)
+    live = {event["id"]: event for event in service.live(experiment.id)}
+    assert live["r"]["metadata"]["attemptId"] == "new"
+    names = sorted(e["span_attributes"]["name"] for e in live.values() if e.get("span_parents"))
+    assert names == ["newer-llm", "s-llm"]  # the older execution's span is not sent either
+    assert store.delete_stale_spans(experiment.id) == []  # the newer spans are not stale
+
+
+def test_clean_up_sends_each_delete_once_and_counts_only_what_was_stale(
+    store: HTTPStore, service: StandIn
+) -> None:
+    experiment = store.get_or_create_experiment("proj", "gc")
+    rows = [row(f"r{i}", "a1") for i in range(3)]
+    store.write(experiment.id, rows, [span for r in rows for span in (root(r), child(r, "llm"))])
+    for attempt in ("a2", "a3"):
+        again = [row(f"r{i}", attempt) for i in range(3)]
+        store.write(experiment.id, again, [child(r, "llm") for r in again])
+        # Each rerun leaves the previous attempt's three child spans, and only those.
+        assert len(store.delete_stale_spans(experiment.id)) == 3
+
+    deletes = len(service.live_deletes(experiment.id))
+    assert store.delete_stale_spans(experiment.id) == []
+    assert store.delete_stale_spans(experiment.id) == []
+    assert len(service.live_deletes(experiment.id)) == deletes == 6  # nothing sent twice
+
+
+def test_a_store_known_down_pays_one_request_per_call(store: HTTPStore, service: StandIn) -> None:
+    experiment = store.get_or_create_experiment("proj", "down")
+    service.failures = [(503, {})] * 100
+    before = len(service.requests)
+    with pytest.raises(StoreError):
+        store.write(experiment.id, [row("r", "a")], [])
+    assert len(service.requests) - before == 6  # the first failure pays for its retries
+
+    store.retrying = False  # what the delivery does once the store is known down
+    before = len(service.requests)
+    with pytest.raises(StoreError, match="1 times"):
+        store.write(experiment.id, [row("r", "a")], [])
+    assert len(service.requests) - before == 1

@@ -11,7 +11,7 @@ import pytest
 from helpers import make_row
 
 from pytest_evalrows import MemoryStore, SQLiteStore, StoreError, UnknownExperimentError
-from pytest_evalrows.models import Attempt, SpanRecord, StaleSpan
+from pytest_evalrows.models import Attempt, Metrics, RowVersion, SpanRecord, StaleSpan
 from pytest_evalrows.store.base import Store
 from pytest_evalrows.store.sqlite_schema import MIGRATIONS
 
@@ -263,3 +263,52 @@ def test_stale_spans_are_those_of_older_attempts_of_rows_with_a_newer_version(
     assert [s.span_id for s in store.list_spans(experiment.id, "a")] == ["s3"]
     assert sorted(s.span_id for s in store.list_spans(experiment.id)) == ["s0", "s2", "s3"]
     assert store.delete_stale_spans(experiment.id) == []
+
+
+def started_at(row: RowVersion, start: float) -> RowVersion:
+    row.metrics = Metrics(start=start, end=start + 1, duration=1)
+    return row
+
+
+def test_a_late_older_execution_is_filed_in_history_and_never_becomes_the_latest(
+    store: SQLiteStore,
+) -> None:
+    experiment = store.get_or_create_experiment("p", "e")
+    store.write(experiment.id, [started_at(make_row("a", "first"), 100.0)], [])
+    store.write(experiment.id, [started_at(make_row("a", "third"), 300.0)], [])
+
+    # The second attempt's spool reaches the store last (a late `evalrows flush`).
+    late = store.write(
+        experiment.id,
+        [started_at(make_row("a", "second"), 200.0), started_at(make_row("b", "second"), 200.0)],
+        [],
+    )
+
+    assert (late.new_rows, late.updated_rows, late.superseded_rows) == (1, 0, 1)
+    (latest,) = store.latest_rows(experiment.id, ["a"])
+    assert (latest.attempt_id, latest.version) == ("third", 3)
+    assert store.latest_states(experiment.id)["a"].attempt_id == "third"
+    history = store.history(experiment.id, "a")
+    assert [(r.version, r.attempt_id) for r in history] == [
+        (1, "first"),
+        (2, "second"),
+        (3, "third"),
+    ]
+    # The next version goes on top of the renumbered history.
+    store.write(experiment.id, [started_at(make_row("a", "fourth"), 400.0)], [])
+    assert [r.version for r in store.history(experiment.id, "a")] == [1, 2, 3, 4]
+    (latest,) = store.latest_rows(experiment.id, ["a"])
+    assert (latest.attempt_id, latest.version) == ("fourth", 4)
+
+
+def test_a_late_version_never_makes_the_newer_spans_stale(store: SQLiteStore) -> None:
+    experiment = store.get_or_create_experiment("p", "e")
+    newer = started_at(make_row("a", "newer"), 300.0)
+    store.write(experiment.id, [newer], [span("s-newer", "a", "newer")])
+    older = started_at(make_row("a", "older"), 200.0)
+    store.write(experiment.id, [older], [span("s-older", "a", "older")])
+
+    removed = store.delete_stale_spans(experiment.id, ["a"])
+
+    assert [span.attempt_id for span in removed] == ["older"]
+    assert [span.attempt_id for span in store.list_spans(experiment.id, "a")] == ["newer"]

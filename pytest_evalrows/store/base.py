@@ -23,6 +23,9 @@ class Store(abc.ABC):
 
     #: How the store is named in messages (never holds a secret).
     display_url: str = ""
+    #: Whether calls retry failures that may pass (a remote store's 5xx, timeouts). The
+    #: delivery turns it off while the store is known down, so that each try costs one call.
+    retrying: bool = True
 
     @abc.abstractmethod
     def get_or_create_experiment(
@@ -54,9 +57,16 @@ class Store(abc.ABC):
         experiment_id: str,
         rows: Sequence[RowDoc | RowVersion],
         spans: Sequence[SpanDoc | SpanRecord],
+        *,
+        late: bool = False,
     ) -> WriteResult:
         """Write a batch of row versions and spans, all or nothing. Rows and spans come as
-        models or as plain dicts of the same shape (what the recorder sends)."""
+        models or as plain dicts of the same shape (what the recorder sends).
+
+        A version whose execution started before the stored latest version's never becomes
+        the latest (``WriteResult.superseded_rows``). ``late`` says the batch comes from a
+        spool, written after the fact: a store that cannot order versions itself reads the
+        stored latest versions first."""
 
     @abc.abstractmethod
     def latest_rows(
@@ -87,6 +97,10 @@ class Store(abc.ABC):
         """Delete the spans of the given rows (all rows when None) that do not belong to the
         latest version's attempt and execution; return what was (or would be) deleted.
         Spans under no row are never touched."""
+
+    def remember_rows(self, experiment_id: str, row_ids: Collection[str]) -> None:  # noqa: B027
+        """Row ids another process read from this store: they exist, so writing them again
+        is an update (stores that count new rows themselves ignore it)."""
 
     def close(self) -> None:  # noqa: B027 - optional for stores without resources
         """Release connections."""

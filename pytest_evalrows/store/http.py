@@ -76,6 +76,8 @@ class HTTPStore(Store):
         self._projects: dict[str, str] = {}  # project name -> id
         # Row ids known to exist per experiment: tells a new row from an update.
         self._known: dict[str, set[str]] = {}
+        # When each row's latest execution started, once read for a late write.
+        self._starts: dict[str, dict[str, float]] = {}
         # Requests made, by the endpoint's last path part: what the benchmark counts.
         self.requests: Counter[str] = Counter()
 
@@ -90,8 +92,10 @@ class HTTPStore(Store):
         """One API call with retries; the parsed JSON answer."""
         content = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if content is not None else None
-        for attempt in range(self._retries + 1):
-            last = attempt == self._retries
+        # While the store is known down (see ``Store.retrying``) each call is a single try.
+        retries = self._retries if self.retrying else 0
+        for attempt in range(retries + 1):
+            last = attempt == retries
             try:
                 self.requests[path.rsplit("/", 1)[-1]] += 1
                 response = self._client.request(
@@ -115,7 +119,7 @@ class HTTPStore(Store):
                 if last:
                     raise StoreError(
                         f"{self.display_url} answered HTTP {status} to {method} {path} "
-                        f"{self._retries + 1} times: {_text(response)}"
+                        f"{retries + 1} times: {_text(response)}"
                     )
                 self._sleep(_retry_after(response) or _backoff(attempt))
                 continue
@@ -230,25 +234,62 @@ class HTTPStore(Store):
         experiment_id: str,
         rows: Sequence[RowDoc | RowVersion],
         spans: Sequence[SpanDoc | SpanRecord],
+        *,
+        late: bool = False,
     ) -> WriteResult:
         docs = [as_doc(row) for row in rows]
+        result = WriteResult()
+        span_docs = [as_doc(span) for span in spans]
+        if late and docs:
+            # Writing an id again makes the latest version here, whatever its start: a late
+            # version of an older execution is not written at all, nor are its spans.
+            starts = self._latest_starts(experiment_id)
+            older = {
+                (row["row_id"], row["root_span_id"])
+                for row in docs
+                if starts.get(row["row_id"], float("-inf")) > _start(row)
+            }
+            result.superseded_rows = len(older)
+            docs = [row for row in docs if (row["row_id"], row["root_span_id"]) not in older]
+            span_docs = [
+                span
+                for span in span_docs
+                if (span.get("row_id"), span.get("root_span_id")) not in older
+            ]
         events = [wire.row_event(row) for row in docs]
-        for span in spans:
-            doc = as_doc(span)
+        for doc in span_docs:
             # The row's event is its root span; spans under no row would show as rows.
             if doc.get("row_id") is not None and not wire.is_root_record(doc):
                 events.append(wire.span_event(doc))
         self._insert(experiment_id, events)
-        certain = experiment_id in self._known
+        result.certain = experiment_id in self._known
         known = self._known.setdefault(experiment_id, set())
-        result = WriteResult(spans=len(events) - len(docs), certain=certain)
+        result.spans = len(events) - len(docs)
+        known_starts = self._starts.get(experiment_id)
         for row in docs:
             if row["row_id"] in known:
                 result.updated_rows += 1
             else:
                 result.new_rows += 1
                 known.add(row["row_id"])
+            if known_starts is not None:
+                previous = known_starts.get(row["row_id"], 0.0)
+                known_starts[row["row_id"]] = max(previous, _start(row))
         return result
+
+    def remember_rows(self, experiment_id: str, row_ids: Collection[str]) -> None:
+        self._known.setdefault(experiment_id, set()).update(row_ids)
+
+    def _latest_starts(self, experiment_id: str) -> dict[str, float]:
+        """When each stored row's latest execution started: read once, then kept up to date
+        by this store's own writes."""
+        if experiment_id not in self._starts:
+            rows, _ = self._versions(experiment_id)
+            self._starts[experiment_id] = {
+                row_id: float(((versions[-1].get("metrics") or {}).get("start")) or 0.0)
+                for row_id, versions in rows.items()
+            }
+        return self._starts[experiment_id]
 
     def _versions(
         self, experiment_id: str
@@ -265,8 +306,13 @@ class HTTPStore(Store):
                 current = spans.get(event["id"])
                 if current is None or _xact_key(xact) > _xact_key(current.get("_xact_id", "")):
                     spans[event["id"]] = event
+        # Versions in the order their executions started (a late write of an older execution
+        # is not the latest), then in write order.
         ordered = {
-            row_id: [versions[x] for x in sorted(versions, key=_xact_key)]
+            row_id: sorted(
+                versions.values(),
+                key=lambda event: (_start(event), _xact_key(str(event.get("_xact_id", "")))),
+            )
             for row_id, versions in rows.items()
         }
         self._known[experiment_id] = set(ordered)
@@ -323,22 +369,9 @@ class HTTPStore(Store):
             for row_id, versions in rows.items()
             if wanted is None or row_id in wanted
         }
+        # Only span events: a row's root is its row event, and the versions it replaced are
+        # its history, not spans (``evalrows serve`` drops their roots as it writes them).
         stale: list[StaleSpan] = []
-        # Older versions' root spans: a store that keeps one per execution (evalrows serve)
-        # deletes them by span id; Braintrust, whose row event is the root, deletes nothing.
-        roots_seen: set[str] = set()
-        for row_id, newest in latest.items():
-            for event in rows[row_id][:-1]:
-                old = wire.event_row(event)
-                if old.span_id in roots_seen or old.span_id == newest.span_id:
-                    continue
-                if (old.attempt_id, old.execution) != (newest.attempt_id, newest.execution) or (
-                    old.root_span_id != newest.root_span_id
-                ):
-                    roots_seen.add(old.span_id)
-                    stale.append(
-                        StaleSpan(row_id, old.span_id, old.attempt_id, old.execution, old.nodeid)
-                    )
         for event in spans.values():
             span = wire.event_span(event)
             row = latest.get(span.row_id or "")
@@ -413,6 +446,10 @@ def _timestamp(value: Any) -> float:
         except ValueError:
             pass
     return datetime.now(timezone.utc).timestamp()
+
+
+def _start(row: RowDoc) -> float:
+    return float((row.get("metrics") or {}).get("start") or 0.0)
 
 
 def _xact_key(xact: str) -> tuple[int, str]:

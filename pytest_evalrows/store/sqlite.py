@@ -246,10 +246,15 @@ class SQLiteStore(Store):
         rows: Sequence[RowDoc | RowVersion],
         spans: Sequence[SpanDoc | SpanRecord],
         *,
+        late: bool = False,
         delete_span_ids: Collection[str] = (),
+        replace_roots: bool = False,
     ) -> WriteResult:
         """Also deletes the spans named by ``delete_span_ids``, in the same transaction (what
-        one insert request of the HTTP API does)."""
+        one insert request of the HTTP API does). With ``replace_roots`` the root spans of the
+        written rows that are not their latest version's go too (the HTTP API's model, where
+        a row's root is its row event and older versions are history, not spans). ``late``
+        changes nothing here: versions are ordered by when their execution started."""
         # Set-based: the batch goes in as one JSON array per statement, so a batch of any size
         # is a handful of statements. That matters beyond SQLite: every statement releases and
         # retakes the GIL, and a writer thread that does so per row slows the tests' thread.
@@ -277,9 +282,15 @@ class SQLiteStore(Store):
                 inserted = db.execute(schema.INSERT_VERSIONS, args).rowcount
                 result.duplicate_rows += len(group) - inserted
                 db.execute(schema.UPDATE_LATEST, args)
-                new, updated = db.execute(schema.COUNT_NEW, args).fetchone()
+                new, updated, superseded = db.execute(schema.COUNT_NEW, args).fetchone()
                 result.new_rows += new or 0
                 result.updated_rows += updated or 0
+                if superseded:
+                    result.superseded_rows += superseded
+                    behind = [row_id for (row_id,) in db.execute(schema.SUPERSEDED_ROWS, args)]
+                    renumber = {"experiment": experiment_id, "late": json.dumps(behind)}
+                    for statement in (schema.RENUMBER_VERSIONS, *schema.RENUMBERED_LATEST):
+                        db.execute(statement, renumber)
             if spans:
                 span_json = pydantic_core.to_json([as_doc(span) for span in spans]).decode()
                 args = {
@@ -290,6 +301,9 @@ class SQLiteStore(Store):
                 }
                 db.execute(schema.INSERT_SPANS, args)
             result.spans = len(spans)
+            if replace_roots and docs:
+                rows_json = json.dumps(sorted({doc["row_id"] for doc in docs}))
+                db.execute(schema.DELETE_REPLACED_ROOTS, (experiment_id, rows_json))
         return result
 
     def latest_rows(

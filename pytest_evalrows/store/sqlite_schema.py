@@ -113,36 +113,91 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
             AND v.row_id = latest_rows.row_id AND v.version = latest_rows.version);
         """,
     ),
+    (
+        "0006_execution_order",
+        """
+        -- Versions are ordered by when their execution started, not by when they arrived: a
+        -- late delivery of an older attempt never becomes the latest version.
+        ALTER TABLE row_versions ADD COLUMN started REAL;
+        UPDATE row_versions SET started = coalesce(json_extract(body, '$.metrics.start'), created);
+        ALTER TABLE latest_rows ADD COLUMN started REAL;
+        UPDATE latest_rows SET started = (
+            SELECT v.started FROM row_versions v
+            WHERE v.experiment_id = latest_rows.experiment_id
+            AND v.row_id = latest_rows.row_id AND v.version = latest_rows.version);
+        """,
+    ),
 )
 
 INSERT_VERSIONS = """
 INSERT INTO row_versions
-    (experiment_id, row_id, version, version_id, attempt_id, created, body, xact)
+    (experiment_id, row_id, version, version_id, attempt_id, created, body, xact, started)
 SELECT :experiment, json_extract(j.value, '$.row_id'),
        coalesce((SELECT l.version FROM latest_rows l WHERE l.experiment_id = :experiment
                  AND l.row_id = json_extract(j.value, '$.row_id')), 0) + 1,
        json_extract(j.value, '$.version_id'), json_extract(j.value, '$.attempt_id'), :now,
-       j.value, :xact + j.key + 1
+       j.value, :xact + j.key + 1,
+       -- A version that does not say when it started (an event from another client) started
+       -- when it arrived.
+       CASE WHEN json_extract(j.value, '$.metrics.start') > 0
+            THEN json_extract(j.value, '$.metrics.start') ELSE :now END
 FROM json_each(:rows) j
 WHERE NOT EXISTS (SELECT 1 FROM row_versions v
                   WHERE v.version_id = json_extract(j.value, '$.version_id'))
 """
 
 # Only versions inserted by this statement group (rowid above the mark) move `latest_rows`:
-# a redelivered, already stored version must never become the latest again.
+# a redelivered, already stored version must never become the latest again, and neither does
+# one whose execution started before the latest's (a late delivery of an older attempt).
 UPDATE_LATEST = """
 INSERT OR REPLACE INTO latest_rows
     (experiment_id, row_id, version, attempt_id, execution, status, params_hash, created,
-     root_span_id)
+     root_span_id, started)
 SELECT experiment_id, row_id, version, attempt_id, json_extract(body, '$.execution'),
        json_extract(body, '$.status'), json_extract(body, '$.metadata.params_hash'), created,
-       json_extract(body, '$.root_span_id')
-FROM row_versions WHERE rowid > :before
+       json_extract(body, '$.root_span_id'), started
+FROM row_versions v WHERE rowid > :before
+  AND NOT EXISTS (SELECT 1 FROM latest_rows l WHERE l.experiment_id = v.experiment_id
+                  AND l.row_id = v.row_id AND l.started > v.started)
 """
 
+# New rows, updated rows, and versions that arrived after a newer one (superseded).
 COUNT_NEW = """
-SELECT sum(version = 1), sum(version > 1) FROM row_versions WHERE rowid > :before
+SELECT sum(v.version = 1), sum(v.version > 1 AND l.version = v.version),
+       sum(l.version != v.version)
+FROM row_versions v JOIN latest_rows l
+  ON l.experiment_id = v.experiment_id AND l.row_id = v.row_id
+WHERE v.rowid > :before
 """
+
+# A superseded version is filed in its place by start: the row's versions are numbered again
+# in that order (through negative numbers, as the primary key holds at every step).
+SUPERSEDED_ROWS = """
+SELECT v.row_id FROM row_versions v JOIN latest_rows l
+  ON l.experiment_id = v.experiment_id AND l.row_id = v.row_id
+WHERE v.rowid > :before AND l.version != v.version
+"""
+
+RENUMBER_VERSIONS = """
+UPDATE row_versions SET version = -ranked.number
+FROM (SELECT rowid AS id, row_number() OVER (PARTITION BY row_id ORDER BY started, xact) AS number
+      FROM row_versions WHERE experiment_id = :experiment
+      AND row_id IN (SELECT value FROM json_each(:late))) ranked
+WHERE row_versions.rowid = ranked.id
+"""
+
+RENUMBERED_LATEST = (
+    """
+UPDATE row_versions SET version = -version
+WHERE experiment_id = :experiment AND row_id IN (SELECT value FROM json_each(:late))
+""",
+    """
+UPDATE latest_rows SET version = (
+    SELECT max(v.version) FROM row_versions v
+    WHERE v.experiment_id = latest_rows.experiment_id AND v.row_id = latest_rows.row_id)
+WHERE experiment_id = :experiment AND row_id IN (SELECT value FROM json_each(:late))
+""",
+)
 
 INSERT_SPANS = """
 INSERT OR REPLACE INTO spans
@@ -164,4 +219,14 @@ SELECT xact, created, NULL, body, 0 FROM spans
 WHERE experiment_id = :experiment AND xact < :before
   AND NOT (row_id IS NOT NULL AND coalesce(json_array_length(body, '$.span_parents'), 0) = 0)
 ORDER BY 1 DESC LIMIT :limit
+"""
+
+# The root spans of the given rows that are not their latest version's own.
+DELETE_REPLACED_ROOTS = """
+DELETE FROM spans WHERE experiment_id = ?1
+  AND row_id IN (SELECT value FROM json_each(?2))
+  AND coalesce(json_array_length(body, '$.span_parents'), 0) = 0
+  AND EXISTS (SELECT 1 FROM latest_rows l WHERE l.experiment_id = spans.experiment_id
+              AND l.row_id = spans.row_id
+              AND l.root_span_id != json_extract(spans.body, '$.root_span_id'))
 """
