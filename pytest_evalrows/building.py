@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from typing import Any
 
@@ -72,8 +71,10 @@ def row_version(
     error = draft.error if status in ("failed", "error") else None
     return {
         "row_id": draft.plan.row_id,
-        # Makes a redelivered version a no-op in the store.
-        "version_id": os.urandom(16).hex(),
+        # One execution, one version id: a redelivered version is a no-op in the store, and
+        # so is the error row the xdist controller writes for a crashed worker's execution
+        # when the worker's own row of it was delivered first.
+        "version_id": ids.version_id(attempt_id, draft.plan.row_id, draft.trace_id),
         "nodeid": draft.plan.nodeid,
         "attempt_id": attempt_id,
         "execution": draft.execution,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -165,28 +165,15 @@ RESUMED_STATUSES = {
 
 
 def resume_filter(
-    items: list[pytest.Item],
-    states: Mapping[str, RowState],
-    mode: str,
-    cutoff: float,
-    earlier_status: Callable[[str], str | None],
+    items: list[pytest.Item], states: Mapping[str, RowState], mode: str
 ) -> tuple[list[pytest.Item], list[pytest.Item]]:
-    """Split items into (to run, to deselect) by their row's stored status.
-
-    Only versions written before ``cutoff`` (the session's start) count, so every xdist
-    worker, replacement workers included, makes the same choice while siblings write rows.
-    ``earlier_status`` looks up the latest status before the cutoff for the rare row whose
-    latest version is newer.
-    """
+    """Split items into (to run, to deselect) by their row's stored status, as read once at
+    session start (xdist workers all receive that one read, so they all collect the same)."""
     done = RESUMED_STATUSES[mode]
     keep: list[pytest.Item] = []
     skip: list[pytest.Item] = []
     for item in items:
         plan = item.stash.get(plan_key, None)
         state = states.get(plan.row_id) if plan is not None else None
-        if plan is None or state is None:
-            keep.append(item)
-            continue
-        status = state.status if state.created < cutoff else earlier_status(plan.row_id)
-        (skip if status in done else keep).append(item)
+        (skip if state is not None and state.status in done else keep).append(item)
     return keep, skip

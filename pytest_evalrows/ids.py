@@ -48,6 +48,12 @@ def span_id_hex(span_id: int) -> str:
     return f"{span_id:016x}"
 
 
+def version_id(attempt_id: str, row_id: str, trace_id: int) -> str:
+    """The id of one execution's row version (its trace id is new for every execution)."""
+    text = f"{attempt_id}\x00{row_id}\x00{trace_id_hex(trace_id)}"
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def project_anchor(rootpath: Path, has_inifile: bool) -> Path:
     """The directory row ids and the default store are relative to.
 

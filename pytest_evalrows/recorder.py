@@ -14,7 +14,7 @@ from .collection import plan_items, plan_key, resume_filter, warn_changed_params
 from .delivery import Delivery, Totals, Unit
 from .errors import StoreAuthError, StoreError
 from .outcomes import row_status
-from .records import Attempt, RowState, SpanDoc
+from .records import Attempt, RowDoc, RowState, SpanDoc
 from .redaction import redacted
 from .row import RowDraft, RowPlan
 from .settings import Settings
@@ -56,6 +56,15 @@ class Recorder:
         self.carried_spans: dict[str, list[SpanDoc]] = {}
         self.in_flight: dict[str, dict[str, Any]] = {}  # controller: rows running on workers
         self.worker_rows: set[str] = set()  # controller: rows its workers finished
+        # Controller: rows whose worker died while running them, written at the end unless
+        # the worker's own row of that execution turns up in its spool.
+        self.crashed: dict[str, Unit] = {}
+        self.crashed_workers = 0
+        # The latest stored state of every row, read once by the session's first process
+        # and handed to xdist workers: for resume and the changed-parameters check.
+        self.states: dict[str, RowState] | None = None
+        self.states_error: str | None = None
+        self.rows_written_in_store: int | None = None
         self.has_row_fields_hook = False
         self.tracing: Tracing | None = None
         self.tracing_note = "span capture off"
@@ -106,17 +115,19 @@ class Recorder:
             totals=self.totals,
             attempt_id=self.attempt_id,
         )
+        self.delivery.on_own_leftovers = self._own_rows_from_spool
         commit, branch = gitinfo.git_head(self.settings.anchor)
         try:
-            self.delivery.start(git_commit=commit, git_branch=branch)
+            # Workers leave earlier sessions' spool files to the controller.
+            self.delivery.start(git_commit=commit, git_branch=branch, leftovers=not self.is_worker)
         except StoreAuthError as exc:
             # No money is spent on a run that cannot be recorded.
             raise pytest.UsageError(f"evalrows: {exc}") from None
-        if not self.is_worker:
-            # Resume judges versions written before now: after the leftovers just delivered,
-            # before any worker starts (workers inherit this instant).
+        if self.is_worker:
+            self._inherit_states()
+        else:
             self.started = time.time()
-        if not self.is_worker:
+            self._read_states()
             self.attempt = Attempt(
                 id=self.attempt_id,
                 experiment_id=self.delivery.experiment.id if self.delivery.experiment else "",
@@ -135,41 +146,52 @@ class Recorder:
         self.plans = plan_items(items, self.settings.anchor, config)
         # Asked once: calling a hook nobody implements still costs per row.
         self.has_row_fields_hook = bool(config.hook.pytest_evalrows_row_fields.get_hookimpls())
-        started = time.perf_counter()
-        states = self._stored_states() if self.plans else {}
-        if states:
+        states = self.states or {}
+        if self.plans and states:
             warn_changed_params(self.plans, states)
         if self.settings.resume != "off" and states:
-            keep, skip = resume_filter(
-                items, states, self.settings.resume, self.started, self._status_before_start
-            )
+            started = time.perf_counter()
+            keep, skip = resume_filter(items, states, self.settings.resume)
             if skip:
                 items[:] = keep
                 config.hook.pytest_deselected(items=skip)
                 self.totals.resumed = len(skip)
             self.resume_seconds = time.perf_counter() - started
 
-    def _stored_states(self) -> dict[str, RowState]:
-        """The latest state of every stored row, in one read (resume and drift checks)."""
+    def _read_states(self) -> None:
+        """Read the latest state of every stored row, once for the whole session (xdist
+        workers get it from the controller). Resume cannot decide without it: then the
+        session stops."""
         delivery = self.delivery
-        if delivery is None or delivery.store is None or delivery.experiment is None:
-            return {}
+        assert delivery is not None
         try:
-            return delivery.store.latest_states(delivery.experiment.id)
+            if delivery.store is None or delivery.experiment is None:
+                raise StoreError(delivery.store_error or f"{delivery.store_display} is unavailable")
+            self.states = delivery.store.latest_states(delivery.experiment.id)
         except StoreError as exc:
+            self.states_error = str(exc)
+            if self.settings.resume != "off":
+                raise pytest.UsageError(
+                    f"evalrows: --eval-resume={self.settings.resume} needs the stored rows, and "
+                    f"they cannot be read: {exc}. Run without --eval-resume to run every case"
+                ) from None
             self.totals.errors.append(str(exc))
-            return {}
 
-    def _status_before_start(self, row_id: str) -> str | None:
+    def _inherit_states(self) -> None:
+        workerinput: dict[str, Any] = getattr(self.config, "workerinput", {})
+        stored = workerinput.get("evalrows_states")
+        if stored is None:
+            return
+        self.states = {row_id: RowState(*state) for row_id, state in stored.items()}
         delivery = self.delivery
-        assert delivery is not None and delivery.store is not None
-        assert delivery.experiment is not None
-        earlier = [
-            version
-            for version in delivery.store.history(delivery.experiment.id, row_id)
-            if (version.created or 0) < self.started
-        ]
-        return earlier[-1].status if earlier else None
+        if delivery is not None and delivery.store is not None and delivery.experiment is not None:
+            delivery.store.remember_rows(delivery.experiment.id, self.states)
+
+    def states_for_workers(self) -> dict[str, list[Any]] | None:
+        """What every xdist worker receives instead of reading the store itself."""
+        if self.states is None:
+            return None
+        return {row_id: list(state) for row_id, state in self.states.items()}
 
     # -- one item ------------------------------------------------------------------------
 
@@ -249,6 +271,8 @@ class Recorder:
             report.evalrows_row = building.in_flight(draft)  # type: ignore[attr-defined]
         return report
 
+    # tryfirst: a worker's scores must be on the report before xdist sends it on.
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         draft = self.drafts.get(report.nodeid)
         if draft is None:
@@ -283,15 +307,19 @@ class Recorder:
                 del self.in_flight[nodeid]
                 if not info["rerun"]:
                     self.totals.statuses[row_status(info["phases"])] += 1
+                    self.totals.add_scores(getattr(report, "evalrows_scores", None) or {})
                     self.worker_rows.add(info["row_id"])
         else:
-            # xdist reports a worker that died mid-test with when="???".
+            # xdist reports a worker that died mid-test with when="???". Its row is written
+            # at the end, unless the worker's own row of this execution turns up in its spool
+            # (it died after spooling the row, before its report left): one execution, one
+            # version.
             del self.in_flight[nodeid]
             row, root = building.crashed_row(
                 info, str(report.longrepr), time.time(), self.attempt_id, self.experiment_name
             )
             self.totals.statuses["error"] += 1
-            self._send(Unit(row, [root]))
+            self.crashed[row["row_id"]] = Unit(row, [root])
 
     def _finish(self, draft: RowDraft, report: pytest.TestReport) -> None:
         spans = self.carried_spans.pop(report.nodeid, [])
@@ -314,6 +342,8 @@ class Recorder:
         )
         self.totals.statuses[status] += 1
         self.totals.add_scores(row["scores"])
+        if self.is_worker:  # the controller counts scores from the reports it receives
+            report.evalrows_scores = row["scores"]  # type: ignore[attr-defined]
         spans.append(self._root_span(draft, status, end))
         spans.extend(draft.spans)
         draft.spans = []
@@ -356,7 +386,7 @@ class Recorder:
             workeroutput["evalrows"] = self.totals.to_json()
         elif (
             self.settings.fail_on_undelivered
-            and self.totals.undelivered_rows
+            and (self.totals.undelivered_rows or self.totals.lost_rows)
             and session.exitstatus == pytest.ExitCode.OK
         ):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -367,20 +397,25 @@ class Recorder:
         self.finished = True
         if self.tracing is not None:
             self.tracing.flush()
-        self.delivery.finish()
+        delivery = self.delivery
+        delivery.finish()
         unsaved = None
         if not self.is_worker:
-            # Files that crashed workers left behind, then the clean-up for everything
-            # this session delivered.
-            self.delivery.deliver_leftovers()
-            self._clean_stale_spans()
+            # What workers (crashed or not) and earlier sessions left in the spool, then the
+            # rows of crashed workers, then the clean-up of everything delivered.
+            delivery.deliver_leftovers()
+            self._write_crashed_rows()
+            delivery.finish()
+            pending = delivery.count_undelivered()
+            self._count_rows_in_store()
+            self._clean_stale_spans(pending)
             if self.attempt is not None:
                 self.attempt.ended = time.time()
                 self.attempt.counts = dict(self.totals.statuses)
-                self.attempt.delivered = not self.totals.undelivered_rows
+                self.attempt.delivered = not (self.totals.undelivered_rows or self.totals.lost_rows)
                 if not self._save_attempt():
                     unsaved = self.attempt
-        self.delivery.close_spool(unsaved)
+        delivery.close_spool(unsaved)
 
     def merge_worker(self, output: dict[str, Any] | None, worker: str) -> None:
         """Controller side: add a finished worker's totals (None when it crashed)."""
@@ -388,6 +423,7 @@ class Recorder:
             # Its totals died with it: new and updated counts are no longer certain, so
             # clean-up must not be skipped on their account.
             self.totals.written.certain = False
+            self.crashed_workers += 1
             return
         data = output.get("evalrows")
         if data is None:
@@ -395,33 +431,104 @@ class Recorder:
             return
         self.totals.merge(data)
 
-    def _clean_stale_spans(self) -> None:
-        """Delete the spans earlier attempts and executions left under the rows delivered
-        in this session. Rows whose write failed keep every span they had."""
-        rows = set(self.totals.delivered_rows)
-        if not self.totals.undelivered_rows:
-            # Rows a crashed worker delivered before it died are in no worker's totals. The
-            # store only removes spans its stored latest version does not own, so this is
-            # safe once nothing is left undelivered.
-            rows |= self.worker_rows
+    def _own_rows_from_spool(self, rows: list[RowDoc]) -> None:
+        """Rows of this attempt delivered from a worker's spool file. A crashed worker's row
+        of the execution it died in replaces the error row the controller would write."""
+        for row in rows:
+            crashed = self.crashed.get(row["row_id"])
+            if (
+                crashed is not None
+                and crashed.row is not None
+                and (crashed.row["execution"] == row["execution"])
+            ):
+                del self.crashed[row["row_id"]]
+                self._count_as(row)
+
+    def _count_as(self, row: RowDoc) -> None:
+        """Count a crashed worker's row by what it really was, not as the crash error."""
+        self.totals.statuses["error"] -= 1
+        self.totals.statuses[row["status"]] += 1
+        self.totals.add_scores(row.get("scores") or {})
+
+    def _write_crashed_rows(self) -> None:
+        """Write the error rows of cases whose worker died while running them, unless the
+        worker delivered its own row of that execution before it died."""
         delivery = self.delivery
-        if self.settings.keep_stale_spans or not rows or delivery is None:
+        if not self.crashed or delivery is None:
+            return
+        if delivery.store is not None and delivery.experiment is not None:
+            try:
+                stored = delivery.store.latest_rows(delivery.experiment.id, list(self.crashed))
+            except StoreError as exc:
+                self.totals.errors.append(str(exc))
+                stored = []
+            for version in stored:
+                crashed = self.crashed[version.row_id]
+                assert crashed.row is not None
+                if (version.attempt_id, version.root_span_id) == (
+                    self.attempt_id,
+                    crashed.row["root_span_id"],
+                ):
+                    del self.crashed[version.row_id]
+                    self._count_as(version.model_dump(mode="json"))
+        for unit in self.crashed.values():
+            delivery.send(unit)
+        self.crashed = {}
+
+    def _count_rows_in_store(self) -> None:
+        """A crashed worker's totals died with it: count this attempt's rows in the store."""
+        delivery = self.delivery
+        if not self.crashed_workers or delivery is None or delivery.store_down:
             return
         if delivery.store is None or delivery.experiment is None:
             return
+        try:
+            states = delivery.store.latest_states(delivery.experiment.id)
+        except StoreError as exc:
+            self.totals.errors.append(str(exc))
+            return
+        self.rows_written_in_store = sum(
+            1 for state in states.values() if state.attempt_id == self.attempt_id
+        )
+
+    def _clean_stale_spans(self, pending: set[str]) -> None:
+        """Delete the spans earlier attempts and executions left under the rows delivered
+        in this session. Rows whose write failed keep every span they had. The clean-up is
+        spooled before it runs: one that fails is finished by a later session."""
+        # Rows a crashed worker delivered before it died are in no worker's totals: every
+        # row a worker finished counts, but for those still in the spool (or lost). The
+        # store only removes spans its stored latest version does not own.
+        lost = {row_id for row_id, _ in self.totals.lost_rows}
+        rows = (self.totals.delivered_rows | self.worker_rows) - pending - lost
+        delivery = self.delivery
+        if self.settings.keep_stale_spans or not rows or delivery is None:
+            return
         totals = self.totals
         written = totals.written
-        if written.certain and not (written.updated_rows or totals.reruns or totals.leftover_rows):
+        if written.certain and not (
+            written.updated_rows
+            or written.superseded_rows
+            or totals.reruns
+            or totals.leftover_rows
+            or totals.own_leftovers
+        ):
             # Only new rows, each run once: nothing can be stale, so no need to read the
             # store (for an http(s) store that read is the whole experiment).
             self.stale_spans_removed = 0
             return
+        seq = delivery.spool_cleanup(rows)
         started = time.perf_counter()
         try:
+            if delivery.store_down or delivery.store is None or delivery.experiment is None:
+                raise StoreError(delivery.store_error or f"{delivery.store_display} is down")
             removed = delivery.store.delete_stale_spans(delivery.experiment.id, rows)
         except StoreError as exc:
-            self.totals.errors.append(str(exc))
+            if seq is not None:
+                self.totals.cleanup_pending += len(rows)
+            self.totals.errors.append(f"removing stale spans failed: {exc}")
             return
+        if seq is not None:
+            delivery.ack([seq])
         self.cleanup_seconds = time.perf_counter() - started
         self.stale_spans_removed = len(removed)
 

@@ -44,6 +44,13 @@ class SpooledBatch:
     spans: list[SpanDoc]
     # A session's attempt record, spooled when the store could not take it.
     attempt: dict[str, Any] | None = None
+    # Rows whose stale spans are to be removed once their rows are delivered.
+    cleanup: list[str] | None = None
+
+    @property
+    def is_data(self) -> bool:
+        """Rows and spans only: neither an attempt record nor a clean-up."""
+        return self.attempt is None and self.cleanup is None
 
 
 class Spool:
@@ -73,21 +80,29 @@ class Spool:
         rows: list[RowDoc],
         spans: list[SpanDoc],
         attempt: dict[str, Any] | None = None,
+        cleanup: list[str] | None = None,
     ) -> int:
-        """Write an entry so that it survives this process being killed; return its number."""
+        """Write an entry so that it survives this process being killed; return its number.
+        Raises ValueError, writing nothing, when the entry cannot be serialized."""
+        entry: dict[str, Any] = {
+            "store": store,
+            "project": project,
+            "experiment": experiment,
+            "rows": rows,
+            "spans": spans,
+        }
+        if attempt is not None:
+            entry["attempt"] = attempt
+        if cleanup is not None:
+            entry["cleanup"] = cleanup
         with self._mutex:
             self._seq += 1
-            entry: dict[str, Any] = {
-                "seq": self._seq,
-                "store": store,
-                "project": project,
-                "experiment": experiment,
-                "rows": rows,
-                "spans": spans,
-            }
-            if attempt is not None:
-                entry["attempt"] = attempt
-            line = pydantic_core.to_json(entry)
+            entry["seq"] = self._seq
+            try:
+                line = pydantic_core.to_json(entry)
+            except ValueError:
+                self._seq -= 1
+                raise
             self._file.write(line + b"\n")
             self._file.flush()
             self.unacked.add(self._seq)
@@ -111,7 +126,8 @@ class Spool:
                 return []
             self._file.flush()
             unacked = set(self.unacked)
-        return [batch for batch in _read(self.path) if batch.seq in unacked]
+        batches, _ = read_spool(self.path)
+        return [batch for batch in batches if batch.seq in unacked]
 
     def close(self) -> None:
         """Release the file; remove it when the store has everything in it."""
@@ -145,24 +161,27 @@ def _lock(file: IO[bytes], *, blocking: bool) -> bool:
     return True
 
 
-def _read(path: Path) -> Iterator[SpooledBatch]:
-    """Batches not acknowledged in a spool file; a torn last line (a kill mid-write) is
-    skipped."""
+def read_spool(path: Path) -> tuple[list[SpooledBatch], int]:
+    """The batches not acknowledged in a spool file, and how many lines could not be read
+    (a torn last line: a kill mid-write)."""
     batches: dict[int, dict[str, Any]] = {}
+    unreadable = 0
     with open(path, "rb") as file:
         for line in file:
             try:
                 entry = json.loads(line)
             except ValueError:
+                unreadable += 1
                 continue
-            if "acks" in entry:
+            if not isinstance(entry, dict):
+                unreadable += 1
+            elif "acks" in entry:
                 for seq in entry["acks"]:
                     batches.pop(seq, None)
             elif "seq" in entry:
                 batches[entry["seq"]] = entry
-    for seq in sorted(batches):
-        entry = batches[seq]
-        yield SpooledBatch(
+    found = [
+        SpooledBatch(
             seq=seq,
             store=entry["store"],
             project=entry["project"],
@@ -170,7 +189,55 @@ def _read(path: Path) -> Iterator[SpooledBatch]:
             rows=entry["rows"],
             spans=entry["spans"],
             attempt=entry.get("attempt"),
+            cleanup=entry.get("cleanup"),
         )
+        for seq, entry in sorted(batches.items())
+    ]
+    return found, unreadable
+
+
+def _unreadable_note(path: Path, count: int) -> str:
+    return (
+        f"spool file {path}: {count} unreadable line(s) skipped (a write cut short by a "
+        "kill, or a damaged file); what they held cannot be delivered"
+    )
+
+
+@dataclass
+class Pending:
+    """What the spool still holds for one store."""
+
+    rows: int = 0
+    row_ids: set[tuple[str, str, str]] = field(default_factory=set)  # (project, experiment, row)
+    cleanups: int = 0  # rows whose stale-span clean-up is still to be done
+    problems: list[str] = field(default_factory=list)
+
+
+def pending_in(directory: Path, store: str, *, own: Path | None = None) -> Pending:
+    """Count what the spool holds for ``store``: in ``own`` (this process's file) and in
+    every file no live session holds."""
+    pending = Pending()
+    if not directory.is_dir():
+        return pending
+    for path in sorted(directory.glob("*.jsonl")):
+        try:
+            file = open(path, "ab")  # noqa: SIM115 - closed below
+        except OSError:
+            continue
+        with file:
+            if path != own and not _lock(file, blocking=False):
+                continue  # a live session's file: its own session counts it
+            entries, unreadable = read_spool(path)
+        if unreadable and path != own:
+            pending.problems.append(_unreadable_note(path, unreadable))
+        for entry in entries:
+            if entry.store == store:
+                pending.rows += len(entry.rows)
+                pending.row_ids.update(
+                    (entry.project, entry.experiment, row["row_id"]) for row in entry.rows
+                )
+                pending.cleanups += len(entry.cleanup or ())
+    return pending
 
 
 @dataclass
@@ -178,11 +245,15 @@ class Delivered:
     """What delivering left-over spool files did."""
 
     written: WriteResult = field(default_factory=WriteResult)
+    # What rows of ``current_attempt`` (an xdist worker's spool file) did.
+    own_written: WriteResult = field(default_factory=WriteResult)
     rows: set[tuple[str, str, str]] = field(default_factory=set)  # (project, experiment, row)
     files: int = 0
     errors: list[str] = field(default_factory=list)
     other_stores: set[str] = field(default_factory=set)  # entries left for other stores
     pending_rows: int = 0  # rows for this store still in the spool after a failed delivery
+    cleaned: int = 0  # stale spans removed by spooled clean-ups
+    problems: list[str] = field(default_factory=list)  # unreadable lines, said once
 
 
 def deliver_leftovers(
@@ -191,17 +262,27 @@ def deliver_leftovers(
     *,
     skip: Path | None = None,
     on_rows: Callable[[list[RowDoc]], None] | None = None,
+    current_attempt: str | None = None,
 ) -> Delivered:
-    """Deliver what earlier sessions left in ``directory`` for this ``store``.
+    """Deliver what earlier sessions left in ``directory`` for this ``store``, then the
+    stale-span clean-ups they could not finish.
 
     Files that a live session holds are skipped, as is ``skip`` (this process's own file).
-    Delivery is idempotent: a row version the store already has is not written twice.
-    ``on_rows`` sees every delivered batch of rows.
+    Delivery is idempotent: a row version the store already has is not written twice, and
+    rows of attempts other than ``current_attempt`` are written as late versions (a newer
+    stored execution stays the latest). ``on_rows`` sees every delivered batch of rows.
     """
     done = Delivered()
     if not directory.is_dir():
         return done
     experiments: dict[tuple[str, str], str] = {}
+
+    def experiment_id(entry: SpooledBatch) -> str:
+        key = (entry.project, entry.experiment)
+        if key not in experiments:
+            experiments[key] = store.get_or_create_experiment(*key).id
+        return experiments[key]
+
     for path in sorted(directory.glob("*.jsonl")):
         if skip is not None and path == skip:
             continue
@@ -212,40 +293,54 @@ def deliver_leftovers(
         with file:
             if not _lock(file, blocking=False):
                 continue  # a live session's file
-            entries = list(_read(path))
+            entries, unreadable = read_spool(path)
+            if unreadable:
+                done.problems.append(_unreadable_note(path, unreadable))
             mine = [entry for entry in entries if entry.store == store.display_url]
             done.other_stores.update(e.store for e in entries if e.store != store.display_url)
-            if entries and not _ends_with_newline(path):
+            if not _ends_with_newline(path):
                 file.write(b"\n")  # a torn last line (a kill mid-write): acks go after it
             acked: set[int] = set()
             try:
-                for chunk in chunks(mine):
-                    key = (chunk[0].project, chunk[0].experiment)
-                    if key not in experiments:
-                        experiments[key] = store.get_or_create_experiment(*key).id
+                data = [entry for entry in mine if entry.cleanup is None]
+                for chunk in chunks(data):
+                    experiment = experiment_id(chunk[0])
                     rows = [row for entry in chunk for row in entry.rows]
                     spans = [span for entry in chunk for span in entry.spans]
-                    result = store.write(experiments[key], rows, spans)
+                    late = any(row.get("attempt_id") != current_attempt for row in rows)
+                    result = store.write(experiment, rows, spans, late=late)
+                    _add(done.written if late else done.own_written, result)
                     for entry in chunk:
                         if entry.attempt is not None:
-                            record = {**entry.attempt, "experiment_id": experiments[key]}
+                            record = {**entry.attempt, "experiment_id": experiment}
                             store.save_attempt(Attempt(**record))
-                    file.write(_acks_line([entry.seq for entry in chunk]))
-                    file.flush()
-                    acked.update(entry.seq for entry in chunk)
-                    _add(done.written, result)
-                    done.rows.update((*key, row["row_id"]) for row in rows)
+                    _ack(file, chunk, acked)
+                    done.rows.update(
+                        (chunk[0].project, chunk[0].experiment, row["row_id"]) for row in rows
+                    )
                     if on_rows is not None:
                         on_rows(rows)
+                for entry in mine:
+                    if entry.cleanup is not None:
+                        removed = store.delete_stale_spans(experiment_id(entry), entry.cleanup)
+                        done.cleaned += len(removed)
+                        _ack(file, [entry], acked)
             except StoreError as exc:
                 done.errors.append(str(exc))
                 done.pending_rows += sum(len(e.rows) for e in mine if e.seq not in acked)
                 return done
             done.files += 1
+            # An unreadable line is said once (in ``problems``) and goes with its file.
             if len(mine) == len(entries):
                 with suppress(OSError):
                     path.unlink()
     return done
+
+
+def _ack(file: IO[bytes], entries: list[SpooledBatch], acked: set[int]) -> None:
+    file.write(_acks_line([entry.seq for entry in entries]))
+    file.flush()
+    acked.update(entry.seq for entry in entries)
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -276,6 +371,7 @@ def _add(total: WriteResult, result: WriteResult) -> None:
     total.new_rows += result.new_rows
     total.updated_rows += result.updated_rows
     total.duplicate_rows += result.duplicate_rows
+    total.superseded_rows += result.superseded_rows
     total.spans += result.spans
 
 

@@ -1,4 +1,4 @@
-"""The terminal summary of a recording session."""
+"""The terminal summary of a recording session. Every number in it is counted, not guessed."""
 
 from __future__ import annotations
 
@@ -20,19 +20,32 @@ def write_summary(recorder: Recorder, terminalreporter: Any) -> None:
     )
     written = totals.written
     count = written.new_rows + written.updated_rows
-    if written.certain:
+    if recorder.rows_written_in_store is not None:
+        count = recorder.rows_written_in_store
+        detail = "new or updated unknown: a worker crashed; counted in the store"
+    elif written.certain:
         detail = f"{written.new_rows} new, {written.updated_rows} updated"
     else:
         detail = "new or updated unknown: the store could not be read first"
     write(f"attempt {recorder.attempt_id}: {count} rows written ({detail})")
+    if recorder.crashed_workers:
+        write(f"{recorder.crashed_workers} worker(s) crashed; their rows were recovered")
     if totals.own_leftovers:
-        write(f"{totals.own_leftovers} rows a crashed worker left were delivered from its spool")
+        write(
+            f"{totals.own_leftovers} rows of this session that its workers had not delivered "
+            "were delivered from their spool files"
+        )
     if totals.resumed:
         mode = recorder.settings.resume
         took = f" (decided in {recorder.resume_seconds:.2f} s)" if recorder.resume_seconds else ""
         write(f"resumed: {totals.resumed} cases whose row already {mode} were not run again{took}")
     if totals.leftover_rows:
         write(f"delivered {totals.leftover_rows} rows an earlier session left in the spool")
+    if written.superseded_rows:
+        write(
+            f"{written.superseded_rows} delivered versions were older than the stored latest "
+            "one: kept in history, not the latest"
+        )
     if recorder.stale_spans_removed is not None:
         write(
             f"stale spans removed: {recorder.stale_spans_removed} "
@@ -53,10 +66,24 @@ def write_summary(recorder: Recorder, terminalreporter: Any) -> None:
         write(f"store unavailable: {delivery.store_error}", red=True)
     for error in dict.fromkeys(totals.errors):
         write(f"error: {error}", red=True)
+    spool = delivery.spool_dir if delivery is not None else "the spool"
     if totals.undelivered_rows:
-        spool = delivery.spool_dir if delivery is not None else "the spool"
         write(
             f"{totals.undelivered_rows} rows not delivered: kept in {spool}; the next "
             "recording session delivers them, or run `evalrows flush`",
             red=True,
         )
+    if totals.cleanup_pending:
+        write(
+            f"stale spans left under {totals.cleanup_pending} rows: their clean-up is kept in "
+            f"{spool}; the next recording session or `evalrows flush` finishes it, or run "
+            f"`evalrows gc {recorder.experiment_name}`",
+            red=True,
+        )
+    if totals.lost_rows:
+        write(
+            f"{len(totals.lost_rows)} rows could be neither stored nor kept in the spool:",
+            red=True,
+        )
+        for row_id, why in totals.lost_rows:
+            write(f"  row {row_id!r} {why}", red=True)

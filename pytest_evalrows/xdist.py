@@ -24,6 +24,9 @@ class XdistBridge:
         # Called for every worker, replacements for crashed ones included, before it starts.
         node.workerinput["evalrows_attempt_id"] = self.recorder.attempt_id
         node.workerinput["evalrows_started"] = self.recorder.started
+        # The one read of the store's rows: every worker decides resume from the same data,
+        # so they all collect the same tests, and none reads the store itself.
+        node.workerinput["evalrows_states"] = self.recorder.states_for_workers()
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:

@@ -230,7 +230,7 @@ def latest(store: SQLiteStore) -> dict[str, Any]:
     return {r.row_id: r for r in store.latest_rows(experiment.id)}
 
 
-def test_a_torn_last_line_is_skipped(tmp_path: Path, store: SQLiteStore) -> None:
+def test_a_torn_last_line_is_skipped_and_said(tmp_path: Path, store: SQLiteStore) -> None:
     directory = tmp_path / "spool"
     spool = Spool(directory, "killed-1")
     first, second = row("r1"), row("r2")
@@ -253,6 +253,11 @@ def test_a_torn_last_line_is_skipped(tmp_path: Path, store: SQLiteStore) -> None
     assert found["r1"].version_id == first["version_id"]
     assert found["r2"].output == "out-r2"
     assert spool_files(directory) == []
+    # Never in silence: the torn line is named, once, with its file.
+    assert done.problems == [
+        f"spool file {spool.path}: 1 unreadable line(s) skipped (a write cut short by a kill, "
+        "or a damaged file); what they held cannot be delivered"
+    ]
 
 
 def test_acks_remove_entries(tmp_path: Path, store: SQLiteStore) -> None:
