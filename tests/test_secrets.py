@@ -220,10 +220,13 @@ def test_keys_given_every_way_on_one_command_line_are_nowhere_in_the_attempt_rec
     pytester: pytest.Pytester, suite: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytester.makeconftest(OPTIONS_CONFTEST)
-    keys = {way: secret(way) for way in ("flag", "flag=", "-o", "-o=", "ini", "ini=", "env")}
+    ways = ("flag", "flag=", "-o", "-o=", "ini", "ini=", "env", "addopts")
+    keys = {way: secret(way) for way in ways}
     password, token, judge = secret("password"), secret("url-token"), secret("judge")
     monkeypatch.setenv("EVALROWS_API_KEY", keys["env"])
     monkeypatch.setenv("BRAINTRUST_API_KEY", keys["env"])
+    # Arguments from PYTEST_ADDOPTS are not the command line pytest was invoked with.
+    monkeypatch.setenv("PYTEST_ADDOPTS", f"-o eval_api_key={keys['addopts']}")
     given = [
         *("--eval-api-key", keys["flag"]),
         f"--eval-api-key={keys['flag=']}",
@@ -258,15 +261,17 @@ def test_keys_given_every_way_on_one_command_line_are_nowhere_in_the_attempt_rec
     assert len(rows.splitlines()) == 3
 
     # The store cannot be written (a file stands where its directory should be): the attempt
-    # goes to the spool, with the rows.
+    # goes to the spool, and so do the rows, each xdist worker's into a file of its own.
     (suite / "blocker").write_text("a file, not a directory")
-    down = run(pytester, *given, "--eval-store=blocker/sub/rows.db")
+    down = run(pytester, *given, "--eval-store=blocker/sub/rows.db", "-n", "2")
     check_outcomes(down)
-    (spooled,) = spooled_attempts(suite / ".evalrows" / "spool")
+    spool = suite / ".evalrows" / "spool"
+    assert len(spool_files(spool)) == 3
+    (spooled,) = spooled_attempts(spool)
     assert arguments(down, spooled["args"]) == [
         f"--eval-experiment={EXPERIMENT}",
         *shown,
-        "--eval-store=blocker/sub/rows.db",
+        *("--eval-store=blocker/sub/rows.db", "-n", "2"),
     ]
 
     assert (suite / ".pytest_cache" / "v" / "cache" / "lastfailed").is_file()
