@@ -261,6 +261,7 @@ def cmd_gc(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_flush(args: argparse.Namespace, out: TextIO) -> int:
+    from .delivery import add_written
     from .spool import deliver_leftovers
 
     spool = Path(args.spool)
@@ -269,19 +270,27 @@ def cmd_flush(args: argparse.Namespace, out: TextIO) -> int:
         experiments: dict[tuple[str, str], list[str]] = {}
         for project, experiment, row_id in done.rows:
             experiments.setdefault((project, experiment), []).append(row_id)
-        removed = 0
+        removed = done.cleaned  # clean-ups earlier sessions could not finish
         for (project, name), row_ids in experiments.items():
             experiment = store.get_or_create_experiment(project, name)
             removed += len(store.delete_stale_spans(experiment.id, row_ids))
     for (project, name), row_ids in sorted(experiments.items()):
         out.write(f"delivered {len(row_ids)} rows to experiment {name!r} (project {project!r})\n")
     written = done.written
+    add_written(written, done.own_written)
+    superseded = (
+        f", {written.superseded_rows} older than the stored latest version (kept in history)"
+        if written.superseded_rows
+        else ""
+    )
     out.write(
-        f"delivered {written.new_rows + written.updated_rows} rows "
+        f"delivered {written.new_rows + written.updated_rows + written.superseded_rows} rows "
         f"({written.new_rows} new, {written.updated_rows} updated, "
-        f"{written.duplicate_rows} already there) and {written.spans} spans "
+        f"{written.duplicate_rows} already there{superseded}) and {written.spans} spans "
         f"from {done.files} spool files; removed {removed} stale spans\n"
     )
+    for problem in done.problems:
+        out.write(f"warning: {problem}\n")
     for other in sorted(done.other_stores):
         out.write(f"left in the spool: entries for another store, {other}\n")
     if done.errors:

@@ -446,8 +446,11 @@ class Recorder:
 
     def _count_as(self, row: RowDoc) -> None:
         """Count a crashed worker's row by what it really was, not as the crash error."""
-        self.totals.statuses["error"] -= 1
-        self.totals.statuses[row["status"]] += 1
+        statuses = self.totals.statuses
+        statuses["error"] -= 1
+        if not statuses["error"]:
+            del statuses["error"]
+        statuses[row["status"]] += 1
         self.totals.add_scores(row.get("scores") or {})
 
     def _write_crashed_rows(self) -> None:
