@@ -342,6 +342,13 @@ def test_escapes_count_towards_the_limit() -> None:
     assert json_value("\u0800" * 100_000)[1] is None
 
 
+def test_control_characters_count_towards_the_limit_as_the_json_escapes_they_become() -> None:
+    # Six bytes of JSON each ("\u0000"): 200,000 of them are 1.2 MB, cut like any other.
+    safe, cut = json_value("\x00" * 200_000)
+    assert cut == 1_200_002
+    assert isinstance(safe, str) and len(safe) == MAX_FIELD_BYTES
+
+
 def test_a_handle_stores_such_text_escaped_everywhere_it_takes_text() -> None:
     current = draft()
     row = EvalRow(current)
