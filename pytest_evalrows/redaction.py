@@ -1,10 +1,11 @@
 """Keeping secrets out of everything the plugin saves or prints. Pure: imports no pytest.
 
 A secret reaches a command line in many ways, and the attempt record keeps the command line:
-``--eval-api-key KEY``, ``--eval-api-key=KEY``, ``-o eval_api_key=KEY`` (also ``-oKEY=...``,
-``--override-ini`` with a space or ``=``), credentials in a URL (``--eval-store
-http://user:KEY@host``, in any argument), and the like for other tools (``evalrows serve
---token``). ``redacted`` hides each of them; ``scrub_url_credentials`` hides a URL's.
+``--eval-api-key KEY``, ``--eval-api-key=KEY``, ``-o eval_api_key=KEY`` (also
+``-oeval_api_key=KEY``, ``--override-ini`` with a space or ``=``), credentials in a URL
+(``--eval-store http://user:KEY@host``, in any argument), and the like for other tools
+(``evalrows serve --token``). ``redacted`` hides each of them; ``scrub_url_credentials`` hides
+a URL's.
 """
 
 from __future__ import annotations
