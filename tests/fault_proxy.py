@@ -382,17 +382,23 @@ class FaultProxy:
                 self._changed.wait(remaining)
             return list(self.transitions)
 
-    def wait_settled(self, timeout: float = 120.0) -> None:
-        """Wait until every request read so far has its outcome (a client can see a cut
-        connection before the proxy has recorded why)."""
+    def wait_settled(self, timeout: float | None = None) -> None:
+        """Wait until every request read so far has its outcome: a client can have its answer
+        (or see its connection cut) a moment before the proxy has written down what it did.
+        Requests that arrive meanwhile are not waited for."""
+        with self._lock:
+            seen = list(self.seen)
 
         def settled() -> bool:
             with self._lock:
-                return all(seen.outcome != "pending" for seen in self.seen)
+                return all(one.outcome != "pending" for one in seen)
 
-        wait_until(settled, timeout=timeout, what="every request's outcome")
+        limit = timeout if timeout is not None else self.upstream_timeout + JOIN_TIMEOUT
+        wait_until(settled, timeout=limit, what="every request's outcome")
 
     def stats(self) -> ProxyStats:
+        """The counts so far, once the requests read so far are settled."""
+        self.wait_settled()
         with self._lock:
             seen = list(self.seen)
             transitions = list(self.transitions)

@@ -332,9 +332,10 @@ def test_a_flap_alternates_serving_and_refusing(
     with client(proxy, token) as http:
         runs = poll(http, lambda runs: runs.count("refused") >= 3 and runs[-1] == "ok")
     # A request caught as the proxy went down is cut; otherwise up serves and down refuses.
+    # (The flap started with the proxy: the first request may already meet a down period.)
     steady = runs_of([kind for kind in runs if kind != "cut"])
-    assert steady[0] == "ok"
-    assert steady == ["ok", "refused"] * (len(steady) // 2) + ["ok"]
+    assert set(steady) == {"ok", "refused"}
+    assert steady.count("refused") >= 3 and steady.count("ok") >= 3, steady
     stats = proxy.stats()
     states = [t.state for t in stats.transitions]
     assert states == (["down", "up"] * len(states))[: len(states)]
@@ -349,7 +350,8 @@ def test_a_flap_can_answer_503_while_down_on_the_same_connection(
     proxy = make_proxy(flap=Flap(up=0.2, down=0.2, fault=unavailable(retry_after="0")))
     with client(proxy, token) as http:
         runs = poll(http, lambda runs: runs.count("503") >= 2 and runs[-1] == "ok")
-    assert runs == ["ok", "503"] * (len(runs) // 2) + ["ok"]
+    assert set(runs) == {"ok", "503"}
+    assert runs.count("503") >= 2 and runs.count("ok") >= 2, runs
     stats = proxy.stats()
     assert stats.connections == 1 and stats.cut_connections == 0
     assert stats.faults["503"] >= 2
