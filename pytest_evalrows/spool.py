@@ -140,6 +140,15 @@ class Spool:
             self._file.close()  # closing releases the lock
 
 
+def _open_existing(path: Path) -> IO[bytes] | None:
+    """Open another session's spool file for appending acks, never creating it: a file its
+    session removed a moment ago must stay removed."""
+    try:
+        return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND), "ab")
+    except OSError:
+        return None
+
+
 def _same_file(file: IO[bytes], path: Path) -> bool:
     try:
         return os.path.samestat(os.fstat(file.fileno()), os.stat(path))
@@ -220,9 +229,8 @@ def pending_in(directory: Path, store: str, *, own: Path | None = None) -> Pendi
     if not directory.is_dir():
         return pending
     for path in sorted(directory.glob("*.jsonl")):
-        try:
-            file = open(path, "ab")  # noqa: SIM115 - closed below
-        except OSError:
+        file = _open_existing(path)
+        if file is None:
             continue
         with file:
             if path != own and not _lock(file, blocking=False):
@@ -286,9 +294,8 @@ def deliver_leftovers(
     for path in sorted(directory.glob("*.jsonl")):
         if skip is not None and path == skip:
             continue
-        try:
-            file = open(path, "ab")  # noqa: SIM115 - closed below
-        except OSError:
+        file = _open_existing(path)
+        if file is None:
             continue
         with file:
             if not _lock(file, blocking=False):

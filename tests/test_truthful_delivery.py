@@ -450,3 +450,84 @@ def test_a_row_the_store_cannot_take_is_counted_and_the_rest_delivered(tmp_path:
     assert sorted(row.row_id for row in store.latest_rows(experiment.id)) == ["r1", "r2"]
     assert spool_files(tmp_path / "spool") == []  # nothing left to be retried forever
     store.close()
+
+
+# The store goes down once every worker runs tests, and comes back only when the controller
+# finishes: every row waits in a worker's spool file, which the controller delivers.
+DOWN_WHILE_WORKERS_RUN = """
+import pathlib
+import time
+
+import pytest
+
+HERE = pathlib.Path(__file__).parent
+
+
+def wait_for(name):
+    deadline = time.monotonic() + 60
+    while not (HERE / name).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+@pytest.fixture(autouse=True)
+def store_down():
+    (HERE / "tests-started").touch()
+    wait_for("down")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    if not hasattr(session.config, "workerinput"):
+        (HERE / "controller-finishing").touch()
+        wait_for("up")
+"""
+
+
+def test_rows_workers_could_not_deliver_are_delivered_by_the_controller_and_said_so(
+    pytester: pytest.Pytester, suite: Path, server: EvalrowsServer
+) -> None:
+    pytester.makeconftest(DOWN_WHILE_WORKERS_RUN)
+    with FaultProxy(server.url) as proxy:
+
+        def switch() -> None:
+            wait_for(suite / "tests-started")
+            proxy.go_down()
+            (suite / "down").touch()
+            wait_for(suite / "controller-finishing")
+            proxy.go_up()
+            (suite / "up").touch()
+
+        switcher = threading.Thread(target=switch)
+        switcher.start()
+        try:
+            result = pytester.runpytest_subprocess(
+                f"--eval-experiment={EXPERIMENT}",
+                *http_args(proxy.url, server),
+                "-n",
+                "2",
+                "--eval-http-retries=1",
+                "--eval-fail-on-undelivered",
+            )
+        finally:
+            switcher.join(timeout=120)
+
+    result.assert_outcomes(passed=len(CASES))
+    assert result.ret == pytest.ExitCode.OK, output_of(result)  # everything was delivered
+    lines = summary_lines(result)
+    assert undelivered(result) is None, lines
+    assert (
+        f"{len(CASES)} rows of this session that its workers had not delivered were delivered "
+        "from their spool files"
+    ) in lines
+    assert not any("crashed" in line for line in lines), lines
+    assert spool_files(suite / ".evalrows" / "spool") == []
+    server.stop()
+    found = stored(server.db, EXPERIMENT)
+    assert sorted(found.rows) == sorted(map(rid, CASES))
+    assert attempts(server.db, EXPERIMENT) == []  # Braintrust's API keeps no attempts
+
+
+def wait_for(path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
