@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from . import ids
+from .redaction import scrub_url_credentials
 from .store.urls import DEFAULT_STORE, VALID_FORMS, StoreURL, api_key_from_env, parse_store_url
 
 TRACING_MODES = ("auto", "attach", "off")
@@ -207,7 +208,9 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         try:
             return parse(value)
         except ValueError as exc:
-            raise pytest.UsageError(f"evalrows: {source}={value!r}: {exc}") from None
+            # The value is shown, but never a key or the credentials of a URL.
+            shown = "***" if name == "api_key" else scrub_url_credentials(value)
+            raise pytest.UsageError(f"evalrows: {source}={shown!r}: {exc}") from None
 
     experiment = get("experiment", _name("an experiment name"))
     project = get("project", _name("a project name")) or anchor.name or "default"

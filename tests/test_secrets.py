@@ -391,14 +391,9 @@ def test_credentials_in_the_store_url_are_nowhere_however_the_url_is_given(
     hunt([credential], [down, up], suite, server_dir)
 
 
-# -- leaks outside this change's files, kept visible until fixed -------------------------------
+# -- store URLs with credentials: never in a log or an error ---------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store/http.py hands httpx the URL with its credentials; httpx logs each request's "
-    "full URL at INFO, which log_cli and --log-file show",
-)
 def test_credentials_in_the_store_url_stay_out_of_the_log(
     pytester: pytest.Pytester,
     suite: Path,
@@ -421,11 +416,6 @@ def test_credentials_in_the_store_url_stay_out_of_the_log(
     hunt([credential], [result], suite, server_dir)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.py resolve() and store/urls.py parse_store_url() quote the whole store "
-    "URL in the usage error",
-)
 def test_a_store_url_pytest_refuses_names_no_credentials(
     pytester: pytest.Pytester, suite: Path
 ) -> None:
@@ -436,11 +426,6 @@ def test_a_store_url_pytest_refuses_names_no_credentials(
     hunt([credential], [result], suite)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.py _open() and store/urls.py parse_store_url() quote the whole store URL in "
-    "the error",
-)
 def test_a_store_url_the_cli_refuses_names_no_credentials(tmp_path: Path) -> None:
     credential = secret("cred")
     done = subprocess.run(

@@ -64,9 +64,13 @@ class HTTPStore(Store):
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.display_url = public_url(base_url)
+        # Credentials in the URL are the API key (when none is given), sent as a bearer token
+        # like any key; never left in the URL, where httpx would log them.
+        parts = urlsplit(base_url)
+        api_key = api_key or parts.password or parts.username or None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
-            base_url=base_url.rstrip("/"),
+            base_url=urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])).rstrip("/"),
             headers=headers,
             timeout=httpx.Timeout(timeout),
             transport=transport,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ..redaction import scrub_url_credentials
 
 if TYPE_CHECKING:
     from .base import Store
@@ -23,7 +25,7 @@ class StoreURL:
 
     scheme: str
     path: Path | None
-    text: str
+    text: str = field(repr=False)  # may hold credentials
 
     def display(self) -> str:
         """How the store is named in output: never with a secret in it."""
@@ -39,6 +41,7 @@ class StoreURL:
 def parse_store_url(value: str, base: Path) -> StoreURL:
     """Parse a store setting; relative paths are taken from ``base``. Raises ValueError."""
     text = value.strip()
+    shown = scrub_url_credentials(text)  # what errors may quote
     if not text:
         raise ValueError(f"a store URL cannot be empty; use {VALID_FORMS}")
     scheme, sep, rest = text.partition("://")
@@ -46,7 +49,7 @@ def parse_store_url(value: str, base: Path) -> StoreURL:
         return StoreURL("sqlite", _absolute(Path(text).expanduser(), base), text)
     if scheme == "sqlite":
         if not rest.startswith("/") or rest == "/":
-            raise ValueError(f"{text!r} names no file; use {VALID_FORMS}")
+            raise ValueError(f"{shown!r} names no file; use {VALID_FORMS}")
         location = rest[1:]
         if location == ":memory:":
             return StoreURL("sqlite", Path(":memory:"), text)
@@ -58,12 +61,12 @@ def parse_store_url(value: str, base: Path) -> StoreURL:
             parts = urlsplit(text)
             parts.port  # noqa: B018 - raises on a port out of range or not a number
         except ValueError as exc:
-            raise ValueError(f"{text!r} is not a valid URL ({exc}); use {VALID_FORMS}") from None
+            raise ValueError(f"{shown!r} is not a valid URL ({exc}); use {VALID_FORMS}") from None
         host = parts.hostname or ""
         if not host or any(char.isspace() for char in host):
-            raise ValueError(f"{text!r} names no valid host; use {VALID_FORMS}")
+            raise ValueError(f"{shown!r} names no valid host; use {VALID_FORMS}")
         return StoreURL("http", None, text)
-    raise ValueError(f"unknown store scheme {scheme!r} in {text!r}; use {VALID_FORMS}")
+    raise ValueError(f"unknown store scheme {scheme!r} in {shown!r}; use {VALID_FORMS}")
 
 
 def _absolute(path: Path, base: Path) -> Path:
