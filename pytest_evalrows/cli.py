@@ -214,17 +214,26 @@ def cmd_rows(args: argparse.Namespace, out: TextIO) -> int:
         experiment = store.get_experiment(args.experiment, args.project)
         rows = store.latest_rows(experiment.id)
     emit(out, [row_record(row) for row in rows], args.json, ROW_COLUMNS)
-    return 0
+    return _said_unreadable(store)
 
 
 def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
     with _open(args) as store:
         experiment = store.get_experiment(args.experiment, args.project)
         versions = store.history(experiment.id, args.row_id)
-    if not versions:
+    if not versions and not getattr(store, "unreadable", None):
         raise EvalrowsError(f"no row {args.row_id!r} in experiment {args.experiment!r}")
     emit(out, [row_record(row) for row in versions], args.json, ROW_COLUMNS)
-    return 0
+    return _said_unreadable(store)
+
+
+def _said_unreadable(store: Any) -> int:
+    """One line for each row version the store could not read (the others were shown);
+    exit 1 when there was any."""
+    unreadable: list[str] = getattr(store, "unreadable", [])
+    for line in unreadable:
+        print(f"evalrows: error: {line}", file=sys.stderr)
+    return 1 if unreadable else 0
 
 
 def cmd_spans(args: argparse.Namespace, out: TextIO) -> int:

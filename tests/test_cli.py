@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -345,3 +346,28 @@ def test_attempts_lists_each_session_with_its_counts(pytester: pytest.Pytester) 
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["ATTEMPT", "STARTED", "ENDED", "HOST", "ROWS", "DELIVERED"]
     assert lines[1].split()[0] == "first" and "failed=1 passed=2" in lines[1]
+
+
+def test_a_damaged_row_body_is_named_in_one_line_and_the_other_rows_still_shown(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "rows.db"
+    with SQLiteStore(db) as store:
+        experiment = store.get_or_create_experiment("p", "nightly")
+        store.write(experiment.id, [make_row("a"), make_row("b"), make_row("c")], [])
+    # A body damaged inside a sound SQLite file: valid JSON, not a row.
+    with sqlite3.connect(db) as raw:
+        raw.execute(
+            'UPDATE row_versions SET body = \'{"row_id": "b", "status": 42}\' WHERE row_id = \'b\''
+        )
+    raw.close()
+
+    for command in (["rows", "nightly"], ["history", "nightly", "b"]):
+        done = evalrows_cli(*command, "--store", db, cwd=tmp_path)
+        assert "Traceback" not in done.stderr
+        errors = done.stderr.splitlines()
+        assert len(errors) == 1, done.stderr
+        assert errors[0].startswith("evalrows: error: row 'b' version 1 cannot be read: ")
+        assert done.returncode == 1
+    shown = evalrows_cli("rows", "nightly", "--store", db, "--json", cwd=tmp_path)
+    assert [json.loads(line)["id"] for line in shown.stdout.splitlines()] == ["a", "c"]

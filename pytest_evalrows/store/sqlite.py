@@ -73,6 +73,7 @@ class SQLiteStore(Store):
                 "3.35 or newer (RETURNING); use a Python built with a newer SQLite"
             )
         self._lock = threading.RLock()
+        self.unreadable: list[str] = []
         try:
             self._db = sqlite3.connect(
                 self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
@@ -320,7 +321,7 @@ class SQLiteStore(Store):
             args.append(json.dumps(list(row_ids)))
         with self._errors("reading rows"), self._lock:
             rows = self._db.execute(query + " ORDER BY l.row_id", args).fetchall()
-        return [_row(version, created, body) for version, created, body in rows]
+        return self._readable(rows)
 
     def latest_states(self, experiment_id: str) -> dict[str, RowState]:
         with self._errors("reading rows"), self._lock:
@@ -338,7 +339,22 @@ class SQLiteStore(Store):
                 "WHERE experiment_id = ? AND row_id = ? ORDER BY version",
                 (experiment_id, row_id),
             ).fetchall()
-        return [_row(version, created, body) for version, created, body in rows]
+        return self._readable(rows)
+
+    def _readable(self, rows: list[Any]) -> list[RowVersion]:
+        """The row versions whose stored body can be read; the others are named in
+        ``unreadable`` (a body damaged inside a sound file must not hide the rest)."""
+        from pydantic import ValidationError
+
+        found = []
+        for version, created, body in rows:
+            try:
+                found.append(_row(version, created, body))
+            except (ValidationError, ValueError) as exc:
+                row_id = _row_id_of(body)
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self.unreadable.append(f"row {row_id!r} version {version} cannot be read: {first}")
+        return found
 
     def list_spans(self, experiment_id: str, row_id: str | None = None) -> list[SpanRecord]:
         query = "SELECT body FROM spans WHERE experiment_id = ?"
@@ -442,6 +458,13 @@ def _experiment(row: Any) -> Experiment:
         git_commit=git_commit,
         git_branch=git_branch,
     )
+
+
+def _row_id_of(body: str) -> str:
+    try:
+        return str(json.loads(body)["row_id"])
+    except (ValueError, KeyError, TypeError):
+        return "?"
 
 
 def _row(version: int, created: float, body: str) -> RowVersion:
