@@ -135,7 +135,8 @@ class Rule:
     """Fault requests by count. A request matches when ``path`` (a regular expression,
     searched in the path without the query) and ``method`` match; matching requests are
     numbered 1, 2, 3 ... per rule, and the rule fires on every ``every``-th of them, only
-    among the first ``first`` (None: all), at most ``times`` times in all (None: no limit).
+    among the first ``first`` (None: all), never on the first ``after``, at most ``times``
+    times in all (None: no limit).
 
     Rules are tried in order and the first that fires wins; a request taken by an earlier
     rule is not counted by later ones. Rules apply while the proxy is up.
@@ -147,6 +148,7 @@ class Rule:
     every: int = 1
     first: int | None = None
     times: int | None = None
+    after: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.fault, Refuse):
@@ -617,6 +619,7 @@ class FaultProxy:
             count = self._rule_counts[index]
             if (
                 count % rule.every == 0
+                and count > rule.after
                 and (rule.first is None or count <= rule.first)
                 and (rule.times is None or self._rule_fired[index] < rule.times)
             ):

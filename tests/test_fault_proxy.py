@@ -259,6 +259,12 @@ def test_rules_fault_every_nth_matching_request_only(
     stats = proxy.stats()
     assert (stats.retried, stats.unretried) == (2, 2)  # r3 came again; r3 and r6 did not
 
+    # `after` spares the first matching requests.
+    proxy.set_rules([Rule(Status(503), path=r"/insert$", after=2)])
+    with client(proxy, token) as http:
+        statuses = [insert(http, experiment_id, f"s{n}").status_code for n in range(4)]
+    assert statuses == [200, 200, 503, 503]
+
 
 # -- answers lost after the write ----------------------------------------------------------------
 
