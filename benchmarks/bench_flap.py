@@ -1,13 +1,14 @@
 """A store that flaps: 1,000 rows under -n 2 into `evalrows serve` behind a proxy that is up
 2 s, then refuses connections 2 s, over and over; then a full rerun under the same flap.
 
-    python benchmarks/bench_flap.py [--cases 1000] [--up 2] [--down 2]
+    python benchmarks/bench_flap.py [--cases 1000] [--up 2] [--down 2] [--rounds 3]
 
-Prints, per session: rows in the store, versions per row of that session's attempt (min and
+Prints, per round and session: rows in the store, versions per row of that session's attempt (min and
 max over rows), stale spans left, rows left undelivered in the spool (and what the summary
 says about them), and the wall time against the same session through the same proxy without
-faults (ratio). If the last down period met the end of the rerun, `evalrows flush` (proxy up)
-delivers the rest and a last line says what is left after it. Asserts nothing about time.
+faults (ratio); each round runs both pairs afresh. If the last down period met the end of the
+rerun, `evalrows flush` (proxy up) delivers the rest and a "flushed" line says what is left
+after it. Then what the proxy saw and the sessions' summaries. Asserts nothing about time.
 """
 
 from __future__ import annotations
@@ -229,7 +230,7 @@ def summary_lines(output: str) -> list[str]:
     starts = [i for i, line in enumerate(lines) if re.fullmatch(r"-+ evalrows -+", line)]
     found = []
     for line in lines[starts[0] + 1 :] if starts else []:
-        if re.fullmatch(r"[=_-]+ .* [=_-]+", line) or re.fullmatch(r"=+", line):
+        if re.fullmatch(r"[=_-]+ .* [=_-]+|=+|\d+ (passed|failed).*", line):
             break
         found.append(line)
     return found
@@ -240,59 +241,62 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=1000)
     parser.add_argument("--up", type=float, default=2.0)
     parser.add_argument("--down", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     fp = load_fault_proxy()
     flap = fp.Flap(up=args.up, down=args.down, fault=fp.Refuse())
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        # Without faults first, through the same proxy: the ratio is the faults' cost alone.
-        calm, _, _, _ = run_pair(root, "calm", args.cases, None, fp)
-        flapping, stats, flushed, summaries = run_pair(root, "flapping", args.cases, flap, fp)
-
     print(
         f"{args.cases} rows x 2 child spans, -n 2, into evalrows serve behind the fault proxy; "
         f"flap: up {args.up:g} s, refusing connections {args.down:g} s; retries at default"
     )
     header = (
-        f"{'session':<14}{'wall s':>8}{'calm s':>8}{'ratio':>7}{'rows':>6}"
+        f"{'round':<6}{'session':<12}{'wall s':>8}{'calm s':>8}{'ratio':>7}{'rows':>6}"
         f"{'ver/row this attempt':>22}{'ver/row all':>13}{'stale left':>12}"
         f"{'spooled':>9}{'summary: undelivered':>22}"
     )
     print(header)
     print("-" * len(header))
-    names = ["first", "full rerun", "after flush"]
-    for index, (wall, _, fig) in enumerate(flapping):
-        if index < 2:
-            calm_wall = calm[index][0]
-            timing = f"{wall:>8.1f}{calm_wall:>8.1f}{wall / calm_wall:>6.2f}x"
-        else:
-            timing = f"{'':>8}{'':>8}{'':>7}"
-        print(
-            f"{names[index]:<14}{timing}{fig.rows:>6}"
-            f"{f'{fig.mine_min}-{fig.mine_max}':>22}{f'{fig.all_min}-{fig.all_max}':>13}"
-            f"{fig.stale:>12}{fig.spooled:>9}{fig.said_undelivered:>22}"
+    names = ["first", "rerun", "flushed"]
+    notes: list[str] = []
+    for number in range(1, args.rounds + 1):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            # Without faults, through the same proxy: the ratio is the faults' cost alone.
+            calm, _, _, _ = run_pair(root, "calm", args.cases, None, fp)
+            flapping, stats, flushed, summaries = run_pair(root, "flapping", args.cases, flap, fp)
+        for index, (wall, _, fig) in enumerate(flapping):
+            if index < 2:
+                calm_wall = calm[index][0]
+                timing = f"{wall:>8.1f}{calm_wall:>8.1f}{wall / calm_wall:>6.2f}x"
+            else:
+                timing = f"{'':>8}{'':>8}{'':>7}"
+            print(
+                f"{number:<6}{names[index]:<12}{timing}{fig.rows:>6}"
+                f"{f'{fig.mine_min}-{fig.mine_max}':>22}{f'{fig.all_min}-{fig.all_max}':>13}"
+                f"{fig.stale:>12}{fig.spooled:>9}{fig.said_undelivered:>22}"
+            )
+        for name, (_, _, fig) in zip(names, calm, strict=False):
+            if (fig.rows, fig.mine_min, fig.mine_max, fig.stale, fig.spooled) != (
+                args.cases,
+                1,
+                1,
+                0,
+                0,
+            ):
+                notes.append(f"round {number}: without faults, the {name} session left {fig}")
+        notes.append(
+            f"round {number} proxy: {stats.down_periods} down periods, {stats.connections} "
+            f"connections, {stats.cut_connections} cut on going down; requests "
+            f"{dict(stats.requests)}; outcomes {dict(Counter(stats.outcomes))}; "
+            f"{stats.cut_after_commit} answers lost after the server took the write"
         )
-    for name, (_, _, fig) in zip(names, calm, strict=False):
-        if (fig.rows, fig.mine_min, fig.mine_max, fig.stale, fig.spooled) != (
-            args.cases,
-            1,
-            1,
-            0,
-            0,
-        ):
-            print(f"note: without faults, the {name} session left {fig}")
-    outcomes = Counter(stats.outcomes)
-    print(
-        f"proxy: {stats.down_periods} down periods, {stats.connections} connections accepted, "
-        f"{stats.cut_connections} cut on going down; requests {dict(stats.requests)}; "
-        f"outcomes {dict(outcomes)}; {stats.cut_after_commit} answers lost after the server "
-        "took the write"
-    )
-    if flushed is not None:
-        print(f"evalrows flush: {flushed}")
-    for name, lines in zip(names, summaries, strict=False):
-        shown = [line for line in lines if not line.startswith(("experiment ", "mean scores"))]
-        print(f"{name} session's summary: " + " | ".join(shown))
+        if flushed is not None:
+            notes.append(f"round {number} evalrows flush: {flushed}")
+        for name, lines in zip(names, summaries, strict=False):
+            shown = [line for line in lines if not line.startswith(("experiment ", "mean "))]
+            notes.append(f"round {number} {name} summary: " + " | ".join(shown))
+    print()
+    print("\n".join(notes))
 
 
 if __name__ == "__main__":
