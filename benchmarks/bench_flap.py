@@ -3,9 +3,9 @@
 
     python benchmarks/bench_flap.py [--cases 1000] [--up 2] [--down 2] [--rounds 3]
 
-Prints, per round and session: rows in the store, versions per row of that session's attempt (min and
-max over rows), stale spans left, rows left undelivered in the spool (and what the summary
-says about them), and the wall time against the same session through the same proxy without
+Prints, per round and session: rows in the store, versions per row of that session's attempt
+(min and max over rows), stale spans left, rows left undelivered in the spool (and what the
+summary says about them), and the wall time against the same session through the same proxy without
 faults (ratio); each round runs both pairs afresh. If the last down period met the end of the
 rerun, `evalrows flush` (proxy up) delivers the rest and a "flushed" line says what is left
 after it. Then what the proxy saw and the sessions' summaries. Asserts nothing about time.
