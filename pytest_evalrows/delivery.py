@@ -56,6 +56,8 @@ class Totals:
     statuses: Counter[str] = field(default_factory=Counter)
     scores: dict[str, list[float]] = field(default_factory=dict)  # name -> [sum, count]
     resumed: int = 0
+    # Requests an HTTP store made, by endpoint: a worker's reach the controller's summary.
+    requests: Counter[str] = field(default_factory=Counter)
 
     def add_scores(self, scores: dict[str, float]) -> None:
         for name, value in scores.items():
@@ -72,6 +74,7 @@ class Totals:
             "errors": self.errors,
             "reruns": self.reruns,
             "resumed": self.resumed,
+            "requests": dict(self.requests),
         }
 
     def merge(self, data: dict[str, Any]) -> None:
@@ -86,6 +89,7 @@ class Totals:
         self.reruns += data["reruns"]
         # Every worker collects the whole suite and resumes the same rows.
         self.resumed = max(self.resumed, data["resumed"])
+        self.requests.update(data["requests"])
 
 
 def add_written(total: WriteResult, result: WriteResult) -> None:

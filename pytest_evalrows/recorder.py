@@ -382,6 +382,8 @@ class Recorder:
         except Exception as exc:  # a worker's failure here is easy to lose: make it loud
             self.totals.errors.append(f"finishing the session failed: {exc!r}")
         if self.is_worker:
+            store = self.delivery.store if self.delivery is not None else None
+            self.totals.requests.update(getattr(store, "requests", None) or {})
             workeroutput: dict[str, Any] = self.config.workeroutput  # type: ignore[attr-defined]
             workeroutput["evalrows"] = self.totals.to_json()
         elif (

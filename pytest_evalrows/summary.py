@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -28,13 +29,13 @@ def write_summary(recorder: Recorder, terminalreporter: Any) -> None:
     else:
         detail = "new or updated unknown: the store could not be read first"
     write(f"attempt {recorder.attempt_id}: {count} rows written ({detail})")
-    if recorder.crashed_workers:
-        write(f"{recorder.crashed_workers} worker(s) crashed; their rows were recovered")
     if totals.own_leftovers:
         write(
-            f"{totals.own_leftovers} rows of this session that its workers had not delivered "
-            "were delivered from their spool files"
+            f"of which {totals.own_leftovers} rows its workers had not delivered were delivered "
+            "from their spool files"
         )
+    if recorder.crashed_workers:
+        write(f"{recorder.crashed_workers} worker(s) crashed; their rows were recovered")
     if totals.resumed:
         mode = recorder.settings.resume
         took = f" (decided in {recorder.resume_seconds:.2f} s)" if recorder.resume_seconds else ""
@@ -53,7 +54,9 @@ def write_summary(recorder: Recorder, terminalreporter: Any) -> None:
         )
     elif recorder.settings.keep_stale_spans:
         write("stale spans kept (--eval-keep-stale-spans)")
-    requests = getattr(delivery.store, "requests", None) if delivery is not None else None
+    # This process's requests, and its xdist workers'.
+    requests = Counter(totals.requests)
+    requests.update(getattr(delivery.store, "requests", None) or {} if delivery else {})
     if requests:
         counts = ", ".join(f"{name} {count}" for name, count in sorted(requests.items()))
         write(f"requests to the store: {counts}")

@@ -221,7 +221,7 @@ def check_session(
             if match[1] != attempt:
                 problem(f"names another attempt: {line!r}")
             written = (int(match[2]), match[3])
-        elif match := re.fullmatch(r"(\d+) rows of this session that .* their spool files", line):
+        elif match := re.fullmatch(r"of which (\d+) rows its workers had not delivered .*", line):
             numbers["own leftovers"] = int(match[1])
         elif match := re.fullmatch(r"delivered (\d+) rows an earlier session left in .*", line):
             numbers["leftovers"] = int(match[1])
@@ -512,11 +512,6 @@ def two_sessions_then_flush(
 # -- the tests -------------------------------------------------------------------------------------
 
 
-# Fails on the current code (seen at this commit), for one reason only: under xdist the
-# summary's "requests to the store" line counts the controller's own requests and none of its
-# workers' (summary.py prints the controller's HTTPStore.requests; Totals never carries the
-# workers' counts), e.g. "insert 0" while the proxy saw 10 inserts. Rows, versions, spans,
-# spool and every other number of the summary held.
 def test_a_store_flapping_every_second_loses_duplicates_and_misreports_no_row(
     pytester: pytest.Pytester,
     server: EvalrowsServer,
@@ -541,11 +536,6 @@ def test_a_store_flapping_every_second_loses_duplicates_and_misreports_no_row(
     )
 
 
-# Fails on the current code (seen at this commit), for one reason only: under xdist the
-# summary's "requests to the store" line counts the controller's own requests and none of its
-# workers' (summary.py prints the controller's HTTPStore.requests; Totals never carries the
-# workers' counts), e.g. "insert 0" while the proxy saw 10 inserts. Rows, versions, spans,
-# spool and every other number of the summary held.
 def test_answers_dropped_after_commit_make_no_duplicate_and_lose_no_row(
     pytester: pytest.Pytester,
     server: EvalrowsServer,
@@ -576,11 +566,6 @@ def test_answers_dropped_after_commit_make_no_duplicate_and_lose_no_row(
     )
 
 
-# Fails on the current code (seen at this commit), for one reason only: under xdist the
-# summary's "requests to the store" line counts the controller's own requests and none of its
-# workers' (summary.py prints the controller's HTTPStore.requests; Totals never carries the
-# workers' counts), e.g. "insert 0" while the proxy saw 10 inserts. Rows, versions, spans,
-# spool and every other number of the summary held.
 def test_a_store_that_stops_taking_writes_leaves_exactly_the_rest_for_evalrows_flush(
     pytester: pytest.Pytester,
     server: EvalrowsServer,

@@ -516,8 +516,8 @@ def test_rows_workers_could_not_deliver_are_delivered_by_the_controller_and_said
     lines = summary_lines(result)
     assert undelivered(result) is None, lines
     assert (
-        f"{len(CASES)} rows of this session that its workers had not delivered were delivered "
-        "from their spool files"
+        f"of which {len(CASES)} rows its workers had not delivered were delivered from their "
+        "spool files"
     ) in lines
     assert not any("crashed" in line for line in lines), lines
     assert spool_files(suite / ".evalrows" / "spool") == []
