@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import StoreAuthError, StoreError
 from .records import Attempt, Experiment, RowDoc, SpanDoc, WriteResult
-from .spool import Spool, SpooledBatch, chunks, deliver_leftovers, pending_in
+from .spool import Spool, chunks, deliver_leftovers, pending_in
 from .store.base import Store
 from .values import json_value
 from .writer import BatchWriter
@@ -296,7 +296,11 @@ class Delivery:
                 self.ack([seq for seq in seqs if seq is not None])
                 return True
             half = len(units) // 2
-            return self._write(seqs[:half], units[:half]) and self._write(seqs[half:], units[half:])
+            if not self._write(seqs[:half], units[:half]):
+                rest = zip(seqs[half:], units[half:], strict=True)
+                self._unspooled.extend(unit for seq, unit in rest if seq is None)
+                return False
+            return self._write(seqs[half:], units[half:])
         self.ack([seq for seq in seqs if seq is not None])
         add_written(self.totals.written, result)
         self.totals.delivered_rows.update(row["row_id"] for row in rows)
@@ -329,28 +333,14 @@ class Delivery:
         self._mark_up()
         pending = self.spool.pending() if self.spool is not None else []
         for chunk in chunks([entry for entry in pending if entry.is_data]):
-            if not self._write_entries(chunk):
+            # A spooled entry is one unit (what ``send`` spooled), already serialized once.
+            units = [Unit(entry.rows[0] if entry.rows else None, entry.spans) for entry in chunk]
+            if not self._write([entry.seq for entry in chunk], units):
                 return False
         if self._unspooled:
             units, self._unspooled = self._unspooled, []
             if not self._write([None] * len(units), units):
                 return False
-        return True
-
-    def _write_entries(self, entries: list[SpooledBatch]) -> bool:
-        """Write spooled entries (plain JSON, already serialized once) and acknowledge them."""
-        assert self.store is not None and self.experiment is not None
-        rows = [row for entry in entries for row in entry.rows]
-        spans = [span for entry in entries for span in entry.spans]
-        try:
-            result = self.store.write(self.experiment.id, rows, spans)
-        except StoreError as exc:
-            self._mark_down()
-            self.totals.errors.append(str(exc))
-            return False
-        self.ack([entry.seq for entry in entries])
-        add_written(self.totals.written, result)
-        self.totals.delivered_rows.update(row["row_id"] for row in rows)
         return True
 
     # -- end -----------------------------------------------------------------------------

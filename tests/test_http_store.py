@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -241,3 +242,18 @@ def test_a_store_known_down_pays_one_request_per_call(store: HTTPStore, service:
     with pytest.raises(StoreError, match="1 times"):
         store.write(experiment.id, [row("r", "a")], [])
     assert len(service.requests) - before == 1
+
+
+def test_values_the_spool_takes_are_sent_as_the_spool_writes_them(
+    store: HTTPStore, service: StandIn
+) -> None:
+    # A row_fields hook may put values in that the standard json module cannot write.
+    experiment = store.get_or_create_experiment("proj", "values")
+    doc = row("r", "a")
+    doc["metadata"] = {"when": datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc), "ids": {1, 2}}
+
+    store.write(experiment.id, [doc], [])
+
+    (event,) = service.live(experiment.id)
+    assert event["metadata"]["when"] == "2026-12-01T12:00:00Z"
+    assert sorted(event["metadata"]["ids"]) == [1, 2]

@@ -9,7 +9,6 @@ the API key.
 from __future__ import annotations
 
 import email.utils
-import json
 import random
 import time
 from collections import Counter
@@ -19,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import pydantic_core
 
 from .. import wire
 from ..errors import StoreAuthError, StoreError, UnknownExperimentError
@@ -94,7 +94,9 @@ class HTTPStore(Store):
         self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None
     ) -> Any:
         """One API call with retries; the parsed JSON answer."""
-        content = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
+        # Serialized as the spool and the embedded store serialize: whatever was spooled can
+        # be sent.
+        content = pydantic_core.to_json(body) if body is not None else None
         headers = {"Content-Type": "application/json"} if content is not None else None
         # While the store is known down (see ``Store.retrying``) each call is a single try.
         retries = self._retries if self.retrying else 0
@@ -401,7 +403,7 @@ def batches(events: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
     ids: set[str] = set()
     size = 0
     for event in events:
-        event_size = len(json.dumps(event, ensure_ascii=False))
+        event_size = len(pydantic_core.to_json(event))
         event_id = str(event.get("id"))
         if batch and (len(batch) >= MAX_EVENTS or size + event_size > MAX_BYTES or event_id in ids):
             yield batch
