@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,16 +27,27 @@ START_TIMEOUT = 60.0
 
 
 class EvalrowsServer:
-    """``evalrows serve`` over a SQLite file, as a subprocess on 127.0.0.1 with a token.
+    """``evalrows serve`` over a SQLite file, as a subprocess on 127.0.0.1 with a token (an
+    empty one: none).
 
     ``start`` waits for the ready line (which names the port); ``stop`` sends SIGTERM and
     waits. Its stderr is appended to ``log`` across restarts.
     """
 
-    def __init__(self, db: Path, token: str, log: Path) -> None:
+    def __init__(
+        self,
+        db: Path,
+        token: str,
+        log: Path,
+        *,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.db = db
         self.token = token
         self.log = log
+        self.args = list(args)  # more `evalrows serve` arguments
+        self.env = dict(env or {})  # more environment variables
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.exit_codes: list[int] = []
@@ -51,9 +62,9 @@ class EvalrowsServer:
         """Start on ``port`` (0: a free one) and wait until it answers."""
         assert self.process is None, "already running"
         command = [sys.executable, "-m", "pytest_evalrows.cli", "serve", "--store", str(self.db)]
-        command += ["--host", "127.0.0.1", "--port", str(port)]
+        command += ["--host", "127.0.0.1", "--port", str(port), *self.args]
         # The token through the environment: not on a command line anyone can list.
-        env = {**os.environ, "EVALROWS_SERVER_TOKEN": self.token}
+        env = {**os.environ, "EVALROWS_SERVER_TOKEN": self.token, **self.env}
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env=env)
         self.pids.append(self.process.pid)
