@@ -106,6 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="require 'Authorization: Bearer TOKEN' on every request (default: "
         "$EVALROWS_SERVER_TOKEN; none)",
     )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        dest="allowed_hosts",
+        metavar="HOST",
+        help="also answer requests whose Host header is HOST (any port) or HOST:PORT, such as "
+        "the name a proxy forwards; '*' for any; repeatable (default: the comma-separated "
+        "$EVALROWS_SERVER_ALLOWED_HOSTS; always: the bound address, and on loopback "
+        "127.0.0.1, localhost and [::1] with the port)",
+    )
     return parser
 
 
@@ -315,13 +325,31 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         raise EvalrowsError(
             'evalrows serve needs Starlette and uvicorn: pip install "pytest-evalrows[server]"'
         ) from None
-    from .server import serve
+    from .server import bound_hosts, parse_host, serve
     from .store.sqlite import SQLiteStore
 
+    if args.allowed_hosts is not None:
+        allowed, source = args.allowed_hosts, "--allowed-host"
+    else:
+        given = os.environ.get("EVALROWS_SERVER_ALLOWED_HOSTS") or ""
+        allowed = [name.strip() for name in given.split(",") if name.strip()]
+        source = "EVALROWS_SERVER_ALLOWED_HOSTS"
+    for name in allowed:
+        if name != "*":
+            try:
+                parse_host(name)
+            except ValueError as exc:
+                raise EvalrowsError(f"{source}: {exc}") from None
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.token:
         print(
             f"evalrows: warning: serving on {args.host} without --token: anyone who can reach "
             "it can read and write the store",
+            file=sys.stderr,
+        )
+    if not bound_hosts(args.host, args.port) and not allowed:
+        print(
+            f"evalrows: warning: no request names {args.host} as its Host: every request is "
+            "refused until --allowed-host names this server as its clients reach it",
             file=sys.stderr,
         )
     try:
@@ -332,7 +360,14 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         raise EvalrowsError(f"evalrows serve serves a local SQLite store, not {url.display()}")
     store = SQLiteStore(url.path, create=True)
     try:
-        return serve(store, host=args.host, port=args.port, token=args.token, out=out)
+        return serve(
+            store,
+            host=args.host,
+            port=args.port,
+            token=args.token,
+            out=out,
+            allowed_hosts=allowed,
+        )
     finally:
         store.close()
 

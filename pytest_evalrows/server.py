@@ -3,16 +3,23 @@
 Starlette and uvicorn are the optional extra ``pytest-evalrows[server]``: nothing else in the
 package imports this module. Events map to rows and spans through ``wire``, the same mapping
 the HTTP store uses, so a store behind this server ends up as the embedded store would.
+
+Before the API reads a request, it must name this server in its ``Host`` header (a page that
+reaches the server through DNS rebinding names its own host) and declare a body it sends as
+``application/json`` (a page may send ``text/plain`` anywhere without asking; JSON takes a CORS
+preflight, which this server never grants). Bodies are limited to ``MAX_BODY_BYTES`` while they
+are read.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
+import ipaddress
+import re
 import signal
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 import pydantic_core
@@ -21,22 +28,38 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import server_bodies as bodies
 from .errors import EvalrowsError, StoreError, UnknownExperimentError
-from .models import Experiment, RowVersion, SpanRecord
+from .models import Experiment
 from .store.sqlite import SQLiteStore
 
 DEFAULT_LIMIT = 1000
-MAX_BODY_BYTES = 64 * 1024 * 1024
+# The HTTP store sends at most 100 events and about 6 MB (counted in characters) a request:
+# 32 MiB holds such a batch even when every character takes 4 bytes in UTF-8. An insert costs
+# a few times its size in memory while it is parsed and written, so the limit is what bounds
+# the server's memory; a bigger batch gets a 413, on which the HTTP store splits it.
+MAX_BODY_BYTES = 32 * 1024 * 1024
+_TOO_LARGE = f"request body over {MAX_BODY_BYTES} bytes (32 MiB): split the batch"
+
+#: What a server created without ``allowed_hosts`` answers to: loopback, on any port.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
-def create_app(store: SQLiteStore, *, token: str | None = None) -> ASGIApp:
-    """The API over ``store``; with a token, every request must carry it as a bearer token."""
+def create_app(
+    store: SQLiteStore,
+    *,
+    token: str | None = None,
+    allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
+) -> ASGIApp:
+    """The API over ``store``. Requests must name one of ``allowed_hosts`` (``host`` for any
+    port, ``host:port``, ``*`` for any host) in their ``Host`` header; with a token, they
+    must carry it as a bearer token."""
+    rules = _HostRules(allowed_hosts)
     api = _Api(store)
     routes = [
         Route("/v1/project", api.create_project, methods=["POST"]),
@@ -50,17 +73,23 @@ def create_app(store: SQLiteStore, *, token: str | None = None) -> ASGIApp:
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         HTTPException: _http_error,
         bodies.BadRequest: _status(400),
+        bodies.TooLarge: _status(413),
         UnknownExperimentError: _status(404),
         # A store that cannot be read or written (locked, disk full) may recover: retryable.
         StoreError: _status(503),
     }
-    app = Starlette(routes=routes, exception_handlers=handlers)
-    return _BearerAuth(app, token) if token else app
+    app: ASGIApp = Starlette(routes=routes, exception_handlers=handlers)
+    if token:
+        app = _BearerAuth(app, token)
+    return _RequestChecks(app, rules)
 
 
 class _Api:
     def __init__(self, store: SQLiteStore) -> None:
         self.store = store
+        # One insert at a time is parsed and written: each holds a few times its body in
+        # memory, and the store takes one write at a time anyway. Others wait with their bytes.
+        self._inserting = threading.Lock()
 
     async def create_project(self, request: Request) -> Response:
         body = bodies.parse(bodies.CreateProjectBody, await _json(request))
@@ -123,35 +152,40 @@ class _Api:
 
     async def insert(self, request: Request) -> Response:
         experiment_id = request.path_params["experiment_id"]
-        raw = await _json(request)
-        body = bodies.parse(bodies.InsertBody, raw)
-        # Everything is checked and converted before anything is written.
-        rows, spans, deletes = bodies.convert(body, raw["events"])
-        await run_in_threadpool(self._insert, experiment_id, rows, spans, deletes)
-        return _json_response({"row_ids": [event.id for event in body.events]})
+        # Handed over in a list that the worker empties: the bytes go once they are parsed,
+        # before the write makes copies of its own.
+        data = [await _read_body(request)]
+        return _json_response(await run_in_threadpool(self._insert, experiment_id, data))
 
-    def _insert(
-        self,
-        experiment_id: str,
-        rows: list[RowVersion],
-        spans: list[SpanRecord],
-        deletes: list[str],
-    ) -> None:
-        self.store.get_experiment_by_id(experiment_id)
-        # A row's root is its row event here: the roots of the versions it replaces are
-        # history, not spans to clean up later.
-        self.store.write(experiment_id, rows, spans, delete_span_ids=deletes, replace_roots=True)
+    def _insert(self, experiment_id: str, data: list[bytes]) -> dict[str, Any]:
+        with self._inserting:
+            raw = bodies.load(data.pop())
+            body = bodies.parse(bodies.InsertBody, raw)
+            # Everything is checked and converted before anything is written.
+            rows, spans, deletes = bodies.convert(body, raw["events"])
+            self.store.get_experiment_by_id(experiment_id)
+            try:
+                # A row's root is its row event here: the roots of the versions it replaces
+                # are history, not spans to clean up later.
+                self.store.write(
+                    experiment_id, rows, spans, delete_span_ids=deletes, replace_roots=True
+                )
+            except StoreError as exc:
+                # Checked events make JSON SQLite reads; should one slip through, it is still
+                # the request's fault: a 503 would have clients send it again forever.
+                if "malformed JSON" in str(exc):
+                    raise bodies.BadRequest(f"events: the store cannot read them: {exc}") from None
+                raise
+        return {"row_ids": [event.id for event in body.events]}
 
     async def fetch(self, request: Request) -> Response:
         if request.method == "POST":
-            raw = await _json(request) if (await request.body()).strip() else {}
+            data = await _read_body(request)
+            raw = bodies.load(data) if data and not data.isspace() else {}
         else:
             raw = dict(request.query_params)
             if "limit" in raw:
-                try:
-                    raw["limit"] = int(raw["limit"])
-                except ValueError:
-                    raise bodies.BadRequest(f"limit: not an integer: {raw['limit']!r}") from None
+                raw["limit"] = bodies.query_int("limit", raw["limit"])
         body = bodies.parse(bodies.FetchBody, raw)
         before = bodies.decode_cursor(body.cursor) if body.cursor else None
         limit = body.limit or DEFAULT_LIMIT
@@ -178,14 +212,25 @@ class _Api:
         return self.store.get_or_create_project(experiment.project).id
 
 
-async def _json(request: Request) -> Any:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise HTTPException(413, f"request body over {MAX_BODY_BYTES} bytes: split the batch")
+async def _read_body(request: Request) -> bytes:
+    """The body, counted as it arrives: reading stops with a 413 at ``MAX_BODY_BYTES``, so
+    a chunked body (which declares no length) cannot fill the memory either."""
+    # Bytes, not a bytearray: the JSON parser copies a bytearray before reading it.
+    chunks = []
+    size = 0
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise bodies.BadRequest(f"the body is not JSON: {exc}") from None
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise HTTPException(413, _TOO_LARGE)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise HTTPException(400, "the client went away before the body was complete") from None
+    return b"".join(chunks)
+
+
+async def _json(request: Request) -> Any:
+    return bodies.load(await _read_body(request))
 
 
 def _json_response(content: Any, status: int = 200) -> Response:
@@ -209,6 +254,114 @@ def _status(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return _error(exc.status_code, exc.detail, exc.headers)
+
+
+# -- checks before the API reads a request ---------------------------------------------------
+
+# A Host header (or an --allowed-host): a DNS name or IPv4 address, or an IPv6 address in
+# brackets, and an optional port.
+_HOST = re.compile(
+    r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9._-]+))(?::(?P<port>[0-9]{1,5}))?"
+)
+
+
+def parse_host(text: str) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[ipv6]`` or ``[ipv6]:port`` as a lowercase name (an IPv6
+    address compressed, in brackets) and the port if given; raises ``ValueError``."""
+    match = _HOST.fullmatch(text)
+    port = int(match["port"]) if match and match["port"] else None
+    if match is None or (port is not None and not 0 < port <= 65535):
+        raise ValueError(f"not a host or host:port: {_clip(text)}")
+    if match["ipv6"]:
+        try:
+            return f"[{ipaddress.IPv6Address(match['ipv6']).compressed}]", port
+        except ValueError:
+            raise ValueError(f"not an IPv6 address in {_clip(text)}") from None
+    return match["name"].lower(), port
+
+
+def _clip(text: str) -> str:
+    return repr(text) if len(text) <= 100 else f"{text[:100]!r}..."
+
+
+def bound_hosts(host: str, port: int) -> list[str]:
+    """The names a request to a server bound to ``host`` and ``port`` gives as its Host:
+    every loopback name with the port when bound to loopback, the bound address (on any
+    port: a proxy may forward from another) otherwise. A wildcard address (``0.0.0.0``,
+    ``::``) is no request's Host: only ``--allowed-host`` names such a server."""
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    literal = f"[{host}]" if address is not None and address.version == 6 else host
+    if host.lower() == "localhost" or (address is not None and address.is_loopback):
+        names = {*LOOPBACK_HOSTS, literal if host.lower() != "localhost" else "localhost"}
+        return [f"{name}:{port}" for name in sorted(names)]
+    if address is not None and address.is_unspecified:
+        return []
+    return [literal]
+
+
+class _HostRules:
+    """Which Host headers a server answers to. Not Starlette's TrustedHostMiddleware: it
+    ignores the port (by design), read ``[::1]:8000`` as ``[`` before Starlette 1.x (the extra
+    allows 0.37), and its plain-text answer names nothing."""
+
+    def __init__(self, allowed: Sequence[str]) -> None:
+        self.any = "*" in allowed
+        self.allowed = {parse_host(text) for text in allowed if text != "*"}
+
+    def refusal(self, host: str | None) -> str | None:
+        """Why a request with this Host header is refused; ``None`` if it is not."""
+        if self.any:
+            return None
+        if host is None:
+            return "the request has no Host header: send the server's address as Host"
+        try:
+            name, port = parse_host(host)
+        except ValueError:
+            return f"the Host header is not a host or host:port: {_clip(host)}"
+        # No port in the header means the scheme's default.
+        if (name, None) in self.allowed or (name, port or 80) in self.allowed:
+            return None
+        return (
+            f"Host {_clip(host)} is not a name of this server: if it is, start evalrows serve "
+            f"with --allowed-host {host}"
+        )
+
+
+class _RequestChecks:
+    """Refuses, before anything reads it, a request for another Host (400), a body not
+    declared as JSON (415) and a Content-Length over the limit (413)."""
+
+    def __init__(self, app: ASGIApp, hosts: _HostRules) -> None:
+        self.app = app
+        self.hosts = hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            refused = self.refusal(Headers(scope=scope))
+            if refused is not None:
+                await _error(*refused)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def refusal(self, headers: Headers) -> tuple[int, str] | None:
+        refused = self.hosts.refusal(headers.get("host"))
+        if refused is not None:
+            return 400, refused
+        length = headers.get("content-length")
+        if length in (None, "0") and "transfer-encoding" not in headers:
+            return None  # no body
+        declared = headers.get("content-type")
+        if (declared or "").partition(";")[0].strip().lower() != "application/json":
+            given = f"not {declared[:100]!r}" if declared else "there is no Content-Type"
+            return 415, f"send the body as JSON, with Content-Type: application/json ({given})"
+        if length is not None and not (length.isascii() and length.isdigit()):
+            return 400, f"Content-Length is not a number: {_clip(length)}"
+        if length is not None and (len(length) > 18 or int(length) > MAX_BODY_BYTES):
+            return 413, _TOO_LARGE
+        return None
 
 
 class _BearerAuth:
@@ -242,11 +395,17 @@ class _Stopped(Exception):
     """SIGTERM or SIGINT once uvicorn has shut down (or before it started)."""
 
 
-def serve(store: SQLiteStore, *, host: str, port: int, token: str | None, out: TextIO) -> int:
-    """Serve until SIGTERM or SIGINT; print one line once requests are answered."""
-    config = uvicorn.Config(
-        create_app(store, token=token), lifespan="off", log_level="warning", access_log=False
-    )
+def serve(
+    store: SQLiteStore,
+    *,
+    host: str,
+    port: int,
+    token: str | None,
+    out: TextIO,
+    allowed_hosts: Sequence[str] = (),
+) -> int:
+    """Serve until SIGTERM or SIGINT; print one line once requests are answered. Requests
+    must name the bound address (see ``bound_hosts``) or one of ``allowed_hosts`` as Host."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say so, and without it
     # every response waits out the client's delayed ACK (40 ms).
@@ -258,6 +417,8 @@ def serve(store: SQLiteStore, *, host: str, port: int, token: str | None, out: T
         sock.close()
         raise EvalrowsError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound = sock.getsockname()[1]
+    app = create_app(store, token=token, allowed_hosts=[*bound_hosts(host, bound), *allowed_hosts])
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False)
     address = f"[{host}]" if family == socket.AF_INET6 else host
     ready = f"evalrows: serving {store.display_url} on http://{address}:{bound}"
     server = _Server(config, lambda: print(ready, file=out, flush=True))

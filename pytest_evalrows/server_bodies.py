@@ -5,21 +5,33 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
+import re
 import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, TypeVar
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from . import wire
 from .errors import EvalrowsError
-from .models import Experiment, RowVersion, SpanRecord, as_doc
+from .models import Experiment, RowDoc, SpanDoc, as_doc
 from .store.sqlite import Project, StoredEvent
 
 #: Every project belongs to one local organisation.
 ORG_ID = "00000000-0000-4000-8000-000000000000"
 # `_xact_id`s look like Braintrust's (19 digits) and sort the same as strings and as numbers.
 _XACT_BASE = 10**18
+#: The most events a fetch returns in one page (the HTTP store asks for this many).
+MAX_LIMIT = 1000
+#: The most JSON values a body may hold (see ``load``): some ninety times what a full batch
+#: of the HTTP store holds.
+MAX_VALUES = 500_000
+# What SQLite's INTEGER holds: execution numbers, token counts and write order go there.
+_INT64_MAX = 2**63 - 1
+# 9999-12-31T23:59:59Z: a start or an end is a Unix time a date can be made of.
+_MAX_TIMESTAMP = 253402300799.0
 
 
 # -- request bodies: extra fields are ignored, as Braintrust does -----------------------------
@@ -27,6 +39,9 @@ _XACT_BASE = 10**18
 NonEmpty = Annotated[StrictStr, Field(min_length=1)]
 Score = Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Timestamp = Annotated[float, Field(strict=True, ge=0, le=_MAX_TIMESTAMP, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, le=_INT64_MAX)]
+Execution = Annotated[int, Field(ge=1, le=_INT64_MAX)]
 
 
 class CreateProjectBody(BaseModel):
@@ -45,6 +60,34 @@ class CreateExperimentBody(BaseModel):
     ensure_new: StrictBool | None = None
 
 
+class MetricsBody(BaseModel):
+    """The metrics the store keeps fit its columns: start and end are times (so the duration,
+    their difference, is finite too), token counts fit 64 bits. Others are finite numbers."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, Number | None] = Field(init=False)
+
+    start: Timestamp | None = None
+    end: Timestamp | None = None
+    prompt_tokens: Count | None = None
+    completion_tokens: Count | None = None
+    tokens: Count | None = None
+
+
+class EvalrowsMetadataBody(BaseModel):
+    """``metadata.evalrows``: the execution number goes to an INTEGER column."""
+
+    model_config = ConfigDict(extra="allow")
+
+    execution: Execution | None = None
+
+
+class MetadataBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    evalrows: EvalrowsMetadataBody | None = None
+
+
 class EventBody(BaseModel):
     """What an event must look like before it is read as a row, a span or a delete."""
 
@@ -57,10 +100,11 @@ class EventBody(BaseModel):
     root_span_id: StrictStr | None = None
     span_parents: list[StrictStr] | None = None
     scores: dict[str, Score | None] | None = None
-    metadata: dict[str, Any] | None = None
-    metrics: dict[str, Number | None] | None = None
+    metadata: MetadataBody | None = None
+    metrics: MetricsBody | None = None
     tags: list[StrictStr] | None = None
     span_attributes: dict[str, Any] | None = None
+    created: StrictStr | Number | None = None
 
 
 class InsertBody(BaseModel):
@@ -68,8 +112,8 @@ class InsertBody(BaseModel):
 
 
 class FetchBody(BaseModel):
-    limit: Annotated[int, Field(strict=True, ge=1)] | None = None
-    cursor: StrictStr | None = None
+    limit: Annotated[int, Field(strict=True, ge=1, le=MAX_LIMIT)] | None = None
+    cursor: Annotated[StrictStr, Field(max_length=100)] | None = None
 
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -79,12 +123,89 @@ class BadRequest(EvalrowsError):
     """A request the server refuses with a 400 and the message."""
 
 
+class TooLarge(EvalrowsError):
+    """A body the server refuses with a 413 (the HTTP store splits the batch then)."""
+
+
+def load(data: bytes) -> Any:
+    """A body as JSON: strict (UTF-8, no NaN, no lone surrogate), nested at most 200 deep
+    (the parser's limit), with every number finite, and at most ``MAX_VALUES`` values."""
+    # Every value costs the parser 30 to 100 bytes of objects however short its text (`[],`
+    # is 3 bytes), and the store as much again: their number bounds the memory as much as the
+    # body's size does. Counted by the separators before them, first in fast passes over the
+    # bytes, then, if strings (which hold separators too) may have made that count too high,
+    # once more without the strings.
+    if _values(data) > MAX_VALUES:
+        values = _values(_STRING.sub(b'""', data))
+        if values > MAX_VALUES:
+            raise TooLarge(
+                f"request body of {values} JSON values, over {MAX_VALUES}: split the batch"
+            )
+    try:
+        value = pydantic_core.from_json(data, allow_inf_nan=False)
+    except ValueError as exc:
+        message = str(exc)
+        hints = [hint for words, hint in _PARSER_HINTS if words in message]
+        hint = f" ({hints[0]})" if hints else ""
+        raise BadRequest(f"the body is not JSON this server reads: {message}{hint}") from None
+    if not _all_finite(value):
+        raise BadRequest(f"{_first_infinite(value)}: a number too large for a 64-bit float")
+    return value
+
+
+# A JSON string, escapes and all (written so that matching it never backtracks).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def _values(data: bytes) -> int:
+    """At most how many JSON values ``data`` holds: each one but the first follows one of
+    these separators, or is an object (the separators count its keys too)."""
+    return sum(data.count(separator) for separator in (b",", b":", b"[", b"{"))
+
+
+# What the JSON parser's messages mean for what this server refuses on purpose.
+_PARSER_HINTS = (
+    ("escape", r"a \u escape takes 4 hex digits, and one of \ud800-\udfff half a surrogate pair"),
+    ("recursion limit", "nested deeper than 200 levels"),
+    ("number out of range", "an integer of more than 4300 digits"),
+)
+
+
+def _all_finite(value: Any) -> bool:
+    # A literal such as 1e400 parses as infinity; the store would write it as `Infinity`,
+    # which SQLite refuses as malformed JSON. One pass without paths: most bodies pass.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return False
+    return True
+
+
+def _first_infinite(value: Any) -> str:
+    """Where the first infinite number is, as ``describe`` names a place."""
+    stack = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((v, f"{path}.{k}") for k, v in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(item))))
+        elif isinstance(item, float) and not math.isfinite(item):
+            return path.lstrip(".") or "body"
+    return "body"
+
+
 def convert(
     body: InsertBody, raw_events: list[dict[str, Any]]
-) -> tuple[list[RowVersion], list[SpanRecord], list[str]]:
+) -> tuple[list[RowDoc], list[SpanDoc], list[str]]:
     """Rows, spans and span ids to delete; the raw events keep the values as sent."""
-    rows: list[RowVersion] = []
-    spans: list[SpanRecord] = []
+    rows: list[RowDoc] = []
+    spans: list[SpanDoc] = []
     deletes: list[str] = []
     seen: dict[str, int] = {}
     for index, event in enumerate(body.events):
@@ -109,18 +230,30 @@ def convert(
                 own = (raw.get("metadata") or {}).get("evalrows") or {}
                 if not own.get("version_id"):  # Braintrust: writing an id again is a version
                     row.version_id = uuid.uuid4().hex
-                rows.append(row)
+                rows.append(_doc(row, _ROW_AS_SENT))
                 # The store keeps the row's root span too, as the embedded store does.
-                spans.append(wire.row_root_span(row))
+                spans.append(_doc(wire.row_root_span(row), _SPAN_AS_SENT))
             elif kind == wire.SPAN_KIND or kind is None:
-                spans.append(wire.event_span(raw))
+                spans.append(_doc(wire.event_span(raw), _SPAN_AS_SENT))
             else:
                 raise BadRequest(f"events[{index}]: unknown metadata.evalrows.kind {kind!r}")
         except ValidationError as exc:
             raise BadRequest(f"events[{index}] (id {event.id!r}): {describe(exc)}") from None
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise BadRequest(f"events[{index}] (id {event.id!r}): unreadable: {exc}") from None
     return rows, spans, deletes
+
+
+# The fields that hold what a test logged, as parsed from the body (JSON already, and checked):
+# handed to the store as they are, where dumping the model would copy them all once more.
+_ROW_AS_SENT = frozenset({"input", "output", "expected", "metadata"})
+_SPAN_AS_SENT = frozenset({"attributes", "events"})
+
+
+def _doc(model: BaseModel, as_sent: frozenset[str]) -> dict[str, Any]:
+    doc = model.model_dump(mode="json", exclude=set(as_sent))
+    doc.update((name, getattr(model, name)) for name in as_sent)
+    return doc
 
 
 # -- conversions ---------------------------------------------------------------------------
@@ -177,11 +310,23 @@ def encode_cursor(xact: int) -> str:
 def decode_cursor(cursor: str) -> int:
     try:
         kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if kind == "before":
-            return int(value)
+        # A place in write order, as encode_cursor wrote it: digits that fit SQLite's INTEGER.
+        if kind == "before" and value.isascii() and value.isdigit() and len(value) <= 19:
+            before = int(value)
+            if before <= _INT64_MAX:
+                return before
     except (binascii.Error, UnicodeError, ValueError):
         pass
     raise BadRequest("cursor: not a cursor this server gave out")
+
+
+def query_int(name: str, text: str) -> int:
+    """A whole number from a query string."""
+    try:
+        return int(text)
+    except ValueError:
+        shown = repr(text) if len(text) <= 30 else f"{text[:30]!r}... ({len(text)} characters)"
+        raise BadRequest(f"{name}: not an integer: {shown}") from None
 
 
 # -- requests and responses ----------------------------------------------------------------

@@ -137,9 +137,13 @@ def store(tmp_path: Path) -> Iterator[SQLiteStore]:
         yield made
 
 
+# The server answers only requests that name it: loopback by default.
+LOCAL = "http://127.0.0.1:8000"
+
+
 @pytest.fixture
 def api(store: SQLiteStore) -> Iterator[Api]:
-    with TestClient(create_app(store)) as client:
+    with TestClient(create_app(store), base_url=LOCAL) as client:
         yield Api(client)
 
 
@@ -388,7 +392,7 @@ def test_a_bad_body_is_a_400_and_writes_nothing(api: Api, store: SQLiteStore, ca
     experiment = api.experiment()
     url = f"/v1/experiment/{experiment['id']}/insert"
     if isinstance(body, bytes):
-        response = api.client.post(url, content=body)
+        response = api.client.post(url, content=body, headers={"Content-Type": "application/json"})
     else:
         response = api.client.post(url, json=body)
     assert response.status_code == 400, response.text
@@ -437,7 +441,7 @@ def test_unknown_experiment_is_a_404(api: Api) -> None:
 
 def test_the_token_is_checked_on_every_request(store: SQLiteStore) -> None:
     token = "s3cret-token"
-    with TestClient(create_app(store, token=token)) as client:
+    with TestClient(create_app(store, token=token), base_url=LOCAL) as client:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}):
             for response in (
                 client.post("/v1/project", json={"name": "p"}, headers=headers),
