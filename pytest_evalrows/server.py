@@ -45,6 +45,8 @@ DEFAULT_LIMIT = 1000
 # the server's memory; a bigger batch gets a 413, on which the HTTP store splits it.
 MAX_BODY_BYTES = 32 * 1024 * 1024
 _TOO_LARGE = f"request body over {MAX_BODY_BYTES} bytes (32 MiB): split the batch"
+# Every other request body is a small object: a project, an experiment, a fetch's query.
+MAX_SMALL_BODY_BYTES = 1024 * 1024
 
 #: What a server created without ``allowed_hosts`` answers to: loopback, on any port.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
@@ -154,7 +156,7 @@ class _Api:
         experiment_id = request.path_params["experiment_id"]
         # Handed over in a list that the worker empties: the bytes go once they are parsed,
         # before the write makes copies of its own.
-        data = [await _read_body(request)]
+        data = [await _read_body(request, MAX_BODY_BYTES)]
         return _json_response(await run_in_threadpool(self._insert, experiment_id, data))
 
     def _insert(self, experiment_id: str, data: list[bytes]) -> dict[str, Any]:
@@ -180,7 +182,7 @@ class _Api:
 
     async def fetch(self, request: Request) -> Response:
         if request.method == "POST":
-            data = await _read_body(request)
+            data = await _read_body(request, MAX_SMALL_BODY_BYTES)
             raw = bodies.load(data) if data and not data.isspace() else {}
         else:
             raw = dict(request.query_params)
@@ -212,17 +214,19 @@ class _Api:
         return self.store.get_or_create_project(experiment.project).id
 
 
-async def _read_body(request: Request) -> bytes:
-    """The body, counted as it arrives: reading stops with a 413 at ``MAX_BODY_BYTES``, so
-    a chunked body (which declares no length) cannot fill the memory either."""
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, counted as it arrives: reading stops with a 413 past ``limit``, so a chunked
+    body (which declares no length) cannot fill the memory either."""
     # Bytes, not a bytearray: the JSON parser copies a bytearray before reading it.
     chunks = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise HTTPException(413, _TOO_LARGE)
+            if size > limit:
+                if limit == MAX_BODY_BYTES:
+                    raise HTTPException(413, _TOO_LARGE)
+                raise HTTPException(413, f"request body over {limit} bytes: send a small object")
             chunks.append(chunk)
     except ClientDisconnect:
         raise HTTPException(400, "the client went away before the body was complete") from None
@@ -230,7 +234,7 @@ async def _read_body(request: Request) -> bytes:
 
 
 async def _json(request: Request) -> Any:
-    return bodies.load(await _read_body(request))
+    return bodies.load(await _read_body(request, MAX_SMALL_BODY_BYTES))
 
 
 def _json_response(content: Any, status: int = 200) -> Response:
@@ -324,9 +328,10 @@ class _HostRules:
         # No port in the header means the scheme's default.
         if (name, None) in self.allowed or (name, port or 80) in self.allowed:
             return None
+        given = host if len(host) <= 100 else "HOST"
         return (
             f"Host {_clip(host)} is not a name of this server: if it is, start evalrows serve "
-            f"with --allowed-host {host}"
+            f"with --allowed-host {given}"
         )
 
 

@@ -23,7 +23,7 @@ from test_server import row_event, span_event
 
 from pytest_evalrows import wire
 from pytest_evalrows.cli import main
-from pytest_evalrows.server import MAX_BODY_BYTES, bound_hosts
+from pytest_evalrows.server import MAX_BODY_BYTES, MAX_SMALL_BODY_BYTES, bound_hosts
 from pytest_evalrows.server_bodies import MAX_VALUES
 from pytest_evalrows.store.http import MAX_BYTES, MAX_EVENTS, HTTPStore
 
@@ -258,7 +258,7 @@ def test_the_values_next_to_those_limits_are_stored_as_sent(server: EvalrowsServ
         ("POST", {"limit": 1001}, "limit"),
         ("GET", {"limit": str(10**30)}, "limit"),
         ("GET", {"limit": "9" * 5000}, "limit"),
-        ("POST", {"cursor": "YmVmb3JlOj" + "E" * 5_000_000}, "cursor"),
+        ("POST", {"cursor": "YmVmb3JlOj" + "E" * 1_000_000}, "cursor"),
         ("POST", {"cursor": "YmVmb3JlOjEwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMA=="}, "cursor"),
         ("GET", {"cursor": "YmVmb3JlOjEwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMA=="}, "cursor"),
         ("POST", {"cursor": "YmVmb3JlOi0x"}, "cursor"),  # before:-1
@@ -278,6 +278,27 @@ def test_a_fetch_out_of_range_is_a_400(
 
 
 # -- the body limit holds while the body is read -------------------------------------------
+
+
+def test_a_body_other_than_an_insert_is_a_small_object(server: EvalrowsServer) -> None:
+    experiment_id = new_experiment(server)
+    name = f"p-{uuid.uuid4().hex}"
+    padding = "x" * (MAX_SMALL_BODY_BYTES + 1)
+    with client(server) as http:
+        for url, body in (
+            ("/v1/project", {"name": name, "padding": padding}),
+            (f"/v1/experiment/{experiment_id}/fetch", {"limit": 1, "padding": padding}),
+        ):
+            response = http.post(url, json=body)
+            assert response.status_code == 413, response.text
+            assert f"over {MAX_SMALL_BODY_BYTES} bytes" in response.json()["error"]
+            # Chunked, so that only counting stops it.
+            response = http.post(url, content=iter([json.dumps(body).encode()]))
+            assert response.status_code == 415  # no Content-Type: refused before reading
+            headers = {"Content-Type": "application/json"}
+            response = http.post(url, content=iter([json.dumps(body).encode()]), headers=headers)
+            assert response.status_code == 413, response.text
+    assert name not in projects(server)
 
 
 def test_the_limit_fits_what_the_http_store_sends() -> None:
