@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import re
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from typing import Any
 from common import clean_env, make_suite
 
 from pytest_evalrows.errors import StoreError
+from pytest_evalrows.spool import read_spool
 from pytest_evalrows.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,22 +162,9 @@ def figures(db: Path, spool: Path, attempt: str, output: str) -> Figures:
 
 
 def spooled_rows(directory: Path) -> int:
-    """Rows in spool entries that no acks line acknowledged."""
-    total = 0
-    for path in sorted(directory.glob("*.jsonl")) if directory.is_dir() else []:
-        entries: dict[int, Any] = {}
-        for line in path.read_bytes().splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if "acks" in entry:
-                for seq in entry["acks"]:
-                    entries.pop(seq, None)
-            else:
-                entries[entry["seq"]] = entry
-        total += sum(len(entry.get("rows") or []) for entry in entries.values())
-    return total
+    """Rows the spool still holds (entries no acks line acknowledged)."""
+    paths = sorted(directory.glob("*.jsonl")) if directory.is_dir() else []
+    return sum(len(entry.rows) for path in paths for entry in read_spool(path)[0])
 
 
 def flush(suite: Path, url: str) -> str:

@@ -10,7 +10,6 @@ disagreement is collected, so one failure lists them all.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from durability_helpers import spooled_entries
 from fault_proxy import DropAfterCommit, FaultProxy, Flap, Refuse, Reset, Rule
 from helpers import header, summary
 from http_helpers import EvalrowsServer
@@ -132,26 +132,6 @@ def observe(db: Path, spool: Path, proxy: FaultProxy | None) -> Observed:
                 spans = {span.span_id: span for span in store.list_spans(experiment.id)}
                 stale = store.delete_stale_spans(experiment.id, dry_run=True)
     return Observed(versions, spans, stale, spooled_entries(spool), requests)
-
-
-def spooled_entries(directory: Path) -> list[dict[str, Any]]:
-    """Every spooled entry that no ``acks`` line acknowledged, read independently of the
-    plugin: a line that is not JSON (a torn write) is skipped."""
-    found: list[dict[str, Any]] = []
-    for path in sorted(directory.glob("*.jsonl")) if directory.is_dir() else []:
-        entries: dict[int, dict[str, Any]] = {}
-        for line in path.read_bytes().splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if "acks" in entry:
-                for seq in entry["acks"]:
-                    entries.pop(seq, None)
-            else:
-                entries[entry["seq"]] = entry
-        found.extend(entries[seq] for seq in sorted(entries))
-    return found
 
 
 # -- the summary against the truth --------------------------------------------------------------

@@ -29,6 +29,7 @@ from span_helpers import INI, cli, stale_removed, stored, summary_lines
 from test_http_e2e import evalrows
 
 from pytest_evalrows.delivery import Delivery, Totals, Unit
+from pytest_evalrows.store.base import Store
 from pytest_evalrows.store.http import HTTPStore
 from pytest_evalrows.store.sqlite import SQLiteStore
 
@@ -364,17 +365,8 @@ def test_a_store_known_down_is_not_retried_for_every_batch(
     with FaultProxy(server.url) as proxy:
         proxy.set_rules([Rule(unavailable())])  # everything answers 503
         store = HTTPStore(proxy.url, api_key=server.token, retries=5, sleep=lambda _: None)
-        delivery = Delivery(
-            open_store=lambda: store,
-            store_display=store.display_url,
-            project="p",
-            experiment="e",
-            spool_dir=tmp_path / "spool",
-            spool_name="session",
-            totals=Totals(),
-            attempt_id="a",
-            clock=lambda: 0.0,  # no probe falls due while the tests run
-        )
+        # No probe falls due while the test runs.
+        delivery = delivery_into(store, tmp_path / "spool", clock=lambda: 0.0)
         delivery.start(git_commit=None, git_branch=None)
         first_contact = len(proxy.seen)
         for number in range(30):
@@ -388,6 +380,21 @@ def test_a_store_known_down_is_not_retried_for_every_batch(
     assert requests == first_contact + 1  # then one request: the last try at the end
     assert delivery.totals.undelivered_rows == 0  # not counted here, but kept:
     assert len([e for e in spooled_entries(tmp_path / "spool") if e["rows"]]) == 30
+
+
+def delivery_into(store: Store, spool: Path, **options: Any) -> Delivery:
+    """The delivery of a process recording attempt "a" of experiment "e" into ``store``."""
+    return Delivery(
+        open_store=lambda: store,
+        store_display=store.display_url,
+        project="p",
+        experiment="e",
+        spool_dir=spool,
+        spool_name="session",
+        totals=Totals(),
+        attempt_id="a",
+        **options,
+    )
 
 
 def row_doc(row_id: str) -> dict[str, Any]:
@@ -425,17 +432,8 @@ class PickyStore(SQLiteStore):
 
 def test_a_row_the_store_cannot_take_is_counted_and_the_rest_delivered(tmp_path: Path) -> None:
     store = PickyStore(tmp_path / "rows.db")
-    totals = Totals()
-    delivery = Delivery(
-        open_store=lambda: store,
-        store_display=store.display_url,
-        project="p",
-        experiment="e",
-        spool_dir=tmp_path / "spool",
-        spool_name="session",
-        totals=totals,
-        attempt_id="a",
-    )
+    delivery = delivery_into(store, tmp_path / "spool")
+    totals = delivery.totals
     delivery.start(git_commit=None, git_branch=None)
     for row_id in ("r1", "bad", "r2"):
         delivery.send(Unit(row_doc(row_id) | {"version_id": row_id}, []))
