@@ -397,10 +397,10 @@ def big_insert(size: int) -> bytes:
     return body
 
 
-# What one insert may cost at its peak: about 8 times the body today, 2 of them the server's
+# What one insert may cost at its peak: about 6 times the body today, 2 of them the server's
 # own (the body as it arrives, then parsed) and the rest the store's write (the batch as JSON
-# bytes, as text, as UTF-8, SQLite's copy of it and its parse). It was 16 times before.
-PEAK_BOUND = 9 * MAX_BODY_BYTES
+# bytes, SQLite's copy of them as text, and its parse). It was 16 times before.
+PEAK_BOUND = 7 * MAX_BODY_BYTES
 
 
 def test_a_valid_insert_at_the_limit_costs_a_small_multiple_of_it(tmp_path: Path) -> None:

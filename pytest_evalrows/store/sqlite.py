@@ -276,7 +276,8 @@ class SQLiteStore(Store):
                 args = {
                     "experiment": experiment_id,
                     "now": now,
-                    "rows": pydantic_core.to_json(group).decode(),
+                    # Bytes, read as text by SQLite: no str copy of a large batch here.
+                    "rows": pydantic_core.to_json(group),
                     "before": before,
                     "xact": _reserve_xacts(db, len(group)),
                 }
@@ -293,7 +294,7 @@ class SQLiteStore(Store):
                     for statement in (schema.RENUMBER_VERSIONS, *schema.RENUMBERED_LATEST):
                         db.execute(statement, renumber)
             if spans:
-                span_json = pydantic_core.to_json([as_doc(span) for span in spans]).decode()
+                span_json = pydantic_core.to_json([as_doc(span) for span in spans])
                 args = {
                     "experiment": experiment_id,
                     "spans": span_json,

@@ -141,7 +141,7 @@ SELECT :experiment, json_extract(j.value, '$.row_id'),
        -- when it arrived.
        CASE WHEN json_extract(j.value, '$.metrics.start') > 0
             THEN json_extract(j.value, '$.metrics.start') ELSE :now END
-FROM json_each(:rows) j
+FROM json_each(CAST(:rows AS TEXT)) j
 WHERE NOT EXISTS (SELECT 1 FROM row_versions v
                   WHERE v.version_id = json_extract(j.value, '$.version_id'))
 """
@@ -205,7 +205,7 @@ INSERT OR REPLACE INTO spans
 SELECT :experiment, json_extract(j.value, '$.span_id'), json_extract(j.value, '$.row_id'),
        json_extract(j.value, '$.attempt_id'), json_extract(j.value, '$.execution'),
        json_extract(j.value, '$.start'), j.value, :xact + j.key + 1, :now
-FROM json_each(:spans) j
+FROM json_each(CAST(:spans AS TEXT)) j
 """
 
 INSERT_PROJECT = "INSERT INTO projects VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
