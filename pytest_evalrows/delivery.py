@@ -11,6 +11,7 @@ dropped in silence, and never stops the writer.
 from __future__ import annotations
 
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,19 @@ from .writer import BatchWriter
 
 # While the store is down, how often the writer tries it again with what the spool holds.
 PROBE_SECONDS = 2.0
+
+# Stores someone else made and owns (a ``pytest_evalrows_make_store`` hook returned them), by
+# id: the delivery uses them and leaves them open. Weak values, so an id is never reused.
+_lent: weakref.WeakValueDictionary[int, Store] = weakref.WeakValueDictionary()
+
+
+def lend(store: Store) -> None:
+    """Mark a store that its maker keeps: the delivery that uses it will not close it."""
+    _lent[id(store)] = store
+
+
+def is_lent(store: Store) -> bool:
+    return _lent.get(id(store)) is store
 
 
 @dataclass
@@ -414,8 +428,11 @@ class Delivery:
         self.spool.close()
 
     def close(self) -> None:
+        """Close the store if this delivery opened it; one a hook lent stays open for its
+        owner, who may still read it (a ``MemoryStore`` in a test)."""
         if self.store is not None:
-            self.store.close()
+            if not is_lent(self.store):
+                self.store.close()
             self.store = None
 
 

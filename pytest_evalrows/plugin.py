@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Generator
 from typing import TYPE_CHECKING
 
 import pytest
 
-from . import hookspecs
+from . import hookspecs, ids
+from .errors import EvalrowsWarning
 from .row import EvalRow
 from .settings import add_options, resolve
 
 if TYPE_CHECKING:
     from .recorder import Recorder
+    from .store.base import Store
+    from .store.urls import StoreURL
 
 recorder_key: pytest.StashKey[Recorder] = pytest.StashKey()
+# Test functions that used ``eval_row`` without the eval marker -> the warning raised as an
+# error for them (None when it was only shown).
+_unmarked_key = pytest.StashKey[dict[str, EvalrowsWarning | None]]()
 
 MARKER = (
     "eval(key=None): record each case of this test as a row of the --eval-experiment. "
@@ -46,14 +54,57 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(XdistBridge(recorder), "evalrows-xdist")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_evalrows_make_store(
+    config: pytest.Config, url: StoreURL
+) -> Generator[None, Store | None, Store | None]:
+    store = yield
+    if store is not None:
+        # The hook's implementer made it and may still read it (a MemoryStore in a test):
+        # the session uses it and leaves it open.
+        from .delivery import lend
+
+        lend(store)
+    return store
+
+
 @pytest.fixture
 def eval_row(request: pytest.FixtureRequest) -> EvalRow:
     """The row of the running eval case: ``eval_row.log(output=..., expected=...)`` and
     ``eval_row.score(name, value)``. Accepts everything and records nothing when recording is
-    off or the test is not marked ``eval``."""
+    off or the test is not marked ``eval`` (then it warns, once per test function)."""
     recorder = request.config.stash.get(recorder_key, None)
     if recorder is None:
         return EvalRow()
     from .recorder import draft_key
 
-    return EvalRow(request.node.stash.get(draft_key, None))
+    draft = request.node.stash.get(draft_key, None)
+    if draft is None and request.node.get_closest_marker("eval") is None:
+        _warn_unmarked(request.node)
+    return EvalRow(draft)
+
+
+def _warn_unmarked(item: pytest.Item) -> None:
+    """Say once per test function that its rows go nowhere. Under ``filterwarnings = error``
+    every case of the function fails the same way, not only the first one to run."""
+    unmarked = item.config.stash.setdefault(_unmarked_key, {})
+    name = getattr(item, "originalname", item.name)
+    function = ids.function_base(item.nodeid, item.name, name)
+    if function in unmarked:
+        raised = unmarked[function]
+        if raised is not None:
+            raise EvalrowsWarning(*raised.args)
+        return
+    message = (
+        f"evalrows: {function} uses eval_row but is not marked @pytest.mark.eval: what it "
+        "logs and scores is not recorded. Mark it (or its class or module) with "
+        "@pytest.mark.eval to make each of its cases a row"
+    )
+    unmarked[function] = None
+    try:
+        warnings.warn_explicit(
+            EvalrowsWarning(message), EvalrowsWarning, str(item.path), (item.location[1] or 0) + 1
+        )
+    except EvalrowsWarning as error:  # turned into an error by a warnings filter
+        unmarked[function] = error
+        raise

@@ -45,3 +45,16 @@ def test_a_recording_session_leaves_the_read_models_alone(pytester: pytest.Pytes
     result.assert_outcomes(passed=1)
     assert "pydantic" not in loaded(result)
     assert "pytest_evalrows.recorder" in loaded(result)
+
+
+def test_the_testing_helpers_plugin_imports_nothing_heavy_in_an_inert_session(
+    pytester: pytest.Pytester,
+) -> None:
+    # capture_rows() makes every session it runs load pytest_evalrows.testing as a plugin.
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_probe=PROBE)
+    result = pytester.runpytest_subprocess(
+        "-s", "-p", "no:anyio", "-p", "no:xdist", "-p", "pytest_evalrows.testing"
+    )
+    result.assert_outcomes(passed=1)
+    assert loaded(result) == []
