@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -13,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import __version__
 from .errors import EvalrowsError
 from .store.urls import DEFAULT_STORE, VALID_FORMS, api_key_from_env, parse_store_url
 
@@ -35,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evalrows", description="Read the experiments pytest-evalrows recorded."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"evalrows (pytest-evalrows) {__version__}"
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
@@ -231,6 +236,10 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
     with _open(args) as store:
         experiment = store.get_experiment(args.experiment, args.project)
         versions = store.history(experiment.id, args.row_id)
+        if not versions:
+            row_id = stored_row_id(store, experiment.id, args.row_id)
+            if row_id is not None:
+                versions = store.history(experiment.id, row_id)
     if not versions and not getattr(store, "unreadable", None):
         raise EvalrowsError(f"no row {args.row_id!r} in experiment {args.experiment!r}")
     emit(out, [row_record(row) for row in versions], args.json, ROW_COLUMNS)
@@ -250,6 +259,10 @@ def cmd_spans(args: argparse.Namespace, out: TextIO) -> int:
     with _open(args) as store:
         experiment = store.get_experiment(args.experiment, args.project)
         spans = store.list_spans(experiment.id, args.row_id)
+        if args.row_id is not None and not spans:
+            row_id = stored_row_id(store, experiment.id, args.row_id)
+            if row_id is not None:
+                spans = store.list_spans(experiment.id, row_id)
     if args.row_id is not None and not spans:
         raise EvalrowsError(f"no spans for row {args.row_id!r} in {args.experiment!r}")
     if args.json:
@@ -258,6 +271,40 @@ def cmd_spans(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     out.write(span_tree(spans))
     return 0
+
+
+# What pytest escapes in a parameter id (``str.encode("unicode_escape")``): a backslash,
+# tab, newline, carriage return, and every other character that is not printable ASCII.
+_PYTEST_ESCAPE = re.compile(
+    r"\\(?:(\\)|([tnr])|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8}))"
+)
+_CONTROL = {"t": "\t", "n": "\n", "r": "\r"}
+
+
+def unescaped(row_id: str) -> str:
+    """A row id as the test wrote it: ``test_x[\\u65e5\\u672c]``, the node id pytest made and
+    so the row id, becomes ``test_x[日本]``."""
+
+    def one(match: re.Match[str]) -> str:
+        backslash, control, *code = match.groups()
+        if backslash:
+            return "\\"
+        if control:
+            return _CONTROL[control]
+        return chr(int(next(part for part in code if part), 16))
+
+    return _PYTEST_ESCAPE.sub(one, row_id)
+
+
+def stored_row_id(store: Any, experiment_id: str, given: str) -> str | None:
+    """The stored row id that ``given`` names in the form the test wrote it, before pytest
+    escaped it; None when no row, or more than one, reads so."""
+    found = [
+        row_id
+        for row_id in store.latest_states(experiment_id)
+        if row_id != given and unescaped(row_id) == given
+    ]
+    return found[0] if len(found) == 1 else None
 
 
 def cmd_gc(args: argparse.Namespace, out: TextIO) -> int:

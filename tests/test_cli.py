@@ -371,3 +371,63 @@ def test_a_damaged_row_body_is_named_in_one_line_and_the_other_rows_still_shown(
         assert done.returncode == 1
     shown = evalrows_cli("rows", "nightly", "--store", db, "--json", cwd=tmp_path)
     assert [json.loads(line)["id"] for line in shown.stdout.splitlines()] == ["a", "c"]
+
+
+NON_ASCII = """
+import pytest
+from opentelemetry import trace
+
+@pytest.mark.eval
+@pytest.mark.parametrize("word", ["日本語", "tab\\there", "back\\\\slash", "plain"])
+def test_ids(word, eval_row):
+    with trace.get_tracer("t").start_as_current_span("work"):
+        eval_row.log(output=word)
+"""
+
+
+def test_a_row_is_found_by_its_id_as_written_or_as_pytest_escaped_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_words=NON_ASCII)
+    pytester.runpytest_subprocess("--eval-experiment=words").assert_outcomes(passed=4)
+    listed = evalrows_cli("rows", "words", "--json", cwd=pytester.path)
+    stored = [record["id"] for record in json_lines(listed.stdout)]
+    # The row id is the node id, and pytest escapes what is not printable ASCII.
+    assert stored == [
+        "test_words.py::test_ids[\\u65e5\\u672c\\u8a9e]",
+        "test_words.py::test_ids[back\\\\slash]",
+        "test_words.py::test_ids[plain]",
+        "test_words.py::test_ids[tab\\there]",
+    ]
+    written = ["日本語", "back\\slash", "plain", "tab\there"]
+
+    for row_id, word in zip(stored, written, strict=True):
+        for given in (row_id, f"test_words.py::test_ids[{word}]"):
+            history = evalrows_cli("history", "words", given, "--json", cwd=pytester.path)
+            assert (history.returncode, history.stderr) == (0, ""), given
+            (record,) = json_lines(history.stdout)
+            assert (record["id"], record["output"]) == (row_id, word)
+
+            spans = evalrows_cli("spans", "words", "--row", given, "--json", cwd=pytester.path)
+            assert (spans.returncode, spans.stderr) == (0, ""), given
+            names = sorted(span["name"] for span in json_lines(spans.stdout))
+            assert names == sorted(["work", row_id.split("::")[1]]), given
+
+    missing = evalrows_cli("history", "words", "test_words.py::test_ids[日本]", cwd=pytester.path)
+    assert missing.returncode == 1
+    assert "no row 'test_words.py::test_ids[日本]'" in missing.stderr
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    result = subprocess.run(
+        [Path(sys.executable).with_name("evalrows"), "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"evalrows (pytest-evalrows) {version('pytest-evalrows')}\n"
