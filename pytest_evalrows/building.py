@@ -90,10 +90,13 @@ def row_version(
 def root_span(
     draft: RowDraft, *, status: str, end: float, attempt_id: str, experiment: str
 ) -> SpanDoc:
-    """The execution's own span: the root its children hang under."""
+    """The execution's own span: the root its children hang under. A row that did not pass
+    has status error, described by its error, which is also the span's ``exception`` event
+    (named as OpenTelemetry's semantic conventions name it)."""
     row_id = draft.plan.row_id
     item = draft.item
-    return {
+    ok = status in ("passed", "xfailed", "skipped")
+    span: SpanDoc = {
         "span_id": ids.span_id_hex(draft.span_id),
         "root_span_id": ids.trace_id_hex(draft.trace_id),
         "span_parents": [],
@@ -104,7 +107,7 @@ def root_span(
         "kind": "internal",
         "start": draft.start,
         "end": end,
-        "status": "ok" if status in ("passed", "xfailed", "skipped") else "error",
+        "status": "ok" if ok else "error",
         "attributes": {
             "evalrows.attempt_id": attempt_id,
             "evalrows.row_id": row_id,
@@ -114,6 +117,15 @@ def root_span(
         },
         "events": [],
     }
+    error = draft.error
+    if not ok:
+        span["status_description"] = f"{error.type}: {error.message}" if error else status
+    if not ok and error is not None:
+        attributes = {"exception.type": error.type, "exception.message": error.message}
+        if error.traceback:
+            attributes["exception.stacktrace"] = error.traceback
+        span["events"] = [{"name": "exception", "timestamp": end, "attributes": attributes}]
+    return span
 
 
 def in_flight(draft: RowDraft) -> dict[str, Any]:
@@ -157,6 +169,23 @@ def crashed_row(
     return row, root
 
 
+def with_subtests(error: ErrorInfo | None, failed: list[tuple[str, ErrorInfo]]) -> ErrorInfo:
+    """A row's error when subtests failed: its own error if the test failed too, else the
+    failed subtests' exception type (``SubtestFailures`` when they differ) and the first
+    one's traceback; the message names every failed subtest with its message."""
+    lines = [f"subtest {name} failed: {sub.type}: {sub.message}" for name, sub in failed]
+    if error is not None:
+        kind, traceback, lines = error.type, error.traceback, [error.message, *lines]
+    else:
+        kinds = {sub.type for _, sub in failed}
+        kind = kinds.pop() if len(kinds) == 1 else "SubtestFailures"
+        traceback = failed[0][1].traceback
+    message = "\n".join(lines)
+    if len(message) > _MESSAGE_CHARS:
+        message = message[: _MESSAGE_CHARS - 3] + "..."
+    return ErrorInfo(type=kind, message=message, traceback=traceback)
+
+
 def plain_error(report: pytest.TestReport) -> ErrorInfo:
     """A failure pytest reports without an exception (a strict XPASS, say)."""
     text = report.longreprtext or report.outcome
@@ -168,8 +197,11 @@ def error_info(excinfo: pytest.ExceptionInfo[BaseException], item: pytest.Item) 
     """Exception type, message and a short traceback that starts in the test's file."""
 
     def from_test_file(info: pytest.ExceptionInfo[BaseException]) -> Any:
-        # As pytest's own report does; honours __tracebackhide__.
-        return info.traceback.cut(path=item.path).filter(info)
+        # As pytest's own report does; honours __tracebackhide__, and leaves out unittest's
+        # own frames (its assert methods) as pytest does for TestCase items.
+        traceback = info.traceback.cut(path=item.path).filter(info)
+        own = traceback.filter(lambda entry: not entry.frame.f_globals.get("__unittest"))
+        return own or traceback
 
     try:
         traceback = str(excinfo.getrepr(style="short", chain=False, tbfilter=from_test_file))

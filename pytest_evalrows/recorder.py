@@ -13,8 +13,8 @@ from . import building, gitinfo, ids
 from .collection import plan_items, plan_key, resume_filter, warn_changed_params
 from .delivery import Delivery, Totals, Unit
 from .errors import StoreAuthError, StoreError
-from .outcomes import row_status
-from .records import Attempt, RowDoc, RowState, SpanDoc
+from .outcomes import SUBTESTS, is_subtest, row_status, subtest_description
+from .records import Attempt, ErrorInfo, RowDoc, RowState, SpanDoc
 from .redaction import redacted
 from .row import RowDraft, RowPlan
 from .settings import Settings
@@ -53,6 +53,12 @@ class Recorder:
         self.attempt: Attempt | None = None
         self.plans: list[RowPlan] = []
         self.drafts: dict[str, RowDraft] = {}
+        # node id -> phase -> the error of a failed report, from when it is made until it is
+        # logged: only then is it known to be the test's own or one subtest's. (A rerun
+        # plugin makes all three phases' reports before it logs any.)
+        self._failures: dict[str, dict[str, ErrorInfo]] = {}
+        # node id -> (subtest, error) of the running execution's failed subtests
+        self._subtest_failures: dict[str, list[tuple[str, ErrorInfo]]] = {}
         self.carried_spans: dict[str, list[SpanDoc]] = {}
         self.in_flight: dict[str, dict[str, Any]] = {}  # controller: rows running on workers
         self.worker_rows: set[str] = set()  # controller: rows its workers finished
@@ -260,11 +266,12 @@ class Recorder:
         draft = item.stash.get(draft_key, None)
         if draft is None:
             return report
-        if report.failed and draft.error is None:
+        if report.failed:
             if call.excinfo is not None:
-                draft.error = building.error_info(call.excinfo, item)
+                error = building.error_info(call.excinfo, item)
             else:  # failed without an exception: a strict XPASS
-                draft.error = building.plain_error(report)
+                error = building.plain_error(report)
+            self._failures.setdefault(item.nodeid, {})[call.when] = error
         if self.is_worker and call.when == "setup":
             # Travels with the report to the controller, which records the row as an error
             # should this worker die before the row is written.
@@ -281,6 +288,21 @@ class Recorder:
             return
         # pytest-rerunfailures reports an execution it will repeat with outcome "rerun".
         outcome: str = report.outcome
+        error = None
+        if report.failed or outcome == "rerun":
+            error = self._failures.get(report.nodeid, {}).pop(report.when, None)
+            if error is None and report.longrepr:
+                error = building.plain_error(report)
+        if is_subtest(report):
+            # An extra report of the call phase: it must not stand for the call, and a
+            # failed one fails the row (pytest exits 1 with its SUBFAILED line).
+            if error is not None:
+                draft.phases[SUBTESTS] = ("failed", False)
+                failed = self._subtest_failures.setdefault(report.nodeid, [])
+                failed.append((subtest_description(report), error))
+            return
+        if error is not None and draft.error is None:
+            draft.error = error
         if outcome == "rerun":
             draft.rerun = True
         draft.phases[report.when] = (outcome, hasattr(report, "wasxfail"))
@@ -298,6 +320,11 @@ class Recorder:
             info["phases"] = {}
         info = self.in_flight.get(nodeid)
         if info is None:
+            return
+        if is_subtest(report):
+            # Counted as the worker counts it: a failed subtest fails the row.
+            if report.failed:
+                info["phases"][SUBTESTS] = ("failed", False)
             return
         outcome: str = report.outcome
         if report.when in ("setup", "call", "teardown"):
@@ -324,6 +351,10 @@ class Recorder:
     def _finish(self, draft: RowDraft, report: pytest.TestReport) -> None:
         spans = self.carried_spans.pop(report.nodeid, [])
         end = report.stop
+        self._failures.pop(report.nodeid, None)  # of reports a rerun plugin did not log
+        failed_subtests = self._subtest_failures.pop(report.nodeid, None)
+        if failed_subtests:
+            draft.error = building.with_subtests(draft.error, failed_subtests)
         if draft.rerun:
             # An execution a rerun plugin will repeat: its spans go with the final execution's
             # row, and are cleaned once that row is written.

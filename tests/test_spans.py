@@ -4,7 +4,11 @@ attempt; a rerun replaces the spans of the rows it ran and no others (issue 3)."
 from __future__ import annotations
 
 import json
+import sqlite3
 import textwrap
+from contextlib import closing
+from pathlib import Path
+from typing import Any
 
 import pytest
 from span_helpers import (
@@ -482,3 +486,73 @@ def test_spans_nested_in_a_thread_keep_their_tree(pytester: pytest.Pytester) -> 
     assert spans["worker"].span_parents == [row.span_id]
     assert spans["GET"].root_span_id == row.root_span_id
     assert spans["GET"].span_parents == [spans["worker"].span_id]
+
+
+FAILING_SUITE = """
+import pytest
+
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("no fixture today")
+
+
+@pytest.mark.eval
+@pytest.mark.parametrize("case", ["right", "wrong"])
+def test_answer(case, eval_row):
+    assert case == "right", "wrong answer"
+
+
+@pytest.mark.eval
+def test_setup(broken, eval_row):
+    pass
+"""
+
+
+def raw_spans(db: Path, row_id: str) -> list[dict[str, Any]]:
+    """The span bodies of a row as stored, every key included."""
+    with closing(sqlite3.connect(db)) as connection:
+        found = connection.execute("SELECT body FROM spans WHERE row_id = ?", (row_id,))
+        return [json.loads(body) for (body,) in found]
+
+
+def test_a_failed_or_erroring_rows_root_span_describes_its_exception(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_failing=FAILING_SUITE)
+    result = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}")
+    result.assert_outcomes(passed=1, failed=1, errors=1)
+    db = default_db(pytester)
+    found = stored(db, EXPERIMENT)
+
+    for row_id, kind, message in [
+        ("test_failing.py::test_answer[wrong]", "AssertionError", "wrong answer"),
+        ("test_failing.py::test_setup", "RuntimeError", "no fixture today"),
+    ]:
+        row = found.rows[row_id]
+        assert row.error is not None
+        assert (row.error.type, row.error.message.splitlines()[0]) == (kind, message)
+        (root,) = raw_spans(db, row_id)
+        assert root["span_id"] == row.span_id
+        assert root["status"] == "error"
+        assert root["status_description"] == f"{kind}: {row.error.message}"
+        # OpenTelemetry's semantic conventions for exceptions, as SDKs record them.
+        assert root["events"] == [
+            {
+                "name": "exception",
+                "timestamp": root["end"],
+                "attributes": {
+                    "exception.type": kind,
+                    "exception.message": row.error.message,
+                    "exception.stacktrace": row.error.traceback,
+                },
+            }
+        ]
+        assert "test_failing.py:" in row.error.traceback
+        (record,) = found.spans_of(row_id)
+        assert record.events == root["events"]
+
+    (passed,) = raw_spans(db, "test_failing.py::test_answer[right]")
+    assert (passed["status"], passed["events"]) == ("ok", [])
+    assert "status_description" not in passed
