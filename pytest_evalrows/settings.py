@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,10 @@ class Option:
     help: str
     default: str | None = None
     metavar: str | None = None
-    # Flags that take no value (store_true) or an optional one (the const).
+    # Flags that take no value (store_true) or an optional one (the const, and the values
+    # the flag may be followed by).
     const: str | None = None
+    modes: tuple[str, ...] = ()
     takes_value: bool = True
 
     @property
@@ -98,11 +101,14 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "resume",
-        "before running, deselect the cases whose row already passed in this experiment "
-        "(passed), or already finished, passed or failed (finished); off runs everything",
+        "before running, deselect the cases whose row already passed (or xfailed, xpassed) "
+        "in this experiment. WHICH: passed (the bare flag); finished, which also skips the "
+        "rows that failed or were skipped, so only errors and cases never run are run again; "
+        "off. A path may follow the bare flag: --eval-resume tests/",
         default="off",
         metavar="WHICH",
         const="passed",
+        modes=RESUME_MODES,
     ),
     Option(
         "spool",
@@ -163,6 +169,8 @@ def add_options(parser: pytest.Parser) -> None:
         elif option.const is not None:
             group.addoption(
                 option.flag,
+                action=ModeOrPath,
+                modes=option.modes,
                 nargs="?",
                 const=option.const,
                 dest=option.dest,
@@ -175,6 +183,44 @@ def add_options(parser: pytest.Parser) -> None:
                 option.flag, dest=option.dest, default=None, metavar=option.metavar, help=help
             )
         parser.addini(option.ini, option.help, default=None)
+
+
+class ModeOrPath(argparse.Action):
+    """An optional value that is taken only when it can be one: ``--eval-resume tests/``
+    runs ``tests/`` with resume on, as ``--eval-resume=finished tests/`` does with its mode.
+
+    argparse gives a flag with an optional value the next word, whatever it is; a word that
+    names no mode and looks like a path or node id goes back to pytest, which takes it as a
+    path. Any other word stays the value, so that a mistyped mode (``--eval-resume=pased``)
+    is a usage error naming the valid ones, not a missing file.
+    """
+
+    def __init__(self, *args: Any, modes: tuple[str, ...], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.modes = modes
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        value = self.const if values is None else str(values)
+        if values is not None and self._is_path(value):
+            # Arguments an action leaves to the caller: argparse appends them to the unknown
+            # arguments, which pytest takes as paths (as subparsers do with theirs).
+            leftover = getattr(namespace, "_unrecognized_args", [])
+            namespace._unrecognized_args = [*leftover, value]
+            value = self.const
+        setattr(namespace, self.dest, value)
+
+    def _is_path(self, word: str) -> bool:
+        if word.strip().lower() in self.modes:
+            return False
+        if any(mark in word for mark in ("/", os.sep, "::", ".", "[")):
+            return True
+        return Path(word).exists()
 
 
 def raw_values(config: pytest.Config, environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:

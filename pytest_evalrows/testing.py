@@ -4,11 +4,11 @@
 
     from pytest_evalrows.testing import capture_rows
 
-    def test_every_case_is_scored(pytester):
-        pytester.copy_example("test_answers.py")
+    def test_a_wrong_answer_is_a_failed_row(pytester):
+        pytester.makepyfile(test_math=SUITE)  # an eval suite, as text
         with capture_rows() as captured:
-            pytester.runpytest("--eval-experiment=nightly")  # or runpytest_subprocess
-        assert captured.rows["test_answers.py::test_answers[fr]"].scores["pass"] == 1.0
+            pytester.runpytest("--eval-experiment=math")  # or runpytest_subprocess
+        assert captured.rows["test_math.py::test_math[2+3-5]"].status == "failed"
 
 Inside ``capture_rows()`` every session records into a store of the helper's own, a SQLite
 file in a temporary directory, instead of the one its settings name: a session run in this

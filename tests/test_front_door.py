@@ -3,10 +3,16 @@ warning when a test logs to ``eval_row`` without the eval marker."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from helpers import rows
+
+ROOT = Path(__file__).resolve().parent.parent
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,3 +93,74 @@ def test_under_filterwarnings_error_every_case_of_an_unmarked_test_fails_alike(
     ]
     assert text.count("is not marked @pytest.mark.eval") >= 4
     assert list(rows(db, "door")) == ["test_unmarked.py::test_marked[1]"]
+
+
+# -- the two commands of the README, from a checkout with no virtual environment -----------
+
+
+def _checkout(to: Path) -> Path:
+    """A copy of this checkout's files (tracked or new, not ignored), as a clone would hold."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():  # not one deleted from the working tree
+            (to / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, to / name)
+    return to
+
+
+def _fresh_machine_env() -> dict[str, str]:
+    """This environment without the virtual environment these tests run in."""
+    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    ours = str(Path(sys.prefix) / ("Scripts" if os.name == "nt" else "bin"))
+    env["PATH"] = os.pathsep.join(
+        entry for entry in env.get("PATH", "").split(os.pathsep) if entry and entry != ours
+    )
+    return env
+
+
+def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command,
+        cwd=cwd,
+        env=_fresh_machine_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="no git")
+def test_the_two_commands_of_the_readme_set_everything_up(tmp_path: Path) -> None:
+    checkout = _checkout(tmp_path / "checkout")
+    assert not (checkout / ".venv").exists()
+
+    demo = _run(["scripts/demo"], checkout)
+
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "creating the virtual environment .venv" in demo.stderr
+    assert "2 failed, 6 passed" in demo.stdout  # two wrong answers, on purpose
+    table = demo.stdout[demo.stdout.index("ROW ID") :].splitlines()
+    assert len(table) == 9, demo.stdout
+    assert table[1].startswith("examples/test_capitals.py::test_answers[capital-au]  failed  1")
+    assert (checkout / ".evalrows" / "evalrows.db").exists()
+
+    again = _run(["scripts/demo", "--lf"], checkout)  # the venv is there: nothing installed
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "installing" not in again.stderr
+    assert "2 rows written (0 new, 2 updated)" in again.stdout
+
+    tests = _run(["scripts/test", "tests/test_ids.py", "-q", "-p", "no:cacheprovider"], checkout)
+
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "All checks passed!" in tests.stdout  # ruff
+    assert "already formatted" in tests.stdout  # ruff format --check
+    assert "Success: no issues found" in tests.stdout  # mypy
+    assert " passed" in tests.stdout.splitlines()[-1]  # pytest

@@ -324,3 +324,96 @@ def test_a_name_ending_in_a_newline_is_rejected(pytester: pytest.Pytester) -> No
         resolve(config, {"EVALROWS_EXPERIMENT": "nightly\n"})
 
     assert str(info.value) == f"evalrows: env var EVALROWS_EXPERIMENT='nightly\\n': {NAME_RULE}"
+
+
+# -- --eval-resume takes a mode only: a path after it stays a path ------------------------
+
+SUITE_IN_TESTS = """
+import pytest
+
+@pytest.mark.eval
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_n(n, eval_row):
+    assert n != 3
+"""
+
+
+def test_eval_resume_before_a_path_runs_that_path_with_resume_on(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.mkdir("tests")
+    pytester.makepyfile(**{"tests/test_in": SUITE_IN_TESTS})
+    pytester.makepyfile(test_outside="def test_outside():\n    assert False\n")
+    first = pytester.runpytest_subprocess("--eval-experiment=front", "tests/")
+    first.assert_outcomes(passed=2, failed=1)
+
+    second = pytester.runpytest_subprocess("--eval-experiment=front", "--eval-resume", "tests/")
+
+    # Only tests/ was collected (test_outside would fail), and the two passed rows resumed.
+    second.assert_outcomes(failed=1, deselected=2)
+    assert "resumed: 2 cases whose row already passed were not run again" in second.stdout.str()
+
+    third = pytester.runpytest_subprocess(
+        "--eval-experiment=front", "--eval-resume", "finished", "tests/"
+    )
+    third.assert_outcomes(deselected=3)
+
+
+@pytest.mark.parametrize(
+    ("args", "mode", "paths"),
+    [
+        pytest.param(["--eval-resume", "tests/"], "passed", ["tests/"], id="bare-then-dir"),
+        pytest.param(["--eval-resume", "tests"], "passed", ["tests"], id="bare-then-dir-name"),
+        pytest.param(
+            ["--eval-resume", "tests/test_in.py::test_n"],
+            "passed",
+            ["tests/test_in.py::test_n"],
+            id="bare-then-node-id",
+        ),
+        pytest.param(["tests/", "--eval-resume"], "passed", ["tests/"], id="path-then-bare"),
+        pytest.param(["--eval-resume", "finished", "tests/"], "finished", ["tests/"], id="space"),
+        pytest.param(["--eval-resume=finished", "tests/"], "finished", ["tests/"], id="equals"),
+        pytest.param(["--eval-resume", "OFF"], "off", [], id="any-case"),
+        pytest.param(["--eval-resume"], "passed", [], id="bare"),
+        pytest.param(
+            ["a.py", "--eval-resume", "tests/", "b.py"],
+            "passed",
+            ["a.py", "b.py", "tests/"],
+            id="among-paths",
+        ),
+    ],
+)
+def test_eval_resume_takes_a_mode_and_leaves_paths_to_pytest(
+    pytester: pytest.Pytester, args: list[str], mode: str, paths: list[str]
+) -> None:
+    pytester.mkdir("tests")
+    config = pytester.parseconfig("--eval-experiment=x", *args)
+
+    assert resolve(config, {}).resume == mode
+    # Every path is kept (one the flag gave back comes after the others).
+    assert sorted(config.args) == sorted(paths or [str(pytester.path)])
+
+
+def test_a_mistyped_resume_mode_after_a_space_is_a_usage_error(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_one=ONE_ROW)
+    result = pytester.runpytest_subprocess("--eval-experiment=x", "--eval-resume", "pased")
+    line = usage_error(result)
+    assert line == (
+        "ERROR: evalrows: --eval-resume='pased': not a valid value; "
+        "valid values: passed, finished, off"
+    )
+
+
+def test_the_resume_ini_key_and_env_var_still_work(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeini("[pytest]\neval_resume = finished\n")
+    assert resolve(pytester.parseconfig("--eval-experiment=x"), {}).resume == "finished"
+    pytester.makeini("[pytest]\n")
+    environ = {"EVALROWS_RESUME": "finished"}
+    assert resolve(pytester.parseconfig("--eval-experiment=x"), environ).resume == "finished"
+    config = pytester.parseconfig("--eval-experiment=x", "--eval-resume", "tests/")
+    assert resolve(config, environ).resume == "passed"  # the flag wins
