@@ -99,5 +99,5 @@ def test_the_readme_examples_of_checking_your_own_suite_run(pytester: pytest.Pyt
     pytester.makeconftest('pytest_plugins = ["pytester"]\n')
     pytester.makepyfile(test_readme_examples="\n\n".join(blocks))
     # The examples' own test session records nothing; the sessions they start do.
-    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=2)

@@ -42,7 +42,7 @@ def test_eval_row_without_the_marker_warns_once_per_test_function(
 ) -> None:
     pytester.makeini("[pytest]\n")
     pytester.makepyfile(test_unmarked=UNMARKED)
-    result = pytester.runpytest_subprocess("--eval-experiment=door", "-p", "no:randomly")
+    result = pytester.runpytest_subprocess("--eval-experiment=door")
 
     result.assert_outcomes(passed=6, warnings=2)
     text = result.stdout.str()
@@ -76,7 +76,7 @@ def test_under_filterwarnings_error_every_case_of_an_unmarked_test_fails_alike(
     # warning turned error fails any test, and pytest itself carries on.
     pytester.makeini("[pytest]\nfilterwarnings = error\n")
     pytester.makepyfile(test_unmarked=UNMARKED)
-    result = pytester.runpytest_subprocess("--eval-experiment=door", "-p", "no:randomly")
+    result = pytester.runpytest_subprocess("--eval-experiment=door")
 
     result.assert_outcomes(passed=2, errors=4)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
