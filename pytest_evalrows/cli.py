@@ -327,7 +327,6 @@ def cmd_gc(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_flush(args: argparse.Namespace, out: TextIO) -> int:
-    from .delivery import add_written
     from .spool import deliver_leftovers
 
     spool = Path(args.spool)
@@ -343,16 +342,23 @@ def cmd_flush(args: argparse.Namespace, out: TextIO) -> int:
     for (project, name), row_ids in sorted(experiments.items()):
         out.write(f"delivered {len(row_ids)} rows to experiment {name!r} (project {project!r})\n")
     written = done.written
-    add_written(written, done.own_written)
+    written.add(done.own_written)
     superseded = (
         f", {written.superseded_rows} older than the stored latest version (kept in history)"
         if written.superseded_rows
         else ""
     )
+    # A remote store tells new from updated only once it has read the experiment, and never
+    # what it had already: then the split is not said rather than guessed.
+    split = (
+        f"{written.new_rows} new, {written.updated_rows} updated, "
+        f"{written.duplicate_rows} already there"
+        if written.certain
+        else "new, updated or already there unknown"
+    )
     out.write(
         f"delivered {written.new_rows + written.updated_rows + written.superseded_rows} rows "
-        f"({written.new_rows} new, {written.updated_rows} updated, "
-        f"{written.duplicate_rows} already there{superseded}) and {written.spans} spans "
+        f"({split}{superseded}) and {written.spans} spans "
         f"from {done.files} spool files; removed {removed} stale spans\n"
     )
     for problem in done.problems:

@@ -95,7 +95,7 @@ class Totals:
         """Add a worker's totals. Statuses and scores are not merged: the controller counts
         them from the reports it sees, which include the rows of a worker that crashed.
         Undelivered rows neither: the controller counts what is left in the spool at the end."""
-        add_written(self.written, WriteResult(**data["written"]))
+        self.written.add(WriteResult(**data["written"]))
         self.delivered_rows.update(data["delivered_rows"])
         self.lost_rows.extend((row_id, why) for row_id, why in data["lost_rows"])
         self.leftover_rows += data["leftover_rows"]
@@ -104,15 +104,6 @@ class Totals:
         # Every worker collects the whole suite and resumes the same rows.
         self.resumed = max(self.resumed, data["resumed"])
         self.requests.update(data["requests"])
-
-
-def add_written(total: WriteResult, result: WriteResult) -> None:
-    total.certain = total.certain and result.certain
-    total.new_rows += result.new_rows
-    total.updated_rows += result.updated_rows
-    total.duplicate_rows += result.duplicate_rows
-    total.superseded_rows += result.superseded_rows
-    total.spans += result.spans
 
 
 class Delivery:
@@ -220,7 +211,7 @@ class Delivery:
             self._mark_down()
         # This attempt's rows count as written by it; earlier sessions' rows do not, but a
         # late version that did not become the latest is said.
-        add_written(self.totals.written, done.own_written)
+        self.totals.written.add(done.own_written)
         self.totals.written.superseded_rows += done.written.superseded_rows
         self.totals.delivered_rows.update(
             row_id
@@ -316,7 +307,7 @@ class Delivery:
                 return False
             return self._write(seqs[half:], units[half:])
         self.ack([seq for seq in seqs if seq is not None])
-        add_written(self.totals.written, result)
+        self.totals.written.add(result)
         self.totals.delivered_rows.update(row["row_id"] for row in rows)
         return True
 

@@ -316,7 +316,7 @@ def deliver_leftovers(
                     spans = [span for entry in chunk for span in entry.spans]
                     late = any(row.get("attempt_id") != current_attempt for row in rows)
                     result = store.write(experiment, rows, spans, late=late)
-                    _add(done.written if late else done.own_written, result)
+                    (done.written if late else done.own_written).add(result)
                     for entry in chunk:
                         if entry.attempt is not None:
                             record = {**entry.attempt, "experiment_id": experiment}
@@ -372,14 +372,6 @@ def chunks(entries: list[SpooledBatch], size: int = 500) -> Iterator[list[Spoole
         chunk.append(entry)
     if chunk:
         yield chunk
-
-
-def _add(total: WriteResult, result: WriteResult) -> None:
-    total.new_rows += result.new_rows
-    total.updated_rows += result.updated_rows
-    total.duplicate_rows += result.duplicate_rows
-    total.superseded_rows += result.superseded_rows
-    total.spans += result.spans
 
 
 def default_spool_dir(anchor: Path) -> Path:

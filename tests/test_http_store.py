@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from braintrust_contract import StandIn, needs_contract
 
 from pytest_evalrows import StoreAuthError, StoreError
 from pytest_evalrows.store.http import MAX_EVENTS, HTTPStore, batches, public_url
+from pytest_evalrows.store.urls import parse_store_url
 
 pytestmark = needs_contract
 
@@ -257,3 +259,25 @@ def test_values_the_spool_takes_are_sent_as_the_spool_writes_them(
     (event,) = service.live(experiment.id)
     assert event["metadata"]["when"] == "2026-12-01T12:00:00Z"
     assert sorted(event["metadata"]["ids"]) == [1, 2]
+
+
+def test_a_late_redelivery_of_a_stored_version_is_not_written_again(
+    store: HTTPStore, service: StandIn
+) -> None:
+    experiment = store.get_or_create_experiment("proj", "again")
+    doc = row("r", "a")
+    store.write(experiment.id, [doc], [child(doc, "llm")])
+    rows_sent = len([e for e in service.events[experiment.id] if not e.get("span_parents")])
+
+    # The same spool delivered again (its acknowledgement was lost).
+    result = store.write(experiment.id, [dict(doc)], [child(doc, "llm")], late=True)
+
+    assert (result.new_rows, result.updated_rows, result.duplicate_rows) == (0, 0, 1)
+    again = len([e for e in service.events[experiment.id] if not e.get("span_parents")])
+    assert again == rows_sent  # no second version of the row
+    assert len(store.history(experiment.id, "r")) == 1
+
+
+def test_a_store_url_with_a_control_character_is_refused_up_front() -> None:
+    with pytest.raises(ValueError, match="holds a control character"):
+        parse_store_url("http://127.0.0.1:8000/a\x00b", Path("."))

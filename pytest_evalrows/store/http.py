@@ -13,6 +13,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -80,8 +81,8 @@ class HTTPStore(Store):
         self._projects: dict[str, str] = {}  # project name -> id
         # Row ids known to exist per experiment: tells a new row from an update.
         self._known: dict[str, set[str]] = {}
-        # When each row's latest execution started, once read for a late write.
-        self._starts: dict[str, dict[str, float]] = {}
+        # The stored rows' starts and version ids, once read for a late write.
+        self._stored: dict[str, _StoredRows] = {}
         # Requests made, by the endpoint's last path part: what the benchmark counts.
         self.requests: Counter[str] = Counter()
 
@@ -248,12 +249,16 @@ class HTTPStore(Store):
         span_docs = [as_doc(span) for span in spans]
         if late and docs:
             # Writing an id again makes the latest version here, whatever its start: a late
-            # version of an older execution is not written at all, nor are its spans.
-            starts = self._latest_starts(experiment_id)
+            # version of an older execution is not written at all, nor are its spans; a version
+            # the store already has is not written again (its spans are, idempotently).
+            stored = self._stored_rows(experiment_id)
+            already = {row["version_id"] for row in docs} & stored.version_ids
+            result.duplicate_rows = len(already)
+            docs = [row for row in docs if row["version_id"] not in already]
             older = {
                 (row["row_id"], row["root_span_id"])
                 for row in docs
-                if starts.get(row["row_id"], float("-inf")) > _start(row)
+                if stored.starts.get(row["row_id"], float("-inf")) > _start(row)
             }
             result.superseded_rows = len(older)
             docs = [row for row in docs if (row["row_id"], row["root_span_id"]) not in older]
@@ -271,31 +276,31 @@ class HTTPStore(Store):
         result.certain = experiment_id in self._known
         known = self._known.setdefault(experiment_id, set())
         result.spans = len(events) - len(docs)
-        known_starts = self._starts.get(experiment_id)
+        remembered = self._stored.get(experiment_id)
         for row in docs:
             if row["row_id"] in known:
                 result.updated_rows += 1
             else:
                 result.new_rows += 1
                 known.add(row["row_id"])
-            if known_starts is not None:
-                previous = known_starts.get(row["row_id"], 0.0)
-                known_starts[row["row_id"]] = max(previous, _start(row))
+            if remembered is not None:
+                remembered.wrote(row)
         return result
 
     def remember_rows(self, experiment_id: str, row_ids: Collection[str]) -> None:
         self._known.setdefault(experiment_id, set()).update(row_ids)
 
-    def _latest_starts(self, experiment_id: str) -> dict[str, float]:
-        """When each stored row's latest execution started: read once, then kept up to date
-        by this store's own writes."""
-        if experiment_id not in self._starts:
+    def _stored_rows(self, experiment_id: str) -> _StoredRows:
+        """What a late write checks against: read once, then kept up to date by this store's
+        own writes."""
+        if experiment_id not in self._stored:
             rows, _ = self._versions(experiment_id)
-            self._starts[experiment_id] = {
-                row_id: float(((versions[-1].get("metrics") or {}).get("start")) or 0.0)
-                for row_id, versions in rows.items()
-            }
-        return self._starts[experiment_id]
+            stored = _StoredRows()
+            for versions in rows.values():
+                for event in versions:
+                    stored.wrote(event, version_id=_version_id(event))
+            self._stored[experiment_id] = stored
+        return self._stored[experiment_id]
 
     def _versions(
         self, experiment_id: str
@@ -452,6 +457,24 @@ def _timestamp(value: Any) -> float:
         except ValueError:
             pass
     return datetime.now(timezone.utc).timestamp()
+
+
+@dataclass
+class _StoredRows:
+    """When each stored row's latest execution started, and every stored version id."""
+
+    starts: dict[str, float] = field(default_factory=dict)
+    version_ids: set[str] = field(default_factory=set)
+
+    def wrote(self, row: dict[str, Any], version_id: str | None = None) -> None:
+        row_id = row.get("row_id") or row["id"]
+        self.starts[row_id] = max(self.starts.get(row_id, float("-inf")), _start(row))
+        self.version_ids.add(version_id or row["version_id"])
+
+
+def _version_id(event: dict[str, Any]) -> str:
+    own = (event.get("metadata") or {}).get("evalrows") or {}
+    return str(own.get("version_id") or event.get("_xact_id") or "")
 
 
 def _start(row: RowDoc) -> float:

@@ -42,6 +42,8 @@ def parse_store_url(value: str, base: Path) -> StoreURL:
     """Parse a store setting; relative paths are taken from ``base``. Raises ValueError."""
     text = value.strip()
     shown = scrub_url_credentials(text)  # what errors may quote
+    if any(ord(char) < 32 or ord(char) == 127 for char in text):
+        raise ValueError(f"{shown!r} holds a control character; use {VALID_FORMS}")
     if not text:
         raise ValueError(f"a store URL cannot be empty; use {VALID_FORMS}")
     scheme, sep, rest = text.partition("://")
