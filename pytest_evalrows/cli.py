@@ -348,8 +348,8 @@ def cmd_flush(args: argparse.Namespace, out: TextIO) -> int:
         if written.superseded_rows
         else ""
     )
-    # A remote store tells new from updated only once it has read the experiment, and never
-    # what it had already: then the split is not said rather than guessed.
+    # A remote store tells new, updated and already stored apart only once it has read the
+    # experiment: when it could not, the split is not said rather than guessed.
     split = (
         f"{written.new_rows} new, {written.updated_rows} updated, "
         f"{written.duplicate_rows} already there"
