@@ -385,13 +385,16 @@ class Recorder:
         self._send(Unit(row, spans))
 
     def _root_span(self, draft: RowDraft, status: str, end: float) -> SpanDoc:
-        return building.root_span(
+        root = building.root_span(
             draft,
             status=status,
             end=end,
             attempt_id=self.attempt_id,
             experiment=self.experiment_name,
         )
+        if self.tracing is not None:  # the user's exporters get the same root
+            self.tracing.end_row(draft, root)
+        return root
 
     def _unowned_span(self, record: SpanDoc) -> None:
         self._send(Unit(None, [record]))
@@ -430,6 +433,7 @@ class Recorder:
         self.finished = True
         if self.tracing is not None:
             self.tracing.flush()
+            self.totals.errors.extend(self.tracing.problems())
         delivery = self.delivery
         delivery.finish()
         unsaved = None

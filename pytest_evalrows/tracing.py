@@ -1,28 +1,39 @@
 """OpenTelemetry: every span started while a row runs is stamped with the row and captured.
 
-The row is the root of its trace, as in the store: a non-recording span context carrying the
-row's trace and span ids is made current for the execution, so the test's spans (the user's,
-instrumentation's) become its children at the cost of one context switch, not a recorded span.
-Spans started in threads the test starts have no parent; they are tied to the row through the
-process-wide active row instead (pytest runs one item at a time per process).
+The row is the root of its trace, as in the store. When the plugin set up the provider itself,
+a non-recording span context carrying the row's trace and span ids is made current for the
+execution, so the test's spans (the user's, instrumentation's) become its children at the
+cost of one context switch, not a recorded span. When the spans go to a provider the user
+configured, their exporters must see that root too: each execution is then a real span of
+their provider, and the row takes its ids.
+
+Spans started in threads the test starts without its context have no parent; the store ties
+them to the row through the process-wide active row (pytest runs one item at a time per
+process). A user's exporter sees them in traces of their own unless the context travels with
+the thread (``row_context``, ``run_in_row_context``, ``contextvars.copy_context``).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
 
 from . import ids
 from .records import SpanDoc
 from .row import RowDraft
 from .values import storable_text
+
+_T = TypeVar("_T")
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_STATUS_CODES = {"ok": StatusCode.OK, "error": StatusCode.ERROR}
 
 _INPUT_TOKENS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
 _OUTPUT_TOKENS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
@@ -68,6 +79,11 @@ class RowSpanProcessor(SpanProcessor):
         self._on_unowned = on_unowned
         self._on_late = on_late
         self._lock = threading.Lock()
+
+    def skip(self, span_id: int) -> None:
+        """Leave a span uncaptured: a row's recorded root, which the plugin stores itself."""
+        with self._lock:
+            self._ignored.add(span_id)
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         row = None if self.outside_rows else self.active
@@ -132,7 +148,7 @@ def span_record(span: ReadableSpan, row: ActiveRow | None, attempt_id: str) -> S
         if not parents:
             parents = [row.span_hex]
     status = span.status.status_code.name.lower() if span.status is not None else "unset"
-    return {
+    record: SpanDoc = {
         "span_id": ids.span_id_hex(context.span_id),
         "root_span_id": trace_hex,
         "span_parents": parents,
@@ -154,6 +170,10 @@ def span_record(span: ReadableSpan, row: ActiveRow | None, attempt_id: str) -> S
             for event in span.events
         ],
     }
+    description = span.status.description if span.status is not None else None
+    if description:
+        record["status_description"] = storable_text(description)
+    return record
 
 
 def _json_attributes(attributes: Any) -> dict[str, Any]:
@@ -171,6 +191,29 @@ def _json_attribute(value: Any) -> Any:
     return value
 
 
+class _RefusalWatch(logging.Handler):
+    """Counts OpenTelemetry's refusals to set another global tracer provider: the API only
+    logs them, and the exporters of the refused provider then get nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.refused = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "TracerProvider" in str(record.msg):
+            self.refused += 1
+
+
+# Where the API logs "Overriding of current TracerProvider is not allowed".
+_API_LOGGER = "opentelemetry.trace"
+
+REFUSED = (
+    "OpenTelemetry refused a tracer provider set during the session (a process takes one, and "
+    "evalrows had set one up at session start): its exporters got no spans. Configure yours "
+    "in conftest.py or a plugin, or run with --eval-tracing=attach to keep it"
+)
+
+
 class Tracing:
     """The session's link to OpenTelemetry: which provider, and the row context."""
 
@@ -179,20 +222,24 @@ class Tracing:
         self.mode = mode
         self.provider: TracerProvider | None = None
         self.own_provider = False
+        # Set when the spans go to a provider the user configured: each execution is then a
+        # recorded span of theirs, the root its children point to.
+        self.root_tracer: trace.Tracer | None = None
+        self._roots: dict[int, trace.Span] = {}
         self._tokens: dict[int, object] = {}
+        # id(row) -> the context entered for it: a root recorded late replaces it only while
+        # it is still the current one.
+        self._entered: dict[int, object] = {}
+        self._late_tokens: dict[int, object] = {}
+        self._watch: _RefusalWatch | None = None
 
     def connect(self) -> str:
         """Attach to the configured provider, or (mode auto) set one up. Says what it did."""
         if self.mode == "off":
             return "span capture off"
         current = trace.get_tracer_provider()
-        if isinstance(current, TracerProvider):
-            current.add_span_processor(self.processor)
-            self.provider = current
-            return "spans captured from your tracer provider"
         if hasattr(current, "add_span_processor"):
-            current.add_span_processor(self.processor)
-            self.provider = current  # type: ignore[assignment]
+            self.attach(current)
             return "spans captured from your tracer provider"
         if self.mode == "attach":
             return "spans captured once you configure a tracer provider"
@@ -204,37 +251,98 @@ class Tracing:
         if trace.get_tracer_provider() is not provider:  # someone was faster
             return "spans not captured: another tracer provider was set"
         self.provider, self.own_provider = provider, True
+        # A provider the user sets from now on is refused: never in silence.
+        self._watch = _RefusalWatch()
+        logging.getLogger(_API_LOGGER).addHandler(self._watch)
         return "spans captured by a tracer provider set up for this session"
+
+    def attach(self, provider: Any) -> None:
+        """Capture the spans of a provider the user configured, and give each row a recorded
+        root span there."""
+        provider.add_span_processor(self.processor)
+        self.provider = provider
+        self.root_tracer = provider.get_tracer("pytest_evalrows")
 
     def reconnect(self) -> None:
         """In attach mode, pick up a provider the user configured after the session began."""
         if self.provider is None and self.mode == "attach":
             current = trace.get_tracer_provider()
             if hasattr(current, "add_span_processor"):
-                current.add_span_processor(self.processor)
-                self.provider = current  # type: ignore[assignment]
+                self.attach(current)
+                row = self.processor.active
+                if row is not None:
+                    self._late_root(row)
+
+    def _late_root(self, row: ActiveRow) -> None:
+        """A row whose setup configured the provider (a session fixture, say) gets its root
+        there too. Nothing of it was recorded yet (there was no provider), so it can still
+        take the root's ids; unless another context was entered on top of the row's."""
+        if otel_context.get_current() is not self._entered.get(id(row)):
+            return
+        root = self._start_root(row)
+        if root is not None:
+            context = trace.set_span_in_context(root)
+            self._late_tokens[id(row)] = otel_context.attach(context)
 
     def enter_row(self, row: ActiveRow) -> None:
         """Make the row current: its root context for this thread, the active row for others."""
         draft = row.draft
-        root = NonRecordingSpan(
-            SpanContext(
-                trace_id=draft.trace_id,
-                span_id=draft.span_id,
-                is_remote=False,
-                trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        root: trace.Span | None = None
+        if self.root_tracer is not None:
+            root = self._start_root(row)
+        if root is None:
+            root = NonRecordingSpan(
+                SpanContext(
+                    trace_id=draft.trace_id,
+                    span_id=draft.span_id,
+                    is_remote=False,
+                    trace_flags=_SAMPLED,
+                )
             )
-        )
-        self._tokens[id(row)] = otel_context.attach(trace.set_span_in_context(root))
+        context = trace.set_span_in_context(root)
+        self._tokens[id(row)] = otel_context.attach(context)
+        self._entered[id(row)] = context
         self.processor.active = row
+
+    def _start_root(self, row: ActiveRow) -> trace.Span | None:
+        """The execution as a recorded span of the user's provider, a root, whose ids become
+        the row's. None when their sampler drops it: the store still takes every span."""
+        assert self.root_tracer is not None
+        draft = row.draft
+        item = draft.item
+        span = self.root_tracer.start_span(
+            item.name if item is not None else draft.plan.row_id,
+            context=otel_context.Context(),  # the root of a trace of its own
+            attributes=row.attributes,
+            start_time=int(draft.start * 1e9),
+        )
+        if not span.is_recording():
+            span.end()
+            return None
+        context = span.get_span_context()
+        self.processor.skip(context.span_id)
+        draft.trace_id, draft.span_id = context.trace_id, context.span_id
+        row.trace_hex = ids.trace_id_hex(context.trace_id)
+        row.span_hex = ids.span_id_hex(context.span_id)
+        self._roots[id(draft)] = span
+        return span
 
     def exit_row(self, row: ActiveRow) -> None:
         row.closed = True
         if self.processor.active is row:
             self.processor.active = None
-        token = self._tokens.pop(id(row), None)
-        if token is not None:
-            otel_context.detach(token)  # type: ignore[arg-type]
+        self._entered.pop(id(row), None)
+        for tokens in (self._late_tokens, self._tokens):
+            token = tokens.pop(id(row), None)
+            if token is not None:
+                otel_context.detach(token)  # type: ignore[arg-type]
+
+    def end_row(self, draft: RowDraft, root: SpanDoc) -> None:
+        """End the execution's recorded root span, if it has one, as the store has it: the
+        row's status, the status description and the exception event."""
+        span = self._roots.pop(id(draft), None)
+        if span is not None:
+            _end_like(span, root)
 
     @contextmanager
     def outside_rows(self) -> Iterator[None]:
@@ -257,5 +365,53 @@ class Tracing:
 
     def flush(self) -> None:
         """Flush the provider: never shut it down, it may be the user's."""
+        # Roots of rows that never finished (an interrupted session) still reach the exporter.
+        for span in self._roots.values():
+            span.end()
+        self._roots.clear()
         if self.provider is not None:
             self.provider.force_flush()
+
+    def problems(self) -> list[str]:
+        """What went wrong with tracing, for the summary; stops watching for it."""
+        watch, self._watch = self._watch, None
+        if watch is None:
+            return []
+        logging.getLogger(_API_LOGGER).removeHandler(watch)
+        return [REFUSED] if watch.refused else []
+
+
+def _end_like(span: trace.Span, root: SpanDoc) -> None:
+    end = int(root["end"] * 1e9)
+    span.set_attributes(root["attributes"])
+    for event in root["events"]:
+        span.add_event(event["name"], event["attributes"], int(event["timestamp"] * 1e9))
+    code = _STATUS_CODES.get(root["status"])
+    if code is not None:
+        span.set_status(Status(code, root.get("status_description")))
+    span.end(end_time=end)
+
+
+def row_context(draft: RowDraft, context: otel_context.Context | None = None) -> Any:
+    """The OpenTelemetry context for work of this row: ``context`` (the current one by
+    default) when its span is in the row's trace already, else one whose current span is
+    the row's root. In a thread the test started without copying its context, spans started
+    under it join the row's trace in the user's exporters, not only in the store."""
+    current = trace.get_current_span(context).get_span_context()
+    if current.trace_id == draft.trace_id:
+        return context if context is not None else otel_context.get_current()
+    root = NonRecordingSpan(
+        SpanContext(
+            trace_id=draft.trace_id, span_id=draft.span_id, is_remote=False, trace_flags=_SAMPLED
+        )
+    )
+    return trace.set_span_in_context(root, context)
+
+
+def run_in_row_context(draft: RowDraft, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+    """Call ``fn`` with the row's context current (see ``row_context``)."""
+    token = otel_context.attach(row_context(draft))
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        otel_context.detach(token)

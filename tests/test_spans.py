@@ -130,12 +130,12 @@ def test_lf_rerun_replaces_only_the_rerun_rows_spans(
     assert len(before.spans) == 40
     if provider == "user":
         exported = json.loads((pytester.path / "exported.json").read_text())
-        # The user's exporter saw every captured span (not the row roots, which the plugin
-        # writes itself), each stamped with the evalrows attributes.
-        children = {s.span_id: s for s in before.spans if s.span_parents}
-        assert sorted(span["span_id"] for span in exported) == sorted(children)
+        # The user's exporter saw every span the store has, the rows' roots included, each
+        # stamped with the evalrows attributes.
+        records = {s.span_id: s for s in before.spans}
+        assert sorted(span["span_id"] for span in exported) == sorted(records)
         for span in exported:
-            record = children[span["span_id"]]
+            record = records[span["span_id"]]
             assert span["name"] == record.name
             assert {key: span["attributes"][key] for key in EVALROWS_KEYS} == {
                 key: record.attributes[key] for key in EVALROWS_KEYS
@@ -163,7 +163,7 @@ def test_lf_rerun_replaces_only_the_rerun_rows_spans(
 
     if provider == "user":
         exported = json.loads((pytester.path / "exported.json").read_text())
-        reran = {s.span_id for c in FAILING for s in after.spans_of(row_id(c)) if s.span_parents}
+        reran = {s.span_id for c in FAILING for s in after.spans_of(row_id(c))}
         assert sorted(span["span_id"] for span in exported) == sorted(reran)
         assert {span["attributes"]["evalrows.attempt_id"] for span in exported} == {attempt2}
         # The plugin only flushed the user's provider: it still exports after the session.

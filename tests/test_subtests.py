@@ -19,6 +19,11 @@ import pytest
 
 @pytest.mark.eval
 class TestUnit(unittest.TestCase):
+    # How a TestCase reaches its row: an autouse fixture method.
+    @pytest.fixture(autouse=True)
+    def _row(self, eval_row):
+        self.eval_row = eval_row
+
     def test_sub_fails(self):
         for i in range(4):
             with self.subTest(i=i):
@@ -28,6 +33,7 @@ class TestUnit(unittest.TestCase):
         for i in range(3):
             with self.subTest("even", i=i):
                 self.assertLess(i, 3)
+        self.eval_row.log(output="all below 3")
 
     def test_sub_skipped(self):
         for i in range(2):
@@ -107,6 +113,7 @@ def test_a_failed_subtest_fails_the_row_and_names_itself_in_the_error(
         "subtest [check] (i=1) failed: AssertionError: assert 1 != 1",
     )
     assert found[ROW + "test_fixture[5]"].error is None
+    assert found[ROW + "TestUnit::test_sub_passes"].output == "all below 3"
 
     # Every number agrees, counted by one process or by the xdist controller from reports.
     (attempt,) = attempts(db, EXPERIMENT)

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from pytest_evalrows import ids
-from pytest_evalrows.models import Metrics, RowVersion, SpanRecord, StaleSpan
+import pytest_evalrows.tracing as tracing_module
+from pytest_evalrows import building, ids
+from pytest_evalrows.models import ErrorInfo, Metrics, RowVersion, SpanRecord, StaleSpan
 from pytest_evalrows.row import RowDraft, RowPlan
 from pytest_evalrows.store.sqlite import SQLiteStore
 from pytest_evalrows.tracing import ActiveRow, RowSpanProcessor, Tracing, span_record
@@ -233,6 +235,7 @@ def test_span_record_fields(otel: Setup) -> None:
     assert record.span_parents == [active.span_hex]
     assert (record.row_id, record.attempt_id, record.execution) == (ROW_ID, "other-attempt", 3)
     assert (record.kind, record.status) == ("server", "error")
+    assert span_record(finished, active, "a")["status_description"] == "boom"
     assert record.start == finished.start_time / 1e9
     assert record.end == finished.end_time / 1e9
     assert record.events == [
@@ -272,6 +275,190 @@ def test_tracing_off_connects_to_nothing() -> None:
     assert tracing.connect() == "span capture off"
     assert tracing.provider is None
     assert trace.get_tracer_provider() is before
+
+
+# -- a provider the user configured: each row is a recorded root there ---------------------
+
+
+@dataclass
+class User:
+    provider: TracerProvider
+    exporter: InMemorySpanExporter
+    tracing: Tracing
+    unowned: list[SpanRecord] = field(default_factory=list)
+
+    def finished(self, name: str) -> ReadableSpan:
+        (span,) = [s for s in self.exporter.get_finished_spans() if s.name == name]
+        return span
+
+
+def user_provider(provider: TracerProvider) -> User:
+    unowned: list[SpanRecord] = []
+    processor = RowSpanProcessor(
+        ATTEMPT, lambda rec: unowned.append(SpanRecord.model_validate(rec)), lambda r, s: None
+    )
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = Tracing(processor, "auto")
+    tracing.attach(provider)
+    return User(provider, exporter, tracing, unowned)
+
+
+@pytest.fixture
+def user() -> Iterator[User]:
+    provider = TracerProvider(shutdown_on_exit=False)
+    yield user_provider(provider)
+    provider.shutdown()
+
+
+def test_with_the_users_provider_a_row_is_a_recorded_root_whose_ids_it_takes(user: User) -> None:
+    row = active_row()
+    planned = (row.draft.trace_id, row.draft.span_id)
+    user.tracing.enter_row(row)
+    with user.provider.get_tracer("unit").start_as_current_span("child"):
+        pass
+    user.tracing.exit_row(row)
+    draft = row.draft
+    assert (draft.trace_id, draft.span_id) != planned
+    assert (row.trace_hex, row.span_hex) == (
+        ids.trace_id_hex(draft.trace_id),
+        ids.span_id_hex(draft.span_id),
+    )
+    draft.error = ErrorInfo("AssertionError", "assert 1 == 2", "t.py:3: in test_x")
+    end = time.time()
+    root = building.root_span(
+        draft, status="failed", end=end, attempt_id=ATTEMPT, experiment=EXPERIMENT
+    )
+    user.tracing.end_row(draft, root)
+
+    exported = user.finished(ROW_ID)  # no pytest item here: named by the row id
+    assert exported.context is not None and exported.parent is None
+    assert (exported.context.trace_id, exported.context.span_id) == (
+        draft.trace_id,
+        draft.span_id,
+    )
+    assert (exported.start_time, exported.end_time) == (int(draft.start * 1e9), int(end * 1e9))
+    assert dict(exported.attributes or {}) == {**STAMP, "evalrows.status": "failed"}
+    assert exported.status.status_code is StatusCode.ERROR
+    assert exported.status.description == "AssertionError: assert 1 == 2"
+    (event,) = exported.events
+    assert (event.name, event.timestamp) == ("exception", int(end * 1e9))
+    assert dict(event.attributes or {}) == {
+        "exception.type": "AssertionError",
+        "exception.message": "assert 1 == 2",
+        "exception.stacktrace": "t.py:3: in test_x",
+    }
+    # Its child points to it; the root itself is the plugin's to store, not a captured span.
+    child = user.finished("child")
+    assert child.parent is not None and child.parent.span_id == draft.span_id
+    assert [record.name for record in _records(row)] == ["child"]
+    assert _records(row)[0].span_parents == [row.span_hex]
+    assert user.unowned == []
+
+
+def test_a_passed_rows_recorded_root_is_ok_without_events(user: User) -> None:
+    row = active_row()
+    user.tracing.enter_row(row)
+    user.tracing.exit_row(row)
+    root = building.root_span(
+        row.draft, status="passed", end=time.time(), attempt_id=ATTEMPT, experiment=EXPERIMENT
+    )
+    user.tracing.end_row(row.draft, root)
+    (exported,) = user.exporter.get_finished_spans()
+    assert (exported.status.status_code, exported.status.description) == (StatusCode.OK, None)
+    assert exported.events == ()
+    # Ended once: ending the row again changes nothing.
+    user.tracing.end_row(row.draft, root)
+    user.tracing.flush()
+    assert len(user.exporter.get_finished_spans()) == 1
+
+
+def test_a_root_the_users_sampler_drops_leaves_the_rows_own_ids() -> None:
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF), shutdown_on_exit=False)
+    try:
+        user = user_provider(provider)
+        row = active_row()
+        planned = (row.draft.trace_id, row.draft.span_id)
+        user.tracing.enter_row(row)
+        with provider.get_tracer("unit").start_as_current_span("child"):
+            pass
+        user.tracing.exit_row(row)
+        # The store still takes the row's spans, under the ids chosen for it.
+        assert (row.draft.trace_id, row.draft.span_id) == planned
+        (record,) = _records(row)
+        assert (record.name, record.span_parents) == ("child", [row.span_hex])
+        assert [span.name for span in user.exporter.get_finished_spans()] == ["child"]
+    finally:
+        provider.shutdown()
+
+
+def test_flush_ends_the_roots_of_rows_that_never_finished(user: User) -> None:
+    row = active_row()
+    user.tracing.enter_row(row)
+    user.tracing.exit_row(row)
+    assert user.exporter.get_finished_spans() == ()
+    user.tracing.flush()
+    (exported,) = user.exporter.get_finished_spans()
+    assert exported.context is not None and exported.context.span_id == row.draft.span_id
+
+
+def test_with_the_plugins_own_provider_the_root_is_not_recorded(otel: Setup) -> None:
+    row = active_row()
+    planned = (row.draft.trace_id, row.draft.span_id)
+    otel.tracing.enter_row(row)
+    assert not trace.get_current_span().is_recording()
+    assert trace.get_current_span().get_span_context().span_id == row.draft.span_id
+    otel.tracing.exit_row(row)
+    assert (row.draft.trace_id, row.draft.span_id) == planned
+
+
+# -- the row's context in threads it did not reach -----------------------------------------
+
+
+def test_row_context_puts_a_thread_that_has_none_under_the_row(otel: Setup) -> None:
+    row = active_row()
+    seen: list[tuple[int, int]] = []
+
+    def work() -> None:
+        with otel.tracer.start_as_current_span("threaded") as span:
+            seen.append((span.get_span_context().trace_id, span.parent.span_id))  # type: ignore[attr-defined]
+
+    def thread_body() -> None:
+        outside = trace.get_current_span
+        assert not outside().get_span_context().is_valid
+        tracing_module.run_in_row_context(row.draft, work)
+        assert not outside().get_span_context().is_valid  # and left as it was
+
+    def in_row() -> str:
+        with otel.tracer.start_as_current_span("in-row"):
+            pass
+        return "done"
+
+    otel.tracing.enter_row(row)
+    try:
+        thread = threading.Thread(target=thread_body)
+        thread.start()
+        thread.join()
+        # In the row's own context already: nothing changes, a nested span stays the parent.
+        with otel.tracer.start_as_current_span("outer") as outer:
+            current = tracing_module.row_context(row.draft)
+            assert trace.get_current_span(current) is outer
+        result: list[str] = []
+        thread = threading.Thread(
+            target=lambda: result.append(tracing_module.run_in_row_context(row.draft, in_row))
+        )
+        thread.start()
+        thread.join()
+        assert result == ["done"]
+    finally:
+        otel.tracing.exit_row(row)
+    assert seen == [(row.draft.trace_id, row.draft.span_id)]
+    records = {record.name: record for record in _records(row)}
+    assert records["in-row"].span_parents == [row.span_hex]
+    assert records["in-row"].root_span_id == row.trace_hex
+    # Exported in the row's trace too, not only re-homed by the store.
+    (exported,) = [s for s in otel.exporter.get_finished_spans() if s.name == "in-row"]
+    assert exported.context is not None and exported.context.trace_id == row.draft.trace_id
 
 
 # -- SQLiteStore.delete_stale_spans ----------------------------------------------------------
