@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .values import check_score, json_value, storable_text
+from .values import check_score, json_value, repr_text, storable_text
 
 if TYPE_CHECKING:
     from .models import ErrorInfo
@@ -105,7 +105,9 @@ class EvalRow:
         ``input``, and add to ``scores``, ``metadata`` and ``tags``.
 
         ``input`` defaults to the case's parametrized values. Values that are not JSON are
-        stored in a faithful JSON form (or their ``repr``); a value over 1 MB is truncated.
+        stored in a faithful JSON form (bytes, numpy values, dataclasses...) or as their
+        ``repr``; a value over 1 MB of JSON is cut down, keeping its shape, and the row's
+        ``metadata.truncated`` says so. A logged value never raises.
         """
         __tracebackhide__ = True
         checked = {name: check_score(name, value) for name, value in (scores or {}).items()}
@@ -120,11 +122,10 @@ class EvalRow:
                 setattr(draft, name, self._json(name, value))
         draft.scores.update((storable_text(name), value) for name, value in checked.items())
         if metadata:
-            safe, cut = json_value(dict(metadata))
+            safe, cut = json_value(metadata)
             if cut is not None:
-                draft.truncated["metadata"] = cut
-                safe = {"metadata_truncated": safe}
-            elif not isinstance(safe, dict):  # a cycle became the repr of the whole mapping
+                draft.truncated["metadata"] = cut  # cut down, still a dict with its keys
+            if not isinstance(safe, dict):  # a mapping that cannot even be read: its repr
                 safe = {"metadata_repr": safe}
             draft.metadata.update(safe)
         for tag in tag_list:
@@ -152,11 +153,9 @@ class EvalRow:
         from opentelemetry import trace  # only paid for by tests that open spans
 
         tracer = trace.get_tracer("pytest_evalrows")
-        # Escaped here already, so that the user's own exporters can encode them too.
-        if isinstance(name, str):
-            name = storable_text(name)
-        if isinstance(type, str):
-            type = storable_text(type)
+        # Text, escaped here already, so that the user's own exporters can encode them too.
+        name = storable_text(name) if isinstance(name, str) else repr_text(name)
+        type = storable_text(type) if isinstance(type, str) else repr_text(type)
         with tracer.start_as_current_span(name, attributes={"evalrows.span_type": type}) as otel:
             handle = SpanLog(otel)
             if input is not UNSET:
@@ -194,6 +193,8 @@ class SpanLog:
     ) -> None:
         """Store values as JSON text in ``evalrows.input`` / ``evalrows.output`` /
         ``evalrows.metadata`` attributes (span attributes hold only primitives)."""
+        if not self.otel_span.is_recording():  # nothing would keep the attributes
+            return
         for name, value in (("input", input), ("output", output), ("metadata", metadata)):
             if value is UNSET or (name == "metadata" and value is None):
                 continue
