@@ -148,5 +148,10 @@ def canonical_json(value: Any) -> str:
 
 
 def params_hash(input_value: Any) -> str:
-    """A short digest of a case's JSON-safe parameters, to notice a row whose case changed."""
+    """A short digest of a case's JSON-safe parameters, to notice a row whose case changed.
+
+    ``input_value`` is the input as stored (``values.json_value``), which is the same in every
+    process for an unchanged case: functions by their qualified names, reprs without memory
+    addresses, sets sorted. Keys are sorted here, so their order does not count either.
+    """
     return hashlib.sha256(canonical_json(input_value).encode()).hexdigest()[:16]

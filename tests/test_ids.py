@@ -7,10 +7,12 @@ import enum
 import re
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pytest_evalrows import ids
+from pytest_evalrows.values import json_value
 
 MARKERS = (".git", "pyproject.toml", "setup.py", "setup.cfg", "tox.ini", "pytest.ini")
 
@@ -215,6 +217,34 @@ def test_params_hash_is_stable_and_short() -> None:
     assert first == again
     assert first != other
     assert re.fullmatch(r"[0-9a-f]{16}", first)
+
+
+class Scorer:
+    def grade(self, answer: str) -> float:
+        return 1.0
+
+
+def case_with_addresses() -> dict[str, Any]:
+    """A case holding a new lambda, a new object and a new bound method each time."""
+    judge = Scorer()
+    return {"case": {"id": "a", "scorer": lambda answer: answer, "judge": judge}, "m": judge.grade}
+
+
+def test_params_hash_of_a_stored_input_does_not_depend_on_memory_addresses() -> None:
+    first, second = case_with_addresses(), case_with_addresses()
+    assert repr(first) != repr(second)  # every repr names another address
+    assert ids.params_hash(json_value(first)[0]) == ids.params_hash(json_value(second)[0])
+    changed = case_with_addresses()
+    changed["case"]["id"] = "b"
+    assert ids.params_hash(json_value(changed)[0]) != ids.params_hash(json_value(first)[0])
+
+
+def test_params_hash_of_a_stored_input_does_not_depend_on_set_order() -> None:
+    one, other = {1, 9}, {9, 1}
+    assert list(one) != list(other)  # the same set, iterated in another order
+    assert ids.params_hash(json_value({"s": one})[0]) == ids.params_hash(
+        json_value({"s": other})[0]
+    )
 
 
 def test_canonical_json() -> None:
