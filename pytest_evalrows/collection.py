@@ -154,8 +154,24 @@ def warn_changed_params(plans: Sequence[RowPlan], stored: Mapping[str, RowState]
         f"version: {shown}. Their next version will hold a different case; if the dataset "
         "was reordered, key the rows by the case's data"
     )
-    with _warnings_as_usage_errors():
-        warnings.warn(EvalrowsWarning(message), stacklevel=1)
+    _warn_without_stopping(EvalrowsWarning(message))
+
+
+def _warn_without_stopping(warning: EvalrowsWarning) -> None:
+    """Issue ``warning`` under the user's filters, except that it is never raised.
+
+    A changed case is news about the data, not a reason to run no test: raised under
+    ``-W error`` or ``filterwarnings = error`` it would stop the session at collection (a
+    usage error, "no tests ran"), every session, for as long as the rows are stored. Where
+    the filters would raise it, it is shown as pytest shows any warning instead (in the
+    warnings summary); an ``ignore`` filter still silences it.
+    """
+    try:
+        warnings.warn(warning, stacklevel=2)
+    except EvalrowsWarning:
+        with warnings.catch_warnings():  # restores the user's filters on the way out
+            warnings.simplefilter("always", EvalrowsWarning)
+            warnings.warn(warning, stacklevel=2)
 
 
 RESUMED_STATUSES = {
