@@ -95,5 +95,6 @@ class SpanRecord(BaseModel):
     start: float
     end: float
     status: str = "unset"
+    status_description: str | None = None  # why an error span failed
     attributes: dict[str, Any] = Field(default_factory=dict)
     events: list[dict[str, Any]] = Field(default_factory=list)

@@ -7,15 +7,18 @@ Pure: imports no pytest. The recorder makes one ``RowDraft`` per execution of a 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .values import check_score, json_value, repr_text, storable_text
 
 if TYPE_CHECKING:
     from .models import ErrorInfo
+
+
+_T = TypeVar("_T")
 
 
 class _Unset:
@@ -156,11 +159,40 @@ class EvalRow:
         # Text, escaped here already, so that the user's own exporters can encode them too.
         name = storable_text(name) if isinstance(name, str) else repr_text(name)
         type = storable_text(type) if isinstance(type, str) else repr_text(type)
-        with tracer.start_as_current_span(name, attributes={"evalrows.span_type": type}) as otel:
+        # Under the row even in a thread that did not inherit the test's context.
+        with tracer.start_as_current_span(
+            name, context=self.context(), attributes={"evalrows.span_type": type}
+        ) as otel:
             handle = SpanLog(otel)
             if input is not UNSET:
                 handle.log(input=input)
             yield handle
+
+    def context(self) -> Any:
+        """The OpenTelemetry context of this row's trace, for work the test's context did not
+        travel to (a thread it started, a library's callback)::
+
+            token = opentelemetry.context.attach(eval_row.context())
+
+        The current context when that is in the row's trace already, or when not recording.
+        """
+        from opentelemetry import context
+
+        if self._draft is None:
+            return context.get_current()
+        from .tracing import row_context
+
+        return row_context(self._draft)
+
+    def run_in_context(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+        """Call ``fn(*args, **kwargs)`` in this row's trace, wherever it runs: as the target
+        of a thread, ``Thread(target=eval_row.run_in_context, args=(work, case))``, or in a
+        pool, ``executor.submit(eval_row.run_in_context, work, case)``."""
+        if self._draft is None:
+            return fn(*args, **kwargs)
+        from .tracing import run_in_row_context
+
+        return run_in_row_context(self._draft, fn, *args, **kwargs)
 
     def _json(self, name: str, value: Any) -> Any:
         assert self._draft is not None

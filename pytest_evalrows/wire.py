@@ -60,6 +60,7 @@ def span_event(span: SpanDoc) -> dict[str, Any]:
                 "execution": span.get("execution", 1),
                 "span_kind": span.get("kind", "internal"),
                 "status": span.get("status", "unset"),
+                "status_description": span.get("status_description"),
                 "attributes": attributes,
                 "events": span.get("events") or [],
             },
@@ -135,6 +136,7 @@ def event_span(event: dict[str, Any]) -> SpanRecord:
         start=metrics.get("start") or 0.0,
         end=metrics.get("end") or 0.0,
         status=own.get("status") or "unset",
+        status_description=own.get("status_description"),
         attributes=own.get("attributes") or {},
         events=own.get("events") or [],
     )

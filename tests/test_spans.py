@@ -556,3 +556,22 @@ def test_a_failed_or_erroring_rows_root_span_describes_its_exception(
     (passed,) = raw_spans(db, "test_failing.py::test_answer[right]")
     assert (passed["status"], passed["events"]) == ("ok", [])
     assert "status_description" not in passed
+
+
+def test_a_failed_roots_status_description_is_read_back_and_travels_over_http() -> None:
+    from pytest_evalrows import wire
+    from pytest_evalrows.models import SpanRecord
+
+    doc = {
+        "span_id": "1" * 16,
+        "root_span_id": "2" * 32,
+        "row_id": "r",
+        "attempt_id": "a",
+        "name": "llm",
+        "start": 1.0,
+        "end": 2.0,
+        "status": "error",
+        "status_description": "ValueError: bad",
+    }
+    assert SpanRecord.model_validate(doc).status_description == "ValueError: bad"
+    assert wire.event_span(wire.span_event(doc)).status_description == "ValueError: bad"

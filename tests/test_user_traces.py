@@ -19,8 +19,6 @@ import pytest
 from helpers import summary
 from span_helpers import EVALROWS_KEYS, INI, Stored, attempt_of, default_db, header_line, stored
 
-from pytest_evalrows.row import EvalRow
-
 EXPERIMENT = "user-traces"
 
 # What an exporter got, dumped as JSON by every process (xdist workers each have their own).
@@ -418,10 +416,6 @@ def test_without_recording(eval_row):
 """
 
 
-@pytest.mark.skipif(
-    not hasattr(EvalRow, "run_in_context"),
-    reason="EvalRow.context and run_in_context are added to row.py by its owner",
-)
 @pytest.mark.parametrize("provider", ["plugin", "user"])
 def test_eval_row_carries_the_rows_context_into_threads_started_without_it(
     pytester: pytest.Pytester, provider: str
