@@ -390,8 +390,7 @@ class Delivery:
         """Count the rows of this store still in the spool (this process's file and every
         file no live session holds: workers', earlier sessions'); the ids of this
         experiment's rows among them."""
-        own = self.spool.path if self.spool is not None else None
-        pending = pending_in(self.spool_dir, self.store_display, own=own)
+        pending = pending_in(self.spool_dir, self.store_display, own=self.spool)
         self.totals.undelivered_rows = pending.rows
         self.totals.cleanup_pending = pending.cleanups
         self.totals.errors.extend(pending.problems)

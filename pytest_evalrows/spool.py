@@ -222,29 +222,31 @@ class Pending:
     problems: list[str] = field(default_factory=list)
 
 
-def pending_in(directory: Path, store: str, *, own: Path | None = None) -> Pending:
-    """Count what the spool holds for ``store``: in ``own`` (this process's file) and in
-    every file no live session holds."""
+def pending_in(directory: Path, store: str, *, own: Spool | None = None) -> Pending:
+    """Count what the spool holds for ``store``: in ``own`` (this process's file, read only
+    when it holds anything undelivered) and in every file no live session holds."""
     pending = Pending()
     if not directory.is_dir():
         return pending
     for path in sorted(directory.glob("*.jsonl")):
+        if own is not None and path == own.path:
+            if not own.unacked:
+                continue  # everything in it was delivered: no need to read it back
+            entries = own.pending()
+            for entry in entries:
+                _count_pending(pending, entry, store)
+            continue
         file = _open_existing(path)
         if file is None:
             continue
         with file:
-            if path != own and not _lock(file, blocking=False):
+            if not _lock(file, blocking=False):
                 continue  # a live session's file: its own session counts it
             entries, unreadable = read_spool(path)
-        if unreadable and path != own:
+        if unreadable:
             pending.problems.append(_unreadable_note(path, unreadable))
         for entry in entries:
-            if entry.store == store:
-                pending.rows += len(entry.rows)
-                pending.row_ids.update(
-                    (entry.project, entry.experiment, row["row_id"]) for row in entry.rows
-                )
-                pending.cleanups += len(entry.cleanup or ())
+            _count_pending(pending, entry, store)
     return pending
 
 
@@ -262,6 +264,15 @@ class Delivered:
     pending_rows: int = 0  # rows for this store still in the spool after a failed delivery
     cleaned: int = 0  # stale spans removed by spooled clean-ups
     problems: list[str] = field(default_factory=list)  # unreadable lines, said once
+
+
+def _count_pending(pending: Pending, entry: SpooledBatch, store: str) -> None:
+    if entry.store == store:
+        pending.rows += len(entry.rows)
+        pending.row_ids.update(
+            (entry.project, entry.experiment, row["row_id"]) for row in entry.rows
+        )
+        pending.cleanups += len(entry.cleanup or ())
 
 
 def deliver_leftovers(
