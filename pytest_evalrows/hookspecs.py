@@ -34,5 +34,6 @@ def pytest_evalrows_row_fields(item: pytest.Item, fields: dict[str, Any]) -> Non
 def pytest_evalrows_make_store(config: pytest.Config, url: StoreURL) -> Store | None:
     """Return the store to record into, or None to open the one ``url`` names.
 
-    Return a ``pytest_evalrows.MemoryStore`` to keep a test's rows in memory.
+    Return a ``pytest_evalrows.MemoryStore`` to keep a test's rows in memory. A store returned
+    here stays open when the session ends: closing it is its owner's business.
     """
