@@ -12,6 +12,7 @@ from helpers import make_row
 
 from pytest_evalrows import MemoryStore, SQLiteStore, StoreError, UnknownExperimentError
 from pytest_evalrows.models import Attempt, Metrics, RowVersion, SpanRecord, StaleSpan
+from pytest_evalrows.store import sqlite_schema
 from pytest_evalrows.store.base import Store
 from pytest_evalrows.store.sqlite_schema import MIGRATIONS
 
@@ -53,6 +54,51 @@ def test_reopening_keeps_data_and_applies_nothing_twice(tmp_path: Path) -> None:
     try:
         count = connection.execute("SELECT count(*) FROM evalrows_migrations").fetchone()
         assert count == (len(MIGRATIONS),)
+    finally:
+        connection.close()
+
+
+def test_migration_names_and_order_are_those_databases_recorded() -> None:
+    # Existing databases hold these names: renaming or reordering one would apply it twice.
+    assert [name for name, _ in MIGRATIONS] == [
+        "0001_experiments_attempts_rows",
+        "0002_spans",
+        "0003_projects",
+        "0004_xact_ids",
+        "0005_latest_trace",
+        "0006_execution_order",
+    ]
+
+
+def test_a_migration_with_semicolons_in_a_literal_and_a_trigger_applies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "rows.db"
+    with SQLiteStore(path) as store:
+        experiment = store.get_or_create_experiment("p", "e")
+    extra = (
+        "9999_test_semicolons",
+        (
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)",
+            "INSERT INTO notes (text) VALUES ('one; two;')",
+            """
+            CREATE TRIGGER note_on_experiment AFTER INSERT ON experiments
+            BEGIN
+                INSERT INTO notes (text) VALUES ('made ' || new.name || ';');
+                INSERT INTO notes (text) VALUES ('and; again');
+            END
+            """,
+        ),
+    )
+    monkeypatch.setattr(sqlite_schema, "MIGRATIONS", (*MIGRATIONS, extra))
+    with SQLiteStore(path, create=False) as store:
+        assert store.applied_migrations() == sorted([*(name for name, _ in MIGRATIONS), extra[0]])
+        assert store.get_or_create_experiment("p", "e").id == experiment.id
+        store.get_or_create_experiment("p", "f")
+    connection = sqlite3.connect(path)
+    try:
+        notes = [text for (text,) in connection.execute("SELECT text FROM notes ORDER BY id")]
+        assert notes == ["one; two;", "made f;", "and; again"]
     finally:
         connection.close()
 

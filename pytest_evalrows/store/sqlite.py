@@ -112,12 +112,12 @@ class SQLiteStore(Store):
                 "(name TEXT PRIMARY KEY, applied REAL NOT NULL)"
             )
             done = {name for (name,) in db.execute("SELECT name FROM evalrows_migrations")}
-            for name, script in schema.MIGRATIONS:
+            for name, statements in schema.MIGRATIONS:
                 if name in done:
                     continue
-                for statement in script.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                # One statement per execute: each runs whole, whatever `;` its text holds.
+                for statement in statements:
+                    db.execute(statement)
                 db.execute("INSERT INTO evalrows_migrations VALUES (?, ?)", (name, time.time()))
 
     def applied_migrations(self) -> list[str]:

@@ -4,128 +4,159 @@ write (a batch goes in as one JSON array per statement)."""
 from __future__ import annotations
 
 # Named migrations, applied in order and recorded in `evalrows_migrations`. Append only.
-MIGRATIONS: tuple[tuple[str, str], ...] = (
+# Each is a sequence of statements run one by one: a script split on `;` breaks on the first
+# trigger body or string literal that holds one.
+MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "0001_experiments_attempts_rows",
-        """
-        CREATE TABLE experiments (
-            id TEXT PRIMARY KEY,
-            project TEXT NOT NULL,
-            name TEXT NOT NULL,
-            created REAL NOT NULL,
-            git_commit TEXT,
-            git_branch TEXT,
-            UNIQUE (project, name)
-        );
-        CREATE TABLE attempts (
-            experiment_id TEXT NOT NULL REFERENCES experiments (id),
-            id TEXT NOT NULL,
-            started REAL NOT NULL,
-            body TEXT NOT NULL,
-            PRIMARY KEY (experiment_id, id)
-        );
-        CREATE TABLE row_versions (
-            -- rowid kept on purpose: a write tells the versions it inserted by rowid.
-            experiment_id TEXT NOT NULL REFERENCES experiments (id),
-            row_id TEXT NOT NULL,
-            version INTEGER NOT NULL,
-            version_id TEXT NOT NULL UNIQUE,
-            attempt_id TEXT NOT NULL,
-            created REAL NOT NULL,
-            body TEXT NOT NULL,
-            PRIMARY KEY (experiment_id, row_id, version)
-        );
-        -- One line per row pointing at its latest version, kept up to date on write so that
-        -- reading the latest rows is one indexed query however long the history gets.
-        CREATE TABLE latest_rows (
-            experiment_id TEXT NOT NULL,
-            row_id TEXT NOT NULL,
-            version INTEGER NOT NULL,
-            attempt_id TEXT NOT NULL,
-            execution INTEGER NOT NULL,
-            status TEXT NOT NULL,
-            params_hash TEXT,
-            created REAL NOT NULL,
-            PRIMARY KEY (experiment_id, row_id)
-        ) WITHOUT ROWID;
-        """,
+        (
+            """
+            CREATE TABLE experiments (
+                id TEXT PRIMARY KEY,
+                project TEXT NOT NULL,
+                name TEXT NOT NULL,
+                created REAL NOT NULL,
+                git_commit TEXT,
+                git_branch TEXT,
+                UNIQUE (project, name)
+            )
+            """,
+            """
+            CREATE TABLE attempts (
+                experiment_id TEXT NOT NULL REFERENCES experiments (id),
+                id TEXT NOT NULL,
+                started REAL NOT NULL,
+                body TEXT NOT NULL,
+                PRIMARY KEY (experiment_id, id)
+            )
+            """,
+            """
+            CREATE TABLE row_versions (
+                -- rowid kept on purpose: a write tells the versions it inserted by rowid.
+                experiment_id TEXT NOT NULL REFERENCES experiments (id),
+                row_id TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                version_id TEXT NOT NULL UNIQUE,
+                attempt_id TEXT NOT NULL,
+                created REAL NOT NULL,
+                body TEXT NOT NULL,
+                PRIMARY KEY (experiment_id, row_id, version)
+            )
+            """,
+            # One line per row pointing at its latest version, kept up to date on write so that
+            # reading the latest rows is one indexed query however long the history gets.
+            """
+            CREATE TABLE latest_rows (
+                experiment_id TEXT NOT NULL,
+                row_id TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                attempt_id TEXT NOT NULL,
+                execution INTEGER NOT NULL,
+                status TEXT NOT NULL,
+                params_hash TEXT,
+                created REAL NOT NULL,
+                PRIMARY KEY (experiment_id, row_id)
+            ) WITHOUT ROWID
+            """,
+        ),
     ),
     (
         "0002_spans",
-        """
-        CREATE TABLE spans (
-            experiment_id TEXT NOT NULL REFERENCES experiments (id),
-            span_id TEXT NOT NULL,
-            row_id TEXT,
-            attempt_id TEXT NOT NULL,
-            execution INTEGER NOT NULL,
-            start REAL NOT NULL,
-            body TEXT NOT NULL,
-            PRIMARY KEY (experiment_id, span_id)
-        );
-        CREATE INDEX spans_by_row ON spans (experiment_id, row_id);
-        """,
+        (
+            """
+            CREATE TABLE spans (
+                experiment_id TEXT NOT NULL REFERENCES experiments (id),
+                span_id TEXT NOT NULL,
+                row_id TEXT,
+                attempt_id TEXT NOT NULL,
+                execution INTEGER NOT NULL,
+                start REAL NOT NULL,
+                body TEXT NOT NULL,
+                PRIMARY KEY (experiment_id, span_id)
+            )
+            """,
+            "CREATE INDEX spans_by_row ON spans (experiment_id, row_id)",
+        ),
     ),
     (
         "0003_projects",
-        """
-        -- Projects get ids for the HTTP API. Experiments keep their project by name.
-        CREATE TABLE projects (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL UNIQUE,
-            created REAL NOT NULL
-        );
-        -- The projects of experiments written before this migration, with random v4 uuids.
-        INSERT INTO projects (id, name, created)
-        SELECT substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-4' || substr(h, 14, 3) || '-a'
-               || substr(h, 18, 3) || '-' || substr(h, 21, 12), project, created
-        FROM (SELECT lower(hex(randomblob(16))) AS h, project, min(created) AS created
-              FROM experiments GROUP BY project);
-        """,
+        (
+            # Projects get ids for the HTTP API. Experiments keep their project by name.
+            """
+            CREATE TABLE projects (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                created REAL NOT NULL
+            )
+            """,
+            # The projects of experiments written before this migration, with random v4 uuids.
+            """
+            INSERT INTO projects (id, name, created)
+            SELECT substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-4' || substr(h, 14, 3) || '-a'
+                   || substr(h, 18, 3) || '-' || substr(h, 21, 12), project, created
+            FROM (SELECT lower(hex(randomblob(16))) AS h, project, min(created) AS created
+                  FROM experiments GROUP BY project)
+            """,
+        ),
     ),
     (
         "0004_xact_ids",
-        """
-        -- One counter orders every row version and span written (the API's `_xact_id`).
-        ALTER TABLE row_versions ADD COLUMN xact INTEGER;
-        ALTER TABLE spans ADD COLUMN xact INTEGER;
-        ALTER TABLE spans ADD COLUMN created REAL;
-        UPDATE row_versions SET xact = rowid;
-        UPDATE spans SET created = start,
-            xact = rowid + (SELECT coalesce(max(rowid), 0) FROM row_versions);
-        CREATE TABLE xact_counter (id INTEGER PRIMARY KEY CHECK (id = 0), last INTEGER NOT NULL);
-        INSERT INTO xact_counter SELECT 0, max(
-            (SELECT coalesce(max(xact), 0) FROM row_versions),
-            (SELECT coalesce(max(xact), 0) FROM spans));
-        CREATE INDEX row_versions_by_xact ON row_versions (experiment_id, xact);
-        CREATE INDEX spans_by_xact ON spans (experiment_id, xact);
-        """,
+        (
+            # One counter orders every row version and span written (the API's `_xact_id`).
+            "ALTER TABLE row_versions ADD COLUMN xact INTEGER",
+            "ALTER TABLE spans ADD COLUMN xact INTEGER",
+            "ALTER TABLE spans ADD COLUMN created REAL",
+            "UPDATE row_versions SET xact = rowid",
+            """
+            UPDATE spans SET created = start,
+                xact = rowid + (SELECT coalesce(max(rowid), 0) FROM row_versions)
+            """,
+            """
+            CREATE TABLE xact_counter (
+                id INTEGER PRIMARY KEY CHECK (id = 0), last INTEGER NOT NULL
+            )
+            """,
+            """
+            INSERT INTO xact_counter SELECT 0, max(
+                (SELECT coalesce(max(xact), 0) FROM row_versions),
+                (SELECT coalesce(max(xact), 0) FROM spans))
+            """,
+            "CREATE INDEX row_versions_by_xact ON row_versions (experiment_id, xact)",
+            "CREATE INDEX spans_by_xact ON spans (experiment_id, xact)",
+        ),
     ),
     (
         "0005_latest_trace",
-        """
-        -- The latest version's trace: an execution's spans are told from another's by it even
-        -- when an attempt id is reused (a re-run CI job keeping its run id).
-        ALTER TABLE latest_rows ADD COLUMN root_span_id TEXT;
-        UPDATE latest_rows SET root_span_id = (
-            SELECT json_extract(v.body, '$.root_span_id') FROM row_versions v
-            WHERE v.experiment_id = latest_rows.experiment_id
-            AND v.row_id = latest_rows.row_id AND v.version = latest_rows.version);
-        """,
+        (
+            # The latest version's trace: an execution's spans are told from another's by it
+            # even when an attempt id is reused (a re-run CI job keeping its run id).
+            "ALTER TABLE latest_rows ADD COLUMN root_span_id TEXT",
+            """
+            UPDATE latest_rows SET root_span_id = (
+                SELECT json_extract(v.body, '$.root_span_id') FROM row_versions v
+                WHERE v.experiment_id = latest_rows.experiment_id
+                AND v.row_id = latest_rows.row_id AND v.version = latest_rows.version)
+            """,
+        ),
     ),
     (
         "0006_execution_order",
-        """
-        -- Versions are ordered by when their execution started, not by when they arrived: a
-        -- late delivery of an older attempt never becomes the latest version.
-        ALTER TABLE row_versions ADD COLUMN started REAL;
-        UPDATE row_versions SET started = coalesce(json_extract(body, '$.metrics.start'), created);
-        ALTER TABLE latest_rows ADD COLUMN started REAL;
-        UPDATE latest_rows SET started = (
-            SELECT v.started FROM row_versions v
-            WHERE v.experiment_id = latest_rows.experiment_id
-            AND v.row_id = latest_rows.row_id AND v.version = latest_rows.version);
-        """,
+        (
+            # Versions are ordered by when their execution started, not by when they arrived: a
+            # late delivery of an older attempt never becomes the latest version.
+            "ALTER TABLE row_versions ADD COLUMN started REAL",
+            """
+            UPDATE row_versions
+            SET started = coalesce(json_extract(body, '$.metrics.start'), created)
+            """,
+            "ALTER TABLE latest_rows ADD COLUMN started REAL",
+            """
+            UPDATE latest_rows SET started = (
+                SELECT v.started FROM row_versions v
+                WHERE v.experiment_id = latest_rows.experiment_id
+                AND v.row_id = latest_rows.row_id AND v.version = latest_rows.version)
+            """,
+        ),
     ),
 )
 
