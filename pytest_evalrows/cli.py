@@ -10,13 +10,13 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
 from .errors import EvalrowsError
 from .store.urls import DEFAULT_STORE, VALID_FORMS, api_key_from_env, parse_store_url
+from .timestamps import to_iso
 
 Command = Callable[[argparse.Namespace, TextIO], int]
 
@@ -174,7 +174,7 @@ def cmd_experiments(args: argparse.Namespace, out: TextIO) -> int:
             "id": e.id,
             "project": e.project,
             "name": e.name,
-            "created": iso(e.created),
+            "created": to_iso(e.created, "seconds"),
             "git_commit": e.git_commit,
             "git_branch": e.git_branch,
         }
@@ -197,14 +197,16 @@ def cmd_attempts(args: argparse.Namespace, out: TextIO) -> int:
     records = [
         {
             "id": a.id,
-            "started": iso(a.started),
-            "ended": iso(a.ended),
+            "started": to_iso(a.started, "seconds"),
+            "ended": to_iso(a.ended, "seconds"),
             "host": a.host,
             "args": a.args,
             "counts": a.counts,
             "delivered": a.delivered,
             "git_commit": a.git_commit,
             "git_branch": a.git_branch,
+            # What the session's summary said (null for sessions before it was kept).
+            "report": a.report,
         }
         for a in attempts
     ]
@@ -455,7 +457,7 @@ def row_record(row: Any) -> dict[str, Any]:
         "metrics": row.metrics.model_dump(exclude_none=True),
         "root_span_id": row.root_span_id,
         "span_id": row.span_id,
-        "created": iso(row.created),
+        "created": to_iso(row.created, "seconds"),
     }
 
 
@@ -512,13 +514,6 @@ def span_tree(spans: Sequence[Any]) -> str:
         for span in by_row[row_id]:
             walk(span, 1)
     return "".join(line + "\n" for line in lines)
-
-
-def iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections import Counter
 from collections.abc import Generator
 from typing import Any
 
@@ -16,6 +17,7 @@ from .errors import StoreAuthError, StoreError
 from .outcomes import SUBTESTS, is_subtest, row_status, subtest_description
 from .records import Attempt, ErrorInfo, RowDoc, RowState, SpanDoc
 from .redaction import redacted
+from .report import CRASHED, UNREAD, SessionReport
 from .row import RowDraft, RowPlan
 from .settings import Settings
 from .spool import default_spool_dir, session_name
@@ -450,6 +452,8 @@ class Recorder:
                 self.attempt.ended = time.time()
                 self.attempt.counts = dict(self.totals.statuses)
                 self.attempt.delivered = not (self.totals.undelivered_rows or self.totals.lost_rows)
+                # What the summary is about to say, kept with the attempt for readers.
+                self.attempt.report = self.report().to_json()
                 if not self._save_attempt():
                     unsaved = self.attempt
         delivery.close_spool(unsaved)
@@ -594,5 +598,51 @@ class Recorder:
 
     # -- summary -------------------------------------------------------------------------
 
+    def report(self) -> SessionReport:
+        """What this session did, as the summary prints it and the attempt keeps it."""
+        totals = self.totals
+        delivery = self.delivery
+        written = totals.written
+        report = SessionReport(
+            experiment=self.experiment_name,
+            project=self.settings.project,
+            store=delivery.store_display if delivery is not None else self.settings.store.display(),
+            attempt_id=self.attempt_id,
+            rows_written=written.new_rows + written.updated_rows,
+            new_rows=written.new_rows,
+            updated_rows=written.updated_rows,
+            own_leftovers=totals.own_leftovers,
+            crashed_workers=self.crashed_workers,
+            resumed=totals.resumed,
+            resume_mode=self.settings.resume,
+            resume_seconds=self.resume_seconds,
+            leftover_rows=totals.leftover_rows,
+            superseded_rows=written.superseded_rows,
+            stale_spans_removed=self.stale_spans_removed,
+            cleanup_seconds=self.cleanup_seconds,
+            stale_spans_kept=self.settings.keep_stale_spans,
+            cleanup_pending=totals.cleanup_pending,
+            mean_scores={name: total / count for name, (total, count) in totals.scores.items()},
+            statuses=dict(totals.statuses),
+            store_error=delivery.store_error if delivery is not None else None,
+            errors=list(totals.errors),
+            undelivered_rows=totals.undelivered_rows,
+            spool_dir=str(delivery.spool_dir) if delivery is not None else "the spool",
+            lost_rows=list(totals.lost_rows),
+        )
+        if self.rows_written_in_store is not None:
+            report.rows_written = self.rows_written_in_store
+            report.new_rows = report.updated_rows = None
+            report.unknown_why = CRASHED
+        elif not written.certain:
+            report.new_rows = report.updated_rows = None
+            report.unknown_why = UNREAD
+        # This process's requests, and its xdist workers'.
+        requests = Counter(totals.requests)
+        store = delivery.store if delivery is not None else None
+        requests.update(getattr(store, "requests", None) or {})
+        report.requests = dict(requests)
+        return report
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        write_summary(self, terminalreporter)
+        write_summary(self.report(), terminalreporter)

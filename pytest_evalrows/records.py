@@ -50,6 +50,8 @@ class Attempt:
     delivered: bool | None = None
     git_commit: str | None = None
     git_branch: str | None = None
+    # The session's ``SessionReport`` as JSON, saved at its end (absent from older records).
+    report: dict[str, Any] | None = None
 
 
 @dataclass

@@ -1,0 +1,133 @@
+"""What a recording session did, as one value: the terminal summary renders it and the
+attempt record keeps it, so ``evalrows attempts --json`` tells what the summary told.
+
+Pure: imports nothing of the package and no pytest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+# Why new and updated counts are not known for certain.
+CRASHED = "a worker crashed; counted in the store"
+UNREAD = "the store could not be read first"
+
+
+@dataclass
+class SessionReport:
+    """Every number the end of a session prints, each one counted, not guessed."""
+
+    experiment: str
+    project: str
+    store: str  # the store's display form: never a secret
+    attempt_id: str
+    rows_written: int = 0
+    # None when unknown (``unknown_why`` says why): a guess is never saved as a count.
+    new_rows: int | None = 0
+    updated_rows: int | None = 0
+    unknown_why: str | None = None
+    own_leftovers: int = 0  # this attempt's rows delivered from its workers' spool files
+    crashed_workers: int = 0
+    resumed: int = 0
+    resume_mode: str = "off"
+    resume_seconds: float = 0.0
+    leftover_rows: int = 0  # rows of earlier sessions delivered from the spool
+    superseded_rows: int = 0
+    # None when no clean-up ran (kept on request, nothing delivered, or it failed).
+    stale_spans_removed: int | None = None
+    cleanup_seconds: float = 0.0
+    stale_spans_kept: bool = False
+    cleanup_pending: int = 0  # rows whose stale spans are left, their clean-up spooled
+    requests: dict[str, int] = field(default_factory=dict)
+    mean_scores: dict[str, float] = field(default_factory=dict)
+    statuses: dict[str, int] = field(default_factory=dict)
+    store_error: str | None = None
+    errors: list[str] = field(default_factory=list)
+    undelivered_rows: int = 0
+    spool_dir: str = "the spool"
+    lost_rows: list[tuple[str, str]] = field(default_factory=list)  # (row id, why)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict, as saved with the attempt."""
+        data = asdict(self)
+        data["lost_rows"] = [list(lost) for lost in self.lost_rows]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SessionReport:
+        # Keys a newer version added are ignored: an older reader still reads the rest.
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        values["lost_rows"] = [(row_id, why) for row_id, why in data.get("lost_rows", [])]
+        return cls(**values)
+
+    def lines(self) -> list[tuple[str, bool]]:
+        """The summary's lines, each with whether it is a problem (shown red)."""
+        out: list[tuple[str, bool]] = []
+
+        def say(line: str, red: bool = False) -> None:
+            out.append((line, red))
+
+        say(f"experiment {self.experiment!r} (project {self.project!r}) in {self.store}")
+        if self.unknown_why is not None:
+            detail = f"new or updated unknown: {self.unknown_why}"
+        else:
+            detail = f"{self.new_rows} new, {self.updated_rows} updated"
+        say(f"attempt {self.attempt_id}: {self.rows_written} rows written ({detail})")
+        if self.own_leftovers:
+            say(
+                f"of which {self.own_leftovers} rows its workers had not delivered were "
+                "delivered from their spool files"
+            )
+        if self.crashed_workers:
+            say(f"{self.crashed_workers} worker(s) crashed; their rows were recovered")
+        if self.resumed:
+            took = f" (decided in {self.resume_seconds:.2f} s)" if self.resume_seconds else ""
+            say(
+                f"resumed: {self.resumed} cases whose row already {self.resume_mode} "
+                f"were not run again{took}"
+            )
+        if self.leftover_rows:
+            say(f"delivered {self.leftover_rows} rows an earlier session left in the spool")
+        if self.superseded_rows:
+            say(
+                f"{self.superseded_rows} delivered versions were older than the stored latest "
+                "one: kept in history, not the latest"
+            )
+        if self.stale_spans_removed is not None:
+            say(
+                f"stale spans removed: {self.stale_spans_removed} (in {self.cleanup_seconds:.2f} s)"
+            )
+        elif self.stale_spans_kept:
+            say("stale spans kept (--eval-keep-stale-spans)")
+        if self.requests:
+            counts = ", ".join(f"{name} {count}" for name, count in sorted(self.requests.items()))
+            say(f"requests to the store: {counts}")
+        if self.mean_scores:
+            means = ", ".join(
+                f"{name} {mean:.3f}" for name, mean in sorted(self.mean_scores.items())
+            )
+            say(f"mean scores: {means}")
+        if self.store_error:
+            say(f"store unavailable: {self.store_error}", red=True)
+        for error in dict.fromkeys(self.errors):
+            say(f"error: {error}", red=True)
+        if self.undelivered_rows:
+            say(
+                f"{self.undelivered_rows} rows not delivered: kept in {self.spool_dir}; the next "
+                "recording session delivers them, or run `evalrows flush`",
+                red=True,
+            )
+        if self.cleanup_pending:
+            say(
+                f"stale spans left under {self.cleanup_pending} rows: their clean-up is kept in "
+                f"{self.spool_dir}; the next recording session or `evalrows flush` finishes it, "
+                f"or run `evalrows gc {self.experiment}`",
+                red=True,
+            )
+        if self.lost_rows:
+            say(f"{len(self.lost_rows)} rows could be neither stored nor kept in the spool:", True)
+            for row_id, why in self.lost_rows:
+                say(f"  row {row_id!r} {why}", red=True)
+        return out
