@@ -78,7 +78,7 @@ def test_a_migration_with_semicolons_in_a_literal_and_a_trigger_applies(
         experiment = store.get_or_create_experiment("p", "e")
     extra = (
         "9999_test_semicolons",
-        (
+        sqlite_schema.Statements(
             "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)",
             "INSERT INTO notes (text) VALUES ('one; two;')",
             """

@@ -112,11 +112,11 @@ class SQLiteStore(Store):
                 "(name TEXT PRIMARY KEY, applied REAL NOT NULL)"
             )
             done = {name for (name,) in db.execute("SELECT name FROM evalrows_migrations")}
-            for name, statements in schema.MIGRATIONS:
+            for name, migration in schema.MIGRATIONS:
                 if name in done:
                     continue
                 # One statement per execute: each runs whole, whatever `;` its text holds.
-                for statement in statements:
+                for statement in migration.statements:
                     db.execute(statement)
                 db.execute("INSERT INTO evalrows_migrations VALUES (?, ?)", (name, time.time()))
 

@@ -3,13 +3,25 @@ write (a batch goes in as one JSON array per statement)."""
 
 from __future__ import annotations
 
+
+class Statements(str):
+    """A migration's statements, run one by one (``.statements``): a script split on `;` breaks
+    on the first trigger body or string literal that holds one. As text it is the statements
+    joined, which sqlite3's ``executescript`` takes whole (a test builds an old file with it)."""
+
+    statements: tuple[str, ...]
+
+    def __new__(cls, *statements: str) -> Statements:
+        script = super().__new__(cls, "".join(f"{text.rstrip()};\n" for text in statements))
+        script.statements = statements
+        return script
+
+
 # Named migrations, applied in order and recorded in `evalrows_migrations`. Append only.
-# Each is a sequence of statements run one by one: a script split on `;` breaks on the first
-# trigger body or string literal that holds one.
-MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+MIGRATIONS: tuple[tuple[str, Statements], ...] = (
     (
         "0001_experiments_attempts_rows",
-        (
+        Statements(
             """
             CREATE TABLE experiments (
                 id TEXT PRIMARY KEY,
@@ -62,7 +74,7 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "0002_spans",
-        (
+        Statements(
             """
             CREATE TABLE spans (
                 experiment_id TEXT NOT NULL REFERENCES experiments (id),
@@ -80,7 +92,7 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "0003_projects",
-        (
+        Statements(
             # Projects get ids for the HTTP API. Experiments keep their project by name.
             """
             CREATE TABLE projects (
@@ -101,7 +113,7 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "0004_xact_ids",
-        (
+        Statements(
             # One counter orders every row version and span written (the API's `_xact_id`).
             "ALTER TABLE row_versions ADD COLUMN xact INTEGER",
             "ALTER TABLE spans ADD COLUMN xact INTEGER",
@@ -127,7 +139,7 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "0005_latest_trace",
-        (
+        Statements(
             # The latest version's trace: an execution's spans are told from another's by it
             # even when an attempt id is reused (a re-run CI job keeping its run id).
             "ALTER TABLE latest_rows ADD COLUMN root_span_id TEXT",
@@ -141,7 +153,7 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "0006_execution_order",
-        (
+        Statements(
             # Versions are ordered by when their execution started, not by when they arrived: a
             # late delivery of an older attempt never becomes the latest version.
             "ALTER TABLE row_versions ADD COLUMN started REAL",
