@@ -8,7 +8,6 @@ import binascii
 import math
 import re
 import uuid
-from datetime import datetime, timezone
 from typing import Annotated, Any, TypeVar
 
 import pydantic_core
@@ -18,6 +17,7 @@ from . import wire
 from .errors import EvalrowsError
 from .models import Experiment, RowDoc, SpanDoc, as_doc
 from .store.sqlite import Project, StoredEvent
+from .timestamps import to_iso
 
 #: Every project belongs to one local organisation.
 ORG_ID = "00000000-0000-4000-8000-000000000000"
@@ -264,7 +264,7 @@ def project(project: Project) -> dict[str, Any]:
         "id": project.id,
         "org_id": ORG_ID,
         "name": project.name,
-        "created": iso(project.created),
+        "created": to_iso(project.created, "milliseconds"),
     }
 
 
@@ -274,7 +274,7 @@ def experiment(experiment: Experiment, project_id: str) -> dict[str, Any]:
         "project_id": project_id,
         "name": experiment.name,
         "public": False,
-        "created": iso(experiment.created),
+        "created": to_iso(experiment.created, "milliseconds"),
     }
     repo = {"commit": experiment.git_commit, "branch": experiment.git_branch}
     repo = {key: value for key, value in repo.items() if value is not None}
@@ -292,15 +292,10 @@ def event(stored: StoredEvent, experiment_id: str, project_id: str) -> dict[str,
         assert stored.span is not None
         event = wire.span_event(as_doc(stored.span))
     event["_xact_id"] = str(_XACT_BASE + stored.xact)
-    event["created"] = iso(stored.created)
+    event["created"] = to_iso(stored.created, "milliseconds")
     event["experiment_id"] = experiment_id
     event["project_id"] = project_id
     return event
-
-
-def iso(timestamp: float) -> str:
-    moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def encode_cursor(xact: int) -> str:

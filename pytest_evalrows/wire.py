@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .models import ErrorInfo, Metrics, RowDoc, RowVersion, SpanDoc, SpanRecord
+from .timestamps import to_epoch
 
 ROW_KIND = "row"
 SPAN_KIND = "span"
@@ -115,7 +116,7 @@ def event_row(event: dict[str, Any], version: int | None = None) -> RowVersion:
         root_span_id=event.get("root_span_id") or "",
         span_id=event.get("span_id") or "",
         version=version,
-        created=_epoch(event.get("created")),
+        created=to_epoch(event.get("created")),
     )
 
 
@@ -181,16 +182,3 @@ def _span_type(attributes: dict[str, Any]) -> str:
     if any(key.startswith("gen_ai.") for key in attributes):
         return "llm"
     return "function"
-
-
-def _epoch(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None

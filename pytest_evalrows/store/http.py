@@ -14,7 +14,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -35,6 +34,7 @@ from ..models import (
     WriteResult,
     as_doc,
 )
+from ..timestamps import to_epoch
 from .base import Store
 
 MAX_EVENTS = 100  # per insert request, as Braintrust's SDK sends
@@ -451,12 +451,9 @@ def _experiment(answer: dict[str, Any], project: str) -> Experiment:
 
 
 def _timestamp(value: Any) -> float:
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            pass
-    return datetime.now(timezone.utc).timestamp()
+    # An experiment whose creation time is missing or unreadable was, for us, created now.
+    epoch = to_epoch(value)
+    return time.time() if epoch is None else epoch
 
 
 @dataclass
