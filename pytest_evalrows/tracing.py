@@ -37,7 +37,6 @@ _STATUS_CODES = {"ok": StatusCode.OK, "error": StatusCode.ERROR}
 
 _INPUT_TOKENS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
 _OUTPUT_TOKENS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
-_TOKEN_TOTALS = ((_INPUT_TOKENS, "prompt_tokens"), (_OUTPUT_TOKENS, "completion_tokens"))
 
 
 class ActiveRow:
@@ -221,7 +220,6 @@ class Tracing:
         self.processor = processor
         self.mode = mode
         self.provider: TracerProvider | None = None
-        self.own_provider = False
         # Set when the spans go to a provider the user configured: each execution is then a
         # recorded span of theirs, the root its children point to.
         self.root_tracer: trace.Tracer | None = None
@@ -250,7 +248,7 @@ class Tracing:
         trace.set_tracer_provider(provider)
         if trace.get_tracer_provider() is not provider:  # someone was faster
             return "spans not captured: another tracer provider was set"
-        self.provider, self.own_provider = provider, True
+        self.provider = provider
         # A provider the user sets from now on is refused: never in silence.
         self._watch = _RefusalWatch()
         logging.getLogger(_API_LOGGER).addHandler(self._watch)
