@@ -14,6 +14,7 @@ from helpers import evalrows_cli, make_row
 
 from pytest_evalrows.cli import build_parser, main
 from pytest_evalrows.models import ErrorInfo
+from pytest_evalrows.records import Attempt
 from pytest_evalrows.store.sqlite import SQLiteStore
 from pytest_evalrows.store.urls import VALID_FORMS
 
@@ -346,6 +347,34 @@ def test_attempts_lists_each_session_with_its_counts(pytester: pytest.Pytester) 
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["ATTEMPT", "STARTED", "ENDED", "HOST", "ROWS", "DELIVERED"]
     assert lines[1].split()[0] == "first" and "failed=1 passed=2" in lines[1]
+    # Each session's report rides along in --json: its counts, not the summary's prose.
+    reports = [r["report"] for r in records]
+    assert [(r["rows_written"], r["new_rows"], r["updated_rows"]) for r in reports] == [
+        (3, 3, 0),
+        (1, 0, 1),
+    ]
+    assert [r["statuses"] for r in reports] == [r["counts"] for r in records]
+    assert reports[1]["stale_spans_removed"] >= 1  # the failed row's earlier root span at least
+    assert "report" not in table.stdout.lower()
+
+
+def test_attempts_of_sessions_before_reports_were_kept_say_null(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    db = tmp_path / "rows.db"
+    with SQLiteStore(db) as store:
+        experiment = store.get_or_create_experiment("p", "nightly")
+        store.save_attempt(Attempt(id="old", experiment_id=experiment.id, started=1.0))
+    # An attempt body as an older version of the plugin saved it: no "report" key.
+    with sqlite3.connect(db) as raw:
+        raw.execute("UPDATE attempts SET body = json_remove(body, '$.report')")
+    raw.close()
+
+    code, out, err = run(capsys, "attempts", "nightly", "--store", db, "--json")
+
+    assert code == 0, err
+    [record] = json_lines(out)
+    assert (record["id"], record["report"]) == ("old", None)
 
 
 def test_a_damaged_row_body_is_named_in_one_line_and_the_other_rows_still_shown(

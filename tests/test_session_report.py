@@ -1,0 +1,214 @@
+"""The session's report: what the summary prints is saved with the attempt, and every count
+in it agrees with the rows in the store."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import evalrows_cli, history, rows
+
+from pytest_evalrows.report import SessionReport
+from pytest_evalrows.store.sqlite import SQLiteStore
+from pytest_evalrows.summary import write_summary
+
+EXPERIMENT = "nightly"
+SUITE = """
+import pytest
+
+@pytest.mark.eval
+@pytest.mark.parametrize("n", [1, 2, 3, 4], ids=["a", "b", "c", "d"])
+def test_n(n, eval_row):
+    eval_row.score("even", float(n % 2 == 0))
+    assert n % 2
+"""
+FAILED = {"test_suite.py::test_n[b]", "test_suite.py::test_n[d]"}
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> Path:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_suite=SUITE)
+    return pytester.path
+
+
+def attempt_records(suite: Path, store: Path) -> list[dict[str, Any]]:
+    done = evalrows_cli("attempts", EXPERIMENT, "--store", store, "--json", cwd=suite)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def span_count(db: Path, row_ids: set[str]) -> int:
+    with SQLiteStore(db, create=False) as store:
+        experiment = store.get_experiment(EXPERIMENT)
+        return sum(len(store.list_spans(experiment.id, row_id)) for row_id in row_ids)
+
+
+def test_a_plain_session_saves_the_counts_of_the_rows_it_stored(
+    pytester: pytest.Pytester, suite: Path, db: Path
+) -> None:
+    result = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}")
+    result.assert_outcomes(passed=2, failed=2)
+
+    [record] = attempt_records(suite, db)
+    report = record["report"]
+    stored = rows(db, EXPERIMENT)
+    assert report["attempt_id"] == record["id"]
+    assert (report["experiment"], report["project"]) == (EXPERIMENT, suite.name)
+    assert report["rows_written"] == len(stored) == 4
+    assert (report["new_rows"], report["updated_rows"], report["unknown_why"]) == (4, 0, None)
+    assert {row.attempt_id for row in stored.values()} == {record["id"]}
+    assert report["statuses"] == Counter(row.status for row in stored.values())
+    assert report["statuses"] == record["counts"] == {"passed": 2, "failed": 2}
+    names = {name for row in stored.values() for name in row.scores}
+    assert report["mean_scores"] == {
+        name: sum(row.scores[name] for row in stored.values()) / len(stored) for name in names
+    }
+    assert report["mean_scores"]["even"] == 0.5
+    assert report["stale_spans_removed"] == 0  # only new rows: nothing could be stale
+    assert (report["undelivered_rows"], report["lost_rows"], report["errors"]) == (0, [], [])
+    assert report["store_error"] is None
+    # The saved report is the one the summary rendered.
+    assert f"attempt {record['id']}: 4 rows written (4 new, 0 updated)" in result.stdout.lines
+
+
+def test_a_last_failed_rerun_saves_the_stale_spans_it_removed(
+    pytester: pytest.Pytester, suite: Path, db: Path
+) -> None:
+    pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}").assert_outcomes(
+        passed=2, failed=2
+    )
+    stale = span_count(db, FAILED)
+    assert stale >= len(FAILED)  # at least each row's root span
+
+    rerun = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}", "--lf")
+    rerun.assert_outcomes(failed=2)
+
+    first, second = attempt_records(suite, db)
+    report = second["report"]
+    stored = rows(db, EXPERIMENT)
+    mine = {row_id for row_id, row in stored.items() if row.attempt_id == second["id"]}
+    assert mine == FAILED
+    assert report["rows_written"] == len(mine)
+    assert (report["new_rows"], report["updated_rows"]) == (0, len(mine))
+    assert report["statuses"] == {"failed": 2}
+    assert report["stale_spans_removed"] == stale
+    # What is left under the rerun rows is this attempt's own spans only.
+    with SQLiteStore(db, create=False) as store:
+        experiment = store.get_experiment(EXPERIMENT)
+        left = [span for row_id in FAILED for span in store.list_spans(experiment.id, row_id)]
+    assert left and {span.attempt_id for span in left} == {second["id"]}
+    assert first["report"]["rows_written"] == 4  # the earlier attempt's report is untouched
+
+
+def test_an_unwritable_store_then_a_delivering_session_each_save_true_counts(
+    pytester: pytest.Pytester, suite: Path
+) -> None:
+    (suite / "blocker").write_text("a file where the store's directory should be")
+    store = "--eval-store=blocker/rows.db"
+    blocked = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}", store)
+    blocked.assert_outcomes(passed=2, failed=2)
+    (suite / "blocker").unlink()
+    (suite / "blocker").mkdir()
+    db = suite / "blocker" / "rows.db"
+
+    delivering = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}", store)
+    delivering.assert_outcomes(passed=2, failed=2)
+
+    # The blocked session's attempt waited in the spool with its rows and arrived with them.
+    first, second = attempt_records(suite, db)
+    stored = rows(db, EXPERIMENT)
+    assert first["delivered"] is False
+    blocked_report = first["report"]
+    assert blocked_report["rows_written"] == 0
+    assert blocked_report["undelivered_rows"] == len(stored) == 4
+    assert blocked_report["store_error"]
+    assert blocked_report["statuses"] == {"passed": 2, "failed": 2}
+
+    assert second["delivered"] is True
+    report = second["report"]
+    assert report["leftover_rows"] == 4
+    assert {row.attempt_id for row in stored.values()} == {second["id"]}
+    assert report["rows_written"] == 4
+    assert (report["new_rows"], report["updated_rows"]) == (0, 4)
+    assert (report["undelivered_rows"], report["lost_rows"], report["store_error"]) == (0, [], None)
+    for row_id in stored:
+        versions = history(db, EXPERIMENT, row_id)
+        assert [v.attempt_id for v in versions] == [first["id"], second["id"]]
+
+
+class FakeReporter:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, bool]] = []
+
+    def write_sep(self, sep: str, title: str) -> None:
+        self.lines.append((f"{sep * 3} {title} {sep * 3}", False))
+
+    def write_line(self, line: str, **markup: bool) -> None:
+        self.lines.append((line, markup.get("red", False)))
+
+
+def test_a_report_renders_the_summary_lines() -> None:
+    report = SessionReport(
+        experiment="nightly",
+        project="demo",
+        store="sqlite:///tmp/rows.db",
+        attempt_id="a1",
+        rows_written=5,
+        new_rows=3,
+        updated_rows=2,
+        resumed=4,
+        resume_mode="passed",
+        leftover_rows=1,
+        stale_spans_removed=7,
+        cleanup_seconds=0.25,
+        requests={"insert": 2, "fetch": 1},
+        mean_scores={"exact": 2 / 3},
+        statuses={"passed": 5},
+        errors=["boom", "boom"],
+        undelivered_rows=2,
+        spool_dir="/tmp/spool",
+        lost_rows=[("r1", "is too big")],
+    )
+    reporter = FakeReporter()
+
+    write_summary(report, reporter)
+
+    assert reporter.lines == [
+        ("--- evalrows ---", False),
+        ("experiment 'nightly' (project 'demo') in sqlite:///tmp/rows.db", False),
+        ("attempt a1: 5 rows written (3 new, 2 updated)", False),
+        ("resumed: 4 cases whose row already passed were not run again", False),
+        ("delivered 1 rows an earlier session left in the spool", False),
+        ("stale spans removed: 7 (in 0.25 s)", False),
+        ("requests to the store: fetch 1, insert 2", False),
+        ("mean scores: exact 0.667", False),
+        ("error: boom", True),
+        (
+            "2 rows not delivered: kept in /tmp/spool; the next recording session delivers "
+            "them, or run `evalrows flush`",
+            True,
+        ),
+        ("1 rows could be neither stored nor kept in the spool:", True),
+        ("  row 'r1' is too big", True),
+    ]
+    # Saved as JSON and read back, it is the same report.
+    assert SessionReport.from_json(json.loads(json.dumps(report.to_json()))) == report
+
+
+def test_unknown_new_and_updated_counts_are_said_and_saved_as_unknown() -> None:
+    from pytest_evalrows.report import CRASHED
+
+    report = SessionReport(
+        "e", "p", "s", "a1", rows_written=3, new_rows=None, updated_rows=None, unknown_why=CRASHED
+    )
+    [_, written] = report.lines()[:2]
+    assert written == (
+        "attempt a1: 3 rows written (new or updated unknown: a worker crashed; counted in the "
+        "store)",
+        False,
+    )
+    assert report.to_json()["new_rows"] is None
