@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,7 +95,7 @@ class Totals:
         """Add a worker's totals. Statuses and scores are not merged: the controller counts
         them from the reports it sees, which include the rows of a worker that crashed.
         Undelivered rows neither: the controller counts what is left in the spool at the end."""
-        self.written.add(WriteResult(**data["written"]))
+        self.written += WriteResult(**data["written"])
         self.delivered_rows.update(data["delivered_rows"])
         self.lost_rows.extend((row_id, why) for row_id, why in data["lost_rows"])
         self.leftover_rows += data["leftover_rows"]
@@ -211,7 +211,7 @@ class Delivery:
             self._mark_down()
         # This attempt's rows count as written by it; earlier sessions' rows do not, but a
         # late version that did not become the latest is said.
-        self.totals.written.add(done.own_written)
+        self.totals.written += done.own_written
         self.totals.written.superseded_rows += done.written.superseded_rows
         self.totals.delivered_rows.update(
             row_id
@@ -271,9 +271,10 @@ class Delivery:
     def _deliver(self, batch: list[tuple[int | None, Unit]]) -> None:
         """Write a batch to the store (runs on the writer thread). Never raises."""
         if self.store_down:
-            self._unspooled.extend(unit for seq, unit in batch if seq is None)
             if self._clock() - self._last_probe >= PROBE_SECONDS:
-                self._probe()
+                self._probe(batch)
+            else:
+                self._unspooled.extend(unit for seq, unit in batch if seq is None)
             return
         if self.store is None or self.experiment is None:
             self._unspooled.extend(unit for seq, unit in batch if seq is None)
@@ -307,7 +308,7 @@ class Delivery:
                 return False
             return self._write(seqs[half:], units[half:])
         self.ack([seq for seq in seqs if seq is not None])
-        self.totals.written.add(result)
+        self.totals.written += result
         self.totals.delivered_rows.update(row["row_id"] for row in rows)
         return True
 
@@ -330,10 +331,15 @@ class Delivery:
         assert self.store is not None
         self.store.retrying = True
 
-    def _probe(self) -> bool:
-        """Try the store again with everything this process has not delivered yet."""
+    def _probe(self, batch: Sequence[tuple[int | None, Unit]] = ()) -> bool:
+        """Try the store again: with ``batch`` first (one small write, while the store is down
+        a single request), then, once it is back, with everything this process has not
+        delivered yet (read back from the spool only then)."""
         self._last_probe = self._clock()
         if not self._reconnect():
+            self._unspooled.extend(unit for seq, unit in batch if seq is None)
+            return False
+        if batch and not self._write([seq for seq, _ in batch], [unit for _, unit in batch]):
             return False
         self._mark_up()
         pending = self.spool.pending() if self.spool is not None else []

@@ -382,6 +382,40 @@ def test_a_store_known_down_is_not_retried_for_every_batch(
     assert len([e for e in spooled_entries(tmp_path / "spool") if e["rows"]]) == 30
 
 
+def test_a_store_known_down_is_probed_now_and_then_with_one_request_and_catches_up(
+    tmp_path: Path, server: EvalrowsServer
+) -> None:
+    now = [0.0]
+    with FaultProxy(server.url) as proxy:
+        proxy.set_rules([Rule(unavailable())])
+        store = HTTPStore(proxy.url, api_key=server.token, retries=5, sleep=lambda _: None)
+        delivery = delivery_into(store, tmp_path / "spool", clock=lambda: now[0])
+        delivery.start(git_commit=None, git_branch=None)
+        assert delivery.writer is not None
+        delivery.writer.close()  # deliver on this thread: every try is seen at once
+        first_contact = len(proxy.seen)
+
+        delivery.send(Unit(row_doc("r0"), []))  # no probe is due yet
+        assert len(proxy.seen) == first_contact
+        for number in range(1, 4):
+            now[0] += 2.5
+            delivery.send(Unit(row_doc(f"r{number}"), []))
+            assert len(proxy.seen) == first_contact + number  # one request a probe
+        proxy.set_rules([])  # the store is back
+        now[0] += 2.5
+        delivery.send(Unit(row_doc("r4"), []))
+        delivery.finish()
+        delivery.close_spool()
+        delivery.close()
+
+    assert delivery.totals.delivered_rows == {f"r{number}" for number in range(5)}
+    assert spool_files(tmp_path / "spool") == []
+    server.stop()
+    with SQLiteStore(server.db, create=False) as served:
+        experiment = served.get_experiment("e")
+        assert len(served.latest_rows(experiment.id)) == 5
+
+
 def delivery_into(store: Store, spool: Path, **options: Any) -> Delivery:
     """The delivery of a process recording attempt "a" of experiment "e" into ``store``."""
     return Delivery(
