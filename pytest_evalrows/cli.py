@@ -344,7 +344,7 @@ def cmd_flush(args: argparse.Namespace, out: TextIO) -> int:
     for (project, name), row_ids in sorted(experiments.items()):
         out.write(f"delivered {len(row_ids)} rows to experiment {name!r} (project {project!r})\n")
     written = done.written
-    written.add(done.own_written)
+    written += done.own_written
     superseded = (
         f", {written.superseded_rows} older than the stored latest version (kept in history)"
         if written.superseded_rows

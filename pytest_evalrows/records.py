@@ -95,11 +95,12 @@ class WriteResult:
     # the experiment yet can only guess, and a guess must not let clean-up be skipped.
     certain: bool = True
 
-    def add(self, other: WriteResult) -> None:
-        """Add what another batch did."""
+    def __iadd__(self, other: WriteResult) -> WriteResult:
+        """Add what another batch did: every tally is summed this one way."""
         self.certain = self.certain and other.certain
         self.new_rows += other.new_rows
         self.updated_rows += other.updated_rows
         self.duplicate_rows += other.duplicate_rows
         self.superseded_rows += other.superseded_rows
         self.spans += other.spans
+        return self

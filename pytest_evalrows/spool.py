@@ -327,7 +327,10 @@ def deliver_leftovers(
                     spans = [span for entry in chunk for span in entry.spans]
                     late = any(row.get("attempt_id") != current_attempt for row in rows)
                     result = store.write(experiment, rows, spans, late=late)
-                    (done.written if late else done.own_written).add(result)
+                    if late:
+                        done.written += result
+                    else:
+                        done.own_written += result
                     for entry in chunk:
                         if entry.attempt is not None:
                             record = {**entry.attempt, "experiment_id": experiment}
