@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from . import ids
+from . import ids, rows
 from .records import ErrorInfo, RowDoc, SpanDoc, Status
 from .row import UNSET, RowDraft, RowPlan
 from .values import storable_text
@@ -90,42 +90,21 @@ def row_version(
 def root_span(
     draft: RowDraft, *, status: str, end: float, attempt_id: str, experiment: str
 ) -> SpanDoc:
-    """The execution's own span: the root its children hang under. A row that did not pass
-    has status error, described by its error, which is also the span's ``exception`` event
-    (named as OpenTelemetry's semantic conventions name it)."""
-    row_id = draft.plan.row_id
+    """The execution's own span, as ``rows.root_span`` derives it from the draft's fields."""
     item = draft.item
-    ok = status in ("passed", "xfailed", "skipped")
-    span: SpanDoc = {
-        "span_id": ids.span_id_hex(draft.span_id),
-        "root_span_id": ids.trace_id_hex(draft.trace_id),
-        "span_parents": [],
-        "row_id": row_id,
-        "attempt_id": attempt_id,
-        "execution": draft.execution,
-        "name": item.name if item is not None else row_id,
-        "kind": "internal",
-        "start": draft.start,
-        "end": end,
-        "status": "ok" if ok else "error",
-        "attributes": {
-            "evalrows.attempt_id": attempt_id,
-            "evalrows.row_id": row_id,
-            "evalrows.experiment": experiment,
-            "evalrows.execution": draft.execution,
-            "evalrows.status": status,
-        },
-        "events": [],
-    }
-    error = draft.error
-    if not ok:
-        span["status_description"] = f"{error.type}: {error.message}" if error else status
-    if not ok and error is not None:
-        attributes = {"exception.type": error.type, "exception.message": error.message}
-        if error.traceback:
-            attributes["exception.stacktrace"] = error.traceback
-        span["events"] = [{"name": "exception", "timestamp": end, "attributes": attributes}]
-    return span
+    return rows.root_span(
+        row_id=draft.plan.row_id,
+        trace_hex=ids.trace_id_hex(draft.trace_id),
+        span_hex=ids.span_id_hex(draft.span_id),
+        attempt_id=attempt_id,
+        execution=draft.execution,
+        name=item.name if item is not None else draft.plan.row_id,
+        start=draft.start,
+        end=end,
+        status=status,
+        error=draft.error,
+        experiment=experiment,
+    )
 
 
 def in_flight(draft: RowDraft) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import rows
 from .models import ErrorInfo, Metrics, RowDoc, RowVersion, SpanDoc, SpanRecord
 from .timestamps import to_epoch
 
@@ -143,25 +144,23 @@ def event_span(event: dict[str, Any]) -> SpanRecord:
     )
 
 
-def row_root_span(row: RowVersion) -> SpanRecord:
-    """The root span a row's event stands for, as the embedded store keeps it."""
+def row_root_span(row: RowVersion, experiment: str | None = None) -> SpanRecord:
+    """The root span a row's event stands for, as the embedded store keeps it. The event
+    does not carry the experiment's name: a caller that knows it passes it."""
     return SpanRecord(
-        span_id=row.span_id,
-        root_span_id=row.root_span_id,
-        span_parents=[],
-        row_id=row.row_id,
-        attempt_id=row.attempt_id,
-        execution=row.execution,
-        name=row.nodeid.rpartition("::")[2] or row.row_id,
-        start=row.metrics.start,
-        end=row.metrics.end,
-        status="ok" if row.status in ("passed", "xfailed", "skipped") else "error",
-        attributes={
-            "evalrows.attempt_id": row.attempt_id,
-            "evalrows.row_id": row.row_id,
-            "evalrows.execution": row.execution,
-            "evalrows.status": row.status,
-        },
+        **rows.root_span(
+            row_id=row.row_id,
+            trace_hex=row.root_span_id,
+            span_hex=row.span_id,
+            attempt_id=row.attempt_id,
+            execution=row.execution,
+            name=row.nodeid.rpartition("::")[2] or row.row_id,
+            start=row.metrics.start,
+            end=row.metrics.end,
+            status=row.status,
+            error=row.error,
+            experiment=experiment,
+        )
     )
 
 
