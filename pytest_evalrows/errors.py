@@ -11,10 +11,6 @@ class InvalidScoreError(EvalrowsError, ValueError):
     """A score that is not a finite number in [0, 1], or has no usable name."""
 
 
-class RowIdCollisionError(EvalrowsError):
-    """Two collected items map to one row id."""
-
-
 class StoreError(EvalrowsError):
     """A store could not be opened, read or written."""
 

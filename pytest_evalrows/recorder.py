@@ -98,7 +98,11 @@ class Recorder:
         if self.settings.tracing != "off" and distributing:
             self.tracing_note = "spans captured by each xdist worker"
         elif self.settings.tracing != "off":
-            processor = RowSpanProcessor(self.attempt_id, self._unowned_span, self._late_span)
+            # A span that ends after its row was finished (a thread outliving the test)
+            # goes as one of no row.
+            processor = RowSpanProcessor(
+                self.attempt_id, self._unowned_span, lambda row, record: self._unowned_span(record)
+            )
             self.tracing = Tracing(processor, self.settings.tracing)
             self.tracing_note = self.tracing.connect()
         url = self.settings.store
@@ -399,10 +403,6 @@ class Recorder:
         return root
 
     def _unowned_span(self, record: SpanDoc) -> None:
-        self._send(Unit(None, [record]))
-
-    def _late_span(self, row: ActiveRow, record: SpanDoc) -> None:
-        """A span that ended after its row was finished (a thread outliving the test)."""
         self._send(Unit(None, [record]))
 
     def _send(self, unit: Unit) -> None:

@@ -261,7 +261,6 @@ class Delivered:
     files: int = 0
     errors: list[str] = field(default_factory=list)
     other_stores: set[str] = field(default_factory=set)  # entries left for other stores
-    pending_rows: int = 0  # rows for this store still in the spool after a failed delivery
     cleaned: int = 0  # stale spans removed by spooled clean-ups
     problems: list[str] = field(default_factory=list)  # unreadable lines, said once
 
@@ -348,7 +347,6 @@ def deliver_leftovers(
                         _ack(file, [entry], acked)
             except StoreError as exc:
                 done.errors.append(str(exc))
-                done.pending_rows += sum(len(e.rows) for e in mine if e.seq not in acked)
                 return done
             done.files += 1
             # An unreadable line is said once (in ``problems``) and goes with its file.

@@ -269,12 +269,26 @@ def test_flush_flushes_but_never_shuts_down_the_provider() -> None:
         provider.shutdown()
 
 
-def test_tracing_off_connects_to_nothing() -> None:
-    tracing = Tracing(RowSpanProcessor(ATTEMPT, lambda r: None, lambda a, r: None), "off")
-    before = trace.get_tracer_provider()
-    assert tracing.connect() == "span capture off"
-    assert tracing.provider is None
-    assert trace.get_tracer_provider() is before
+def test_tracing_off_builds_no_tracing(pytester: pytest.Pytester) -> None:
+    # With tracing off the recorder makes no Tracing at all, so nothing can connect.
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(
+        test_off="""
+        import pytest
+        from opentelemetry import trace
+        from pytest_evalrows.plugin import recorder_key
+
+        @pytest.mark.eval
+        @pytest.mark.parametrize("n", [1])
+        def test_off(n, request):
+            assert request.config.stash[recorder_key].tracing is None
+            assert type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider"
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:xdist", "--eval-experiment=off", "--eval-tracing=off"
+    )
+    result.assert_outcomes(passed=1)
 
 
 # -- a provider the user configured: each row is a recorded root there ---------------------
