@@ -192,6 +192,8 @@ def cmd_experiments(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_attempts(args: argparse.Namespace, out: TextIO) -> int:
     with _open(args) as store:
+        if not store.attempts:
+            raise EvalrowsError(f"{store.display_url} keeps no attempts")
         experiment = store.get_experiment(args.experiment, args.project)
         attempts = store.list_attempts(experiment.id)
     records = [

@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from . import server_bodies as bodies
 from .errors import EvalrowsError, StoreError, UnknownExperimentError
 from .models import Experiment
-from .store.sqlite import SQLiteStore
+from .store.base import ServerBackend
 
 DEFAULT_LIMIT = 1000
 # The HTTP store sends at most 100 events and about 6 MB (counted in characters) a request:
@@ -53,7 +53,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 def create_app(
-    store: SQLiteStore,
+    store: ServerBackend,
     *,
     token: str | None = None,
     allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
@@ -87,7 +87,7 @@ def create_app(
 
 
 class _Api:
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: ServerBackend) -> None:
         self.store = store
         # One insert at a time is parsed and written: each holds a few times its body in
         # memory, and the store takes one write at a time anyway. Others wait with their bytes.
@@ -167,11 +167,7 @@ class _Api:
             rows, spans, deletes = bodies.convert(body, raw["events"])
             self.store.get_experiment_by_id(experiment_id)
             try:
-                # A row's root is its row event here: the roots of the versions it replaces
-                # are history, not spans to clean up later.
-                self.store.write(
-                    experiment_id, rows, spans, delete_span_ids=deletes, replace_roots=True
-                )
+                self.store.insert_events(experiment_id, rows, spans, delete_span_ids=deletes)
             except StoreError as exc:
                 # Checked events make JSON SQLite reads; should one slip through, it is still
                 # the request's fault: a 503 would have clients send it again forever.
@@ -401,7 +397,7 @@ class _Stopped(Exception):
 
 
 def serve(
-    store: SQLiteStore,
+    store: ServerBackend,
     *,
     host: str,
     port: int,

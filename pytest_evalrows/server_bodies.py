@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, Valida
 from . import wire
 from .errors import EvalrowsError
 from .models import Experiment, RowDoc, SpanDoc, as_doc
-from .store.sqlite import Project, StoredEvent
+from .store.base import Project, StoredEvent
 from .timestamps import to_iso
 
 #: Every project belongs to one local organisation.

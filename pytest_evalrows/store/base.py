@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol
 
+from ..errors import StoreError
 from ..records import Attempt, Experiment, RowDoc, RowState, SpanDoc, StaleSpan, WriteResult
 
 if TYPE_CHECKING:
     from ..models import RowVersion, SpanRecord
+
+
+class UnsupportedError(StoreError):
+    """A store was asked for something it declares it cannot do (see ``Store``'s
+    capabilities)."""
 
 
 class Store(abc.ABC):
@@ -19,7 +25,19 @@ class Store(abc.ABC):
     Row versions are append-only: writing a row id again adds version n + 1, and readers see
     the latest. Writing the same ``version_id`` twice is a no-op, so a batch can be delivered
     again after a failure without duplicating anything.
+
+    Optional capabilities are declared, not discovered: a caller checks the flag (and tells
+    the user) instead of calling a method that would do nothing. ``request_counts`` is the
+    one optional reading every store answers (empty when it makes no requests).
     """
+
+    #: Keeps attempt records: ``save_attempt`` stores them and ``list_attempts`` reads them
+    #: back. Without it ``save_attempt`` does nothing and ``list_attempts`` raises
+    #: ``UnsupportedError``, so that "no attempts" is never said for "not kept".
+    attempts: ClassVar[bool] = False
+    #: ``history`` lists every version ever written. Without it, only the versions the
+    #: store still returns (Braintrust's fetch may return only the latest of each row).
+    history_complete: ClassVar[bool] = False
 
     #: How the store is named in messages (never holds a secret).
     display_url: str = ""
@@ -44,12 +62,17 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list_experiments(self) -> list[Experiment]: ...
 
-    @abc.abstractmethod
-    def save_attempt(self, attempt: Attempt) -> None:
-        """Insert or update an attempt."""
+    def save_attempt(self, attempt: Attempt) -> None:  # noqa: B027 - see ``attempts``
+        """Insert or update an attempt (when the store keeps ``attempts``)."""
 
-    @abc.abstractmethod
-    def list_attempts(self, experiment_id: str) -> list[Attempt]: ...
+    def list_attempts(self, experiment_id: str) -> list[Attempt]:
+        """The experiment's attempts, oldest first."""
+        raise UnsupportedError(f"{self.display_url or type(self).__name__} keeps no attempts")
+
+    def request_counts(self) -> Mapping[str, int]:
+        """Requests made so far, by endpoint: what the summary and the benchmark count.
+        Empty for a store that makes no requests."""
+        return {}
 
     @abc.abstractmethod
     def write(
@@ -115,3 +138,77 @@ class Store(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+# -- what ``evalrows serve`` needs of a store -------------------------------------------------
+
+
+class Project(NamedTuple):
+    """A project as the HTTP API names it: experiments refer to it by name."""
+
+    id: str
+    name: str
+    created: float
+
+
+class StoredEvent(NamedTuple):
+    """One row version or one span, with its place in write order (``xact``)."""
+
+    xact: int
+    created: float
+    row: RowVersion | None
+    span: SpanRecord | None
+
+
+class ServerBackend(Protocol):
+    """What ``evalrows serve`` needs of the store behind it, beyond a ``Store``'s reads:
+    projects by id, experiments by id, every event in write order, and an insert that
+    applies one request's rows, spans, deletes and attempts together. ``SQLiteStore`` is one."""
+
+    display_url: str
+
+    def get_or_create_project(self, name: str) -> Project: ...
+
+    def get_project(self, project_id: str) -> Project | None: ...
+
+    def list_projects(self) -> list[Project]: ...
+
+    def get_or_create_experiment(
+        self,
+        project: str,
+        name: str,
+        *,
+        git_commit: str | None = None,
+        git_branch: str | None = None,
+    ) -> Experiment: ...
+
+    def get_experiment(self, name: str, project: str | None = None) -> Experiment: ...
+
+    def get_experiment_by_id(self, experiment_id: str) -> Experiment:
+        """Raises ``UnknownExperimentError``."""
+        ...
+
+    def list_experiments(self) -> list[Experiment]: ...
+
+    def fetch_events(
+        self, experiment_id: str, *, limit: int, before: int | None = None
+    ) -> list[StoredEvent]:
+        """Row versions and spans (not the rows' own roots), newest first, at most
+        ``limit`` with ``xact`` below ``before``."""
+        ...
+
+    def insert_events(
+        self,
+        experiment_id: str,
+        rows: Sequence[RowDoc],
+        spans: Sequence[SpanDoc],
+        *,
+        delete_span_ids: Collection[str] = (),
+    ) -> WriteResult:
+        """One insert request, all or nothing. A row's root is its row event: the roots of
+        the versions it replaces are history, not spans to clean up later."""
+        ...
+
+    def save_attempt(self, attempt: Attempt) -> None: ...
+
+    def list_attempts(self, experiment_id: str) -> list[Attempt]: ...

@@ -23,7 +23,6 @@ import pydantic_core
 from .. import wire
 from ..errors import StoreAuthError, StoreError, UnknownExperimentError
 from ..models import (
-    Attempt,
     Experiment,
     RowDoc,
     RowState,
@@ -88,6 +87,9 @@ class HTTPStore(Store):
 
     def close(self) -> None:
         self._client.close()
+
+    def request_counts(self) -> dict[str, int]:
+        return dict(self.requests)
 
     # -- the wire ------------------------------------------------------------------------
 
@@ -227,12 +229,6 @@ class HTTPStore(Store):
         for project in answer.get("objects") or []:
             self._projects[project["name"]] = project["id"]
         return next((n for n, i in self._projects.items() if i == project_id), project_id)
-
-    def save_attempt(self, attempt: Attempt) -> None:
-        """Braintrust has no attempts: every event carries ``metadata.attemptId`` instead."""
-
-    def list_attempts(self, experiment_id: str) -> list[Attempt]:
-        return []
 
     # -- rows and spans ------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import pydantic_core
 
@@ -27,7 +27,7 @@ from ..records import (
     as_doc,
 )
 from . import sqlite_schema as schema
-from .base import Store
+from .base import Project, Store, StoredEvent
 
 if TYPE_CHECKING:
     from ..models import RowVersion, SpanRecord
@@ -35,26 +35,12 @@ if TYPE_CHECKING:
 _BUSY_TIMEOUT_S = 60.0
 
 
-class Project(NamedTuple):
-    """A project as the HTTP API names it: experiments refer to it by name."""
-
-    id: str
-    name: str
-    created: float
-
-
-class StoredEvent(NamedTuple):
-    """One row version or one span, with its place in write order (``xact``)."""
-
-    xact: int
-    created: float
-    row: RowVersion | None
-    span: SpanRecord | None
-
-
 class SQLiteStore(Store):
     """Rows in one SQLite file (WAL, busy timeout); ``SQLiteStore(":memory:")`` keeps them
-    in memory."""
+    in memory. Also the ``ServerBackend`` behind ``evalrows serve``."""
+
+    attempts = True
+    history_complete = True
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = str(path)
@@ -307,6 +293,19 @@ class SQLiteStore(Store):
                 rows_json = json.dumps(sorted({doc["row_id"] for doc in docs}))
                 db.execute(schema.DELETE_REPLACED_ROOTS, (experiment_id, rows_json))
         return result
+
+    def insert_events(
+        self,
+        experiment_id: str,
+        rows: Sequence[RowDoc],
+        spans: Sequence[SpanDoc],
+        *,
+        delete_span_ids: Collection[str] = (),
+    ) -> WriteResult:
+        """``ServerBackend.insert_events``: one insert request of the HTTP API."""
+        return self.write(
+            experiment_id, rows, spans, delete_span_ids=delete_span_ids, replace_roots=True
+        )
 
     def latest_rows(
         self, experiment_id: str, row_ids: Collection[str] | None = None
