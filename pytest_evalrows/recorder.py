@@ -1,33 +1,37 @@
-"""The session's recorder: each eval item's row from setup to store, and the session's books."""
+"""The session's recorder: the pytest-facing plugin object of a recording session.
+
+It owns the parts that do the work and forwards the hooks to them: ``items.ItemRows`` (each
+item's row), ``workers.WorkerRows`` (the xdist controller's books of its workers' rows) and
+``session_end.SessionEnd`` (leftovers, crashed rows, clean-up, the attempt, the report).
+"""
 
 from __future__ import annotations
 
 import socket
 import time
-from collections import Counter
 from collections.abc import Generator
 from typing import Any
 
 import pytest
 
-from . import building, gitinfo, ids
-from .collection import plan_items, plan_key, resume_filter, warn_changed_params
+from . import gitinfo, ids
+from .collection import plan_items, resume_filter, warn_changed_params
 from .delivery import Delivery, Totals, Unit
 from .errors import StoreAuthError, StoreError
-from .outcomes import SUBTESTS, is_subtest, row_status, subtest_description
-from .records import Attempt, ErrorInfo, RowDoc, RowState, SpanDoc
+from .items import ItemRows, draft_key
+from .records import Attempt, RowState, SpanDoc
 from .redaction import redacted
-from .report import CRASHED, UNREAD, SessionReport
-from .row import RowDraft, RowPlan
+from .report import SessionReport
+from .row import RowPlan
+from .session_end import SessionEnd
 from .settings import Settings
 from .spool import default_spool_dir, session_name
 from .store.urls import open_store
 from .summary import write_summary
-from .tracing import ActiveRow, RowSpanProcessor, Tracing
+from .tracing import RowSpanProcessor, Tracing
+from .workers import WorkerRows
 
-draft_key = pytest.StashKey[RowDraft]()
-_execution_key = pytest.StashKey[int]()
-_active_key = pytest.StashKey[ActiveRow]()
+__all__ = ["Recorder", "draft_key"]
 
 
 class Recorder:
@@ -52,34 +56,24 @@ class Recorder:
         self.started: float = inherited.get("evalrows_started") or time.time()
         self.totals = Totals()
         self.delivery: Delivery | None = None
-        self.attempt: Attempt | None = None
         self.plans: list[RowPlan] = []
-        self.drafts: dict[str, RowDraft] = {}
-        # node id -> phase -> the error of a failed report, from when it is made until it is
-        # logged: only then is it known to be the test's own or one subtest's. (A rerun
-        # plugin makes all three phases' reports before it logs any.)
-        self._failures: dict[str, dict[str, ErrorInfo]] = {}
-        # node id -> (subtest, error) of the running execution's failed subtests
-        self._subtest_failures: dict[str, list[tuple[str, ErrorInfo]]] = {}
-        self.carried_spans: dict[str, list[SpanDoc]] = {}
-        self.in_flight: dict[str, dict[str, Any]] = {}  # controller: rows running on workers
-        self.worker_rows: set[str] = set()  # controller: rows its workers finished
-        # Controller: rows whose worker died while running them, written at the end unless
-        # the worker's own row of that execution turns up in its spool.
-        self.crashed: dict[str, Unit] = {}
-        self.crashed_workers = 0
         # The latest stored state of every row, read once by the session's first process
         # and handed to xdist workers: for resume and the changed-parameters check.
         self.states: dict[str, RowState] | None = None
         self.states_error: str | None = None
-        self.rows_written_in_store: int | None = None
-        self.has_row_fields_hook = False
-        self.tracing: Tracing | None = None
         self.tracing_note = "span capture off"
-        self.stale_spans_removed: int | None = None
-        self.cleanup_seconds = 0.0
-        self.resume_seconds = 0.0
-        self.finished = False
+        names = {"experiment": self.experiment_name, "attempt_id": self.attempt_id}
+        self.items = ItemRows(
+            config, is_worker=self.is_worker, totals=self.totals, send=self._send, **names
+        )
+        self.workers = WorkerRows(totals=self.totals, **names)
+        self.end = SessionEnd(
+            settings, is_worker=self.is_worker, totals=self.totals, workers=self.workers, **names
+        )
+
+    @property
+    def tracing(self) -> Tracing | None:
+        return self.items.tracing
 
     # -- session start -------------------------------------------------------------------
 
@@ -103,31 +97,12 @@ class Recorder:
             processor = RowSpanProcessor(
                 self.attempt_id, self._unowned_span, lambda row, record: self._unowned_span(record)
             )
-            self.tracing = Tracing(processor, self.settings.tracing)
-            self.tracing_note = self.tracing.connect()
-        url = self.settings.store
-        spool_dir = self.settings.spool or default_spool_dir(self.settings.anchor)
-
-        def make_store() -> Any:
-            hook = self.config.hook.pytest_evalrows_make_store
-            return hook(config=self.config, url=url) or open_store(
-                url,
-                api_key=self.settings.api_key,
-                timeout=self.settings.http_timeout,
-                retries=self.settings.http_retries,
-            )
-
-        self.delivery = Delivery(
-            open_store=make_store,
-            store_display=url.display(),
-            project=self.settings.project,
-            experiment=self.experiment_name,
-            spool_dir=spool_dir,
-            spool_name=session_name(self.attempt_id),
-            totals=self.totals,
-            attempt_id=self.attempt_id,
-        )
-        self.delivery.on_own_leftovers = self._own_rows_from_spool
+            tracing = Tracing(processor, self.settings.tracing)
+            self.items.tracing = self.end.tracing = tracing
+            self.tracing_note = tracing.connect()
+        self.delivery = _delivery(self.config, self.settings, self.attempt_id, self.totals)
+        self.delivery.on_own_leftovers = self.workers.own_rows_from_spool
+        self.end.delivery = self.delivery
         commit, branch = gitinfo.git_head(self.settings.anchor)
         try:
             # Workers leave earlier sessions' spool files to the controller.
@@ -140,7 +115,7 @@ class Recorder:
         else:
             self.started = time.time()
             self._read_states()
-            self.attempt = Attempt(
+            self.end.attempt = Attempt(
                 id=self.attempt_id,
                 experiment_id=self.delivery.experiment.id if self.delivery.experiment else "",
                 started=self.started,
@@ -149,7 +124,7 @@ class Recorder:
                 git_commit=commit,
                 git_branch=branch,
             )
-            self._save_attempt()
+            self.end.save_attempt()
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(
@@ -157,7 +132,9 @@ class Recorder:
     ) -> None:
         self.plans = plan_items(items, self.settings.anchor, config)
         # Asked once: calling a hook nobody implements still costs per row.
-        self.has_row_fields_hook = bool(config.hook.pytest_evalrows_row_fields.get_hookimpls())
+        self.items.has_row_fields_hook = bool(
+            config.hook.pytest_evalrows_row_fields.get_hookimpls()
+        )
         states = self.states or {}
         if self.plans and states:
             warn_changed_params(self.plans, states)
@@ -168,7 +145,7 @@ class Recorder:
                 items[:] = keep
                 config.hook.pytest_deselected(items=skip)
                 self.totals.resumed = len(skip)
-            self.resume_seconds = time.perf_counter() - started
+            self.end.resume_seconds = time.perf_counter() - started
 
     def _read_states(self) -> None:
         """Read the latest state of every stored row, once for the whole session (xdist
@@ -205,31 +182,12 @@ class Recorder:
             return None
         return {row_id: list(state) for row_id, state in self.states.items()}
 
-    # -- one item ------------------------------------------------------------------------
+    # -- one item: forwarded to ItemRows (the controller's reports of workers' rows to
+    # WorkerRows) ---------------------------------------------------------------------------
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
-        plan = item.stash.get(plan_key, None)
-        if self.tracing is not None:
-            self.tracing.processor.in_plain_test = plan is None
-        if plan is not None:
-            execution = item.stash.get(_execution_key, 0) + 1
-            item.stash[_execution_key] = execution
-            draft = RowDraft(
-                plan=plan,
-                execution=execution,
-                trace_id=ids.new_trace_id(),
-                span_id=ids.new_span_id(),
-                start=time.time(),
-                item=item,
-            )
-            item.stash[draft_key] = draft
-            self.drafts[item.nodeid] = draft
-            if self.tracing is not None:
-                self.tracing.reconnect()
-                active = ActiveRow(draft, self.experiment_name, self.attempt_id)
-                item.stash[_active_key] = active
-                self.tracing.enter_row(active)
+        self.items.setup(item)
         return (yield)
 
     @pytest.hookimpl(wrapper=True)
@@ -237,12 +195,7 @@ class Recorder:
         try:
             return (yield)
         finally:
-            if self.tracing is not None:
-                self.tracing.processor.in_plain_test = False
-                active = item.stash.get(_active_key, None)
-                if active is not None:
-                    del item.stash[_active_key]
-                    self.tracing.exit_row(active)
+            self.items.teardown_done(item)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(
@@ -269,138 +222,14 @@ class Recorder:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
-        draft = item.stash.get(draft_key, None)
-        if draft is None:
-            return report
-        if report.failed:
-            if call.excinfo is not None:
-                error = building.error_info(call.excinfo, item)
-            else:  # failed without an exception: a strict XPASS
-                error = building.plain_error(report)
-            self._failures.setdefault(item.nodeid, {})[call.when] = error
-        if self.is_worker and call.when == "setup":
-            # Travels with the report to the controller, which records the row as an error
-            # should this worker die before the row is written.
-            report.evalrows_row = building.in_flight(draft)  # type: ignore[attr-defined]
+        self.items.report_made(item, call, report)
         return report
 
     # tryfirst: a worker's scores must be on the report before xdist sends it on.
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        draft = self.drafts.get(report.nodeid)
-        if draft is None:
-            if not self.is_worker:
-                self._track_worker_row(report)
-            return
-        # pytest-rerunfailures reports an execution it will repeat with outcome "rerun".
-        outcome: str = report.outcome
-        error = None
-        if report.failed or outcome == "rerun":
-            error = self._failures.get(report.nodeid, {}).pop(report.when, None)
-            if error is None and report.longrepr:
-                error = building.plain_error(report)
-        if is_subtest(report):
-            # An extra report of the call phase: it must not stand for the call, and a
-            # failed one fails the row (pytest exits 1 with its SUBFAILED line).
-            if error is not None:
-                draft.phases[SUBTESTS] = ("failed", False)
-                failed = self._subtest_failures.setdefault(report.nodeid, [])
-                failed.append((subtest_description(report), error))
-            return
-        if error is not None and draft.error is None:
-            draft.error = error
-        if outcome == "rerun":
-            draft.rerun = True
-        draft.phases[report.when] = (outcome, hasattr(report, "wasxfail"))
-        if report.when == "teardown":
-            del self.drafts[report.nodeid]
-            self._finish(draft, report)
-
-    def _track_worker_row(self, report: pytest.TestReport) -> None:
-        """Controller side: follow the rows running on workers, count their statuses from the
-        reports (a crashed worker's included), and record a row whose worker died."""
-        nodeid = report.nodeid
-        info = getattr(report, "evalrows_row", None)
-        if info is not None:
-            self.in_flight[nodeid] = info
-            info["phases"] = {}
-        info = self.in_flight.get(nodeid)
-        if info is None:
-            return
-        if is_subtest(report):
-            # Counted as the worker counts it: a failed subtest fails the row.
-            if report.failed:
-                info["phases"][SUBTESTS] = ("failed", False)
-            return
-        outcome: str = report.outcome
-        if report.when in ("setup", "call", "teardown"):
-            info["phases"][report.when] = (outcome, hasattr(report, "wasxfail"))
-            info["rerun"] = info.get("rerun") or outcome == "rerun"
-            if report.when == "teardown":
-                del self.in_flight[nodeid]
-                if not info["rerun"]:
-                    self.totals.statuses[row_status(info["phases"])] += 1
-                    self.totals.add_scores(getattr(report, "evalrows_scores", None) or {})
-                    self.worker_rows.add(info["row_id"])
-        else:
-            # xdist reports a worker that died mid-test with when="???". Its row is written
-            # at the end, unless the worker's own row of this execution turns up in its spool
-            # (it died after spooling the row, before its report left): one execution, one
-            # version.
-            del self.in_flight[nodeid]
-            row, root = building.crashed_row(
-                info, str(report.longrepr), time.time(), self.attempt_id, self.experiment_name
-            )
-            self.totals.statuses["error"] += 1
-            self.crashed[row["row_id"]] = Unit(row, [root])
-
-    def _finish(self, draft: RowDraft, report: pytest.TestReport) -> None:
-        spans = self.carried_spans.pop(report.nodeid, [])
-        end = report.stop
-        self._failures.pop(report.nodeid, None)  # of reports a rerun plugin did not log
-        failed_subtests = self._subtest_failures.pop(report.nodeid, None)
-        if failed_subtests:
-            draft.error = building.with_subtests(draft.error, failed_subtests)
-        if draft.rerun:
-            # An execution a rerun plugin will repeat: its spans go with the final execution's
-            # row, and are cleaned once that row is written.
-            spans.append(self._root_span(draft, "rerun", end))
-            spans.extend(draft.spans)
-            draft.spans = []
-            self.carried_spans[report.nodeid] = spans
-            self.totals.reruns += 1
-            return
-        status = row_status(draft.phases)
-        fields = building.row_fields(draft, status, self.attempt_id)
-        if self.has_row_fields_hook:
-            self.config.hook.pytest_evalrows_row_fields(item=draft.item, fields=fields)
-        row = building.row_version(
-            draft, status=status, end=end, attempt_id=self.attempt_id, fields=fields
-        )
-        self.totals.statuses[status] += 1
-        self.totals.add_scores(row["scores"])
-        if self.is_worker:  # the controller counts scores from the reports it receives
-            report.evalrows_scores = row["scores"]  # type: ignore[attr-defined]
-        spans.append(self._root_span(draft, status, end))
-        spans.extend(draft.spans)
-        draft.spans = []
-        item = draft.item
-        draft.item = None
-        if item is not None:  # nothing holds a finished row for the rest of the session
-            del item.stash[draft_key]
-        self._send(Unit(row, spans))
-
-    def _root_span(self, draft: RowDraft, status: str, end: float) -> SpanDoc:
-        root = building.root_span(
-            draft,
-            status=status,
-            end=end,
-            attempt_id=self.attempt_id,
-            experiment=self.experiment_name,
-        )
-        if self.tracing is not None:  # the user's exporters get the same root
-            self.tracing.end_row(draft, root)
-        return root
+        if not self.items.logreport(report) and not self.is_worker:
+            self.workers.track(report)
 
     def _unowned_span(self, record: SpanDoc) -> None:
         self._send(Unit(None, [record]))
@@ -430,166 +259,11 @@ class Recorder:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def finish(self) -> None:
-        if self.finished or self.delivery is None:
-            return
-        self.finished = True
-        if self.tracing is not None:
-            self.tracing.flush()
-            self.totals.errors.extend(self.tracing.problems())
-        delivery = self.delivery
-        delivery.finish()
-        unsaved = None
-        if not self.is_worker:
-            # What workers (crashed or not) and earlier sessions left in the spool, then the
-            # rows of crashed workers, then the clean-up of everything delivered.
-            delivery.deliver_leftovers()
-            self._write_crashed_rows()
-            delivery.finish()
-            pending = delivery.count_undelivered()
-            self._count_rows_in_store()
-            self._clean_stale_spans(pending)
-            if self.attempt is not None:
-                self.attempt.ended = time.time()
-                self.attempt.counts = dict(self.totals.statuses)
-                self.attempt.delivered = not (self.totals.undelivered_rows or self.totals.lost_rows)
-                # What the summary is about to say, kept with the attempt for readers.
-                self.attempt.report = self.report().to_json()
-                if not self._save_attempt():
-                    unsaved = self.attempt
-        delivery.close_spool(unsaved)
+        self.end.finish()
 
     def merge_worker(self, output: dict[str, Any] | None, worker: str) -> None:
         """Controller side: add a finished worker's totals (None when it crashed)."""
-        if output is None:
-            # Its totals died with it: new and updated counts are no longer certain, so
-            # clean-up must not be skipped on their account.
-            self.totals.written.certain = False
-            self.crashed_workers += 1
-            return
-        data = output.get("evalrows")
-        if data is None:
-            self.totals.errors.append(f"worker {worker} reported no rows: its recorder failed")
-            return
-        self.totals.merge(data)
-
-    def _own_rows_from_spool(self, rows: list[RowDoc]) -> None:
-        """Rows of this attempt delivered from a worker's spool file. A crashed worker's row
-        of the execution it died in replaces the error row the controller would write."""
-        for row in rows:
-            crashed = self.crashed.get(row["row_id"])
-            if (
-                crashed is not None
-                and crashed.row is not None
-                and (crashed.row["execution"] == row["execution"])
-            ):
-                del self.crashed[row["row_id"]]
-                self._count_as(row)
-
-    def _count_as(self, row: RowDoc) -> None:
-        """Count a crashed worker's row by what it really was, not as the crash error."""
-        statuses = self.totals.statuses
-        statuses["error"] -= 1
-        if not statuses["error"]:
-            del statuses["error"]
-        statuses[row["status"]] += 1
-        self.totals.add_scores(row.get("scores") or {})
-
-    def _write_crashed_rows(self) -> None:
-        """Write the error rows of cases whose worker died while running them, unless the
-        worker delivered its own row of that execution before it died."""
-        delivery = self.delivery
-        if not self.crashed or delivery is None:
-            return
-        if delivery.store is not None and delivery.experiment is not None:
-            try:
-                stored = delivery.store.latest_rows(delivery.experiment.id, list(self.crashed))
-            except StoreError as exc:
-                self.totals.errors.append(str(exc))
-                stored = []
-            for version in stored:
-                crashed = self.crashed[version.row_id]
-                assert crashed.row is not None
-                if (version.attempt_id, version.root_span_id) == (
-                    self.attempt_id,
-                    crashed.row["root_span_id"],
-                ):
-                    del self.crashed[version.row_id]
-                    self._count_as(version.model_dump(mode="json"))
-        for unit in self.crashed.values():
-            delivery.send(unit)
-        self.crashed = {}
-
-    def _count_rows_in_store(self) -> None:
-        """A crashed worker's totals died with it: count this attempt's rows in the store."""
-        delivery = self.delivery
-        if not self.crashed_workers or delivery is None or delivery.store_down:
-            return
-        if delivery.store is None or delivery.experiment is None:
-            return
-        try:
-            states = delivery.store.latest_states(delivery.experiment.id)
-        except StoreError as exc:
-            self.totals.errors.append(str(exc))
-            return
-        self.rows_written_in_store = sum(
-            1 for state in states.values() if state.attempt_id == self.attempt_id
-        )
-
-    def _clean_stale_spans(self, pending: set[str]) -> None:
-        """Delete the spans earlier attempts and executions left under the rows delivered
-        in this session. Rows whose write failed keep every span they had. The clean-up is
-        spooled before it runs: one that fails is finished by a later session."""
-        # Rows a crashed worker delivered before it died are in no worker's totals: every
-        # row a worker finished counts, but for those still in the spool (or lost). The
-        # store only removes spans its stored latest version does not own.
-        lost = {row_id for row_id, _ in self.totals.lost_rows}
-        rows = (self.totals.delivered_rows | self.worker_rows) - pending - lost
-        delivery = self.delivery
-        if self.settings.keep_stale_spans or not rows or delivery is None:
-            return
-        totals = self.totals
-        written = totals.written
-        if written.certain and not (
-            written.updated_rows
-            or written.superseded_rows
-            or totals.reruns
-            or totals.leftover_rows
-            or totals.own_leftovers
-        ):
-            # Only new rows, each run once: nothing can be stale, so no need to read the
-            # store (for an http(s) store that read is the whole experiment).
-            self.stale_spans_removed = 0
-            return
-        seq = delivery.spool_cleanup(rows)
-        started = time.perf_counter()
-        try:
-            if delivery.store_down or delivery.store is None or delivery.experiment is None:
-                raise StoreError(delivery.store_error or f"{delivery.store_display} is down")
-            removed = delivery.store.delete_stale_spans(delivery.experiment.id, rows)
-        except StoreError as exc:
-            if seq is not None:
-                self.totals.cleanup_pending += len(rows)
-            self.totals.errors.append(f"removing stale spans failed: {exc}")
-            return
-        if seq is not None:
-            delivery.ack([seq])
-        self.cleanup_seconds = time.perf_counter() - started
-        self.stale_spans_removed = len(removed)
-
-    def _save_attempt(self) -> bool:
-        """Record the attempt in the store; False when the store cannot take it now."""
-        delivery = self.delivery
-        if self.attempt is None or delivery is None or delivery.store is None:
-            return False
-        if delivery.experiment is None:
-            return False
-        self.attempt.experiment_id = delivery.experiment.id
-        try:
-            delivery.store.save_attempt(self.attempt)
-        except StoreError as exc:
-            self.totals.errors.append(str(exc))
-            return False
-        return True
+        self.workers.merge_worker(output, worker)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.finish()
@@ -600,49 +274,37 @@ class Recorder:
 
     def report(self) -> SessionReport:
         """What this session did, as the summary prints it and the attempt keeps it."""
-        totals = self.totals
-        delivery = self.delivery
-        written = totals.written
-        report = SessionReport(
-            experiment=self.experiment_name,
-            project=self.settings.project,
-            store=delivery.store_display if delivery is not None else self.settings.store.display(),
-            attempt_id=self.attempt_id,
-            rows_written=written.new_rows + written.updated_rows,
-            new_rows=written.new_rows,
-            updated_rows=written.updated_rows,
-            own_leftovers=totals.own_leftovers,
-            crashed_workers=self.crashed_workers,
-            resumed=totals.resumed,
-            resume_mode=self.settings.resume,
-            resume_seconds=self.resume_seconds,
-            leftover_rows=totals.leftover_rows,
-            superseded_rows=written.superseded_rows,
-            stale_spans_removed=self.stale_spans_removed,
-            cleanup_seconds=self.cleanup_seconds,
-            stale_spans_kept=self.settings.keep_stale_spans,
-            cleanup_pending=totals.cleanup_pending,
-            mean_scores={name: total / count for name, (total, count) in totals.scores.items()},
-            statuses=dict(totals.statuses),
-            store_error=delivery.store_error if delivery is not None else None,
-            errors=list(totals.errors),
-            undelivered_rows=totals.undelivered_rows,
-            spool_dir=str(delivery.spool_dir) if delivery is not None else "the spool",
-            lost_rows=list(totals.lost_rows),
-        )
-        if self.rows_written_in_store is not None:
-            report.rows_written = self.rows_written_in_store
-            report.new_rows = report.updated_rows = None
-            report.unknown_why = CRASHED
-        elif not written.certain:
-            report.new_rows = report.updated_rows = None
-            report.unknown_why = UNREAD
-        # This process's requests, and its xdist workers'.
-        requests = Counter(totals.requests)
-        store = delivery.store if delivery is not None else None
-        requests.update(getattr(store, "requests", None) or {})
-        report.requests = dict(requests)
-        return report
+        return self.end.report()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         write_summary(self.report(), terminalreporter)
+
+
+def _delivery(
+    config: pytest.Config, settings: Settings, attempt_id: str, totals: Totals
+) -> Delivery:
+    """The session's delivery to its store (the ``pytest_evalrows_make_store`` hook's, or the
+    one its URL names), spooling to this process's own file."""
+    url = settings.store
+    spool_dir = settings.spool or default_spool_dir(settings.anchor)
+
+    def make_store() -> Any:
+        hook = config.hook.pytest_evalrows_make_store
+        return hook(config=config, url=url) or open_store(
+            url,
+            api_key=settings.api_key,
+            timeout=settings.http_timeout,
+            retries=settings.http_retries,
+        )
+
+    assert settings.experiment is not None
+    return Delivery(
+        open_store=make_store,
+        store_display=url.display(),
+        project=settings.project,
+        experiment=settings.experiment,
+        spool_dir=spool_dir,
+        spool_name=session_name(attempt_id),
+        totals=totals,
+        attempt_id=attempt_id,
+    )

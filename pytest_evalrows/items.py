@@ -1,0 +1,181 @@
+"""The life of each eval item's row: one execution from setup to the unit sent for delivery."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from . import building, ids
+from .collection import plan_key
+from .delivery import Totals, Unit
+from .outcomes import SUBTESTS, is_subtest, row_status, subtest_description
+from .records import ErrorInfo, SpanDoc
+from .row import RowDraft
+from .tracing import ActiveRow, Tracing
+
+draft_key = pytest.StashKey[RowDraft]()
+_execution_key = pytest.StashKey[int]()
+_active_key = pytest.StashKey[ActiveRow]()
+
+
+class ItemRows:
+    """Each execution of an eval item becomes a draft at setup, collects its phases' reports
+    and becomes a row (or, when a rerun plugin repeats it, spans carried to the next one)."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        *,
+        experiment: str,
+        attempt_id: str,
+        is_worker: bool,
+        totals: Totals,
+        send: Callable[[Unit], None],
+    ) -> None:
+        self.config = config
+        self.experiment_name = experiment
+        self.attempt_id = attempt_id
+        self.is_worker = is_worker
+        self.totals = totals
+        self.send = send
+        self.tracing: Tracing | None = None
+        self.has_row_fields_hook = False
+        self.drafts: dict[str, RowDraft] = {}
+        # node id -> phase -> the error of a failed report, from when it is made until it is
+        # logged: only then is it known to be the test's own or one subtest's. (A rerun
+        # plugin makes all three phases' reports before it logs any.)
+        self._failures: dict[str, dict[str, ErrorInfo]] = {}
+        # node id -> (subtest, error) of the running execution's failed subtests
+        self._subtest_failures: dict[str, list[tuple[str, ErrorInfo]]] = {}
+        self.carried_spans: dict[str, list[SpanDoc]] = {}
+
+    def setup(self, item: pytest.Item) -> None:
+        """Before the item's setup: a new execution's draft, and its row context."""
+        plan = item.stash.get(plan_key, None)
+        if self.tracing is not None:
+            self.tracing.processor.in_plain_test = plan is None
+        if plan is None:
+            return
+        execution = item.stash.get(_execution_key, 0) + 1
+        item.stash[_execution_key] = execution
+        draft = RowDraft(
+            plan=plan,
+            execution=execution,
+            trace_id=ids.new_trace_id(),
+            span_id=ids.new_span_id(),
+            start=time.time(),
+            item=item,
+        )
+        item.stash[draft_key] = draft
+        self.drafts[item.nodeid] = draft
+        if self.tracing is not None:
+            self.tracing.reconnect()
+            active = ActiveRow(draft, self.experiment_name, self.attempt_id)
+            item.stash[_active_key] = active
+            self.tracing.enter_row(active)
+
+    def teardown_done(self, item: pytest.Item) -> None:
+        """After the item's teardown: leave its row context."""
+        if self.tracing is not None:
+            self.tracing.processor.in_plain_test = False
+            active = item.stash.get(_active_key, None)
+            if active is not None:
+                del item.stash[_active_key]
+                self.tracing.exit_row(active)
+
+    def report_made(
+        self, item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport
+    ) -> None:
+        draft = item.stash.get(draft_key, None)
+        if draft is None:
+            return
+        if report.failed:
+            if call.excinfo is not None:
+                error = building.error_info(call.excinfo, item)
+            else:  # failed without an exception: a strict XPASS
+                error = building.plain_error(report)
+            self._failures.setdefault(item.nodeid, {})[call.when] = error
+        if self.is_worker and call.when == "setup":
+            # Travels with the report to the controller, which records the row as an error
+            # should this worker die before the row is written.
+            report.evalrows_row = building.in_flight(draft)  # type: ignore[attr-defined]
+
+    def logreport(self, report: pytest.TestReport) -> bool:
+        """Take a report of one of this process's rows; False when it is of no row here."""
+        draft = self.drafts.get(report.nodeid)
+        if draft is None:
+            return False
+        # pytest-rerunfailures reports an execution it will repeat with outcome "rerun".
+        outcome: str = report.outcome
+        error = None
+        if report.failed or outcome == "rerun":
+            error = self._failures.get(report.nodeid, {}).pop(report.when, None)
+            if error is None and report.longrepr:
+                error = building.plain_error(report)
+        if is_subtest(report):
+            # An extra report of the call phase: it must not stand for the call, and a
+            # failed one fails the row (pytest exits 1 with its SUBFAILED line).
+            if error is not None:
+                draft.phases[SUBTESTS] = ("failed", False)
+                failed = self._subtest_failures.setdefault(report.nodeid, [])
+                failed.append((subtest_description(report), error))
+            return True
+        if error is not None and draft.error is None:
+            draft.error = error
+        if outcome == "rerun":
+            draft.rerun = True
+        draft.phases[report.when] = (outcome, hasattr(report, "wasxfail"))
+        if report.when == "teardown":
+            del self.drafts[report.nodeid]
+            self._finish(draft, report)
+        return True
+
+    def _finish(self, draft: RowDraft, report: pytest.TestReport) -> None:
+        spans = self.carried_spans.pop(report.nodeid, [])
+        end = report.stop
+        self._failures.pop(report.nodeid, None)  # of reports a rerun plugin did not log
+        failed_subtests = self._subtest_failures.pop(report.nodeid, None)
+        if failed_subtests:
+            draft.error = building.with_subtests(draft.error, failed_subtests)
+        if draft.rerun:
+            # An execution a rerun plugin will repeat: its spans go with the final execution's
+            # row, and are cleaned once that row is written.
+            spans.append(self._root_span(draft, "rerun", end))
+            spans.extend(draft.spans)
+            draft.spans = []
+            self.carried_spans[report.nodeid] = spans
+            self.totals.reruns += 1
+            return
+        status = row_status(draft.phases)
+        fields = building.row_fields(draft, status, self.attempt_id)
+        if self.has_row_fields_hook:
+            self.config.hook.pytest_evalrows_row_fields(item=draft.item, fields=fields)
+        row = building.row_version(
+            draft, status=status, end=end, attempt_id=self.attempt_id, fields=fields
+        )
+        self.totals.statuses[status] += 1
+        self.totals.add_scores(row["scores"])
+        if self.is_worker:  # the controller counts scores from the reports it receives
+            report.evalrows_scores = row["scores"]  # type: ignore[attr-defined]
+        spans.append(self._root_span(draft, status, end))
+        spans.extend(draft.spans)
+        draft.spans = []
+        item = draft.item
+        draft.item = None
+        if item is not None:  # nothing holds a finished row for the rest of the session
+            del item.stash[draft_key]
+        self.send(Unit(row, spans))
+
+    def _root_span(self, draft: RowDraft, status: str, end: float) -> SpanDoc:
+        root = building.root_span(
+            draft,
+            status=status,
+            end=end,
+            attempt_id=self.attempt_id,
+            experiment=self.experiment_name,
+        )
+        if self.tracing is not None:  # the user's exporters get the same root
+            self.tracing.end_row(draft, root)
+        return root
