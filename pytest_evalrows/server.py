@@ -164,10 +164,21 @@ class _Api:
             raw = bodies.load(data.pop())
             body = bodies.parse(bodies.InsertBody, raw)
             # Everything is checked and converted before anything is written.
-            rows, spans, deletes = bodies.convert(body, raw["events"])
+            converted = bodies.convert(body, raw["events"])
             self.store.get_experiment_by_id(experiment_id)
             try:
-                self.store.insert_events(experiment_id, rows, spans, delete_span_ids=deletes)
+                if converted.rows or converted.spans or converted.deletes:
+                    self.store.insert_events(
+                        experiment_id,
+                        converted.rows,
+                        converted.spans,
+                        delete_span_ids=converted.deletes,
+                    )
+                # The HTTP store sends an attempt in a request of its own: no all-or-nothing
+                # with rows is needed.
+                for attempt in converted.attempts:
+                    attempt.experiment_id = experiment_id
+                    self.store.save_attempt(attempt)
             except StoreError as exc:
                 # Checked events make JSON SQLite reads; should one slip through, it is still
                 # the request's fault: a 503 would have clients send it again forever.
@@ -185,25 +196,42 @@ class _Api:
             if "limit" in raw:
                 raw["limit"] = bodies.query_int("limit", raw["limit"])
         body = bodies.parse(bodies.FetchBody, raw)
-        before = bodies.decode_cursor(body.cursor) if body.cursor else None
+        cursor = bodies.decode_cursor(body.cursor) if body.cursor else None
         limit = body.limit or DEFAULT_LIMIT
         experiment_id = request.path_params["experiment_id"]
-        return _json_response(await run_in_threadpool(self._fetch, experiment_id, limit, before))
+        return _json_response(await run_in_threadpool(self._fetch, experiment_id, limit, cursor))
 
-    def _fetch(self, experiment_id: str, limit: int, before: int | None) -> dict[str, Any]:
+    def _fetch(
+        self, experiment_id: str, limit: int, cursor: tuple[str, int] | None
+    ) -> dict[str, Any]:
         experiment = self.store.get_experiment_by_id(experiment_id)
         project_id = self._project_id(experiment)
-        # One more than asked tells whether another page follows.
-        found = self.store.fetch_events(experiment_id, limit=limit + 1, before=before)
-        page = found[:limit]
-        result: dict[str, Any] = {
-            "events": [bodies.event(stored, experiment_id, project_id) for stored in page]
-        }
+        events: list[dict[str, Any]] = []
         # No cursor at all on the last page: the schema's cursor is a string (its 3.0
         # `nullable` means nothing to a 2020-12 validator), and clients read a missing one
         # as the end.
-        if len(found) > limit:
-            result["cursor"] = bodies.encode_cursor(page[-1].xact)
+        result: dict[str, Any] = {"events": events}
+        if cursor is None or cursor[0] == bodies.BEFORE:
+            before = cursor[1] if cursor is not None else None
+            # One more than asked tells whether another page follows.
+            found = self.store.fetch_events(experiment_id, limit=limit + 1, before=before)
+            page = found[:limit]
+            events += [bodies.event(stored, experiment_id, project_id) for stored in page]
+            if len(found) > limit:
+                result["cursor"] = bodies.encode_cursor(page[-1].xact)
+                return result
+            offset = 0
+        else:
+            offset = cursor[1]
+        # Then the attempts, as the HTTP store writes them: events of kind "attempt".
+        room = limit - len(events)
+        attempts = self.store.list_attempts(experiment_id)
+        events += [
+            bodies.attempt_event(attempt, experiment_id, project_id)
+            for attempt in attempts[offset : offset + room]
+        ]
+        if offset + room < len(attempts):
+            result["cursor"] = bodies.encode_cursor(offset + room, bodies.ATTEMPTS)
         return result
 
     def _project_id(self, experiment: Experiment) -> str:

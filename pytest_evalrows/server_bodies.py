@@ -8,14 +8,14 @@ import binascii
 import math
 import re
 import uuid
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from . import wire
 from .errors import EvalrowsError
-from .models import Experiment, RowDoc, SpanDoc, as_doc
+from .models import Attempt, Experiment, RowDoc, SpanDoc, as_doc
 from .store.base import Project, StoredEvent
 from .timestamps import to_iso
 
@@ -105,6 +105,24 @@ class EventBody(BaseModel):
     tags: list[StrictStr] | None = None
     span_attributes: dict[str, Any] | None = None
     created: StrictStr | Number | None = None
+
+
+class AttemptBody(BaseModel):
+    """``metadata.evalrows.attempt`` of an attempt event: what the store's attempt record
+    holds (``started`` orders them)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: NonEmpty
+    started: Timestamp
+    ended: Timestamp | None = None
+    host: StrictStr = ""
+    args: list[StrictStr] = Field(default_factory=list)
+    counts: dict[str, Count] = Field(default_factory=dict)
+    delivered: StrictBool | None = None
+    git_commit: StrictStr | None = None
+    git_branch: StrictStr | None = None
+    report: dict[str, Any] | None = None
 
 
 class InsertBody(BaseModel):
@@ -200,13 +218,22 @@ def _first_infinite(value: Any) -> str:
     return "body"
 
 
-def convert(
-    body: InsertBody, raw_events: list[dict[str, Any]]
-) -> tuple[list[RowDoc], list[SpanDoc], list[str]]:
-    """Rows, spans and span ids to delete; the raw events keep the values as sent."""
+class Converted(NamedTuple):
+    """An insert's events as the store takes them."""
+
+    rows: list[RowDoc]
+    spans: list[SpanDoc]
+    deletes: list[str]  # span ids
+    attempts: list[Attempt]  # experiment_id still empty: the request's path names it
+
+
+def convert(body: InsertBody, raw_events: list[dict[str, Any]]) -> Converted:
+    """Rows, spans, span ids to delete and attempts; the raw events keep the values as
+    sent."""
     rows: list[RowDoc] = []
     spans: list[SpanDoc] = []
     deletes: list[str] = []
+    attempts: list[Attempt] = []
     seen: dict[str, int] = {}
     for index, event in enumerate(body.events):
         if event.id in seen:
@@ -235,13 +262,18 @@ def convert(
                 spans.append(_doc(wire.row_root_span(row), _SPAN_AS_SENT))
             elif kind == wire.SPAN_KIND or kind is None:
                 spans.append(_doc(wire.event_span(raw), _SPAN_AS_SENT))
+            elif kind == wire.ATTEMPT_KIND:
+                # The HTTP store's attempt record: kept as an attempt, never a row or span.
+                own = (raw.get("metadata") or {}).get("evalrows") or {}
+                record = AttemptBody.model_validate(own.get("attempt"))
+                attempts.append(Attempt(experiment_id="", **record.model_dump()))
             else:
                 raise BadRequest(f"events[{index}]: unknown metadata.evalrows.kind {kind!r}")
         except ValidationError as exc:
             raise BadRequest(f"events[{index}] (id {event.id!r}): {describe(exc)}") from None
         except (AttributeError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise BadRequest(f"events[{index}] (id {event.id!r}): unreadable: {exc}") from None
-    return rows, spans, deletes
+    return Converted(rows, spans, deletes, attempts)
 
 
 # The fields that hold what a test logged, as parsed from the body (JSON already, and checked):
@@ -298,18 +330,35 @@ def event(stored: StoredEvent, experiment_id: str, project_id: str) -> dict[str,
     return event
 
 
-def encode_cursor(xact: int) -> str:
-    return base64.urlsafe_b64encode(f"before:{xact}".encode()).decode()
+def attempt_event(attempt: Attempt, experiment_id: str, project_id: str) -> dict[str, Any]:
+    event = wire.attempt_event(attempt)
+    # One version per attempt is served: any place in write order will do.
+    event["_xact_id"] = str(_XACT_BASE)
+    event["created"] = to_iso(attempt.ended or attempt.started, "milliseconds")
+    event["experiment_id"] = experiment_id
+    event["project_id"] = project_id
+    return event
 
 
-def decode_cursor(cursor: str) -> int:
+#: A fetch pages through the events in write order (``before`` a place), then through the
+#: attempts (``attempts`` from an offset): the store keeps attempts apart from events.
+BEFORE = "before"
+ATTEMPTS = "attempts"
+
+
+def encode_cursor(xact: int, kind: str = BEFORE) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{xact}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[str, int]:
+    """(``BEFORE``, place in write order) or (``ATTEMPTS``, offset)."""
     try:
         kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        # A place in write order, as encode_cursor wrote it: digits that fit SQLite's INTEGER.
-        if kind == "before" and value.isascii() and value.isdigit() and len(value) <= 19:
-            before = int(value)
-            if before <= _INT64_MAX:
-                return before
+        # As encode_cursor wrote it: digits that fit SQLite's INTEGER.
+        if kind in (BEFORE, ATTEMPTS) and value.isascii() and value.isdigit() and len(value) <= 19:
+            number = int(value)
+            if number <= _INT64_MAX:
+                return kind, number
     except (binascii.Error, UnicodeError, ValueError):
         pass
     raise BadRequest("cursor: not a cursor this server gave out")

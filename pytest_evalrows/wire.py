@@ -5,18 +5,25 @@ row id (the upsert key: writing it again makes a new version) and no ``span_pare
 other span is an event of its own (``id`` = its span id) under the row's ``root_span_id``.
 What Braintrust has no field for (status, execution, the version id) goes in
 ``metadata.evalrows``; ``metadata.attemptId`` is on every event.
+
+An attempt (a session's record) is an event of its own too, kind ``attempt``, under an id of
+its own (``evalrows-attempt-<attempt id>``): readers of rows and spans skip it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from . import rows
-from .models import ErrorInfo, Metrics, RowDoc, RowVersion, SpanDoc, SpanRecord
+from .models import Attempt, ErrorInfo, Metrics, RowDoc, RowVersion, SpanDoc, SpanRecord
 from .timestamps import to_epoch
 
 ROW_KIND = "row"
 SPAN_KIND = "span"
+ATTEMPT_KIND = "attempt"
+ATTEMPT_ID_PREFIX = "evalrows-attempt-"
+_ATTEMPT_FIELDS = frozenset(f.name for f in dataclasses.fields(Attempt)) - {"experiment_id"}
 _METRIC_KEYS = ("start", "end", "prompt_tokens", "completion_tokens", "tokens")
 
 
@@ -70,6 +77,36 @@ def span_event(span: SpanDoc) -> dict[str, Any]:
         "metrics": {"start": span["start"], "end": span["end"]},
         "span_attributes": {"name": span["name"], "type": _span_type(attributes)},
     }
+
+
+def attempt_event(attempt: Attempt) -> dict[str, Any]:
+    """The attempt as an event: the whole record in ``metadata.evalrows.attempt``. Saving
+    it again (at the session's end) writes the same id: a new version, the latest wins."""
+    event_id = ATTEMPT_ID_PREFIX + attempt.id
+    record = {name: getattr(attempt, name) for name in sorted(_ATTEMPT_FIELDS)}
+    metrics = {"start": attempt.started}
+    if attempt.ended is not None:
+        metrics["end"] = attempt.ended
+    return {
+        "id": event_id,
+        # Its own trace: a root with no parents, under no row.
+        "span_id": event_id,
+        "root_span_id": event_id,
+        "metadata": {
+            "attemptId": attempt.id,
+            "evalrows": {"kind": ATTEMPT_KIND, "attempt": record},
+        },
+        "metrics": metrics,
+        "span_attributes": {"name": "evalrows attempt", "type": "task"},
+    }
+
+
+def event_attempt(event: dict[str, Any], experiment_id: str) -> Attempt:
+    """The attempt an ``attempt_event`` carries; fields this version does not know are
+    dropped, ones it lacks take their defaults."""
+    own = ((event.get("metadata") or {}).get("evalrows") or {}).get("attempt") or {}
+    known = {name: value for name, value in own.items() if name in _ATTEMPT_FIELDS}
+    return Attempt(**known, experiment_id=experiment_id)
 
 
 def delete_event(event_id: str) -> dict[str, Any]:

@@ -281,3 +281,41 @@ def test_a_late_redelivery_of_a_stored_version_is_not_written_again(
 def test_a_store_url_with_a_control_character_is_refused_up_front() -> None:
     with pytest.raises(ValueError, match="holds a control character"):
         parse_store_url("http://127.0.0.1:8000/a\x00b", Path("."))
+
+
+def test_attempts_are_events_the_contract_accepts_and_rows_never_show_them(
+    store: HTTPStore, service: StandIn
+) -> None:
+    from pytest_evalrows.records import Attempt
+
+    assert store.attempts
+    experiment = store.get_or_create_experiment("proj", "nightly")
+    first = row("r0", "a1")
+    store.write(experiment.id, [first], [root(first), child(first, "llm")])
+    # At the session's start, then at its end with its counts and report: two versions.
+    attempt = Attempt(id="a1", experiment_id=experiment.id, started=10.0, host="h", args=["-x"])
+    store.save_attempt(attempt)
+    attempt.ended, attempt.counts, attempt.delivered = 12.5, {"passed": 1}, True
+    attempt.report = {"rows_written": 1, "statuses": {"passed": 1}}
+    store.save_attempt(attempt)
+    store.save_attempt(Attempt(id="a0", experiment_id=experiment.id, started=5.0))
+    # The stand-in validated every insert against InsertExperimentEventRequest.
+    assert store.list_attempts(experiment.id) == [
+        Attempt(id="a0", experiment_id=experiment.id, started=5.0),
+        attempt,
+    ]
+    assert [r.row_id for r in store.latest_rows(experiment.id)] == ["r0"]
+    assert {s.row_id for s in store.list_spans(experiment.id)} == {"r0"}
+    assert store.history(experiment.id, "evalrows-attempt-a1") == []
+    assert store.delete_stale_spans(experiment.id) == []
+    ids = {e["id"] for e in service.live(experiment.id)}
+    assert {"evalrows-attempt-a0", "evalrows-attempt-a1"} <= ids
+    assert store.request_counts()["insert"] == 4
+
+
+def test_a_batch_without_rows_is_certain_about_its_counts(store: HTTPStore) -> None:
+    # A spooled attempt alone is delivered as an empty write: it must not make a flush's
+    # new/updated counts unknown.
+    experiment = store.get_or_create_experiment("proj", "nightly")
+    result = store.write(experiment.id, [], [])
+    assert (result.new_rows, result.updated_rows, result.certain) == (0, 0, True)

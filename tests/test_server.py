@@ -361,10 +361,49 @@ def test_pages_return_every_event_exactly_once(api: Api, method: str) -> None:
     assert len(everything["events"]) == 25 and "cursor" not in everything
 
 
+def test_attempt_events_are_kept_as_attempts_and_fetched_after_the_events(
+    api: Api, store: SQLiteStore, schema: Any
+) -> None:
+    from pytest_evalrows.records import Attempt
+
+    experiment = api.experiment()
+    attempts = [
+        Attempt(id=f"a{i}", experiment_id=experiment["id"], started=float(10 + i), host="h")
+        for i in range(3)
+    ]
+    attempts[2].ended, attempts[2].report = 20.0, {"rows_written": 1, "statuses": {"passed": 1}}
+    request = {"events": [row_event("r1"), span_event("s1")]}
+    api.insert(experiment["id"], request["events"])
+    for attempt in attempts:
+        body = {"events": [wire.attempt_event(attempt)]}
+        schema("InsertExperimentEventRequest", body)
+        api.insert(experiment["id"], body["events"])
+    # Saved again at the session's end: still one attempt.
+    api.insert(experiment["id"], [wire.attempt_event(attempts[2])])
+    assert store.list_attempts(experiment["id"]) == attempts
+    assert [row.row_id for row in store.latest_rows(experiment["id"])] == ["r1"]
+    assert {span.row_id for span in store.list_spans(experiment["id"])} == {"r1"}
+    url = f"/v1/experiment/{experiment['id']}/fetch"
+    ids: list[str] = []
+    cursor = None
+    while True:
+        page = api.ok(api.client.post(url, json={"limit": 2, "cursor": cursor}))
+        schema("FetchExperimentEventsResponse", page)
+        assert 0 < len(page["events"]) <= 2
+        ids += [event["id"] for event in page["events"]]
+        cursor = page.get("cursor")
+        if cursor is None:
+            break
+    assert ids == ["s1", "r1", *(f"evalrows-attempt-a{i}" for i in range(3))]
+    fetched = api.fetch_all(experiment["id"])
+    assert [wire.event_attempt(e, experiment["id"]) for e in fetched[2:]] == attempts
+
+
 # -- bad requests --------------------------------------------------------------------------
 
 GOOD = [row_event("good"), span_event("good-span")]
 UNKNOWN_KIND = {"id": "r", "metadata": {"evalrows": {"kind": "x"}}}
+BAD_ATTEMPT = {"id": "a", "metadata": {"evalrows": {"kind": "attempt", "attempt": {"id": "a"}}}}
 BAD_BODIES: dict[str, tuple[Any, str]] = {
     "not json": (b"{not json", "not JSON"),
     "a list": ([], "body"),
@@ -381,6 +420,7 @@ BAD_BODIES: dict[str, tuple[Any, str]] = {
     "same id twice": ({"events": [*GOOD, row_event("good")]}, "also events[0]"),
     "merge": ({"events": [*GOOD, {"id": "r", "_is_merge": True}]}, "_is_merge"),
     "unknown kind": ({"events": [*GOOD, UNKNOWN_KIND]}, "kind"),
+    "attempt without a start": ({"events": [*GOOD, BAD_ATTEMPT]}, "started"),
     "bad status": ({"events": [*GOOD, row_event("r")]}, "status"),
 }
 BAD_BODIES["bad status"][0]["events"][2]["metadata"]["evalrows"]["status"] = "great"

@@ -4,8 +4,15 @@ quietly does nothing, and the server is typed against the narrow backend it need
 from __future__ import annotations
 
 import inspect
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from http_helpers import EvalrowsServer
 
 from pytest_evalrows.records import Attempt
 from pytest_evalrows.store.base import ServerBackend, Store, UnsupportedError
@@ -52,7 +59,6 @@ def test_the_embedded_store_is_a_server_backend() -> None:
 
 def test_the_server_needs_no_more_than_the_backend_offers() -> None:
     import ast
-    from pathlib import Path
 
     import pytest_evalrows.server as server
 
@@ -67,3 +73,61 @@ def test_the_server_needs_no_more_than_the_backend_offers() -> None:
     offered = {name for name in dir(ServerBackend) if not name.startswith("_")}
     offered |= set(ServerBackend.__annotations__)
     assert used and used <= offered, used - offered
+
+
+# -- attempts over HTTP, end to end ----------------------------------------------------------
+
+SUITE = """
+import pytest
+
+@pytest.mark.eval
+@pytest.mark.parametrize("case", ["a", "b", "c"])
+def test_case(case, eval_row):
+    eval_row.log(output=case)
+    eval_row.score("ok", 1.0)
+    assert case != "c"
+"""
+
+
+def test_evalrows_attempts_reads_a_session_recorded_through_evalrows_serve(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    token = f"evk-{secrets.token_hex(16)}"
+    served = tmp_path / "served"
+    served.mkdir()
+    server = EvalrowsServer(served / "served.db", token, served / "server.log")
+    server.start()
+    try:
+        pytester.makeini("[pytest]\n")
+        pytester.makepyfile(test_suite=SUITE)
+        result = pytester.runpytest_subprocess(
+            "--eval-experiment=nightly", f"--eval-store={server.url}", f"--eval-api-key={token}"
+        )
+        result.assert_outcomes(passed=2, failed=1)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EVALROWS_")}
+        command = [sys.executable, "-m", "pytest_evalrows.cli", "attempts", "nightly", "--json"]
+        shown = subprocess.run(
+            [*command, "--store", server.url],
+            env={**env, "EVALROWS_API_KEY": token},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+    finally:
+        server.stop()
+    assert shown.returncode == 0, shown.stderr
+    assert token not in shown.stdout + shown.stderr
+    (attempt,) = [json.loads(line) for line in shown.stdout.splitlines()]  # JSON lines
+    assert attempt["counts"] == {"passed": 2, "failed": 1}
+    assert attempt["delivered"] is True and attempt["ended"]
+    report = attempt["report"]
+    assert (report["rows_written"], report["new_rows"], report["updated_rows"]) == (3, 3, 0)
+    assert report["statuses"] == {"passed": 2, "failed": 1}
+    assert report["undelivered_rows"] == 0
+    assert f"attempt {attempt['id']}: 3 rows written" in result.stdout.str()
+    # The same attempt, kept by the embedded store behind the server.
+    with SQLiteStore(served / "served.db") as store:
+        (kept,) = store.list_attempts(store.get_experiment("nightly").id)
+        assert kept.id == attempt["id"] and kept.report == report
+        assert len(store.latest_rows(kept.experiment_id)) == 3  # no attempt among the rows

@@ -162,8 +162,8 @@ class StoredEvent(NamedTuple):
 
 class ServerBackend(Protocol):
     """What ``evalrows serve`` needs of the store behind it, beyond a ``Store``'s reads:
-    projects by id, experiments by id, every event in write order, and an insert that
-    applies one request's rows, spans, deletes and attempts together. ``SQLiteStore`` is one."""
+    projects by id, experiments by id, every event in write order, an insert that applies
+    one request's rows, spans and deletes together, and attempts. ``SQLiteStore`` is one."""
 
     display_url: str
 

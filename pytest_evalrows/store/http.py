@@ -23,6 +23,7 @@ import pydantic_core
 from .. import wire
 from ..errors import StoreAuthError, StoreError, UnknownExperimentError
 from ..models import (
+    Attempt,
     Experiment,
     RowDoc,
     RowState,
@@ -52,6 +53,14 @@ class _TooLarge(StoreError):
 class HTTPStore(Store):
     """Rows in a Braintrust experiment, through ``/v1/project``, ``/v1/experiment`` and its
     ``insert`` and ``fetch`` endpoints. ``transport`` lets tests inject an httpx transport."""
+
+    # Braintrust has no attempts. Each is kept as an event of the experiment (see
+    # ``wire.attempt_event``), not in the experiment's metadata: PATCH /v1/experiment/{id}
+    # replaces that object, so two sessions finishing at once would lose one's record (read,
+    # change, write), and the record would grow with every session. An insert of its own id
+    # is append-safe, retried and spooled like any write, and ``evalrows serve`` keeps it as
+    # an attempt. The cost: Braintrust's UI lists it among the rows, named "evalrows attempt".
+    attempts = True
 
     def __init__(
         self,
@@ -230,6 +239,23 @@ class HTTPStore(Store):
             self._projects[project["name"]] = project["id"]
         return next((n for n, i in self._projects.items() if i == project_id), project_id)
 
+    def save_attempt(self, attempt: Attempt) -> None:
+        self._insert(attempt.experiment_id, [wire.attempt_event(attempt)])
+
+    def list_attempts(self, experiment_id: str) -> list[Attempt]:
+        # Fetch has no filter the contract promises: read every event, keep the attempts'
+        # latest versions (a session saves its attempt at its start and at its end).
+        latest: dict[str, dict[str, Any]] = {}
+        for event in self._fetch_all(experiment_id):
+            if wire.event_kind(event) != wire.ATTEMPT_KIND:
+                continue
+            current = latest.get(event["id"])
+            xact = str(event.get("_xact_id", ""))
+            if current is None or _xact_key(xact) > _xact_key(str(current.get("_xact_id", ""))):
+                latest[event["id"]] = event
+        found = [wire.event_attempt(event, experiment_id) for event in latest.values()]
+        return sorted(found, key=lambda attempt: (attempt.started, attempt.id))
+
     # -- rows and spans ------------------------------------------------------------------
 
     def write(
@@ -269,7 +295,8 @@ class HTTPStore(Store):
             if doc.get("row_id") is not None and not wire.is_root_record(doc):
                 events.append(wire.span_event(doc))
         self._insert(experiment_id, events)
-        result.certain = experiment_id in self._known
+        # A batch without rows (an attempt's spool entry) tells new from updated for none.
+        result.certain = experiment_id in self._known or not docs
         known = self._known.setdefault(experiment_id, set())
         result.spans = len(events) - len(docs)
         remembered = self._stored.get(experiment_id)
