@@ -28,8 +28,8 @@ from typing import Any
 
 from common import clean_env, make_suite
 
+from pytest_evalrows.delivery.spool import read_spool
 from pytest_evalrows.errors import StoreError
-from pytest_evalrows.spool import read_spool
 from pytest_evalrows.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent

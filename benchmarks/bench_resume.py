@@ -17,7 +17,7 @@ from pathlib import Path
 
 from common import make_suite, run_pytest, summary_number
 
-from pytest_evalrows import ids
+from pytest_evalrows.core import ids
 from pytest_evalrows.store.sqlite import SQLiteStore
 
 TEST_FILE = """

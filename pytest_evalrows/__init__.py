@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .core.row import EvalRow
 from .errors import (
     EvalrowsError,
     EvalrowsWarning,
@@ -17,7 +18,6 @@ from .errors import (
     StoreError,
     UnknownExperimentError,
 )
-from .row import EvalRow
 
 if TYPE_CHECKING:
     from .store import MemoryStore, SQLiteStore, Store

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
+from .core.timestamps import to_iso
 from .errors import EvalrowsError
 from .store.urls import DEFAULT_STORE, VALID_FORMS, api_key_from_env, parse_store_url
-from .timestamps import to_iso
 
 Command = Callable[[argparse.Namespace, TextIO], int]
 
@@ -154,7 +154,7 @@ def _project(parser: argparse.ArgumentParser) -> None:
 
 def _open(args: argparse.Namespace, *, create: bool = False) -> Any:
     """The store ``--store`` names. Readers never create one; flush may."""
-    from .store.urls import open_store
+    from .stores import open_store
 
     try:
         url = parse_store_url(args.store, Path.cwd())
@@ -331,7 +331,7 @@ def cmd_gc(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_flush(args: argparse.Namespace, out: TextIO) -> int:
-    from .spool import deliver_leftovers
+    from .delivery.spool import deliver_leftovers
 
     spool = Path(args.spool)
     with _open(args, create=True) as store:
@@ -382,7 +382,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         raise EvalrowsError(
             'evalrows serve needs Starlette and uvicorn: pip install "pytest-evalrows[server]"'
         ) from None
-    from .server import bound_hosts, parse_host, serve
+    from .braintrust.server import bound_hosts, parse_host, serve
     from .store.sqlite import SQLiteStore
 
     if args.allowed_hosts is not None:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from .models import Attempt, RowVersion, SpanRecord
+    from .core.models import Attempt, RowVersion, SpanRecord
     from .store.base import Store
     from .store.urls import StoreURL
 

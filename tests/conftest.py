@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_evalrows.settings import OPTIONS
+from pytest_evalrows.plugin.settings import OPTIONS
 
 
 @pytest.fixture(autouse=True)

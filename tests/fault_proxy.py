@@ -22,8 +22,8 @@ hand (and stop a flap). Everything the proxy saw and did is kept (``seen``, ``st
 ``transitions``) so that tests assert on counts, never on time. ``close`` stops every thread
 and closes every socket; errors inside the proxy are kept in ``errors`` and raised on exit.
 
-Standalone: stdlib, httpx and ``pytest_evalrows.wire`` only, so that benchmarks can load it by
-path.
+Standalone: stdlib, httpx and ``pytest_evalrows.braintrust.wire`` only, so that benchmarks can
+load it by path.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from typing import Any, ClassVar, Literal
 
 import httpx
 
-from pytest_evalrows import wire
+from pytest_evalrows.braintrust import wire
 
 # Bounds: nothing the proxy does waits longer than these.
 STATE_CHANGE_TIMEOUT = 10.0  # go_down/go_up wait this long for the listener thread

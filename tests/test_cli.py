@@ -13,8 +13,8 @@ import pytest
 from helpers import evalrows_cli, make_row
 
 from pytest_evalrows.cli import build_parser, main
+from pytest_evalrows.core.records import Attempt
 from pytest_evalrows.models import ErrorInfo
-from pytest_evalrows.records import Attempt
 from pytest_evalrows.store.sqlite import SQLiteStore
 from pytest_evalrows.store.urls import VALID_FORMS
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pytest_evalrows.cli import build_parser
-from pytest_evalrows.settings import OPTIONS
+from pytest_evalrows.plugin.settings import OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -29,7 +29,7 @@ def test_every_command_is_in_the_readme(command: str) -> None:
 
 @pytest.mark.parametrize("option", OPTIONS, ids=[option.name for option in OPTIONS])
 def test_every_setting_is_in_the_configuration_table(option: object) -> None:
-    from pytest_evalrows.settings import Option
+    from pytest_evalrows.plugin.settings import Option
 
     assert isinstance(option, Option)
     rows = [line for line in README.splitlines() if line.startswith(f"| `{option.flag}")]
@@ -78,7 +78,7 @@ def _section(text: str, title: str) -> str:
 def test_the_resume_help_and_the_readme_name_what_each_mode_skips(
     pytester: pytest.Pytester,
 ) -> None:
-    from pytest_evalrows.collection import RESUMED_STATUSES
+    from pytest_evalrows.plugin.collection import RESUMED_STATUSES
 
     shown = " ".join(pytester.runpytest_subprocess("--help").stdout.str().split())
     help_text = shown[shown.index("--eval-resume") : shown.index("--eval-spool")]

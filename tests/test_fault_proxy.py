@@ -28,7 +28,7 @@ from fault_proxy import (
 from helpers import make_row
 from http_helpers import EvalrowsServer
 
-from pytest_evalrows import wire
+from pytest_evalrows.braintrust import wire
 from pytest_evalrows.store.sqlite import SQLiteStore
 
 

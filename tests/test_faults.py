@@ -27,9 +27,9 @@ from fault_proxy import DropAfterCommit, FaultProxy, Flap, Refuse, Reset, Rule
 from helpers import header, summary
 from http_helpers import EvalrowsServer
 
+from pytest_evalrows.core.records import StaleSpan
 from pytest_evalrows.errors import StoreError
 from pytest_evalrows.models import RowVersion, SpanRecord
-from pytest_evalrows.records import StaleSpan
 from pytest_evalrows.store.sqlite import SQLiteStore
 
 pytest_plugins = ("pytester",)

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from pytest_evalrows import StoreError
-from pytest_evalrows.spool import Spool, session_name
-from pytest_evalrows.store.http import HTTPStore
+from pytest_evalrows.braintrust.client import HTTPStore
+from pytest_evalrows.delivery.spool import Spool, session_name
 from pytest_evalrows.store.sqlite import SQLiteStore
 from pytest_evalrows.store.urls import parse_store_url
 

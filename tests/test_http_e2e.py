@@ -42,7 +42,7 @@ from http_helpers import (
 )
 from span_helpers import INI, Stored, default_db, json_lines, stale_removed, stored, summary_lines
 
-from pytest_evalrows import wire
+from pytest_evalrows.braintrust import wire
 from pytest_evalrows.store.sqlite import SQLiteStore
 
 pytest_plugins = ("pytester",)

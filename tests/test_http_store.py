@@ -16,7 +16,7 @@ import pytest
 from braintrust_contract import StandIn, needs_contract
 
 from pytest_evalrows import StoreAuthError, StoreError
-from pytest_evalrows.store.http import MAX_EVENTS, HTTPStore, batches, public_url
+from pytest_evalrows.braintrust.client import MAX_EVENTS, HTTPStore, batches, public_url
 from pytest_evalrows.store.urls import parse_store_url
 
 pytestmark = needs_contract
@@ -286,7 +286,7 @@ def test_a_store_url_with_a_control_character_is_refused_up_front() -> None:
 def test_attempts_are_events_the_contract_accepts_and_rows_never_show_them(
     store: HTTPStore, service: StandIn
 ) -> None:
-    from pytest_evalrows.records import Attempt
+    from pytest_evalrows.core.records import Attempt
 
     assert store.attempts
     experiment = store.get_or_create_experiment("proj", "nightly")

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from pytest_evalrows import ids
-from pytest_evalrows.values import json_value
+from pytest_evalrows.core import ids
+from pytest_evalrows.core.values import json_value
 
 MARKERS = (".git", "pyproject.toml", "setup.py", "setup.cfg", "tox.ini", "pytest.ini")
 

@@ -9,7 +9,9 @@ PROBE = """
 import sys
 import pytest
 
-HEAVY = ("pydantic", "opentelemetry.sdk.trace", "sqlite3", "httpx", "pytest_evalrows.recorder")
+HEAVY = (
+    "pydantic", "opentelemetry.sdk.trace", "sqlite3", "httpx", "pytest_evalrows.plugin.recorder"
+)
 
 @pytest.mark.eval
 @pytest.mark.parametrize("n", [1])
@@ -44,7 +46,7 @@ def test_a_recording_session_leaves_the_read_models_alone(pytester: pytest.Pytes
     )
     result.assert_outcomes(passed=1)
     assert "pydantic" not in loaded(result)
-    assert "pytest_evalrows.recorder" in loaded(result)
+    assert "pytest_evalrows.plugin.recorder" in loaded(result)
 
 
 def test_the_testing_helpers_plugin_imports_nothing_heavy_in_an_inert_session(

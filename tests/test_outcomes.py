@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from pytest_evalrows.building import with_subtests
+from pytest_evalrows.core.outcomes import SUBTESTS, is_subtest, row_status, subtest_description
 from pytest_evalrows.models import STATUSES, ErrorInfo
-from pytest_evalrows.outcomes import SUBTESTS, is_subtest, row_status, subtest_description
+from pytest_evalrows.plugin.building import with_subtests
 
 OK = ("passed", False)
 FAILED = ("failed", False)

@@ -7,10 +7,12 @@ import time
 
 import pytest
 
-from pytest_evalrows import building, ids, wire
+from pytest_evalrows.braintrust import wire
+from pytest_evalrows.core import ids
+from pytest_evalrows.core.records import Status
+from pytest_evalrows.core.row import RowDraft, RowPlan
 from pytest_evalrows.models import ErrorInfo, RowVersion, SpanRecord
-from pytest_evalrows.records import Status
-from pytest_evalrows.row import RowDraft, RowPlan
+from pytest_evalrows.plugin import building
 
 ATTEMPT = "attempt-root"
 EXPERIMENT = "root-exp"

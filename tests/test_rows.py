@@ -231,7 +231,7 @@ def test_inert_without_an_experiment(pytester: pytest.Pytester) -> None:
                 eval_row.score("exact", 2)
 
         def test_nothing_of_the_recorder_is_imported():
-            loaded = {"pytest_evalrows.recorder", "pytest_evalrows.models",
+            loaded = {"pytest_evalrows.plugin.recorder", "pytest_evalrows.models",
                       "pytest_evalrows.store.sqlite"} & set(sys.modules)
             assert loaded == set()
         """

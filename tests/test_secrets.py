@@ -26,7 +26,7 @@ from durability_helpers import output_of, spool_files, spooled_entries
 from http_helpers import EvalrowsServer, closed_port, files_containing
 from span_helpers import INI, default_db, stored
 
-from pytest_evalrows.redaction import redacted, scrub_url_credentials
+from pytest_evalrows.core.redaction import redacted, scrub_url_credentials
 
 pytest_plugins = ("pytester",)
 

@@ -24,10 +24,10 @@ import httpx
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
 
-from pytest_evalrows import wire
+from pytest_evalrows.braintrust import wire
+from pytest_evalrows.braintrust.server import create_app
 from pytest_evalrows.cli import main
 from pytest_evalrows.models import Metrics, RowVersion, SpanRecord
-from pytest_evalrows.server import create_app
 from pytest_evalrows.store.sqlite import SQLiteStore
 from pytest_evalrows.store.sqlite_schema import MIGRATIONS
 
@@ -364,7 +364,7 @@ def test_pages_return_every_event_exactly_once(api: Api, method: str) -> None:
 def test_attempt_events_are_kept_as_attempts_and_fetched_after_the_events(
     api: Api, store: SQLiteStore, schema: Any
 ) -> None:
-    from pytest_evalrows.records import Attempt
+    from pytest_evalrows.core.records import Attempt
 
     experiment = api.experiment()
     attempts = [

@@ -21,11 +21,11 @@ import pytest
 from http_helpers import EvalrowsServer
 from test_server import row_event, span_event
 
-from pytest_evalrows import wire
+from pytest_evalrows.braintrust import wire
+from pytest_evalrows.braintrust.client import MAX_BYTES, MAX_EVENTS, HTTPStore
+from pytest_evalrows.braintrust.server import MAX_BODY_BYTES, MAX_SMALL_BODY_BYTES, bound_hosts
+from pytest_evalrows.braintrust.server_bodies import MAX_VALUES
 from pytest_evalrows.cli import main
-from pytest_evalrows.server import MAX_BODY_BYTES, MAX_SMALL_BODY_BYTES, bound_hosts
-from pytest_evalrows.server_bodies import MAX_VALUES
-from pytest_evalrows.store.http import MAX_BYTES, MAX_EVENTS, HTTPStore
 
 TOKEN = "limits-token"
 MIB = 1024 * 1024

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from helpers import evalrows_cli, history, rows
 
-from pytest_evalrows.report import SessionReport
+from pytest_evalrows.core.report import SessionReport
+from pytest_evalrows.plugin.summary import write_summary
 from pytest_evalrows.store.sqlite import SQLiteStore
-from pytest_evalrows.summary import write_summary
 
 EXPERIMENT = "nightly"
 SUITE = """
@@ -200,7 +200,7 @@ def test_a_report_renders_the_summary_lines() -> None:
 
 
 def test_unknown_new_and_updated_counts_are_said_and_saved_as_unknown() -> None:
-    from pytest_evalrows.report import CRASHED
+    from pytest_evalrows.core.report import CRASHED
 
     report = SessionReport(
         "e", "p", "s", "a1", rows_written=3, new_rows=None, updated_rows=None, unknown_why=CRASHED

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from helpers import header, rows, usage_error
 
-from pytest_evalrows.settings import resolve
+from pytest_evalrows.plugin.settings import resolve
 from pytest_evalrows.store.urls import VALID_FORMS
 
 ONE_ROW = """

@@ -559,7 +559,7 @@ def test_a_failed_or_erroring_rows_root_span_describes_its_exception(
 
 
 def test_a_failed_roots_status_description_is_read_back_and_travels_over_http() -> None:
-    from pytest_evalrows import wire
+    from pytest_evalrows.braintrust import wire
     from pytest_evalrows.models import SpanRecord
 
     doc = {

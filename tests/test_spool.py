@@ -24,7 +24,7 @@ from durability_helpers import (
 from helpers import header, history, make_row
 from span_helpers import INI, cli, stale_removed, stored, summary_lines
 
-from pytest_evalrows.spool import Spool, deliver_leftovers
+from pytest_evalrows.delivery.spool import Spool, deliver_leftovers
 from pytest_evalrows.store.sqlite import SQLiteStore
 
 SUITE = """

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from http_helpers import EvalrowsServer
 
-from pytest_evalrows.records import Attempt
+from pytest_evalrows.core.records import Attempt
 from pytest_evalrows.store.base import ServerBackend, Store, UnsupportedError
 from pytest_evalrows.store.memory import MemoryStore
 from pytest_evalrows.store.sqlite import SQLiteStore
@@ -60,7 +60,7 @@ def test_the_embedded_store_is_a_server_backend() -> None:
 def test_the_server_needs_no_more_than_the_backend_offers() -> None:
     import ast
 
-    import pytest_evalrows.server as server
+    import pytest_evalrows.braintrust.server as server
 
     tree = ast.parse(Path(server.__file__).read_text())
     used = {

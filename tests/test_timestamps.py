@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pytest_evalrows.timestamps import to_epoch, to_iso
+from pytest_evalrows.core.timestamps import to_epoch, to_iso
 
 MOMENT = 1_700_000_000.123456  # 2023-11-14T22:13:20.123456Z
 

@@ -18,12 +18,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-import pytest_evalrows.tracing as tracing_module
-from pytest_evalrows import building, ids
+import pytest_evalrows.plugin.tracing as tracing_module
+from pytest_evalrows.core import ids
+from pytest_evalrows.core.row import RowDraft, RowPlan
 from pytest_evalrows.models import ErrorInfo, Metrics, RowVersion, SpanRecord, StaleSpan
-from pytest_evalrows.row import RowDraft, RowPlan
+from pytest_evalrows.plugin import building
+from pytest_evalrows.plugin.tracing import ActiveRow, RowSpanProcessor, Tracing, span_record
 from pytest_evalrows.store.sqlite import SQLiteStore
-from pytest_evalrows.tracing import ActiveRow, RowSpanProcessor, Tracing, span_record
 
 ATTEMPT = "attempt-unit"
 EXPERIMENT = "unit-exp"

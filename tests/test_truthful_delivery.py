@@ -28,9 +28,9 @@ from http_helpers import EvalrowsServer
 from span_helpers import INI, cli, stale_removed, stored, summary_lines
 from test_http_e2e import evalrows
 
-from pytest_evalrows.delivery import Delivery, Totals, Unit
+from pytest_evalrows.braintrust.client import HTTPStore
+from pytest_evalrows.delivery.delivery import Delivery, Totals, Unit
 from pytest_evalrows.store.base import Store
-from pytest_evalrows.store.http import HTTPStore
 from pytest_evalrows.store.sqlite import SQLiteStore
 
 EXPERIMENT = "truth"

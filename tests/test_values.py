@@ -12,8 +12,8 @@ import pydantic
 import pytest
 
 from pytest_evalrows import EvalRow, EvalrowsError, InvalidScoreError
-from pytest_evalrows.row import UNSET, RowDraft, RowPlan
-from pytest_evalrows.values import MAX_FIELD_BYTES, check_score, json_value, storable_text
+from pytest_evalrows.core.row import UNSET, RowDraft, RowPlan
+from pytest_evalrows.core.values import MAX_FIELD_BYTES, check_score, json_value, storable_text
 
 
 @dataclasses.dataclass

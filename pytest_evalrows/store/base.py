@@ -7,11 +7,11 @@ from collections.abc import Collection, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol
 
+from ..core.records import Attempt, Experiment, RowDoc, RowState, SpanDoc, StaleSpan, WriteResult
 from ..errors import StoreError
-from ..records import Attempt, Experiment, RowDoc, RowState, SpanDoc, StaleSpan, WriteResult
 
 if TYPE_CHECKING:
-    from ..models import RowVersion, SpanRecord
+    from ..core.models import RowVersion, SpanRecord
 
 
 class UnsupportedError(StoreError):

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pydantic_core
 
-from ..errors import StoreError, UnknownExperimentError
-from ..records import (
+from ..core.records import (
     Attempt,
     Experiment,
     RowDoc,
@@ -26,11 +25,12 @@ from ..records import (
     WriteResult,
     as_doc,
 )
+from ..errors import StoreError, UnknownExperimentError
 from . import sqlite_schema as schema
 from .base import Project, Store, StoredEvent
 
 if TYPE_CHECKING:
-    from ..models import RowVersion, SpanRecord
+    from ..core.models import RowVersion, SpanRecord
 
 _BUSY_TIMEOUT_S = 60.0
 
@@ -364,7 +364,7 @@ class SQLiteStore(Store):
             args.append(row_id)
         with self._errors("reading spans"), self._lock:
             rows = self._db.execute(query + " ORDER BY start, span_id", args).fetchall()
-        from ..models import SpanRecord  # validated models only for reading back
+        from ..core.models import SpanRecord
 
         return [SpanRecord.model_validate_json(body) for (body,) in rows]
 
@@ -380,7 +380,7 @@ class SQLiteStore(Store):
         }
         with self._errors("reading events"), self._lock:
             found = self._db.execute(schema.FETCH_EVENTS, args).fetchall()
-        from ..models import SpanRecord
+        from ..core.models import SpanRecord
 
         return [
             StoredEvent(
@@ -468,7 +468,7 @@ def _row_id_of(body: str) -> str:
 
 
 def _row(version: int, created: float, body: str) -> RowVersion:
-    from ..models import RowVersion
+    from ..core.models import RowVersion
 
     row = RowVersion.model_validate_json(body)
     row.version = version

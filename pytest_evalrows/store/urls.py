@@ -1,16 +1,12 @@
-"""Store URLs: which store a setting names, and opening it."""
+"""Store URLs: which store a setting names (``pytest_evalrows.stores`` opens it)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ..redaction import scrub_url_credentials
-
-if TYPE_CHECKING:
-    from .base import Store
+from ..core.redaction import public_url, scrub_url_credentials
 
 DEFAULT_STORE = "sqlite:///.evalrows/evalrows.db"
 VALID_FORMS = (
@@ -30,8 +26,6 @@ class StoreURL:
     def display(self) -> str:
         """How the store is named in output: never with a secret in it."""
         if self.scheme == "http":
-            from .http import public_url
-
             return public_url(self.text)
         if self.scheme == "sqlite" and self.path is not None:
             return f"sqlite:///{self.path}" if str(self.path) != ":memory:" else self.text
@@ -74,25 +68,6 @@ def parse_store_url(value: str, base: Path) -> StoreURL:
 def _absolute(path: Path, base: Path) -> Path:
     # Resolved, so that one file has one name (the spool matches entries to stores by it).
     return (path if path.is_absolute() else base / path).resolve()
-
-
-def open_store(
-    url: StoreURL,
-    *,
-    create: bool = True,
-    api_key: str | None = None,
-    timeout: float = 30.0,
-    retries: int = 5,
-) -> Store:
-    """Open the store a URL names. Raises StoreError when it cannot."""
-    if url.scheme == "http":
-        from .http import HTTPStore
-
-        return HTTPStore(url.text, api_key=api_key, timeout=timeout, retries=retries)
-    from .sqlite import SQLiteStore
-
-    assert url.path is not None
-    return SQLiteStore(url.path, create=create)
 
 
 def api_key_from_env(environ: Mapping[str, str] | None = None) -> str | None:

@@ -21,9 +21,9 @@ from typing import IO, Any
 
 import pydantic_core
 
-from .errors import StoreError
-from .records import Attempt, RowDoc, SpanDoc, WriteResult
-from .store.base import Store
+from ..core.records import Attempt, RowDoc, SpanDoc, WriteResult
+from ..errors import StoreError
+from ..store.base import Store
 
 try:
     import fcntl

@@ -15,9 +15,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from . import rows
-from .models import Attempt, ErrorInfo, Metrics, RowDoc, RowVersion, SpanDoc, SpanRecord
-from .timestamps import to_epoch
+from ..core import rows
+from ..core.models import Attempt, ErrorInfo, Metrics, RowDoc, RowVersion, SpanDoc, SpanRecord
+from ..core.timestamps import to_epoch
 
 ROW_KIND = "row"
 SPAN_KIND = "span"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .report import SessionReport
+from ..core.report import SessionReport
 
 
 def write_summary(report: SessionReport, terminalreporter: Any) -> None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from .delivery import Delivery, Totals
-from .errors import StoreError
-from .records import Attempt
-from .report import CRASHED, UNREAD, SessionReport
+from ..core.records import Attempt
+from ..core.report import CRASHED, UNREAD, SessionReport
+from ..delivery.delivery import Delivery, Totals
+from ..errors import StoreError
 from .settings import Settings
 from .tracing import Tracing
 from .workers import WorkerRows

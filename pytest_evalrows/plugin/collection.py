@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from . import ids
-from .errors import EvalrowsWarning
-from .records import RowState
-from .row import RowPlan
-from .values import json_value
+from ..core import ids
+from ..core.records import RowState
+from ..core.row import RowPlan
+from ..core.values import json_value
+from ..errors import EvalrowsWarning
 
 plan_key = pytest.StashKey[RowPlan]()
 

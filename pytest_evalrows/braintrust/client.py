@@ -20,9 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pydantic_core
 
-from .. import wire
-from ..errors import StoreAuthError, StoreError, UnknownExperimentError
-from ..models import (
+from ..core.models import (
     Attempt,
     Experiment,
     RowDoc,
@@ -34,8 +32,11 @@ from ..models import (
     WriteResult,
     as_doc,
 )
-from ..timestamps import to_epoch
-from .base import Store
+from ..core.redaction import public_url
+from ..core.timestamps import to_epoch
+from ..errors import StoreAuthError, StoreError, UnknownExperimentError
+from ..store.base import Store
+from . import wire
 
 MAX_EVENTS = 100  # per insert request, as Braintrust's SDK sends
 MAX_BYTES = 6 * 1024 * 1024
@@ -441,15 +442,6 @@ def batches(events: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         size += event_size
     if batch:
         yield batch
-
-
-def public_url(url: str) -> str:
-    """The URL without user info, query or fragment: safe to print."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
 
 
 def _field(answer: dict[str, Any], name: str, store: str) -> str:

@@ -180,8 +180,6 @@ class EvalRow:
 
         if self._draft is None:
             return context.get_current()
-        from .tracing import row_context
-
         return row_context(self._draft)
 
     def run_in_context(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
@@ -190,8 +188,6 @@ class EvalRow:
         pool, ``executor.submit(eval_row.run_in_context, work, case)``."""
         if self._draft is None:
             return fn(*args, **kwargs)
-        from .tracing import run_in_row_context
-
         return run_in_row_context(self._draft, fn, *args, **kwargs)
 
     def _json(self, name: str, value: Any) -> Any:
@@ -244,3 +240,37 @@ def _tags(tags: Iterable[str] | None) -> list[str]:
         if not isinstance(tag, str):
             raise TypeError(f"tags must be strings, got {type(tag).__name__} {tag!r}")
     return [storable_text(tag) for tag in result]
+
+
+def row_context(draft: RowDraft, context: Any = None) -> Any:
+    """The OpenTelemetry context for work of this row: ``context`` (the current one by
+    default) when its span is in the row's trace already, else one whose current span is
+    the row's root. In a thread the test started without copying its context, spans started
+    under it join the row's trace in the user's exporters, not only in the store."""
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    current = trace.get_current_span(context).get_span_context()
+    if current.trace_id == draft.trace_id:
+        return context if context is not None else otel_context.get_current()
+    root = NonRecordingSpan(
+        SpanContext(
+            trace_id=draft.trace_id,
+            span_id=draft.span_id,
+            is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        )
+    )
+    return trace.set_span_in_context(root, context)
+
+
+def run_in_row_context(draft: RowDraft, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+    """Call ``fn`` with the row's context current (see ``row_context``)."""
+    from opentelemetry import context as otel_context
+
+    token = otel_context.attach(row_context(draft))
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        otel_context.detach(token)

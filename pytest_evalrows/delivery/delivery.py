@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreAuthError, StoreError
-from .records import Attempt, Experiment, RowDoc, SpanDoc, WriteResult
+from ..core.records import Attempt, Experiment, RowDoc, SpanDoc, WriteResult
+from ..core.values import json_value
+from ..errors import StoreAuthError, StoreError
+from ..store.base import Store
 from .spool import Spool, chunks, deliver_leftovers, pending_in
-from .store.base import Store
-from .values import json_value
 from .writer import BatchWriter
 
 # While the store is down, how often the writer tries it again with what the spool holds.

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .store.base import Store
-    from .store.urls import StoreURL
+    from ..store.base import Store
+    from ..store.urls import StoreURL
 
 
 @pytest.hookspec(firstresult=True)

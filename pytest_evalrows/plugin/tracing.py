@@ -26,10 +26,12 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
 
-from . import ids
-from .records import SpanDoc
-from .row import RowDraft
-from .values import storable_text
+from ..core import ids
+from ..core.records import SpanDoc
+from ..core.row import RowDraft
+from ..core.row import row_context as row_context
+from ..core.row import run_in_row_context as run_in_row_context
+from ..core.values import storable_text
 
 _T = TypeVar("_T")
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -386,28 +388,3 @@ def _end_like(span: trace.Span, root: SpanDoc) -> None:
     if code is not None:
         span.set_status(Status(code, root.get("status_description")))
     span.end(end_time=end)
-
-
-def row_context(draft: RowDraft, context: otel_context.Context | None = None) -> Any:
-    """The OpenTelemetry context for work of this row: ``context`` (the current one by
-    default) when its span is in the row's trace already, else one whose current span is
-    the row's root. In a thread the test started without copying its context, spans started
-    under it join the row's trace in the user's exporters, not only in the store."""
-    current = trace.get_current_span(context).get_span_context()
-    if current.trace_id == draft.trace_id:
-        return context if context is not None else otel_context.get_current()
-    root = NonRecordingSpan(
-        SpanContext(
-            trace_id=draft.trace_id, span_id=draft.span_id, is_remote=False, trace_flags=_SAMPLED
-        )
-    )
-    return trace.set_span_in_context(root, context)
-
-
-def run_in_row_context(draft: RowDraft, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
-    """Call ``fn`` with the row's context current (see ``row_context``)."""
-    token = otel_context.attach(row_context(draft))
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        otel_context.detach(token)

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from . import ids
-from .redaction import scrub_url_credentials
-from .store.urls import DEFAULT_STORE, VALID_FORMS, StoreURL, api_key_from_env, parse_store_url
+from ..core import ids
+from ..core.redaction import scrub_url_credentials
+from ..store.urls import DEFAULT_STORE, VALID_FORMS, StoreURL, api_key_from_env, parse_store_url
 
 TRACING_MODES = ("auto", "attach", "off")
 RESUME_MODES = ("passed", "finished", "off")

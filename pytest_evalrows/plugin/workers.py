@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from ..core.outcomes import SUBTESTS, is_subtest, row_status
+from ..core.records import RowDoc
+from ..delivery.delivery import Delivery, Totals, Unit
+from ..errors import StoreError
 from . import building
-from .delivery import Delivery, Totals, Unit
-from .errors import StoreError
-from .outcomes import SUBTESTS, is_subtest, row_status
-from .records import RowDoc
 
 
 class WorkerRows:

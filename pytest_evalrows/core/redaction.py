@@ -76,3 +76,14 @@ def scrub_url_credentials(text: str) -> str:
         return text
     text = _USERINFO.sub(rf"\g<scheme>{HIDDEN}@", text)
     return _QUERY_SECRET.sub(rf"\g<name>{HIDDEN}", text)
+
+
+def public_url(url: str) -> str:
+    """The URL without user info, query or fragment: safe to print."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))

@@ -33,10 +33,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..core.models import Experiment
+from ..errors import EvalrowsError, StoreError, UnknownExperimentError
+from ..store.base import ServerBackend
 from . import server_bodies as bodies
-from .errors import EvalrowsError, StoreError, UnknownExperimentError
-from .models import Experiment
-from .store.base import ServerBackend
 
 DEFAULT_LIMIT = 1000
 # The HTTP store sends at most 100 events and about 6 MB (counted in characters) a request:

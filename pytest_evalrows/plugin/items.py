@@ -7,12 +7,13 @@ from collections.abc import Callable
 
 import pytest
 
-from . import building, ids
+from ..core import ids
+from ..core.outcomes import SUBTESTS, is_subtest, row_status, subtest_description
+from ..core.records import ErrorInfo, SpanDoc
+from ..core.row import RowDraft
+from ..delivery.delivery import Totals, Unit
+from . import building
 from .collection import plan_key
-from .delivery import Totals, Unit
-from .outcomes import SUBTESTS, is_subtest, row_status, subtest_description
-from .records import ErrorInfo, SpanDoc
-from .row import RowDraft
 from .tracing import ActiveRow, Tracing
 
 draft_key = pytest.StashKey[RowDraft]()

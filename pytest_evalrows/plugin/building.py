@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from . import ids, rows
-from .records import ErrorInfo, RowDoc, SpanDoc, Status
-from .row import UNSET, RowDraft, RowPlan
-from .values import storable_text
+from ..core import ids, rows
+from ..core.records import ErrorInfo, RowDoc, SpanDoc, Status
+from ..core.row import UNSET, RowDraft, RowPlan
+from ..core.values import storable_text
 
 _TRACEBACK_CHARS = 4_000
 _MESSAGE_CHARS = 2_000

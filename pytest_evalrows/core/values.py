@@ -60,7 +60,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from json.encoder import encode_basestring  # the C one when available
 from typing import Any
 
-from .errors import InvalidScoreError
+from ..errors import InvalidScoreError
 
 # A logged field larger than this (as JSON text) is cut down and the row says so.
 MAX_FIELD_BYTES = 1_000_000

@@ -14,19 +14,20 @@ from typing import Any
 
 import pytest
 
-from . import gitinfo, ids
+from ..core import ids
+from ..core.records import Attempt, RowState, SpanDoc
+from ..core.redaction import redacted
+from ..core.report import SessionReport
+from ..core.row import RowPlan
+from ..delivery.delivery import Delivery, Totals, Unit
+from ..delivery.spool import default_spool_dir, session_name
+from ..errors import StoreAuthError, StoreError
+from ..stores import open_store
+from . import gitinfo
 from .collection import plan_items, resume_filter, warn_changed_params
-from .delivery import Delivery, Totals, Unit
-from .errors import StoreAuthError, StoreError
 from .items import ItemRows, draft_key
-from .records import Attempt, RowState, SpanDoc
-from .redaction import redacted
-from .report import SessionReport
-from .row import RowPlan
 from .session_end import SessionEnd
 from .settings import Settings
-from .spool import default_spool_dir, session_name
-from .store.urls import open_store
 from .summary import write_summary
 from .tracing import RowSpanProcessor, Tracing
 from .workers import WorkerRows

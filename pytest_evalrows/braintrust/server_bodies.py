@@ -13,11 +13,11 @@ from typing import Annotated, Any, NamedTuple, TypeVar
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
+from ..core.models import Attempt, Experiment, RowDoc, SpanDoc, as_doc
+from ..core.timestamps import to_iso
+from ..errors import EvalrowsError
+from ..store.base import Project, StoredEvent
 from . import wire
-from .errors import EvalrowsError
-from .models import Attempt, Experiment, RowDoc, SpanDoc, as_doc
-from .store.base import Project, StoredEvent
-from .timestamps import to_iso
 
 #: Every project belongs to one local organisation.
 ORG_ID = "00000000-0000-4000-8000-000000000000"

@@ -8,15 +8,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from . import hookspecs, ids
-from .errors import EvalrowsWarning
-from .row import EvalRow
+from ..core import ids
+from ..core.row import EvalRow
+from ..errors import EvalrowsWarning
+from . import hookspecs
 from .settings import add_options, resolve
 
 if TYPE_CHECKING:
+    from ..store.base import Store
+    from ..store.urls import StoreURL
     from .recorder import Recorder
-    from .store.base import Store
-    from .store.urls import StoreURL
 
 recorder_key: pytest.StashKey[Recorder] = pytest.StashKey()
 # Test functions that used ``eval_row`` without the eval marker -> the warning raised as an
@@ -62,7 +63,7 @@ def pytest_evalrows_make_store(
     if store is not None:
         # The hook's implementer made it and may still read it (a MemoryStore in a test):
         # the session uses it and leaves it open.
-        from .delivery import lend
+        from ..delivery.delivery import lend
 
         lend(store)
     return store
