@@ -10,7 +10,7 @@ their provider, and the row takes its ids.
 Spans started in threads the test starts without its context have no parent; the store ties
 them to the row through the process-wide active row (pytest runs one item at a time per
 process). A user's exporter sees them in traces of their own unless the context travels with
-the thread (``row_context``, ``run_in_row_context``, ``contextvars.copy_context``).
+the thread (``core.row.row_context``, ``run_in_row_context``, ``contextvars.copy_context``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -33,7 +33,6 @@ from ..core.row import row_context as row_context
 from ..core.row import run_in_row_context as run_in_row_context
 from ..core.values import storable_text
 
-_T = TypeVar("_T")
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _STATUS_CODES = {"ok": StatusCode.OK, "error": StatusCode.ERROR}
 
