@@ -207,6 +207,8 @@ class _Walk:
         chars = 0
         # Elements that are plain already are copied in the loops: a call per element costs.
         try:
+            # The leaf cases below are written out twice (dict values, list items) on purpose:
+            # a helper call per element would cost every logged container its time.
             if type(value) is dict or isinstance(value, Mapping):
                 self.nodes += 2 * len(value)
                 copy: dict[str, Any] = {}
