@@ -88,6 +88,7 @@ class HTTPStore(Store):
         self._retries = retries
         self._sleep = sleep
         self._projects: dict[str, str] = {}  # project name -> id
+        self._experiment_names: dict[str, str] = {}  # experiment id -> name
         # Row ids known to exist per experiment: tells a new row from an update.
         self._known: dict[str, set[str]] = {}
         # The stored rows' starts and version ids, once read for a late write.
@@ -209,7 +210,7 @@ class HTTPStore(Store):
         if any(repo.values()):
             body["repo_info"] = {key: value for key, value in repo.items() if value}
         answer = self._call("POST", "/v1/experiment", body=body)
-        return _experiment(answer, project)
+        return self._named(_experiment(answer, project))
 
     def get_experiment(self, name: str, project: str | None = None) -> Experiment:
         params = {"experiment_name": name}
@@ -224,12 +225,24 @@ class HTTPStore(Store):
             raise UnknownExperimentError(
                 f"experiment {name!r} exists in several projects of {self.display_url}: name one"
             )
-        return _experiment(found[0], project or self._project_name(found[0]["project_id"]))
+        return self._named(
+            _experiment(found[0], project or self._project_name(found[0]["project_id"]))
+        )
 
     def list_experiments(self) -> list[Experiment]:
         found = self._call("GET", "/v1/experiment").get("objects") or []
         experiments = [_experiment(e, self._project_name(e["project_id"])) for e in found]
-        return sorted(experiments, key=lambda e: (e.project, e.name))
+        return sorted(map(self._named, experiments), key=lambda e: (e.project, e.name))
+
+    def _named(self, experiment: Experiment) -> Experiment:
+        self._experiment_names[experiment.id] = experiment.name
+        return experiment
+
+    def _experiment_name(self, experiment_id: str) -> str | None:
+        """The name the rows' root spans carry, as the embedded store's do."""
+        if experiment_id not in self._experiment_names:
+            self.list_experiments()
+        return self._experiment_names.get(experiment_id)
 
     def _project_name(self, project_id: str) -> str:
         for name, known in self._projects.items():
@@ -384,7 +397,8 @@ class HTTPStore(Store):
 
     def list_spans(self, experiment_id: str, row_id: str | None = None) -> list[SpanRecord]:
         rows, spans = self._versions(experiment_id)
-        found = [wire.row_root_span(wire.event_row(v[-1])) for v in rows.values()]
+        experiment = self._experiment_name(experiment_id)
+        found = [wire.row_root_span(wire.event_row(v[-1]), experiment) for v in rows.values()]
         found += [wire.event_span(event) for event in spans.values()]
         if row_id is not None:
             found = [span for span in found if span.row_id == row_id]

@@ -163,9 +163,9 @@ class _Api:
         with self._inserting:
             raw = bodies.load(data.pop())
             body = bodies.parse(bodies.InsertBody, raw)
+            experiment = self.store.get_experiment_by_id(experiment_id)
             # Everything is checked and converted before anything is written.
-            converted = bodies.convert(body, raw["events"])
-            self.store.get_experiment_by_id(experiment_id)
+            converted = bodies.convert(body, raw["events"], experiment.name)
             try:
                 if converted.rows or converted.spans or converted.deletes:
                     self.store.insert_events(

@@ -227,9 +227,9 @@ class Converted(NamedTuple):
     attempts: list[Attempt]  # experiment_id still empty: the request's path names it
 
 
-def convert(body: InsertBody, raw_events: list[dict[str, Any]]) -> Converted:
+def convert(body: InsertBody, raw_events: list[dict[str, Any]], experiment: str) -> Converted:
     """Rows, spans, span ids to delete and attempts; the raw events keep the values as
-    sent."""
+    sent. ``experiment`` (the name) goes on the rows' root spans, as the recorder puts it."""
     rows: list[RowDoc] = []
     spans: list[SpanDoc] = []
     deletes: list[str] = []
@@ -259,7 +259,7 @@ def convert(body: InsertBody, raw_events: list[dict[str, Any]]) -> Converted:
                     row.version_id = uuid.uuid4().hex
                 rows.append(_doc(row, _ROW_AS_SENT))
                 # The store keeps the row's root span too, as the embedded store does.
-                spans.append(_doc(wire.row_root_span(row), _SPAN_AS_SENT))
+                spans.append(_doc(wire.row_root_span(row, experiment), _SPAN_AS_SENT))
             elif kind == wire.SPAN_KIND or kind is None:
                 spans.append(_doc(wire.event_span(raw), _SPAN_AS_SENT))
             elif kind == wire.ATTEMPT_KIND:
