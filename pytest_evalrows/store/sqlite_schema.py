@@ -273,3 +273,23 @@ DELETE FROM spans WHERE experiment_id = ?1
               AND l.row_id = spans.row_id
               AND l.root_span_id != json_extract(spans.body, '$.root_span_id'))
 """
+
+# The latest version of every row of an experiment (a caller may narrow it with `AND ...`).
+LATEST_ROWS = """
+SELECT v.version, v.created, v.body FROM latest_rows l JOIN row_versions v
+  ON v.experiment_id = l.experiment_id AND v.row_id = l.row_id AND v.version = l.version
+WHERE l.experiment_id = ?
+"""
+
+# A span is stale when its row's latest version came from another attempt, another execution,
+# or another trace (the same attempt id reused). Rows without any version, and spans under no
+# row, never match. `{rows}` narrows it to some rows, or is empty.
+STALE_SPANS = """
+FROM spans WHERE experiment_id = ? AND row_id IS NOT NULL {rows} AND EXISTS (
+    SELECT 1 FROM latest_rows l WHERE l.experiment_id = spans.experiment_id
+    AND l.row_id = spans.row_id
+    AND (l.attempt_id != spans.attempt_id OR l.execution != spans.execution
+         OR l.root_span_id != json_extract(spans.body, '$.root_span_id')))
+"""
+
+STALE_SPAN_COLUMNS = "row_id, span_id, attempt_id, execution, json_extract(body, '$.name')"
