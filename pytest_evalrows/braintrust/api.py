@@ -1,0 +1,204 @@
+"""The HTTP store's calls to Braintrust's REST API (or ``evalrows serve``): retries, the
+fetch's pages and the insert's batches.
+
+Requests retry with exponential backoff on connection errors, timeouts, 408, 429 and 5xx,
+honouring ``Retry-After``; a 413 splits an insert's batch; 401 and 403 raise
+``StoreAuthError`` at once. Nothing here logs or returns the API key.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pydantic_core
+
+from ..core.redaction import public_url
+from ..errors import StoreAuthError, StoreError
+
+MAX_EVENTS = 100  # per insert request, as Braintrust's SDK sends
+MAX_BYTES = 6 * 1024 * 1024
+FETCH_LIMIT = 1000
+_RETRY_STATUSES = frozenset({408, 429})
+
+Event = dict[str, Any]
+
+
+class _TooLarge(StoreError):
+    """A 413: an insert splits its batch; any other call reports it."""
+
+
+class APIClient:
+    """An httpx client for one API, with its key as a bearer token. ``transport`` lets tests
+    inject an httpx transport."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None,
+        timeout: float,
+        retries: int,
+        transport: httpx.BaseTransport | None,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.display_url = public_url(base_url)
+        # Credentials in the URL are the API key (when none is given), sent as a bearer token
+        # like any key; never left in the URL, where httpx would log them.
+        parts = urlsplit(base_url)
+        api_key = api_key or parts.password or parts.username or None
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(
+            base_url=urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])).rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+        )
+        self._retries = retries
+        self._sleep = sleep
+        #: See ``Store.retrying``: while False, each call is a single try.
+        self.retrying = True
+        #: Requests made, by the endpoint's last path part: what the benchmark counts.
+        self.requests: Counter[str] = Counter()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def call(
+        self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None
+    ) -> Any:
+        """One API call with retries; the parsed JSON answer."""
+        # Serialized as the spool and the embedded store serialize: whatever was spooled can
+        # be sent.
+        content = pydantic_core.to_json(body) if body is not None else None
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        retries = self._retries if self.retrying else 0
+        for attempt in range(retries + 1):
+            last = attempt == retries
+            try:
+                self.requests[path.rsplit("/", 1)[-1]] += 1
+                response = self._client.request(
+                    method, path, content=content, headers=headers, params=params
+                )
+            except httpx.TransportError as exc:
+                if last:
+                    raise StoreError(
+                        f"{self.display_url} cannot be reached ({type(exc).__name__}: {exc})"
+                    ) from None
+                self._sleep(_backoff(attempt))
+                continue
+            status = response.status_code
+            if status in (401, 403):
+                raise StoreAuthError(
+                    f"{self.display_url} refused the API key: HTTP {status} on {method} {path}"
+                )
+            if status == 413:
+                raise _TooLarge(f"{self.display_url} refused {method} {path} as too large (413)")
+            if status in _RETRY_STATUSES or status >= 500:
+                if last:
+                    raise StoreError(
+                        f"{self.display_url} answered HTTP {status} to {method} {path} "
+                        f"{retries + 1} times: {_text(response)}"
+                    )
+                self._sleep(_retry_after(response) or _backoff(attempt))
+                continue
+            if status >= 400:
+                raise StoreError(
+                    f"{self.display_url} answered HTTP {status} to {method} {path}: "
+                    f"{_text(response)}"
+                )
+            return self._answer(response, method, path)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _answer(self, response: httpx.Response, method: str, path: str) -> dict[str, Any]:
+        try:
+            answer = response.json()
+        except ValueError:
+            raise StoreError(
+                f"{self.display_url} answered {method} {path} with something not JSON"
+            ) from None
+        if not isinstance(answer, dict):
+            raise StoreError(f"{self.display_url} answered {method} {path} with {answer!r}")
+        return answer
+
+    def fetch_all(self, experiment_id: str) -> Iterator[Event]:
+        """Every event of the experiment, page after page (every version of every id, in
+        whatever order the API gives them)."""
+        cursor: str | None = None
+        while True:
+            body: dict[str, Any] = {"limit": FETCH_LIMIT}
+            if cursor:
+                body["cursor"] = cursor
+            page = self.call("POST", f"/v1/experiment/{experiment_id}/fetch", body=body)
+            events = page.get("events") or []
+            yield from events
+            cursor = page.get("cursor")
+            if not cursor or not events:
+                return
+
+    def insert(self, experiment_id: str, events: list[Event]) -> None:
+        for batch in batches(events):
+            self._insert_batch(experiment_id, batch)
+
+    def _insert_batch(self, experiment_id: str, batch: list[Event]) -> None:
+        try:
+            self.call("POST", f"/v1/experiment/{experiment_id}/insert", body={"events": batch})
+        except _TooLarge:
+            if len(batch) == 1:
+                raise StoreError(
+                    f"{self.display_url} refused an event of row {batch[0].get('id')!r} "
+                    "as too large (HTTP 413)"
+                ) from None
+            half = len(batch) // 2
+            self._insert_batch(experiment_id, batch[:half])
+            self._insert_batch(experiment_id, batch[half:])
+
+
+def batches(events: list[Event]) -> Iterator[list[Event]]:
+    """At most ``MAX_EVENTS`` events and about ``MAX_BYTES`` per request, and never one id
+    twice in a request (Braintrust would keep only one)."""
+    batch: list[Event] = []
+    ids: set[str] = set()
+    size = 0
+    for event in events:
+        event_size = len(pydantic_core.to_json(event))
+        event_id = str(event.get("id"))
+        if batch and (len(batch) >= MAX_EVENTS or size + event_size > MAX_BYTES or event_id in ids):
+            yield batch
+            batch, ids, size = [], set(), 0
+        batch.append(event)
+        ids.add(event_id)
+        size += event_size
+    if batch:
+        yield batch
+
+
+def _backoff(attempt: int) -> float:
+    """0.5 s, 1 s, 2 s ... capped at 30 s, with jitter so that retrying clients spread out."""
+    return float(min(30.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2))
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return min(60.0, max(0.0, float(value)))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return min(60.0, max(0.0, moment.timestamp() - time.time()))
+
+
+def _text(response: httpx.Response) -> str:
+    text = response.text.strip().replace("\n", " ")
+    return text[:200] + ("..." if len(text) > 200 else "")
