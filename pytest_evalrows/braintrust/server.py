@@ -7,49 +7,59 @@ the HTTP store uses, so a store behind this server ends up as the embedded store
 Before the API reads a request, it must name this server in its ``Host`` header (a page that
 reaches the server through DNS rebinding names its own host) and declare a body it sends as
 ``application/json`` (a page may send ``text/plain`` anywhere without asking; JSON takes a CORS
-preflight, which this server never grants). Bodies are limited to ``MAX_BODY_BYTES`` while they
-are read.
+preflight, which this server never grants); those checks are ``server_checks``. Bodies are
+limited to ``MAX_BODY_BYTES`` while they are read.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
-import re
 import signal
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TextIO
 
-import pydantic_core
 import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from ..core.models import Experiment
 from ..errors import EvalrowsError, StoreError, UnknownExperimentError
 from ..store.base import ServerBackend
 from . import server_bodies as bodies
+from .server_checks import (
+    LOOPBACK_HOSTS,
+    MAX_BODY_BYTES,
+    TOO_LARGE,
+    BearerAuth,
+    HostRules,
+    RequestChecks,
+    bound_hosts,
+    error_response,
+    json_response,
+    parse_host,
+)
+
+# Where they have always been imported from (the command line takes the hosts' from here).
+__all__ = [
+    "DEFAULT_LIMIT",
+    "LOOPBACK_HOSTS",
+    "MAX_BODY_BYTES",
+    "MAX_SMALL_BODY_BYTES",
+    "bound_hosts",
+    "create_app",
+    "parse_host",
+    "serve",
+]
 
 DEFAULT_LIMIT = 1000
-# The HTTP store sends at most 100 events and about 6 MB (counted in characters) a request:
-# 32 MiB holds such a batch even when every character takes 4 bytes in UTF-8. An insert costs
-# a few times its size in memory while it is parsed and written, so the limit is what bounds
-# the server's memory; a bigger batch gets a 413, on which the HTTP store splits it.
-MAX_BODY_BYTES = 32 * 1024 * 1024
-_TOO_LARGE = f"request body over {MAX_BODY_BYTES} bytes (32 MiB): split the batch"
 # Every other request body is a small object: a project, an experiment, a fetch's query.
 MAX_SMALL_BODY_BYTES = 1024 * 1024
-
-#: What a server created without ``allowed_hosts`` answers to: loopback, on any port.
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 def create_app(
@@ -61,7 +71,7 @@ def create_app(
     """The API over ``store``. Requests must name one of ``allowed_hosts`` (``host`` for any
     port, ``host:port``, ``*`` for any host) in their ``Host`` header; with a token, they
     must carry it as a bearer token."""
-    rules = _HostRules(allowed_hosts)
+    rules = HostRules(allowed_hosts)
     api = _Api(store)
     routes = [
         Route("/v1/project", api.create_project, methods=["POST"]),
@@ -82,8 +92,8 @@ def create_app(
     }
     app: ASGIApp = Starlette(routes=routes, exception_handlers=handlers)
     if token:
-        app = _BearerAuth(app, token)
-    return _RequestChecks(app, rules)
+        app = BearerAuth(app, token)
+    return RequestChecks(app, rules)
 
 
 class _Api:
@@ -96,17 +106,17 @@ class _Api:
     async def create_project(self, request: Request) -> Response:
         body = bodies.parse(bodies.CreateProjectBody, await _json(request))
         project = await run_in_threadpool(self.store.get_or_create_project, body.name)
-        return _json_response(bodies.project(project))
+        return json_response(bodies.project(project))
 
     async def list_projects(self, request: Request) -> Response:
         name = request.query_params.get("project_name")
         projects = await run_in_threadpool(self.store.list_projects)
         objects = [bodies.project(p) for p in projects if name in (None, p.name)]
-        return _json_response({"objects": objects})
+        return json_response({"objects": objects})
 
     async def create_experiment(self, request: Request) -> Response:
         body = bodies.parse(bodies.CreateExperimentBody, await _json(request))
-        return _json_response(await run_in_threadpool(self._create_experiment, body))
+        return json_response(await run_in_threadpool(self._create_experiment, body))
 
     def _create_experiment(self, body: bodies.CreateExperimentBody) -> dict[str, Any]:
         project = self.store.get_project(body.project_id)
@@ -130,7 +140,7 @@ class _Api:
 
     async def list_experiments(self, request: Request) -> Response:
         query = request.query_params
-        return _json_response(await run_in_threadpool(self._list_experiments, dict(query)))
+        return json_response(await run_in_threadpool(self._list_experiments, dict(query)))
 
     def _list_experiments(self, query: dict[str, str]) -> dict[str, Any]:
         project_ids = {project.name: project.id for project in self.store.list_projects()}
@@ -146,7 +156,7 @@ class _Api:
         return {"objects": objects}
 
     async def get_experiment(self, request: Request) -> Response:
-        return _json_response(await run_in_threadpool(self._get_experiment, request))
+        return json_response(await run_in_threadpool(self._get_experiment, request))
 
     def _get_experiment(self, request: Request) -> dict[str, Any]:
         experiment = self.store.get_experiment_by_id(request.path_params["experiment_id"])
@@ -157,7 +167,7 @@ class _Api:
         # Handed over in a list that the worker empties: the bytes go once they are parsed,
         # before the write makes copies of its own.
         data = [await _read_body(request, MAX_BODY_BYTES)]
-        return _json_response(await run_in_threadpool(self._insert, experiment_id, data))
+        return json_response(await run_in_threadpool(self._insert, experiment_id, data))
 
     def _insert(self, experiment_id: str, data: list[bytes]) -> dict[str, Any]:
         with self._inserting:
@@ -199,7 +209,7 @@ class _Api:
         cursor = bodies.decode_cursor(body.cursor) if body.cursor else None
         limit = body.limit or DEFAULT_LIMIT
         experiment_id = request.path_params["experiment_id"]
-        return _json_response(await run_in_threadpool(self._fetch, experiment_id, limit, cursor))
+        return json_response(await run_in_threadpool(self._fetch, experiment_id, limit, cursor))
 
     def _fetch(
         self, experiment_id: str, limit: int, cursor: tuple[str, int] | None
@@ -249,7 +259,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
             size += len(chunk)
             if size > limit:
                 if limit == MAX_BODY_BYTES:
-                    raise HTTPException(413, _TOO_LARGE)
+                    raise HTTPException(413, TOO_LARGE)
                 raise HTTPException(413, f"request body over {limit} bytes: send a small object")
             chunks.append(chunk)
     except ClientDisconnect:
@@ -261,160 +271,16 @@ async def _json(request: Request) -> Any:
     return bodies.load(await _read_body(request, MAX_SMALL_BODY_BYTES))
 
 
-def _json_response(content: Any, status: int = 200) -> Response:
-    # pydantic_core writes large fetch pages several times faster than json.dumps.
-    return Response(pydantic_core.to_json(content), status, media_type="application/json")
-
-
-def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
-    response = _json_response({"error": message}, status)
-    response.headers.update(headers or {})
-    return response
-
-
 def _status(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
     async def handler(request: Request, exc: Exception) -> Response:
-        return _error(status, str(exc))
+        return error_response(status, str(exc))
 
     return handler
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return _error(exc.status_code, exc.detail, exc.headers)
-
-
-# -- checks before the API reads a request ---------------------------------------------------
-
-# A Host header (or an --allowed-host): a DNS name or IPv4 address, or an IPv6 address in
-# brackets, and an optional port.
-_HOST = re.compile(
-    r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9._-]+))(?::(?P<port>[0-9]{1,5}))?"
-)
-
-
-def parse_host(text: str) -> tuple[str, int | None]:
-    """``host``, ``host:port``, ``[ipv6]`` or ``[ipv6]:port`` as a lowercase name (an IPv6
-    address compressed, in brackets) and the port if given; raises ``ValueError``."""
-    match = _HOST.fullmatch(text)
-    port = int(match["port"]) if match and match["port"] else None
-    if match is None or (port is not None and not 0 < port <= 65535):
-        raise ValueError(f"not a host or host:port: {_clip(text)}")
-    if match["ipv6"]:
-        try:
-            return f"[{ipaddress.IPv6Address(match['ipv6']).compressed}]", port
-        except ValueError:
-            raise ValueError(f"not an IPv6 address in {_clip(text)}") from None
-    return match["name"].lower(), port
-
-
-def _clip(text: str) -> str:
-    return repr(text) if len(text) <= 100 else f"{text[:100]!r}..."
-
-
-def bound_hosts(host: str, port: int) -> list[str]:
-    """The names a request to a server bound to ``host`` and ``port`` gives as its Host:
-    every loopback name with the port when bound to loopback, the bound address (on any
-    port: a proxy may forward from another) otherwise. A wildcard address (``0.0.0.0``,
-    ``::``) is no request's Host: only ``--allowed-host`` names such a server."""
-    try:
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    literal = f"[{host}]" if address is not None and address.version == 6 else host
-    if host.lower() == "localhost" or (address is not None and address.is_loopback):
-        names = {*LOOPBACK_HOSTS, literal if host.lower() != "localhost" else "localhost"}
-        return [f"{name}:{port}" for name in sorted(names)]
-    if address is not None and address.is_unspecified:
-        return []
-    return [literal]
-
-
-class _HostRules:
-    """Which Host headers a server answers to. Not Starlette's TrustedHostMiddleware: it
-    ignores the port (by design), read ``[::1]:8000`` as ``[`` before Starlette 1.x (the extra
-    allows 0.37), and its plain-text answer names nothing."""
-
-    def __init__(self, allowed: Sequence[str]) -> None:
-        self.any = "*" in allowed
-        self.allowed = {parse_host(text) for text in allowed if text != "*"}
-
-    def refusal(self, host: str | None) -> str | None:
-        """Why a request with this Host header is refused; ``None`` if it is not."""
-        if self.any:
-            return None
-        if host is None:
-            return "the request has no Host header: send the server's address as Host"
-        try:
-            name, port = parse_host(host)
-        except ValueError:
-            return f"the Host header is not a host or host:port: {_clip(host)}"
-        # No port in the header means the scheme's default.
-        if (name, None) in self.allowed or (name, port or 80) in self.allowed:
-            return None
-        given = host if len(host) <= 100 else "HOST"
-        return (
-            f"Host {_clip(host)} is not a name of this server: if it is, start evalrows serve "
-            f"with --allowed-host {given}"
-        )
-
-
-class _RequestChecks:
-    """Refuses, before anything reads it, a request for another Host (400), a body not
-    declared as JSON (415) and a Content-Length over the limit (413)."""
-
-    def __init__(self, app: ASGIApp, hosts: _HostRules) -> None:
-        self.app = app
-        self.hosts = hosts
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            refused = self.refusal(Headers(scope=scope))
-            if refused is not None:
-                await _error(*refused)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-    def refusal(self, headers: Headers) -> tuple[int, str] | None:
-        refused = self.hosts.refusal(headers.get("host"))
-        if refused is not None:
-            return 400, refused
-        length = headers.get("content-length")
-        if length in (None, "0") and "transfer-encoding" not in headers:
-            return None  # no body
-        declared = headers.get("content-type")
-        if (declared or "").partition(";")[0].strip().lower() != "application/json":
-            given = f"not {declared[:100]!r}" if declared else "there is no Content-Type"
-            return 415, f"send the body as JSON, with Content-Type: application/json ({given})"
-        if length is not None and not (length.isascii() and length.isdigit()):
-            return 400, f"Content-Length is not a number: {_clip(length)}"
-        if length is not None and (len(length) > 18 or int(length) > MAX_BODY_BYTES):
-            return 413, _TOO_LARGE
-        return None
-
-
-class _BearerAuth:
-    """Every request must carry ``Authorization: Bearer <token>``; the token is never echoed
-    or logged."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self.expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            given = Headers(scope=scope).get("authorization")
-            if given is None:
-                message = "missing token: send 'Authorization: Bearer <token>'"
-            elif not hmac.compare_digest(given.encode(), self.expected):
-                message = "wrong token"
-            else:
-                message = ""
-            if message:
-                response = _error(401, message, {"WWW-Authenticate": "Bearer"})
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+    return error_response(exc.status_code, exc.detail, exc.headers)
 
 
 # -- running it ------------------------------------------------------------------------------
