@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.models import RowDoc, SpanDoc, WriteResult
+from . import wire
 from .history import Versions, start
 
 
@@ -56,5 +57,5 @@ class StoredRows:
 
 
 def _version_id(event: dict[str, Any]) -> str:
-    own = (event.get("metadata") or {}).get("evalrows") or {}
+    own = wire.own_metadata(event)
     return str(own.get("version_id") or event.get("_xact_id") or "")

@@ -254,8 +254,8 @@ def convert(body: InsertBody, raw_events: list[dict[str, Any]], experiment: str)
         try:
             if kind == wire.ROW_KIND or (kind is None and not event.span_parents):
                 row = wire.event_row(raw)
-                own = (raw.get("metadata") or {}).get("evalrows") or {}
-                if not own.get("version_id"):  # Braintrust: writing an id again is a version
+                # Braintrust: writing an id again is a version.
+                if not wire.own_metadata(raw).get("version_id"):
                     row.version_id = uuid.uuid4().hex
                 rows.append(_doc(row, _ROW_AS_SENT))
                 # The store keeps the row's root span too, as the embedded store does.
@@ -264,8 +264,7 @@ def convert(body: InsertBody, raw_events: list[dict[str, Any]], experiment: str)
                 spans.append(_doc(wire.event_span(raw), _SPAN_AS_SENT))
             elif kind == wire.ATTEMPT_KIND:
                 # The HTTP store's attempt record: kept as an attempt, never a row or span.
-                own = (raw.get("metadata") or {}).get("evalrows") or {}
-                record = AttemptBody.model_validate(own.get("attempt"))
+                record = AttemptBody.model_validate(wire.own_metadata(raw).get("attempt"))
                 attempts.append(Attempt(experiment_id="", **record.model_dump()))
             else:
                 raise BadRequest(f"events[{index}]: unknown metadata.evalrows.kind {kind!r}")
@@ -323,18 +322,22 @@ def event(stored: StoredEvent, experiment_id: str, project_id: str) -> dict[str,
     else:
         assert stored.span is not None
         event = wire.span_event(as_doc(stored.span))
-    event["_xact_id"] = str(_XACT_BASE + stored.xact)
-    event["created"] = to_iso(stored.created, "milliseconds")
-    event["experiment_id"] = experiment_id
-    event["project_id"] = project_id
-    return event
+    return _served(event, stored.xact, stored.created, experiment_id, project_id)
 
 
 def attempt_event(attempt: Attempt, experiment_id: str, project_id: str) -> dict[str, Any]:
-    event = wire.attempt_event(attempt)
     # One version per attempt is served: any place in write order will do.
-    event["_xact_id"] = str(_XACT_BASE)
-    event["created"] = to_iso(attempt.ended or attempt.started, "milliseconds")
+    created = attempt.ended or attempt.started
+    return _served(wire.attempt_event(attempt), 0, created, experiment_id, project_id)
+
+
+def _served(
+    event: dict[str, Any], xact: int, created: float, experiment_id: str, project_id: str
+) -> dict[str, Any]:
+    """An event as a fetch answers it: with its place in write order, when it was written,
+    and whose it is."""
+    event["_xact_id"] = str(_XACT_BASE + xact)
+    event["created"] = to_iso(created, "milliseconds")
     event["experiment_id"] = experiment_id
     event["project_id"] = project_id
     return event

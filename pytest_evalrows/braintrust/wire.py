@@ -104,7 +104,7 @@ def attempt_event(attempt: Attempt) -> dict[str, Any]:
 def event_attempt(event: dict[str, Any], experiment_id: str) -> Attempt:
     """The attempt an ``attempt_event`` carries; fields this version does not know are
     dropped, ones it lacks take their defaults."""
-    own = ((event.get("metadata") or {}).get("evalrows") or {}).get("attempt") or {}
+    own = own_metadata(event).get("attempt") or {}
     known = {name: value for name, value in own.items() if name in _ATTEMPT_FIELDS}
     return Attempt(**known, experiment_id=experiment_id)
 
@@ -121,6 +121,12 @@ def is_root_record(span: SpanDoc) -> bool:
 def event_kind(event: dict[str, Any]) -> str | None:
     evalrows = (event.get("metadata") or {}).get("evalrows")
     return evalrows.get("kind") if isinstance(evalrows, dict) else None
+
+
+def own_metadata(event: dict[str, Any]) -> dict[str, Any]:
+    """What an event says in ``metadata.evalrows`` (empty when it says nothing there)."""
+    own: dict[str, Any] = (event.get("metadata") or {}).get("evalrows") or {}
+    return own
 
 
 def event_row(event: dict[str, Any], version: int | None = None) -> RowVersion:
