@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import EvalrowsServer
+from support.servers import EvalrowsServer
 
 from pytest_evalrows.braintrust.client import HTTPStore
 from pytest_evalrows.core import rows
