@@ -55,7 +55,9 @@ def test_case(n, eval_row):
 
 def load_fault_proxy() -> ModuleType:
     """The tests' fault proxy, loaded by path: test helpers stay out of the package."""
-    spec = importlib.util.spec_from_file_location("fault_proxy", ROOT / "tests" / "fault_proxy.py")
+    spec = importlib.util.spec_from_file_location(
+        "fault_proxy", ROOT / "tests" / "support" / "fault_proxy.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["fault_proxy"] = module  # dataclasses look their module up while defining

@@ -7,17 +7,10 @@ import re
 import signal
 
 import pytest
-from span_helpers import (
-    EVALROWS_KEYS,
-    INI,
-    attempt_of,
-    cli,
-    default_db,
-    live,
-    stale_removed,
-    stored,
-    summary_lines,
-)
+from support.cli import evalrows, session_report
+from support.output import read_summary, summary_lines
+from support.sessions import EVALROWS_KEYS, INI
+from support.store import default_db, live, stored
 
 EXPERIMENT = "cleanup"
 
@@ -52,8 +45,8 @@ def test_reruns_keep_only_the_final_executions_spans(pytester: pytest.Pytester) 
 
     first = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}", "--reruns", "2")
     assert first.parseoutcomes() == {"passed": 1, "rerun": 2}
-    attempt1 = attempt_of(first)
-    assert stale_removed(first) == 4  # root and child of executions 1 and 2
+    attempt1 = read_summary(first).attempt
+    assert session_report(first)["stale_spans_removed"] == 4  # root and child of executions 1, 2
     found = stored(db, EXPERIMENT)
     assert list(found.rows) == [rid]
     row = found.rows[rid]
@@ -72,8 +65,9 @@ def test_reruns_keep_only_the_final_executions_spans(pytester: pytest.Pytester) 
         f"--eval-experiment={EXPERIMENT}", "--reruns", "2", "--eval-keep-stale-spans"
     )
     assert second.parseoutcomes() == {"passed": 1, "rerun": 2}
-    attempt2 = attempt_of(second)
-    assert stale_removed(second) is None
+    attempt2 = read_summary(second).attempt
+    kept = session_report(second)
+    assert (kept["stale_spans_removed"], kept["stale_spans_kept"]) == (None, True)
     assert "stale spans kept (--eval-keep-stale-spans)" in summary_lines(second)
     found = stored(db, EXPERIMENT)
     row = found.rows[rid]
@@ -177,14 +171,14 @@ def test_gc_after_a_killed_session_removes_only_stale_spans(pytester: pytest.Pyt
     }
     live_before = [s for s in before.spans if s.span_id not in stale]
 
-    dry = cli("gc", EXPERIMENT, "--dry-run", store, cwd=pytester.path)
+    dry = evalrows("gc", EXPERIMENT, "--dry-run", store, cwd=pytester.path)
     assert dry.returncode == 0, dry.stderr
     lines = dry.stdout.splitlines()
     assert lines[-1] == "would remove 10 stale spans from 5 rows"
     assert printed_span_ids("would remove", lines[:-1]) == stale
     assert stored(db, EXPERIMENT).spans == before.spans
 
-    gc = cli("gc", EXPERIMENT, store, cwd=pytester.path)
+    gc = evalrows("gc", EXPERIMENT, store, cwd=pytester.path)
     assert gc.returncode == 0, gc.stderr
     lines = gc.stdout.splitlines()
     assert lines[-1] == "removed 10 stale spans from 5 rows"
@@ -198,10 +192,10 @@ def test_gc_after_a_killed_session_removes_only_stale_spans(pytester: pytest.Pyt
         row = after.rows[rid[case]]
         assert [s.span_id for s in after.spans_of(rid[case]) if not s.span_parents] == [row.span_id]
 
-    again = cli("gc", EXPERIMENT, "--json", store, cwd=pytester.path)
+    again = evalrows("gc", EXPERIMENT, "--json", store, cwd=pytester.path)
     assert again.returncode == 0, again.stderr
     assert again.stdout == ""
-    again = cli("gc", EXPERIMENT, store, cwd=pytester.path)
+    again = evalrows("gc", EXPERIMENT, store, cwd=pytester.path)
     assert again.stdout == "removed 0 stale spans from 0 rows\n"
     assert stored(db, EXPERIMENT).spans == live_before
 
@@ -264,14 +258,14 @@ def test_a_failed_write_is_followed_by_no_deletion(
     first.assert_outcomes(passed=8, failed=2)
     # Every row new: nothing can be stale, so the store is not even asked.
     assert not deletions.exists()
-    assert stale_removed(first) == 0
+    assert session_report(first)["stale_spans_removed"] == 0
 
     good = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}")
     good.assert_outcomes(passed=8, failed=2)
     assert good.ret == pytest.ExitCode.TESTS_FAILED
     # The store the hook made is used, and cleanup calls it once for the 10 rows written.
     assert deletions.read_text() == "10\n"
-    assert stale_removed(good) == 20
+    assert session_report(good)["stale_spans_removed"] == 20
     before = stored(db, EXPERIMENT)
     assert len(before.rows) == 10
     assert len(before.spans) == 20
@@ -282,7 +276,7 @@ def test_a_failed_write_is_followed_by_no_deletion(
     broken.assert_outcomes(passed=8, failed=2)
     assert broken.ret == pytest.ExitCode.TESTS_FAILED
     assert not deletions.exists()
-    assert stale_removed(broken) is None
+    assert read_summary(broken).stale_removed is None
     output = broken.stdout.str() + broken.stderr.str()
     assert "Traceback" not in output
     assert len([line for line in output.splitlines() if "simulated" in line]) == 1
@@ -377,7 +371,7 @@ def test_session_and_module_fixture_spans_belong_to_no_row_and_stay(
 
     first = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}")
     first.assert_outcomes(passed=4)
-    attempt1 = attempt_of(first)
+    attempt1 = read_summary(first).attempt
     found = stored(db, EXPERIMENT)
     by_row = found.by_row()
     assert sorted(s.name for s in by_row.pop(None)) == unowned_names
@@ -390,8 +384,9 @@ def test_session_and_module_fixture_spans_belong_to_no_row_and_stay(
 
     second = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}")
     second.assert_outcomes(passed=4)
-    attempt2 = attempt_of(second)
-    assert stale_removed(second) == 12  # every row span of the first attempt
+    attempt2 = read_summary(second).attempt
+    # Every row span of the first attempt.
+    assert session_report(second)["stale_spans_removed"] == 12
     found = stored(db, EXPERIMENT)
     by_row = found.by_row()
     unowned = by_row.pop(None)
@@ -400,7 +395,7 @@ def test_session_and_module_fixture_spans_belong_to_no_row_and_stay(
     assert {rid: sorted(s.name for s in spans) for rid, spans in by_row.items()} == row_names
     assert {s.attempt_id for spans in by_row.values() for s in spans} == {attempt2}
 
-    gc = cli("gc", EXPERIMENT, f"--store={db}", cwd=pytester.path)
+    gc = evalrows("gc", EXPERIMENT, f"--store={db}", cwd=pytester.path)
     assert gc.returncode == 0, gc.stderr
     assert gc.stdout == "removed 0 stale spans from 0 rows\n"
     assert stored(db, EXPERIMENT).spans == found.spans

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import evalrows_cli, make_row
+from support.cli import evalrows, json_lines
+from support.store import make_row
 
 from pytest_evalrows.cli import build_parser, main
 from pytest_evalrows.core.records import Attempt
@@ -80,10 +79,6 @@ def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str
     code = main([str(arg) for arg in args])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def json_lines(text: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in text.splitlines()]
 
 
 def test_experiments(capsys: pytest.CaptureFixture[str], store_db: Path) -> None:
@@ -273,7 +268,7 @@ def test_every_subcommand_takes_store_and_json() -> None:
 def test_the_command_fails_without_a_traceback_in_a_subprocess(
     store_db: Path, tmp_path: Path
 ) -> None:
-    result = evalrows_cli("rows", "nope", "--store", store_db, cwd=tmp_path)
+    result = evalrows("rows", "nope", "--store", store_db, cwd=tmp_path)
 
     assert result.returncode == 1
     assert result.stdout == ""
@@ -293,16 +288,7 @@ def test_the_console_script_reads_what_a_session_recorded(pytester: pytest.Pytes
         """
     )
     pytester.runpytest_subprocess("--eval-experiment=nightly", "--eval-attempt-id=cli-attempt")
-    script = Path(sys.executable).with_name("evalrows")
-
-    listed = subprocess.run(
-        [script, "rows", "nightly", "--json"],
-        cwd=pytester.path,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    listed = evalrows("rows", "nightly", "--json", cwd=pytester.path, script=True, timeout=60)
 
     assert (listed.returncode, listed.stderr) == (0, "")
     records = json_lines(listed.stdout)
@@ -335,15 +321,15 @@ def test_attempts_lists_each_session_with_its_counts(pytester: pytest.Pytester) 
     )
     second.assert_outcomes(failed=1)
     store = pytester.path / ".evalrows" / "evalrows.db"
-    done = evalrows_cli("attempts", "att", "--store", str(store), "--json", cwd=pytester.path)
+    done = evalrows("attempts", "att", "--store", str(store), "--json", cwd=pytester.path)
     assert done.returncode == 0, done.stderr
-    records = [json.loads(line) for line in done.stdout.splitlines()]
+    records = json_lines(done.stdout)
     assert [(r["id"], r["counts"], r["delivered"]) for r in records] == [
         ("first", {"passed": 2, "failed": 1}, True),
         ("second", {"failed": 1}, True),
     ]
     assert "--lf" in records[1]["args"]
-    table = evalrows_cli("attempts", "att", "--store", str(store), cwd=pytester.path)
+    table = evalrows("attempts", "att", "--store", str(store), cwd=pytester.path)
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["ATTEMPT", "STARTED", "ENDED", "HOST", "ROWS", "DELIVERED"]
     assert lines[1].split()[0] == "first" and "failed=1 passed=2" in lines[1]
@@ -392,13 +378,13 @@ def test_a_damaged_row_body_is_named_in_one_line_and_the_other_rows_still_shown(
     raw.close()
 
     for command in (["rows", "nightly"], ["history", "nightly", "b"]):
-        done = evalrows_cli(*command, "--store", db, cwd=tmp_path)
+        done = evalrows(*command, "--store", db, cwd=tmp_path)
         assert "Traceback" not in done.stderr
         errors = done.stderr.splitlines()
         assert len(errors) == 1, done.stderr
         assert errors[0].startswith("evalrows: error: row 'b' version 1 cannot be read: ")
         assert done.returncode == 1
-    shown = evalrows_cli("rows", "nightly", "--store", db, "--json", cwd=tmp_path)
+    shown = evalrows("rows", "nightly", "--store", db, "--json", cwd=tmp_path)
     assert [json.loads(line)["id"] for line in shown.stdout.splitlines()] == ["a", "c"]
 
 
@@ -420,7 +406,7 @@ def test_a_row_is_found_by_its_id_as_written_or_as_pytest_escaped_it(
     pytester.makeini("[pytest]\n")
     pytester.makepyfile(test_words=NON_ASCII)
     pytester.runpytest_subprocess("--eval-experiment=words").assert_outcomes(passed=4)
-    listed = evalrows_cli("rows", "words", "--json", cwd=pytester.path)
+    listed = evalrows("rows", "words", "--json", cwd=pytester.path)
     stored = [record["id"] for record in json_lines(listed.stdout)]
     # The row id is the node id, and pytest escapes what is not printable ASCII.
     assert stored == [
@@ -433,17 +419,17 @@ def test_a_row_is_found_by_its_id_as_written_or_as_pytest_escaped_it(
 
     for row_id, word in zip(stored, written, strict=True):
         for given in (row_id, f"test_words.py::test_ids[{word}]"):
-            history = evalrows_cli("history", "words", given, "--json", cwd=pytester.path)
+            history = evalrows("history", "words", given, "--json", cwd=pytester.path)
             assert (history.returncode, history.stderr) == (0, ""), given
             (record,) = json_lines(history.stdout)
             assert (record["id"], record["output"]) == (row_id, word)
 
-            spans = evalrows_cli("spans", "words", "--row", given, "--json", cwd=pytester.path)
+            spans = evalrows("spans", "words", "--row", given, "--json", cwd=pytester.path)
             assert (spans.returncode, spans.stderr) == (0, ""), given
             names = sorted(span["name"] for span in json_lines(spans.stdout))
             assert names == sorted(["work", row_id.split("::")[1]]), given
 
-    missing = evalrows_cli("history", "words", "test_words.py::test_ids[日本]", cwd=pytester.path)
+    missing = evalrows("history", "words", "test_words.py::test_ids[日本]", cwd=pytester.path)
     assert missing.returncode == 1
     assert "no row 'test_words.py::test_ids[日本]'" in missing.stderr
 
@@ -451,12 +437,6 @@ def test_a_row_is_found_by_its_id_as_written_or_as_pytest_escaped_it(
 def test_version() -> None:
     from importlib.metadata import version
 
-    result = subprocess.run(
-        [Path(sys.executable).with_name("evalrows"), "--version"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    result = evalrows("--version", script=True, timeout=60)
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == f"evalrows (pytest-evalrows) {version('pytest-evalrows')}\n"

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from durability_helpers import rows_written, spool_files
-from helpers import HEADER, attempts
-from span_helpers import INI, live, stale_removed, stored
+from support.cli import session_report
+from support.output import header, summary_lines
+from support.sessions import INI
+from support.spool import spool_files
+from support.store import attempts, live, stored
 
 # One shard of a suite: N cases named <side>NNN. Each logs an output and opens a user span.
 # At the cases named in RENDEZVOUS each shard waits (bounded) until the other shard reached
@@ -129,32 +131,6 @@ def run_concurrently(
     return finished
 
 
-def summary_of(output: str) -> list[str]:
-    """The plugin's summary section in a captured output."""
-    lines = output.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip("- ") == "evalrows")
-    section = []
-    for line in lines[start + 1 :]:
-        if line.startswith(("===", "___")):
-            break
-        section.append(line)
-    return section
-
-
-def attempt_in(output: str) -> str:
-    """The attempt the header line of a captured output names (exactly one header)."""
-    found = [match["attempt"] for match in HEADER.finditer(output)]
-    assert len(found) == 1, output
-    return found[0]
-
-
-class FakeResult:
-    """Just enough of ``pytest.RunResult`` for the summary helpers."""
-
-    def __init__(self, output: str) -> None:
-        self.stdout = pytest.LineMatcher(output.splitlines())
-
-
 def test_two_concurrent_sessions_into_one_experiment_lose_no_row(
     pytester: pytest.Pytester,
 ) -> None:
@@ -174,7 +150,7 @@ def test_two_concurrent_sessions_into_one_experiment_lose_no_row(
             "b": [*common, "test_b.py"],
         },
     )
-    attempt = {side: attempt_in(finished.output) for side, finished in done.items()}
+    attempt = {side: header(finished.output)["attempt"] for side, finished in done.items()}
     assert attempt["a"] != attempt["b"]
 
     assert done["a"].ret == pytest.ExitCode.OK, done["a"].output
@@ -184,10 +160,11 @@ def test_two_concurrent_sessions_into_one_experiment_lose_no_row(
     for finished in done.values():
         assert "database is locked" not in finished.output
         assert "Traceback" not in finished.output
-        lines = summary_of(finished.output)
+        lines = summary_lines(finished.output)
         assert not [line for line in lines if line.startswith(("error:", "store unavailable"))]
         assert not [line for line in lines if "not delivered" in line]
-        assert rows_written(FakeResult(finished.output)) == (200, 0)  # type: ignore[arg-type]
+        report = session_report(finished.output)
+        assert (report["new_rows"], report["updated_rows"]) == (200, 0)
 
     found = stored(db, "shared")
     expected = {f"test_a.py::test_case[a{i:03d}]": attempt["a"] for i in range(200)}
@@ -241,8 +218,8 @@ def test_one_sessions_cleanup_never_touches_another_sessions_rows(
         assert "database is locked" not in finished.output
     # Each session removed exactly the old spans of its own 100 rows: b, which ran its
     # cleanup while a's rows a000..a049 already had new versions, removed none of a's.
-    assert stale_removed(FakeResult(done["b"].output)) == 200  # type: ignore[arg-type]
-    assert stale_removed(FakeResult(done["a"].output)) == 200  # type: ignore[arg-type]
+    assert session_report(done["b"].output)["stale_spans_removed"] == 200
+    assert session_report(done["a"].output)["stale_spans_removed"] == 200
     after = stored(db, "shared")
     assert set(after.rows) == set(before.rows)
     for row_id, row in after.rows.items():

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import history, rows
-from span_helpers import stored
+from support.store import history, rows, stored
 
 pytest_plugins = ("pytester",)
 

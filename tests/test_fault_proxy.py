@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fault_proxy import (
+from support.fault_proxy import (
     DropAfterCommit,
     FaultProxy,
     Flap,
@@ -25,8 +25,8 @@ from fault_proxy import (
     too_many_requests,
     unavailable,
 )
-from helpers import make_row
-from http_helpers import EvalrowsServer
+from support.servers import EvalrowsServer
+from support.store import make_row
 
 from pytest_evalrows.braintrust import wire
 from pytest_evalrows.store.sqlite import SQLiteStore

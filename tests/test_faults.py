@@ -10,11 +10,8 @@ disagreement is collected, so one failure lists them all.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from durability_helpers import spooled_entries
-from fault_proxy import DropAfterCommit, FaultProxy, Flap, Refuse, Reset, Rule
-from helpers import header, summary
-from http_helpers import EvalrowsServer
+from support.cli import evalrows
+from support.fault_proxy import DropAfterCommit, FaultProxy, Flap, Refuse, Reset, Rule
+from support.output import header, read_summary, summary_lines
+from support.servers import EvalrowsServer
+from support.spool import spooled_entries
 
 from pytest_evalrows.core.records import StaleSpan
 from pytest_evalrows.errors import StoreError
@@ -136,8 +134,6 @@ def observe(db: Path, spool: Path, proxy: FaultProxy | None) -> Observed:
 
 # -- the summary against the truth --------------------------------------------------------------
 
-SKIPPED = ("error: ", "store unavailable: ", "  row ")
-
 
 def check_session(
     name: str,
@@ -158,7 +154,6 @@ def check_session(
         problems.append(f"{name}: {text}")
 
     attempt = header(result)["attempt"]
-    lines = summary(result)
     mine = after.rows_of(attempt)
 
     # Rows: each case once in this attempt, in the store or else in the spool, never both.
@@ -189,56 +184,39 @@ def check_session(
         if versions[-1].version_id != newest.version_id:
             problem(f"{row_id}: the latest version is not the newest execution")
 
-    # The summary, line by line.
-    numbers: dict[str, int] = {}
-    written: tuple[int, str] | None = None
-    requests: Counter[str] | None = None
-    for line in lines:
-        if match := re.fullmatch(r"experiment '(.*)' \(project '.*'\) in (\S+)", line):
-            if (match[1], match[2]) != (EXPERIMENT, proxy_url):
-                problem(f"names another store or experiment: {line!r}")
-        elif match := re.fullmatch(r"attempt (\S+): (\d+) rows written \((.*)\)", line):
-            if match[1] != attempt:
-                problem(f"names another attempt: {line!r}")
-            written = (int(match[2]), match[3])
-        elif match := re.fullmatch(r"of which (\d+) rows its workers had not delivered .*", line):
-            numbers["own leftovers"] = int(match[1])
-        elif match := re.fullmatch(r"delivered (\d+) rows an earlier session left in .*", line):
-            numbers["leftovers"] = int(match[1])
-        elif match := re.fullmatch(r"(\d+) delivered versions were older than .*", line):
-            numbers["superseded"] = int(match[1])
-        elif match := re.fullmatch(r"stale spans removed: (\d+) \(in [\d.]+ s\)", line):
-            numbers["removed"] = int(match[1])
-        elif line.startswith("requests to the store: "):
-            requests = Counter(
-                {
-                    part.rsplit(" ", 1)[0]: int(part.rsplit(" ", 1)[1])
-                    for part in line.removeprefix("requests to the store: ").split(", ")
-                }
-            )
-        elif line.startswith("mean scores: "):
-            if line != MEANS:
-                problem(f"{line!r}: every case ran once, so {MEANS!r}")
-        elif match := re.match(r"(\d+) rows not delivered: kept in (\S+);", line):
-            numbers["undelivered"] = int(match[1])
-            if Path(match[2]) != spool:
-                problem(f"names another spool: {line!r}")
-        elif match := re.match(r"stale spans left under (\d+) rows:", line):
-            numbers["stale left"] = int(match[1])
-        elif re.match(r"\d+ worker\(s\) crashed", line):
-            problem(f"no worker crashed: {line!r}")
-        elif re.match(r"\d+ rows could be neither stored nor kept", line):
-            problem(f"says rows were lost: {line!r}")
-        elif line.startswith(SKIPPED):
-            pass
-        elif re.search(r"\d", line):
+    # The summary, line by line: every number it says, and no line it cannot check.
+    said = read_summary(result)
+    if (said.experiment, said.store) != (EXPERIMENT, proxy_url):
+        problem(f"names another store or experiment: {said.experiment!r} in {said.store!r}")
+    if said.attempt is not None and said.attempt != attempt:
+        problem(f"names another attempt: {said.attempt!r}")
+    said_numbers = {
+        "own leftovers": said.own_leftovers,
+        "leftovers": said.leftovers_delivered,
+        "superseded": said.superseded,
+        "removed": said.stale_removed,
+        "undelivered": said.undelivered,
+        "stale left": said.cleanup_pending,
+    }
+    numbers = {name: number for name, number in said_numbers.items() if number is not None}
+    requests = Counter(said.requests) if said.requests is not None else None
+    if said.mean_scores is not None and f"mean scores: {said.mean_scores}" != MEANS:
+        problem(f"{said.mean_scores!r}: every case ran once, so {MEANS!r}")
+    if said.spool_dir is not None and Path(said.spool_dir) != spool:
+        problem(f"names another spool: {said.spool_dir!r}")
+    if said.crashed_workers is not None:
+        problem(f"no worker crashed, yet it says {said.crashed_workers} did")
+    if said.lost is not None:
+        problem(f"says {said.lost} rows were lost")
+    for line in said.unknown:
+        if re.search(r"\d", line):
             problem(f"a line this test cannot check yet: {line!r}")
 
     delivered = len(mine)
-    if written is None:
+    if said.rows_written is None:
         problem("no 'rows written' line")
     else:
-        count, detail = written
+        count = said.rows_written
         # Rows the controller delivered from its workers' spool files are among those written.
         own = numbers.get("own leftovers", 0)
         if count != delivered or own > count:
@@ -246,8 +224,8 @@ def check_session(
                 f"'{count} rows written' ({own} of them from workers' spool files), but "
                 f"{delivered} rows of this attempt are stored"
             )
-        if split := re.fullmatch(r"(\d+) new, (\d+) updated", detail):
-            new, updated = int(split[1]), int(split[2])
+        if said.new_rows is not None and said.updated_rows is not None:
+            new, updated = said.new_rows, said.updated_rows
             # New: the row had no version before this attempt's (a row that a leftover of an
             # earlier session reached first may count either way).
             surely_new = sum(
@@ -256,11 +234,11 @@ def check_session(
             maybe_new = sum(1 for row_id in mine if row_id not in before.versions)
             if new + updated != count or not surely_new <= new <= maybe_new:
                 problem(
-                    f"'({detail})': {surely_new} to {maybe_new} of the {delivered} stored rows "
-                    "were new"
+                    f"'({new} new, {updated} updated)': {surely_new} to {maybe_new} of the "
+                    f"{delivered} stored rows were new"
                 )
-        elif not detail.startswith("new or updated unknown"):
-            problem(f"unreadable detail: {detail!r}")
+        elif said.unknown_why is None:
+            problem("unreadable detail of the 'rows written' line")
         if rerun and count == 0:
             problem("the rerun wrote nothing")
 
@@ -367,17 +345,7 @@ def check_final(after: Observed, attempts: list[str]) -> list[str]:
 
 def flush(suite: Path, url: str, token: str, before: Observed) -> tuple[str, list[str]]:
     """``evalrows flush`` of what the sessions left; its output's numbers against ``before``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVALROWS_")}
-    env["EVALROWS_API_KEY"] = token
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest_evalrows.cli", "flush", "--store", url],
-        cwd=suite,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=SESSION_TIMEOUT,
-    )
+    done = evalrows("flush", "--store", url, cwd=suite, key=token, timeout=SESSION_TIMEOUT)
     problems = []
     if done.returncode != 0:
         problems.append(f"flush exited {done.returncode}: {done.stderr}")
@@ -512,7 +480,7 @@ def test_a_store_flapping_every_second_loses_duplicates_and_misreports_no_row(
     assert stats.down_periods >= 2, stats
     assert len(set(attempts)) == 2
     assert problems == [], "\n".join(
-        [*problems, "", *(line for r in results for line in summary(r))]
+        [*problems, "", *(line for r in results for line in summary_lines(r))]
     )
 
 
@@ -534,7 +502,7 @@ def test_answers_dropped_after_commit_make_no_duplicate_and_lose_no_row(
         stats = proxy.stats()
     assert len(set(attempts)) == 2
     for number, result in enumerate(results, start=1):
-        errors = [line for line in summary(result) if line.startswith("error:")]
+        errors = [line for line in summary_lines(result) if line.startswith("error:")]
         if errors:
             problems.append(f"session {number} reports errors for requests it retried: {errors}")
     # Rows were among the answers dropped, and every dropped request was sent again.
@@ -542,7 +510,7 @@ def test_answers_dropped_after_commit_make_no_duplicate_and_lose_no_row(
     assert stats.unretried == 0, stats
     assert stats.retried == stats.dropped_after_commit
     assert problems == [], "\n".join(
-        [*problems, "", *(line for r in results for line in summary(r))]
+        [*problems, "", *(line for r in results for line in summary_lines(r))]
     )
 
 
@@ -598,5 +566,5 @@ def test_a_store_that_stops_taking_writes_leaves_exactly_the_rest_for_evalrows_f
     problems += check_final(observe(server.db, spool, None), attempts)
     assert stats.faults["reset"] >= 2, stats
     assert problems == [], "\n".join(
-        [*problems, "", *(line for r in results for line in summary(r))]
+        [*problems, "", *(line for r in results for line in summary_lines(r))]
     )

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import rows
+from support.store import rows
 
 ROOT = Path(__file__).resolve().parent.parent
 

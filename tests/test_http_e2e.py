@@ -9,10 +9,7 @@ show up in output, logs, the spool or either store.
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,27 +17,19 @@ from typing import Any
 
 import httpx
 import pytest
-from durability_helpers import (
-    assert_no_stale_spans,
-    deselected,
-    output_of,
-    ran,
-    resumed,
-    rows_written,
-    spool_files,
-    spooled_entries,
-    spooled_rows,
-    undelivered,
-)
-from helpers import header, history, make_row, usage_error
-from http_helpers import (
+from support.cli import evalrows, json_lines, session_report
+from support.output import deselected, header, output_of, read_summary, summary_lines, usage_error
+from support.servers import (
     EvalrowsServer,
     FaultyProxy,
+    Servers,
     closed_port,
     files_containing,
     restart_on_request,
 )
-from span_helpers import INI, Stored, default_db, json_lines, stale_removed, stored, summary_lines
+from support.sessions import INI
+from support.spool import ran, spool_files, spooled_entries, spooled_rows
+from support.store import Stored, assert_no_stale_spans, default_db, history, make_row, stored
 
 from pytest_evalrows.braintrust import wire
 from pytest_evalrows.store.sqlite import SQLiteStore
@@ -172,22 +161,6 @@ def version_count(db: Path, experiment: str) -> Counter[str]:
         return Counter({row_id: len(store.history(found.id, row_id)) for row_id in map(rid, CASES)})
 
 
-def evalrows(*args: str, cwd: Path, key: str | None) -> subprocess.CompletedProcess[str]:
-    """The ``evalrows`` command, with the key in EVALROWS_API_KEY as a user would set it."""
-    env = {k: v for k, v in os.environ.items() if k not in ("EVALROWS_API_KEY",)}
-    if key is not None:
-        env["EVALROWS_API_KEY"] = key
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_evalrows.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-
-
 # -- fixtures ----------------------------------------------------------------------------------
 
 
@@ -210,20 +183,9 @@ def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_server(server_dir: Path, token: str) -> Iterator[Callable[[], EvalrowsServer]]:
     """Servers over ``server_dir/served.db`` (not started); every one stopped at teardown,
     each stop a clean exit."""
-    made: list[EvalrowsServer] = []
-
-    def make() -> EvalrowsServer:
-        server = EvalrowsServer(server_dir / "served.db", token, server_dir / "server.log")
-        made.append(server)
-        return server
-
-    yield make
-    for server in made:
-        server.stop()
-    for server in made:
-        log = server.log.read_text() if server.log.exists() else ""
-        assert server.exit_codes == [0] * len(server.exit_codes), log
-        assert "Traceback" not in log, log
+    servers = Servers(server_dir)
+    yield lambda: servers.make(token)
+    servers.stop_all()
 
 
 @pytest.fixture
@@ -280,14 +242,15 @@ def test_rows_reruns_and_stale_spans_match_the_embedded_store(
         http1
     )
     for first, second, stale in ((embedded1, embedded2, 9), (http1, http2, 6)):
-        assert rows_written(first) == (12, 0)
-        assert rows_written(second) == (0, 3)
-        assert stale_removed(first) == 0
+        one, two = (session_report(result, cwd=suite, key=token) for result in (first, second))
+        assert (one["new_rows"], one["updated_rows"]) == (12, 0)
+        assert (two["new_rows"], two["updated_rows"]) == (0, 3)
+        assert one["stale_spans_removed"] == 0
         # The root span and both user spans of each of the three rerun rows. Over HTTP a row's
         # root is its row event: the version it replaced is history, not a stale span (the
         # server drops that root as it writes the new version), so only the user spans count.
-        assert stale_removed(second) == stale
-        assert undelivered(first) is None and undelivered(second) is None
+        assert two["stale_spans_removed"] == stale
+        assert one["undelivered_rows"] == two["undelivered_rows"] == 0
         assert not any(line.startswith("error:") for line in summary_lines(second))
 
     local = stored(default_db(pytester), EXPERIMENT)
@@ -375,9 +338,10 @@ def test_resume_against_the_http_store_skips_passed_rows(
     second.assert_outcomes(passed=3)
     assert ran(suite / "ran.txt") == list(BROKEN)
     assert deselected(second) == 9
-    assert resumed(second) == 9
-    assert stale_removed(second) == 6  # the user spans; the old roots went with the write
-    assert rows_written(second) == (0, 3)
+    report = session_report(second, cwd=suite, key=token)
+    assert report["resumed"] == 9
+    assert report["stale_spans_removed"] == 6  # the user spans; the old roots went with the write
+    assert (report["new_rows"], report["updated_rows"]) == (0, 3)
 
     served = stored(server.db, EXPERIMENT)
     assert shape(served) == expected_shape(rerun=True)
@@ -415,9 +379,10 @@ def test_n2_gives_the_same_rows_as_n0(
         attempt = header(result)["attempt"]
         assert {row.attempt_id for row in found.rows.values()} == {attempt}
         assert {span.attempt_id for span in found.spans} == {attempt}
-        assert rows_written(result) == (12, 0)
-        assert stale_removed(result) == 0
-        assert undelivered(result) is None
+        report = session_report(result, cwd=suite, key=token)
+        assert (report["new_rows"], report["updated_rows"]) == (12, 0)
+        assert report["stale_spans_removed"] == 0
+        assert report["undelivered_rows"] == 0
     assert version_count(server.db, "parallel") == Counter(dict.fromkeys(map(rid, CASES), 1))
     assert spool_files(suite / ".evalrows" / "spool") == []
 
@@ -425,8 +390,9 @@ def test_n2_gives_the_same_rows_as_n0(
     (suite / "broken").unlink()
     rerun = run(pytester, f"--eval-store={server.url}", "-n", "2", "--lf", experiment="parallel")
     rerun.assert_outcomes(passed=3)
-    assert rows_written(rerun) == (0, 3)
-    assert stale_removed(rerun) == 6  # the user spans; the old roots went with the write
+    report = session_report(rerun, cwd=suite, key=token)
+    assert (report["new_rows"], report["updated_rows"]) == (0, 3)
+    assert report["stale_spans_removed"] == 6  # the user spans; the old roots went with the write
     after = stored(server.db, "parallel")
     assert shape(after) == expected_shape(rerun=True)
     assert_no_stale_spans(after)
@@ -454,8 +420,9 @@ def test_a_server_restarted_mid_session_loses_nothing(
     attempt = header(result)["attempt"]
     assert {row.attempt_id for row in found.rows.values()} == {attempt}
     assert version_count(server.db, EXPERIMENT) == Counter(dict.fromkeys(map(rid, CASES), 1))
-    assert rows_written(result) == (12, 0)
-    assert undelivered(result) is None
+    report = session_report(result, cwd=suite, key=token)
+    assert (report["new_rows"], report["updated_rows"]) == (12, 0)
+    assert report["undelivered_rows"] == 0
     assert spool_files(suite / ".evalrows" / "spool") == []
     assert_secret_nowhere(token, [result], suite, server_dir)
 
@@ -480,12 +447,14 @@ def test_429_and_503_now_and_then_every_row_arrives_once(
     assert proxy.retried == sum(faults.values())
     assert proxy.unretried() == 0
 
-    for result in (first, second):
-        assert undelivered(result) is None
+    # The proxy is gone: the sessions' reports are read from the server behind it.
+    one, two = (session_report(r, store=server.url, key=token) for r in (first, second))
+    for result, report in ((first, one), (second, two)):
+        assert report["undelivered_rows"] == 0
         assert not any(line.startswith("error:") for line in summary_lines(result))
-    assert rows_written(first) == (12, 0)
-    assert rows_written(second) == (0, 3)
-    assert stale_removed(second) == 6  # the user spans; the old roots went with the write
+    assert (one["new_rows"], one["updated_rows"]) == (12, 0)
+    assert (two["new_rows"], two["updated_rows"]) == (0, 3)
+    assert two["stale_spans_removed"] == 6  # the user spans; the old roots went with the write
     found = stored(server.db, EXPERIMENT)
     assert shape(found) == expected_shape(rerun=True)
     assert_no_stale_spans(found)
@@ -539,7 +508,7 @@ def test_a_server_down_all_session_keeps_rows_for_evalrows_flush(
     assert down.ret == plain.ret == pytest.ExitCode.TESTS_FAILED
     assert "Traceback" not in output_of(down)
     lines = summary_lines(down)
-    assert undelivered(down) == 12
+    assert read_summary(down).undelivered == 12
     assert any(line.startswith(f"store unavailable: {url} cannot be reached") for line in lines)
     spool = suite / ".evalrows" / "spool"
     spooled = spooled_rows(spool)
@@ -626,10 +595,11 @@ def test_an_lf_rerun_after_a_failed_read_still_removes_stale_spans(
         second = run(pytester, f"--eval-store={proxy.url}", f"--eval-api-key={token}", "--lf")
     second.assert_outcomes(passed=3)
     assert proxy.faults() == {"503 soon": 6}
-    assert undelivered(second) is None
+    report = session_report(second, store=server.url, key=token)  # the proxy is gone
+    assert report["undelivered_rows"] == 0
     # Today: "3 rows written (3 new, 0 updated)", "stale spans removed: 0", and the first
     # attempt's root and user spans are still under the three rerun rows.
-    assert stale_removed(second) == 6, summary_lines(second)
+    assert report["stale_spans_removed"] == 6, summary_lines(second)
     found = stored(server.db, EXPERIMENT)
     assert_no_stale_spans(found)
     assert shape(found) == expected_shape(rerun=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from braintrust_contract import StandIn, needs_contract
+from support.braintrust_contract import StandIn, needs_contract
 
 from pytest_evalrows import StoreAuthError, StoreError
 from pytest_evalrows.braintrust.client import MAX_EVENTS, HTTPStore, batches, public_url

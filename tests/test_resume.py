@@ -7,18 +7,11 @@ from __future__ import annotations
 import signal
 
 import pytest
-from durability_helpers import (
-    assert_no_stale_spans,
-    deselected,
-    leftovers_delivered,
-    ran,
-    resumed,
-    resumed_mode,
-    spool_files,
-    spooled_rows,
-)
-from helpers import attempts, header, history, usage_error
-from span_helpers import INI, cli, default_db, stored
+from support.cli import evalrows, session_report
+from support.output import deselected, header, read_summary, usage_error
+from support.sessions import INI
+from support.spool import ran, spool_files, spooled_rows
+from support.store import assert_no_stale_spans, attempts, default_db, history, stored
 
 # Thirty cases, each logs its id to ran.txt (in its fixture), opens a user span and logs an
 # output. c20 and c25 fail; c27's fixture fails in setup (an error, not a finished row).
@@ -134,11 +127,12 @@ def test_resume_after_a_kill_delivers_the_spool_then_runs_only_the_rest(
 
     second = pytester.runpytest_subprocess("--eval-experiment=resume", "--eval-resume")
 
-    assert leftovers_delivered(second) == 15
+    report = session_report(second)
+    assert report["leftover_rows"] == 15
     log = pytester.path / "ran.txt"
     assert ran(log) == SECOND_HALF  # the passed half did not run again
     second.assert_outcomes(passed=12, failed=2, errors=1, deselected=15)
-    assert resumed(second) == 15
+    assert report["resumed"] == 15
     check_resumed_store(pytester, spooled, header(second)["attempt"])
 
 
@@ -147,7 +141,7 @@ def test_resume_after_a_kill_and_a_flush_runs_only_the_rest_and_finished_skips_f
 ) -> None:
     spooled = kill_halfway(pytester)
     db = default_db(pytester)
-    flush = cli("flush", f"--store={db}", cwd=pytester.path)
+    flush = evalrows("flush", f"--store={db}", cwd=pytester.path)
     assert flush.returncode == 0, flush.stderr
     assert f"delivered 15 rows to experiment 'resume' (project '{pytester.path.name}')" in (
         flush.stdout.splitlines()
@@ -161,9 +155,9 @@ def test_resume_after_a_kill_and_a_flush_runs_only_the_rest_and_finished_skips_f
     assert ran(log) == SECOND_HALF  # the passed half did not run again, the rest did
     second.assert_outcomes(passed=12, failed=2, errors=1)
     assert deselected(second) == 15  # pytest's own count
-    assert resumed(second) == 15
-    assert resumed_mode(second) == "passed"
-    assert leftovers_delivered(second) is None
+    report = session_report(second)
+    assert (report["resumed"], report["resume_mode"]) == (15, "passed")
+    assert report["leftover_rows"] == 0
     second_attempt = header(second)["attempt"]
     check_resumed_store(pytester, spooled, second_attempt)
     assert not (pytester.path / ".pytest_cache").exists()  # resume needs no local cache
@@ -175,8 +169,11 @@ def test_resume_after_a_kill_and_a_flush_runs_only_the_rest_and_finished_skips_f
     assert ran(log) == [ERRORING]
     third.assert_outcomes(errors=1)
     assert deselected(third) == 29
-    assert resumed(third) == 29
-    assert resumed_mode(third) == "finished"
+    report = session_report(third)
+    assert (report["resumed"], report["resume_mode"]) == (29, "finished")
+    # What the summary says of it, in words.
+    said = read_summary(third)
+    assert (said.resumed, said.resume_mode) == (29, "finished")
     found = stored(db, "resume")
     third_attempt = header(third)["attempt"]
     for case in CASES:
@@ -244,7 +241,7 @@ def test_resume_without_the_cache_with_lf_and_under_xdist(pytester: pytest.Pytes
 
     first = pytester.runpytest_subprocess("--eval-experiment=flaky")
     first.assert_outcomes(passed=7, failed=3)  # the cache's last failures: c00, c05, c08
-    assert resumed(first) is None
+    assert session_report(first)["resumed"] == 0
     log.unlink()
     (pytester.path / "c00-broken").unlink()
 
@@ -254,7 +251,7 @@ def test_resume_without_the_cache_with_lf_and_under_xdist(pytester: pytest.Pytes
     )
     assert sorted(ran(log)) == ["c00", "c05", "c08"]
     second.assert_outcomes(passed=1, failed=2, deselected=7)
-    assert resumed(second) == 7
+    assert session_report(second)["resumed"] == 7
     assert versions() == {
         case: (2, "passed")
         if case == "c00"
@@ -269,7 +266,7 @@ def test_resume_without_the_cache_with_lf_and_under_xdist(pytester: pytest.Pytes
     third = pytester.runpytest_subprocess("--eval-experiment=flaky", "--eval-resume", "-n", "2")
     assert sorted(ran(log)) == ["c05", "c08"]
     third.assert_outcomes(failed=2)
-    assert resumed(third) == 8
+    assert session_report(third)["resumed"] == 8
     assert {case: v for case, v in versions().items() if v[0] != 1} == {
         "c00": (2, "passed"),
         "c05": (3, "failed"),
@@ -284,7 +281,7 @@ def test_resume_without_the_cache_with_lf_and_under_xdist(pytester: pytest.Pytes
     fourth.stdout.fnmatch_lines(["collected 3 items / 1 deselected / 2 selected"])
     fourth.stdout.fnmatch_lines(["run-last-failure: rerun previous *"])
     fourth.assert_outcomes(failed=2, deselected=1)
-    assert resumed(fourth) == 1
+    assert session_report(fourth)["resumed"] == 1
     assert {case: v for case, v in versions().items() if v[0] != 1} == {
         "c00": (2, "passed"),
         "c05": (4, "failed"),

@@ -8,7 +8,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import attempts, header, history, rows, summary, usage_error
+from support.output import header, summary_lines, usage_error
+from support.store import attempts, history, rows
 
 EXPERIMENT = "--eval-experiment=nightly"
 
@@ -56,7 +57,7 @@ def test_lf_rerun_writes_new_versions_of_the_failed_rows_only(
     assert head["project"] == pytester.path.name
     assert head["store"] == f"sqlite:///{db}"
     assert head["anchor"] == str(pytester.path)
-    lines = summary(first)
+    lines = summary_lines(first)
     assert f"experiment 'nightly' (project '{pytester.path.name}') in sqlite:///{db}" in lines
     assert f"attempt {first_attempt}: 12 rows written (12 new, 0 updated)" in lines
     assert "mean scores: exact 0.750, pass 0.750" in lines
@@ -85,7 +86,7 @@ def test_lf_rerun_writes_new_versions_of_the_failed_rows_only(
 
     second.assert_outcomes(passed=3)
     assert header(second)["attempt"] == "second-attempt"
-    lines = summary(second)
+    lines = summary_lines(second)
     assert "attempt second-attempt: 3 rows written (0 new, 3 updated)" in lines
     assert "mean scores: exact 1.000, pass 1.000" in lines
 
@@ -558,7 +559,7 @@ def test_statuses_scores_and_errors_of_every_outcome(pytester: pytest.Pytester, 
         assert row.metrics.duration == pytest.approx(row.metrics.end - row.metrics.start)
     assert found["test_skipped_by_marker"].metadata["markers"] == ["eval", "skip"]
     assert found["test_xpassed"].metadata["markers"] == ["eval", "xfail"]
-    assert "mean scores: pass 0.333, quality 0.583" in summary(result)
+    assert "mean scores: pass 0.333, quality 0.583" in summary_lines(result)
     (attempt,) = attempts(db, "nightly")
     assert attempt.counts == {
         "passed": 1,
@@ -775,7 +776,7 @@ def test_only_eval_marked_tests_are_rows(pytester: pytest.Pytester, db: Path) ->
     ]
     assert found["test_module_mark.py::test_two[2]"].input == {"n": 2}
     assert found["test_module_mark.py::test_two[2]"].metadata["markers"] == ["eval"]
-    assert "5 rows written (5 new, 0 updated)" in " ".join(summary(result))
+    assert "5 rows written (5 new, 0 updated)" in " ".join(summary_lines(result))
 
 
 def test_the_eval_marker_is_registered(pytester: pytest.Pytester) -> None:
@@ -801,7 +802,7 @@ def test_an_unreachable_store_does_not_change_test_outcomes(pytester: pytest.Pyt
 
     result.assert_outcomes(passed=2)
     assert result.ret == 0
-    lines = summary(result)
+    lines = summary_lines(result)
     assert any(line.endswith(": 0 rows written (0 new, 0 updated)") for line in lines)
     cause = f"store unavailable: cannot create {pytester.path / 'blocker' / 'sub'}: "
     assert [line for line in lines if line.startswith(cause)] == [cause + "Not a directory"]

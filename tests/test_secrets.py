@@ -12,19 +12,18 @@ and ``evalrows attempts --json`` are searched for the secret.
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from durability_helpers import output_of, spool_files, spooled_entries
-from http_helpers import EvalrowsServer, closed_port, files_containing
-from span_helpers import INI, default_db, stored
+from support.cli import evalrows, json_lines
+from support.output import output_of
+from support.servers import EvalrowsServer, Servers, closed_port, files_containing
+from support.sessions import INI
+from support.spool import spool_files, spooled_entries
+from support.store import default_db, stored
 
 from pytest_evalrows.core.redaction import redacted, scrub_url_credentials
 
@@ -71,18 +70,9 @@ def hunt(
         assert files_containing(value, *roots) == [], value
 
 
-def evalrows(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
-    """The ``evalrows`` command's output; it must succeed."""
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest_evalrows.cli", *args],
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+def evalrows_output(*args: str, cwd: Path, key: str | None = None) -> str:
+    """The ``evalrows`` command's output, stdout and stderr; it must succeed."""
+    done = evalrows(*args, cwd=cwd, key=key, ok=True)
     return done.stdout + done.stderr
 
 
@@ -187,19 +177,10 @@ def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def make_server(server_dir: Path) -> Iterator[Callable[[str], EvalrowsServer]]:
     """``evalrows serve`` over ``server_dir/served.db`` with a token (none when empty), each
-    stopped at teardown with a clean exit."""
-    made: list[EvalrowsServer] = []
-
-    def make(token: str) -> EvalrowsServer:
-        server = EvalrowsServer(server_dir / "served.db", token, server_dir / "server.log")
-        made.append(server)
-        return server
-
-    yield make
-    for server in made:
-        server.stop()
-    for server in made:
-        assert server.exit_codes == [0] * len(server.exit_codes)
+    stopped at teardown with a clean exit (and no traceback in its log)."""
+    servers = Servers(server_dir)
+    yield servers.make
+    servers.stop_all()
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -253,11 +234,11 @@ def test_keys_given_every_way_on_one_command_line_are_nowhere_in_the_attempt_rec
 
     recorded = run(pytester, *given)
     check_outcomes(recorded)
-    listed = evalrows("attempts", EXPERIMENT, "--json", cwd=suite)
-    (attempt,) = [json.loads(line) for line in listed.splitlines()]
+    listed = evalrows_output("attempts", EXPERIMENT, "--json", cwd=suite)
+    (attempt,) = json_lines(listed)
     assert arguments(recorded, attempt["args"]) == [f"--eval-experiment={EXPERIMENT}", *shown]
     assert attempt["counts"] == {"passed": 2, "failed": 1}
-    rows = evalrows("rows", EXPERIMENT, "--json", cwd=suite)
+    rows = evalrows_output("rows", EXPERIMENT, "--json", cwd=suite)
     assert len(rows.splitlines()) == 3
 
     # The store cannot be written (a file stands where its directory should be): the attempt
@@ -332,9 +313,7 @@ def test_a_key_given_each_way_reaches_the_server_and_nowhere_else(
     assert spool_files(spool) == []
     found = stored(server.db, EXPERIMENT)
     assert sorted(row.version for row in found.rows.values()) == [2, 2, 2]
-    read = evalrows(
-        "rows", EXPERIMENT, "--store", url, "--json", cwd=suite, env={"EVALROWS_API_KEY": key}
-    )
+    read = evalrows_output("rows", EXPERIMENT, "--store", url, "--json", cwd=suite, key=key)
     assert len(read.splitlines()) == 3
 
     hunt([key], [down, up], suite, server_dir, also=(read,))
@@ -428,15 +407,8 @@ def test_a_store_url_pytest_refuses_names_no_credentials(
 
 def test_a_store_url_the_cli_refuses_names_no_credentials(tmp_path: Path) -> None:
     credential = secret("cred")
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest_evalrows.cli", "rows", EXPERIMENT],
-        cwd=tmp_path,
-        env={**os.environ, "EVALROWS_STORE": f"http://evals:{credential}@127.0.0.1:99999"},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    store = f"http://evals:{credential}@127.0.0.1:99999"
+    done = evalrows("rows", EXPERIMENT, cwd=tmp_path, env={"EVALROWS_STORE": store}, timeout=60)
     assert done.returncode != 0
     assert "not a valid URL" in done.stderr
     assert credential not in done.stdout + done.stderr

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -23,11 +22,13 @@ from typing import Any
 import httpx
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
+from support.braintrust_contract import CONTRACT
+from support.events import row_event, span_event
+from support.servers import READY
 
 from pytest_evalrows.braintrust import wire
 from pytest_evalrows.braintrust.server import create_app
 from pytest_evalrows.cli import main
-from pytest_evalrows.models import Metrics, RowVersion, SpanRecord
 from pytest_evalrows.store.sqlite import SQLiteStore
 from pytest_evalrows.store.sqlite_schema import MIGRATIONS
 
@@ -38,51 +39,8 @@ with warnings.catch_warnings():
     )
     from starlette.testclient import TestClient
 
-SPEC = Path(__file__).parent.parent.parent / "shared" / "contracts" / "braintrust-openapi.json"
-TRACE = "a" * 32
-
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def row_event(
-    row_id: str,
-    *,
-    attempt: str = "attempt-1",
-    version_id: str | None = None,
-    span_id: str | None = None,
-    status: str = "passed",
-    **fields: Any,
-) -> dict[str, Any]:
-    """A row version as the HTTP store sends it."""
-    row = RowVersion(
-        row_id=row_id,
-        version_id=version_id or uuid.uuid4().hex,
-        nodeid=f"tests/test_a.py::test_x[{row_id}]",
-        attempt_id=attempt,
-        execution=1,
-        status=status,  # type: ignore[arg-type]
-        metrics=Metrics(start=100.0, end=101.5, duration=1.5),
-        root_span_id=TRACE,
-        span_id=span_id or uuid.uuid4().hex[:16],
-        **fields,
-    )
-    return wire.row_event(row.model_dump(mode="json"))
-
-
-def span_event(span_id: str, row_id: str = "r1", parent: str = "p" * 16) -> dict[str, Any]:
-    span = SpanRecord(
-        span_id=span_id,
-        root_span_id=TRACE,
-        span_parents=[parent],
-        row_id=row_id,
-        attempt_id="attempt-1",
-        name=f"llm {span_id}",
-        start=100.1,
-        end=100.2,
-        attributes={"gen_ai.system": "openai"},
-    )
-    return wire.span_event(span.model_dump(mode="json"))
 
 
 class Api:
@@ -153,13 +111,13 @@ def api(store: SQLiteStore) -> Iterator[Api]:
 @pytest.fixture(scope="module")
 def schema() -> Any:
     """A validator factory for `components.schemas` of Braintrust's OpenAPI description."""
-    if not SPEC.exists():
-        pytest.skip(f"Braintrust's OpenAPI description is not at {SPEC}")
+    if not CONTRACT.exists():
+        pytest.skip(f"Braintrust's OpenAPI description is not at {CONTRACT}")
     from jsonschema import Draft202012Validator
     from referencing import Registry, Resource
     from referencing.jsonschema import DRAFT202012
 
-    spec = json.loads(SPEC.read_text())
+    spec = json.loads(CONTRACT.read_text())
     resource = Resource.from_contents(spec, default_specification=DRAFT202012)
     registry: Registry[Any] = Registry().with_resource("urn:braintrust", resource)
 
@@ -547,9 +505,6 @@ def test_serve_without_the_extra_says_what_to_install(
     (line,) = err.splitlines()
     assert 'pip install "pytest-evalrows[server]"' in line
     assert not (tmp_path / "s.db").exists()
-
-
-READY = re.compile(r"^evalrows: serving sqlite:///(/\S+) on http://127\.0\.0\.1:(\d+)$")
 
 
 def test_serve_runs_as_a_real_server_and_stops_on_sigterm(tmp_path: Path) -> None:

@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-from http_helpers import EvalrowsServer
-from test_server import row_event, span_event
+from support.events import row_event, span_event
+from support.servers import EvalrowsServer
 
 from pytest_evalrows.braintrust import wire
 from pytest_evalrows.braintrust.client import MAX_BYTES, MAX_EVENTS, HTTPStore

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
-from helpers import evalrows_cli, history, rows
+from support.cli import attempt_records
+from support.store import block_store, history, rows, unblock_store
 
 from pytest_evalrows.core.report import SessionReport
 from pytest_evalrows.plugin.summary import write_summary
@@ -35,12 +35,6 @@ def suite(pytester: pytest.Pytester) -> Path:
     return pytester.path
 
 
-def attempt_records(suite: Path, store: Path) -> list[dict[str, Any]]:
-    done = evalrows_cli("attempts", EXPERIMENT, "--store", store, "--json", cwd=suite)
-    assert done.returncode == 0, done.stderr
-    return [json.loads(line) for line in done.stdout.splitlines()]
-
-
 def span_count(db: Path, row_ids: set[str]) -> int:
     with SQLiteStore(db, create=False) as store:
         experiment = store.get_experiment(EXPERIMENT)
@@ -53,7 +47,7 @@ def test_a_plain_session_saves_the_counts_of_the_rows_it_stored(
     result = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}")
     result.assert_outcomes(passed=2, failed=2)
 
-    [record] = attempt_records(suite, db)
+    [record] = attempt_records(EXPERIMENT, db, cwd=suite)
     report = record["report"]
     stored = rows(db, EXPERIMENT)
     assert report["attempt_id"] == record["id"]
@@ -87,7 +81,7 @@ def test_a_last_failed_rerun_saves_the_stale_spans_it_removed(
     rerun = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}", "--lf")
     rerun.assert_outcomes(failed=2)
 
-    first, second = attempt_records(suite, db)
+    first, second = attempt_records(EXPERIMENT, db, cwd=suite)
     report = second["report"]
     stored = rows(db, EXPERIMENT)
     mine = {row_id for row_id, row in stored.items() if row.attempt_id == second["id"]}
@@ -107,19 +101,16 @@ def test_a_last_failed_rerun_saves_the_stale_spans_it_removed(
 def test_an_unwritable_store_then_a_delivering_session_each_save_true_counts(
     pytester: pytest.Pytester, suite: Path
 ) -> None:
-    (suite / "blocker").write_text("a file where the store's directory should be")
-    store = "--eval-store=blocker/rows.db"
+    store = block_store(suite)
     blocked = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}", store)
     blocked.assert_outcomes(passed=2, failed=2)
-    (suite / "blocker").unlink()
-    (suite / "blocker").mkdir()
-    db = suite / "blocker" / "rows.db"
+    db = unblock_store(suite)
 
     delivering = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}", store)
     delivering.assert_outcomes(passed=2, failed=2)
 
     # The blocked session's attempt waited in the spool with its rows and arrived with them.
-    first, second = attempt_records(suite, db)
+    first, second = attempt_records(EXPERIMENT, db, cwd=suite)
     stored = rows(db, EXPERIMENT)
     assert first["delivered"] is False
     blocked_report = first["report"]

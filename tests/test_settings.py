@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import header, rows, usage_error
+from support.output import header, usage_error
+from support.store import rows
 
 from pytest_evalrows.plugin.settings import resolve
 from pytest_evalrows.store.urls import VALID_FORMS

@@ -11,20 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from span_helpers import (
-    EVALROWS_KEYS,
-    INI,
-    SERVER_CONFTEST,
-    USER_PROVIDER_CONFTEST,
-    Stored,
-    attempt_of,
-    cli,
-    default_db,
-    header_line,
-    json_lines,
-    stale_removed,
-    stored,
-)
+from support.cli import evalrows, json_lines, session_report
+from support.output import header_line, read_summary
+from support.sessions import EVALROWS_KEYS, INI, SERVER_CONFTEST, USER_PROVIDER_CONFTEST
+from support.store import Stored, default_db, stored
 
 EXPERIMENT = "spans"
 CASES = [f"c{i:02d}" for i in range(10)]
@@ -120,8 +110,8 @@ def test_lf_rerun_replaces_only_the_rerun_rows_spans(
         "user": "spans captured from your tracer provider",
     }[provider]
     assert header_line(first).endswith(f"; {expected_note}")
-    assert stale_removed(first) == 0
-    attempt1 = attempt_of(first)
+    assert session_report(first)["stale_spans_removed"] == 0
+    attempt1 = read_summary(first).attempt
     before = stored(db, EXPERIMENT)
     assert sorted(before.rows) == sorted(row_id(case) for case in CASES)
     assert [before.rows[row_id(c)].status for c in FAILING] == ["failed", "failed"]
@@ -144,9 +134,9 @@ def test_lf_rerun_replaces_only_the_rerun_rows_spans(
     failing.write_text("")
     second = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}", "--lf", "-q")
     second.assert_outcomes(passed=2)
-    attempt2 = attempt_of(second)
+    attempt2 = read_summary(second).attempt
     assert attempt2 != attempt1
-    assert stale_removed(second) == 8
+    assert session_report(second)["stale_spans_removed"] == 8
     after = stored(db, EXPERIMENT)
     assert sorted(after.rows) == sorted(before.rows)
     for case in CASES:
@@ -325,7 +315,7 @@ def test_gen_ai_tokens_add_up_and_the_span_helper_records_input_and_output(
     )
     result = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}")
     result.assert_outcomes(passed=2)
-    attempt = attempt_of(result)
+    attempt = read_summary(result).attempt
     found = stored(default_db(pytester), EXPERIMENT)
 
     metrics = found.rows["test_llm.py::test_llm[tokens]"].metrics
@@ -389,11 +379,11 @@ def test_spans_command_json_row_filter_and_tree(pytester: pytest.Pytester) -> No
     )
     result = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}")
     result.assert_outcomes(passed=2)
-    attempt = attempt_of(result)
+    attempt = read_summary(result).attempt
     found = stored(default_db(pytester), EXPERIMENT)
     store = f"--store={default_db(pytester)}"
 
-    listed = cli("spans", EXPERIMENT, "--json", store, cwd=pytester.path)
+    listed = evalrows("spans", EXPERIMENT, "--json", store, cwd=pytester.path)
     assert listed.returncode == 0, listed.stderr
     objects = json_lines(listed.stdout)
     keys = {"span_id", "root_span_id", "span_parents", "row_id", "attempt_id", "execution"}
@@ -414,19 +404,19 @@ def test_spans_command_json_row_filter_and_tree(pytester: pytest.Pytester) -> No
     assert by_name["outer-a"]["start"] <= by_name["nested-a"]["start"]
     assert by_name["nested-a"]["end"] <= by_name["outer-a"]["end"]
 
-    one = cli("spans", EXPERIMENT, "--json", "--row", row_a.row_id, store, cwd=pytester.path)
+    one = evalrows("spans", EXPERIMENT, "--json", "--row", row_a.row_id, store, cwd=pytester.path)
     assert one.returncode == 0, one.stderr
     assert sorted(obj["name"] for obj in json_lines(one.stdout)) == [
         "nested-a",
         "outer-a",
         "test_t[a]",
     ]
-    missing = cli("spans", EXPERIMENT, "--row", "nope", store, cwd=pytester.path)
+    missing = evalrows("spans", EXPERIMENT, "--row", "nope", store, cwd=pytester.path)
     assert missing.returncode == 1
     assert "nope" in missing.stderr
     assert missing.stdout == ""
 
-    tree = cli("spans", EXPERIMENT, store, cwd=pytester.path)
+    tree = evalrows("spans", EXPERIMENT, store, cwd=pytester.path)
     assert tree.returncode == 0, tree.stderr
     shape = [
         (len(line) - len(line.lstrip(" ")), line.split()[0] if line.strip() else "")

@@ -3,10 +3,9 @@ spooled with its rows and delivered with them."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from helpers import evalrows_cli
+from support.cli import attempt_records, evalrows
+from support.store import BLOCKED_STORE, block_store, unblock_store
 
 SUITE = """
 import pytest
@@ -23,23 +22,17 @@ def test_an_attempt_made_while_the_store_was_down_is_delivered_with_its_rows(
 ) -> None:
     pytester.makeini("[pytest]\n")
     pytester.makepyfile(test_suite=SUITE)
-    blocker = pytester.path / "blocker"
-    blocker.write_text("a file where the store's directory should be")
+    store = block_store(pytester.path)
     down = pytester.runpytest_subprocess(
-        "--eval-experiment=down", "--eval-store=blocker/rows.db", "--eval-attempt-id=offline"
+        "--eval-experiment=down", store, "--eval-attempt-id=offline"
     )
     down.assert_outcomes(passed=2, failed=1)
     down.stdout.fnmatch_lines(["*3 rows not delivered*"])
 
-    blocker.unlink()
-    blocker.mkdir()
-    flushed = evalrows_cli("flush", "--store", "blocker/rows.db", cwd=pytester.path)
+    unblock_store(pytester.path)
+    flushed = evalrows("flush", "--store", BLOCKED_STORE, cwd=pytester.path)
     assert flushed.returncode == 0, flushed.stderr
-    listed = evalrows_cli(
-        "attempts", "down", "--store", "blocker/rows.db", "--json", cwd=pytester.path
-    )
-    assert listed.returncode == 0, listed.stderr
-    (attempt,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    (attempt,) = attempt_records("down", BLOCKED_STORE, cwd=pytester.path)
     assert attempt["id"] == "offline"
     assert attempt["counts"] == {"passed": 2, "failed": 1}
     assert attempt["delivered"] is False  # true of the session itself: it delivered nothing

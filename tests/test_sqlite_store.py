@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pydantic_core
 import pytest
-from helpers import make_row
+from support.store import make_row
 
 from pytest_evalrows import MemoryStore, SQLiteStore, StoreError, UnknownExperimentError
 from pytest_evalrows.models import Attempt, Metrics, RowVersion, SpanRecord, StaleSpan

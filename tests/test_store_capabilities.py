@@ -4,15 +4,12 @@ quietly does nothing, and the server is typed against the narrow backend it need
 from __future__ import annotations
 
 import inspect
-import json
-import os
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from http_helpers import EvalrowsServer
+from support.cli import evalrows, json_lines
+from support.servers import EvalrowsServer
 
 from pytest_evalrows.core.records import Attempt
 from pytest_evalrows.store.base import ServerBackend, Store, UnsupportedError
@@ -104,21 +101,12 @@ def test_evalrows_attempts_reads_a_session_recorded_through_evalrows_serve(
             "--eval-experiment=nightly", f"--eval-store={server.url}", f"--eval-api-key={token}"
         )
         result.assert_outcomes(passed=2, failed=1)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("EVALROWS_")}
-        command = [sys.executable, "-m", "pytest_evalrows.cli", "attempts", "nightly", "--json"]
-        shown = subprocess.run(
-            [*command, "--store", server.url],
-            env={**env, "EVALROWS_API_KEY": token},
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
+        shown = evalrows("attempts", "nightly", "--json", "--store", server.url, key=token)
     finally:
         server.stop()
     assert shown.returncode == 0, shown.stderr
     assert token not in shown.stdout + shown.stderr
-    (attempt,) = [json.loads(line) for line in shown.stdout.splitlines()]  # JSON lines
+    (attempt,) = json_lines(shown.stdout)
     assert attempt["counts"] == {"passed": 2, "failed": 1}
     assert attempt["delivered"] is True and attempt["ended"]
     report = attempt["report"]

@@ -6,8 +6,9 @@ xdist, where the controller counts statuses from the reports it receives."""
 from __future__ import annotations
 
 import pytest
-from helpers import attempts, rows, summary
-from span_helpers import INI, default_db
+from support.output import summary_lines
+from support.sessions import INI
+from support.store import attempts, default_db, rows
 
 EXPERIMENT = "subtests"
 
@@ -118,4 +119,4 @@ def test_a_failed_subtest_fails_the_row_and_names_itself_in_the_error(
     # Every number agrees, counted by one process or by the xdist controller from reports.
     (attempt,) = attempts(db, EXPERIMENT)
     assert attempt.counts == {"passed": 3, "failed": 3}
-    assert "mean scores: pass 0.500, ran 1.000" in summary(result)
+    assert "mean scores: pass 0.500, ran 1.000" in summary_lines(result)

@@ -13,8 +13,10 @@ import json
 from pathlib import Path
 
 import pytest
-from durability_helpers import output_of, spool_files
-from span_helpers import INI, default_db, stored, summary_lines
+from support.output import output_of, summary_lines
+from support.sessions import INI
+from support.spool import spool_files
+from support.store import default_db, stored
 
 pytest_plugins = ("pytester",)
 

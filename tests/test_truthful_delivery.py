@@ -14,19 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from durability_helpers import (
-    leftovers_delivered,
-    output_of,
-    rows_written,
-    spool_files,
-    spooled_entries,
-    undelivered,
-)
-from fault_proxy import FaultProxy, Rule, unavailable
-from helpers import attempts, header, history, usage_error
-from http_helpers import EvalrowsServer
-from span_helpers import INI, cli, stale_removed, stored, summary_lines
-from test_http_e2e import evalrows
+from support.cli import evalrows
+from support.fault_proxy import FaultProxy, Rule, unavailable
+from support.output import header, output_of, read_summary, summary_lines, usage_error
+from support.servers import EvalrowsServer
+from support.sessions import INI
+from support.spool import spool_files, spooled_entries
+from support.store import BLOCKED_STORE, attempts, block_store, history, stored, unblock_store
 
 from pytest_evalrows.braintrust.client import HTTPStore
 from pytest_evalrows.delivery.delivery import Delivery, Totals, Unit
@@ -96,14 +90,11 @@ def test_a_late_flush_of_an_older_attempt_never_replaces_the_newer_rows(
     pytester: pytest.Pytester, suite: Path
 ) -> None:
     # The first session cannot reach its store: its rows wait in the spool.
-    (suite / "blocker").write_text("a file where the store's directory should be")
-    store = "--eval-store=blocker/rows.db"
+    store = block_store(suite)
     first = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}", store)
-    assert undelivered(first) == len(CASES)
+    assert read_summary(first).undelivered == len(CASES)
     older = header(first)["attempt"]
-    (suite / "blocker").unlink()
-    (suite / "blocker").mkdir()
-    db = suite / "blocker" / "rows.db"
+    db = unblock_store(suite)
     # A newer session on another machine (its own spool) records the same rows.
     second = pytester.runpytest_subprocess(
         f"--eval-experiment={EXPERIMENT}", store, "--eval-spool=elsewhere"
@@ -112,7 +103,7 @@ def test_a_late_flush_of_an_older_attempt_never_replaces_the_newer_rows(
     before = stored(db, EXPERIMENT)
 
     # The older spool arrives last.
-    flushed = cli("flush", "--store", "blocker/rows.db", cwd=suite)
+    flushed = evalrows("flush", "--store", BLOCKED_STORE, cwd=suite)
 
     assert flushed.returncode == 0, flushed.stderr
     assert f"{len(CASES)} older than the stored latest version" in flushed.stdout, flushed.stdout
@@ -166,7 +157,7 @@ def test_a_worker_killed_between_spool_and_report_leaves_one_version(
     # The attempt counts the row as what it is, with every other row.
     assert attempts(db, EXPERIMENT)[0].counts == {"passed": len(CASES)}
     assert spool_files(suite / ".evalrows" / "spool") == []
-    assert undelivered(result) is None
+    assert read_summary(result).undelivered is None
 
 
 # -- item 4: resume decided once, in the controller ---------------------------------------------
@@ -266,14 +257,14 @@ def test_a_failed_clean_up_is_spooled_reported_and_finished_by_flush(
         rerun.assert_outcomes(passed=2)
         assert rerun.ret == pytest.ExitCode.OK  # the plugin changes no outcome
         lines = summary_lines(rerun)
-        assert stale_removed(rerun) is None
+        assert read_summary(rerun).stale_removed is None
         assert any(
             line.startswith("stale spans left under 2 rows: their clean-up is kept in ")
             and f"`evalrows gc {EXPERIMENT}`" in line
             for line in lines
         ), lines
         assert any(line.startswith("error: removing stale spans failed: ") for line in lines)
-        assert undelivered(rerun) is None  # the rows themselves were delivered
+        assert read_summary(rerun).undelivered is None  # the rows themselves were delivered
         cleanups = [
             e["cleanup"] for e in spooled_entries(suite / ".evalrows" / "spool") if "cleanup" in e
         ]
@@ -313,26 +304,24 @@ def take_down_when_finishing(suite: Path, proxy: FaultProxy) -> None:
 def test_under_xdist_a_healthy_run_claims_nothing_undelivered_and_leftovers_count_once(
     pytester: pytest.Pytester, suite: Path
 ) -> None:
-    (suite / "blocker").write_text("a file where the store's directory should be")
-    store = "--eval-store=blocker/rows.db"
+    store = block_store(suite)
     first = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}", store, "-n", "2")
-    assert undelivered(first) == len(CASES)
+    assert read_summary(first).undelivered == len(CASES)
     assert first.ret == pytest.ExitCode.OK
-    (suite / "blocker").unlink()
-    (suite / "blocker").mkdir()
+    db = unblock_store(suite)
 
     second = pytester.runpytest_subprocess(
         f"--eval-experiment={EXPERIMENT}", store, "-n", "2", "--eval-fail-on-undelivered"
     )
 
     assert second.ret == pytest.ExitCode.OK, output_of(second)
-    assert leftovers_delivered(second) == len(CASES)  # once, by one process
-    assert undelivered(second) is None
-    assert rows_written(second) == (0, len(CASES))
+    said = read_summary(second)
+    assert said.leftovers_delivered == len(CASES)  # once, by one process
+    assert said.undelivered is None
+    assert said.written == (0, len(CASES))
     lines = summary_lines(second)
     assert not any("crashed" in line or "had not delivered" in line for line in lines), lines
     assert error_lines(second) == []
-    db = suite / "blocker" / "rows.db"
     assert [a.delivered for a in attempts(db, EXPERIMENT)] == [False, True]
 
 
@@ -350,7 +339,8 @@ def test_rows_that_can_be_neither_stored_nor_spooled_are_not_said_to_be_kept(
     result.assert_outcomes(passed=len(CASES))
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # asked for: fail on undelivered rows
     lines = summary_lines(result)
-    assert undelivered(result) is None  # nothing is "kept in" a spool that cannot be written
+    # Nothing is "kept in" a spool that cannot be written.
+    assert read_summary(result).undelivered is None
     assert f"{len(CASES)} rows could be neither stored nor kept in the spool:" in lines
     for case in CASES:
         assert any(line.startswith(f"  row {rid(case)!r} ") for line in lines), lines
@@ -546,7 +536,7 @@ def test_rows_workers_could_not_deliver_are_delivered_by_the_controller_and_said
     result.assert_outcomes(passed=len(CASES))
     assert result.ret == pytest.ExitCode.OK, output_of(result)  # everything was delivered
     lines = summary_lines(result)
-    assert undelivered(result) is None, lines
+    assert read_summary(result).undelivered is None, lines
     assert (
         f"of which {len(CASES)} rows its workers had not delivered were delivered from their "
         "spool files"

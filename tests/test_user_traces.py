@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import summary
-from span_helpers import EVALROWS_KEYS, INI, Stored, attempt_of, default_db, header_line, stored
+from support.output import header_line, read_summary, summary_lines
+from support.sessions import EVALROWS_KEYS, INI
+from support.store import Stored, default_db, stored
 
 EXPERIMENT = "user-traces"
 
@@ -199,7 +200,7 @@ def test_each_row_execution_is_a_recorded_root_span_in_the_users_exporter(
     result = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}", "-n", workers)
     result.assert_outcomes(passed=2, failed=1, errors=1)
     assert result.parseoutcomes()["rerun"] == 1
-    attempt = attempt_of(result)
+    attempt = read_summary(result).attempt
     found = stored(default_db(pytester), EXPERIMENT)
     spans = exported(pytester.path)
     by_id = {span["span_id"]: span for span in spans}
@@ -340,7 +341,7 @@ def test_a_provider_set_in_a_session_fixture_under_auto_is_refused_and_the_summa
     result.assert_outcomes(passed=2)
     assert result.ret == pytest.ExitCode.OK  # said, but the tests' outcome is theirs
     assert exported(pytester.path) == []
-    lines = summary(result)
+    lines = summary_lines(result)
     assert REFUSED in lines, lines
     # The store still has every span: the plugin's provider captured them.
     found = stored(default_db(pytester), EXPERIMENT)
@@ -357,8 +358,8 @@ def test_under_attach_a_provider_set_in_a_session_fixture_gets_every_rows_root(
         f"--eval-experiment={EXPERIMENT}", "--eval-tracing=attach"
     )
     result.assert_outcomes(passed=2)
-    assert REFUSED not in summary(result)
-    attempt = attempt_of(result)
+    assert REFUSED not in summary_lines(result)
+    attempt = read_summary(result).attempt
     found = stored(default_db(pytester), EXPERIMENT)
     spans = exported(pytester.path)
     # The first row's setup configured the provider: it got its recorded root too.

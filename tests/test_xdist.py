@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from durability_helpers import spool_files
-from helpers import attempts, header, history
-from span_helpers import INI, Stored, attempt_of, default_db, live, stale_removed, stored
+from support.cli import session_report
+from support.output import header, read_summary
+from support.sessions import INI
+from support.spool import spool_files
+from support.store import Stored, attempts, default_db, history, live, stored
 
 CASES = [f"c{i:02d}" for i in range(40)]
 FAILING = ("c03", "c17", "c29")
@@ -185,7 +187,7 @@ def test_n2_and_n0_give_the_same_rows_and_an_lf_rerun_cleans_once(
     assert set(workers(pytester).values()) == {"gw0", "gw1"}
     # No worker cleaned up (nor the controller: every row is new).
     assert cleanups(pytester) == []
-    assert stale_removed(parallel) == 0
+    assert session_report(parallel)["stale_spans_removed"] == 0
 
     serial_rows = stored(db, "serial")
     parallel_rows = stored(db, "parallel")
@@ -194,7 +196,7 @@ def test_n2_and_n0_give_the_same_rows_and_an_lf_rerun_cleans_once(
     assert {row.input["case"] for row in parallel_rows.rows.values()} == set(CASES)
     assert len(parallel_rows.spans) == len(serial_rows.spans) == 80
     attempt = header(parallel)["attempt"]
-    assert attempt_of(parallel) == attempt
+    assert read_summary(parallel).attempt == attempt
     one_attempt(db, "parallel", parallel_rows, attempt)
     one_attempt(db, "serial", serial_rows, header(serial)["attempt"])
     assert attempt != header(serial)["attempt"]
@@ -210,7 +212,7 @@ def test_n2_and_n0_give_the_same_rows_and_an_lf_rerun_cleans_once(
     assert header(rerun)["attempt"] == "rerun-attempt"
     assert sorted(workers(pytester)) == sorted(FAILING)
     # The old root and user span of each of the three rerun rows, removed by one cleanup.
-    assert stale_removed(rerun) == 6
+    assert session_report(rerun)["stale_spans_removed"] == 6
     assert cleanups(pytester) == [
         {"role": "controller", "rows": sorted(map(rid, FAILING)), "removed": 6}
     ]

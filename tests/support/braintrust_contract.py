@@ -1,10 +1,10 @@
 """Braintrust's published contract, for tests: request validation and a stand-in service.
 
 The hosted service cannot run here, so the HTTP store's tests talk to this stand-in through
-an httpx transport. It answers as the contract in ../shared/contracts describes (create-or-get
-projects and experiments, upsert by id with a new ``_xact_id`` per write, newest-first fetch
-whose later pages repeat older versions, deletes by id) and validates every request body
-against the OpenAPI description's schemas.
+an httpx transport. It answers as the contract in ../shared/contracts (beside the checkout)
+describes (create-or-get projects and experiments, upsert by id with a new ``_xact_id`` per
+write, newest-first fetch whose later pages repeat older versions, deletes by id) and
+validates every request body against the OpenAPI description's schemas.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-CONTRACT = Path(__file__).resolve().parents[2] / "shared" / "contracts" / "braintrust-openapi.json"
+CONTRACT = Path(__file__).resolve().parents[3] / "shared" / "contracts" / "braintrust-openapi.json"
 
 needs_contract = pytest.mark.skipif(
     not CONTRACT.exists(), reason=f"Braintrust's OpenAPI description is not at {CONTRACT}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import select
 import socket
 import subprocess
@@ -21,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from test_server import READY
 
 START_TIMEOUT = 60.0
+
+# The first line ``evalrows serve`` prints once it answers: its store and its port.
+READY = re.compile(r"^evalrows: serving sqlite:///(/\S+) on http://127\.0\.0\.1:(\d+)$")
 
 
 class EvalrowsServer:
@@ -119,6 +122,29 @@ class EvalrowsServer:
             if process.stdout is not None:
                 process.stdout.close()
         self.exit_codes.append(process.returncode)
+
+
+class Servers:
+    """``evalrows serve`` processes over one SQLite file in ``directory``, made on demand (not
+    started); ``stop_all`` stops every one and checks each stop was a clean exit with no
+    traceback in the log."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.made: list[EvalrowsServer] = []
+
+    def make(self, token: str) -> EvalrowsServer:
+        server = EvalrowsServer(self.directory / "served.db", token, self.directory / "server.log")
+        self.made.append(server)
+        return server
+
+    def stop_all(self) -> None:
+        for server in self.made:
+            server.stop()
+        for server in self.made:
+            log = server.log.read_text() if server.log.exists() else ""
+            assert server.exit_codes == [0] * len(server.exit_codes), log
+            assert "Traceback" not in log, log
 
 
 def closed_port() -> int:

@@ -1,0 +1,17 @@
+"""Helpers of the plugin's own tests, imported as ``support.<module>``: pytest puts ``tests/``
+on ``sys.path`` (rootdir-relative ``prepend`` import mode, as ``tests/`` is no package).
+
+- ``cli``: ``evalrows(...)``, the one way to run the ``evalrows`` command, and
+  ``session_report(result)``, the counts a session saved, read back with it as JSON;
+- ``output``: what an inner session printed: ``header``, ``read_summary`` (the one reader of
+  the terminal summary), ``usage_error``;
+- ``store``: rows, versions, attempts and spans read back from a SQLite store; ``make_row``;
+- ``spool``: what sessions left in the spool, read independently of the plugin;
+- ``sessions``: building blocks of inner sessions (``INI``, conftests);
+- ``servers``: ``evalrows serve`` as a subprocess, a proxy that answers 429/503, a restart;
+- ``fault_proxy``: a fault-injecting proxy (standalone: the benchmarks load it by path);
+- ``events``: row and span events in the wire format;
+- ``braintrust_contract``: Braintrust's OpenAPI contract and an in-memory stand-in.
+
+No module here imports a test module.
+"""
