@@ -6,16 +6,22 @@ import os
 from pathlib import Path
 
 import pytest
+from support.store import default_db
 
 from pytest_evalrows.plugin.settings import OPTIONS
 
 
 @pytest.fixture(autouse=True)
 def _no_evalrows_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The developer's EVALROWS_* variables must not leak into the tests or their subprocesses."""
+    """The developer's EVALROWS_* variables (and this suite's xdist worker) must not leak into
+    the tests or their subprocesses."""
     names = {option.env for option in OPTIONS}
     names |= {name for name in os.environ if name.startswith("EVALROWS_")}
     names.add("BRAINTRUST_API_KEY")  # read as the HTTP store's key
+    # Under `pytest -n`, this suite's own xdist worker must not look like one to the inner
+    # sessions: an inner controller would take the outer worker's name (gw0, gw1) and clash
+    # with its own workers of that name.
+    names |= {"PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"}
     for name in sorted(names):
         monkeypatch.delenv(name, raising=False)
     # pytester removes PYTEST_ADDOPTS itself; make sure nothing disables plugin autoloading.
@@ -25,4 +31,4 @@ def _no_evalrows_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def db(pytester: pytest.Pytester) -> Path:
     """Where the inner sessions' default store lives: ``<rootdir>/.evalrows/evalrows.db``."""
-    return pytester.path / ".evalrows" / "evalrows.db"
+    return default_db(pytester)
