@@ -275,3 +275,25 @@ def test_the_core_imports_no_pytest() -> None:
                 if name.split(".")[0] in ("pytest", "_pytest", "pluggy"):
                     found.append(f"{module} imports {name} at line {node.lineno}")
     assert not found, "\n".join(found)
+
+
+def test_the_test_helpers_import_no_test_module() -> None:
+    """``tests/support`` is imported by the tests, never the other way round: a helper that
+    imported a test module would run that module's collection-time code wherever it is used."""
+    support = Path(__file__).parent / "support"
+    tests = {path.stem for path in Path(__file__).parent.glob("test_*.py")} | {"conftest"}
+    found = []
+    for path in sorted(support.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] if not node.level else []
+            else:
+                continue
+            found += [
+                f"{path.name}:{node.lineno} imports {name}"
+                for name in names
+                if name.split(".")[0] in tests or name.startswith("tests")
+            ]
+    assert support.is_dir() and found == []
