@@ -267,6 +267,22 @@ def wait_until(
 # -- the proxy ---------------------------------------------------------------------------------
 
 
+def answer(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Answer ``status`` with ``body`` (JSON unless ``headers`` say otherwise)."""
+    handler.send_response(status)
+    for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+    handler.wfile.flush()
+
+
 class _Handler(BaseHTTPRequestHandler):
     """One client connection: parses requests (keep-alive) and hands each to the proxy."""
 
@@ -701,17 +717,7 @@ class FaultProxy:
         with contextlib.suppress(OSError):
             handler.connection.shutdown(socket.SHUT_RDWR)
 
-    @staticmethod
-    def _answer(
-        handler: _Handler, status: int, body: bytes, headers: dict[str, str] | None = None
-    ) -> None:
-        handler.send_response(status)
-        for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
-            handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-        handler.wfile.flush()
+    _answer = staticmethod(answer)
 
     def _close_sockets(self) -> None:
         if self._listener is not None:

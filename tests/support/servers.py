@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from .fault_proxy import answer
+
 START_TIMEOUT = 60.0
 
 # The first line ``evalrows serve`` prints once it answers: its store and its port.
@@ -352,19 +354,7 @@ class FaultyProxy:
             handler, response.status_code, response.content, {"Content-Type": content_type}
         )
 
-    @staticmethod
-    def _answer(
-        handler: BaseHTTPRequestHandler,
-        status: int,
-        body: bytes,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        handler.send_response(status)
-        for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
-            handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
+    _answer = staticmethod(answer)
 
     def faults(self) -> Counter[str]:
         return Counter(seen.answer for seen in self.seen if seen.answer != "forwarded")
