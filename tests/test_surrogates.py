@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+from support.cli import session_report
 from support.output import output_of, summary_lines
 from support.sessions import INI
 from support.spool import spool_files
@@ -117,9 +118,11 @@ def test_text_utf8_cannot_encode_is_stored_escaped_in_rows_and_spans(
     assert recorded.ret == plain.ret == pytest.ExitCode.TESTS_FAILED
     output = output_of(recorded)
     assert "Traceback" not in output and "INTERNALERROR" not in output
-    # Every row written, none left behind.
+    # Every row written, none left behind, and the summary says nothing else.
+    report = session_report(recorded)
+    assert (report["rows_written"], report["new_rows"], report["updated_rows"]) == (3, 3, 0)
+    assert (report["undelivered_rows"], report["lost_rows"], report["store_error"]) == (0, [], None)
     lines = summary_lines(recorded)
-    assert any(line.endswith(": 3 rows written (3 new, 0 updated)") for line in lines), lines
     assert not [line for line in lines if "not delivered" in line or "unavailable" in line]
     assert spool_files(suite / ".evalrows" / "spool") == []
 
