@@ -60,7 +60,8 @@ class Spool:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"{name}.jsonl"
         while True:
-            self._file: IO[bytes] = open(self.path, "ab")  # noqa: SIM115 - held for the session
+            # Unbuffered: each entry is one write() the moment it is made, with no flush.
+            self._file: IO[bytes] = open(self.path, "ab", buffering=0)  # noqa: SIM115
             _lock(self._file, blocking=True)
             # Another session delivering leftovers may have taken the new, empty file for a
             # dead one and removed it between our open and our lock: then open it again.
@@ -84,27 +85,20 @@ class Spool:
     ) -> int:
         """Write an entry so that it survives this process being killed; return its number.
         Raises ValueError, writing nothing, when the entry cannot be serialized."""
-        entry: dict[str, Any] = {
-            "store": store,
-            "project": project,
-            "experiment": experiment,
-            "rows": rows,
-            "spans": spans,
-        }
+        entry: dict[str, Any] = {"rows": rows, "spans": spans}
         if attempt is not None:
             entry["attempt"] = attempt
         if cleanup is not None:
             entry["cleanup"] = cleanup
+        return self.append_to(entry_head(store, project, experiment), entry)
+
+    def append_to(self, head: bytes, entry: dict[str, Any]) -> int:
+        """``append`` for a caller that made the entry's ``head`` (``entry_head``) once: the
+        per-row path of a session, whose every entry names the same store and experiment."""
+        body = pydantic_core.to_json(entry)  # ValueError: nothing written
         with self._mutex:
             self._seq += 1
-            entry["seq"] = self._seq
-            try:
-                line = pydantic_core.to_json(entry)
-            except ValueError:
-                self._seq -= 1
-                raise
-            self._file.write(line + b"\n")
-            self._file.flush()
+            _write_all(self._file, b"".join((head, body[1:-1], b',"seq":%d}\n' % self._seq)))
             self.unacked.add(self._seq)
             return self._seq
 
@@ -116,15 +110,13 @@ class Spool:
                 self._file.truncate(0)
                 self._file.seek(0)
                 return
-            self._file.write(_acks_line(seqs))
-            self._file.flush()
+            _write_all(self._file, _acks_line(seqs))
 
     def pending(self) -> list[SpooledBatch]:
         """The entries of this file the store does not have yet, oldest first."""
         with self._mutex:
             if not self.unacked:
                 return []
-            self._file.flush()
             unacked = set(self.unacked)
         batches, _ = read_spool(self.path)
         return [batch for batch in batches if batch.seq in unacked]
@@ -138,6 +130,22 @@ class Spool:
                 with suppress(OSError):
                     self.path.unlink()
             self._file.close()  # closing releases the lock
+
+
+def entry_head(store: str, project: str, experiment: str) -> bytes:
+    """The start of a spool line: which store, project and experiment the entry is for."""
+    names = pydantic_core.to_json({"store": store, "project": project, "experiment": experiment})
+    return names[:-1] + b","
+
+
+def _write_all(file: IO[bytes], data: bytes) -> None:
+    """An unbuffered write may take part of the data (a signal, a full disk): write the rest."""
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        if written is None:  # pragma: no cover - only non-blocking files write nothing
+            continue
+        view = view[written:]
 
 
 def _open_existing(path: Path) -> IO[bytes] | None:
@@ -228,20 +236,11 @@ def pending_in(directory: Path, store: str, *, own: Spool | None = None) -> Pend
     pending = Pending()
     if not directory.is_dir():
         return pending
-    for path in sorted(directory.glob("*.jsonl")):
-        if own is not None and path == own.path:
-            if not own.unacked:
-                continue  # everything in it was delivered: no need to read it back
-            entries = own.pending()
-            for entry in entries:
-                _count_pending(pending, entry, store)
-            continue
-        file = _open_existing(path)
-        if file is None:
-            continue
-        with file:
-            if not _lock(file, blocking=False):
-                continue  # a live session's file: its own session counts it
+    # This process's own file is read back only when it holds anything undelivered.
+    for entry in own.pending() if own is not None else ():
+        _count_pending(pending, entry, store)
+    for path, file in _dead_files(directory, skip=own.path if own is not None else None):
+        with file:  # a live session's file is not listed: its own session counts it
             entries, unreadable = read_spool(path)
         if unreadable:
             pending.problems.append(_unreadable_note(path, unreadable))
@@ -301,15 +300,8 @@ def deliver_leftovers(
             experiments[key] = store.get_or_create_experiment(*key).id
         return experiments[key]
 
-    for path in sorted(directory.glob("*.jsonl")):
-        if skip is not None and path == skip:
-            continue
-        file = _open_existing(path)
-        if file is None:
-            continue
+    for path, file in _dead_files(directory, skip=skip):
         with file:
-            if not _lock(file, blocking=False):
-                continue  # a live session's file
             entries, unreadable = read_spool(path)
             if unreadable:
                 done.problems.append(_unreadable_note(path, unreadable))
@@ -354,6 +346,21 @@ def deliver_leftovers(
                 with suppress(OSError):
                     path.unlink()
     return done
+
+
+def _dead_files(directory: Path, *, skip: Path | None) -> Iterator[tuple[Path, IO[bytes]]]:
+    """The spool files in ``directory`` that no live session holds (but ``skip``), each open
+    for appending acks and locked; the caller closes it."""
+    for path in sorted(directory.glob("*.jsonl")):
+        if path == skip:
+            continue
+        file = _open_existing(path)
+        if file is None:
+            continue
+        if not _lock(file, blocking=False):
+            file.close()  # a live session's file
+            continue
+        yield path, file
 
 
 def _ack(file: IO[bytes], entries: list[SpooledBatch], acked: set[int]) -> None:

@@ -11,7 +11,7 @@ from ..core import ids
 from ..core.outcomes import SUBTESTS, is_subtest, row_status, subtest_description
 from ..core.records import ErrorInfo, SpanDoc
 from ..core.row import RowDraft
-from ..delivery.delivery import Totals, Unit
+from ..delivery.totals import Totals, Unit
 from . import building
 from .collection import plan_key
 from .tracing import ActiveRow, Tracing

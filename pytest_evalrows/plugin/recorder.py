@@ -19,8 +19,9 @@ from ..core.records import Attempt, RowState, SpanDoc
 from ..core.redaction import redacted
 from ..core.report import SessionReport
 from ..core.row import RowPlan
-from ..delivery.delivery import Delivery, Totals, Unit
+from ..delivery.delivery import Delivery
 from ..delivery.spool import default_spool_dir, session_name
+from ..delivery.totals import Totals, Unit
 from ..errors import StoreAuthError, StoreError
 from ..stores import open_store
 from . import gitinfo

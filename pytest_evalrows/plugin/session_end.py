@@ -8,7 +8,8 @@ from collections import Counter
 
 from ..core.records import Attempt
 from ..core.report import CRASHED, UNREAD, SessionReport
-from ..delivery.delivery import Delivery, Totals
+from ..delivery.delivery import Delivery
+from ..delivery.totals import Totals
 from ..errors import StoreError
 from .settings import Settings
 from .tracing import Tracing

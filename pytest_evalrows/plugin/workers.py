@@ -10,7 +10,8 @@ import pytest
 
 from ..core.outcomes import SUBTESTS, is_subtest, row_status
 from ..core.records import RowDoc
-from ..delivery.delivery import Delivery, Totals, Unit
+from ..delivery.delivery import Delivery
+from ..delivery.totals import Totals, Unit
 from ..errors import StoreError
 from . import building
 
