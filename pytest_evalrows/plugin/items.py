@@ -44,10 +44,9 @@ class ItemRows:
         self.tracing: Tracing | None = None
         self.has_row_fields_hook = False
         self.drafts: dict[str, RowDraft] = {}
-        # node id -> phase -> the error of a failed report, from when it is made until it is
-        # logged: only then is it known to be the test's own or one subtest's. (A rerun
-        # plugin makes all three phases' reports before it logs any.)
-        self._failures: dict[str, dict[str, ErrorInfo]] = {}
+        # node id -> phase -> the phase's call, from when it ran until its report is logged.
+        # (A rerun plugin makes all three phases' reports before it logs any.)
+        self._calls: dict[str, dict[str, pytest.CallInfo[None]]] = {}
         # node id -> (subtest, error) of the running execution's failed subtests
         self._subtest_failures: dict[str, list[tuple[str, ErrorInfo]]] = {}
         self.carried_spans: dict[str, list[SpanDoc]] = {}
@@ -86,22 +85,16 @@ class ItemRows:
                 del item.stash[_active_key]
                 self.tracing.exit_row(active)
 
-    def report_made(
-        self, item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport
-    ) -> None:
-        draft = item.stash.get(draft_key, None)
-        if draft is None:
-            return
-        if report.failed:
-            if call.excinfo is not None:
-                error = building.error_info(call.excinfo, item)
-            else:  # failed without an exception: a strict XPASS
-                error = building.plain_error(report)
-            self._failures.setdefault(item.nodeid, {})[call.when] = error
-        if self.is_worker and call.when == "setup":
-            # Travels with the report to the controller, which records the row as an error
-            # should this worker die before the row is written.
-            report.evalrows_row = building.in_flight(draft)  # type: ignore[attr-defined]
+    def phase_done(self, item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+        """A phase ran (whatever it raised); its report is about to be made. The call is kept
+        until the report is logged: only then is it known to be a failure, and whether the
+        test's own or one subtest's."""
+        if call.when == "teardown":
+            self.teardown_done(item)
+        if draft_key in item.stash:
+            # The call itself: pytest's unittest support sets its exception only later, as
+            # it makes the report.
+            self._calls.setdefault(item.nodeid, {})[call.when] = call
 
     def logreport(self, report: pytest.TestReport) -> bool:
         """Take a report of one of this process's rows; False when it is of no row here."""
@@ -112,9 +105,15 @@ class ItemRows:
         outcome: str = report.outcome
         error = None
         if report.failed or outcome == "rerun":
-            error = self._failures.get(report.nodeid, {}).pop(report.when, None)
-            if error is None and report.longrepr:
+            call = self._calls.get(report.nodeid, {}).pop(report.when, None)
+            if call is not None and call.excinfo is not None and draft.item is not None:
+                error = building.error_info(call.excinfo, draft.item)
+            elif report.longrepr:  # failed without an exception: a strict XPASS, say
                 error = building.plain_error(report)
+        if self.is_worker and report.when == "setup" and not is_subtest(report):
+            # Travels with the report to the controller, which records the row as an error
+            # should this worker die before the row is written.
+            report.evalrows_row = building.in_flight(draft)  # type: ignore[attr-defined]
         if is_subtest(report):
             # An extra report of the call phase: it must not stand for the call, and a
             # failed one fails the row (pytest exits 1 with its SUBFAILED line).
@@ -136,7 +135,7 @@ class ItemRows:
     def _finish(self, draft: RowDraft, report: pytest.TestReport) -> None:
         spans = self.carried_spans.pop(report.nodeid, [])
         end = report.stop
-        self._failures.pop(report.nodeid, None)  # of reports a rerun plugin did not log
+        self._calls.pop(report.nodeid, None)  # of reports a rerun plugin did not log
         failed_subtests = self._subtest_failures.pop(report.nodeid, None)
         if failed_subtests:
             draft.error = building.with_subtests(draft.error, failed_subtests)

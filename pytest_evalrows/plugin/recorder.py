@@ -187,17 +187,11 @@ class Recorder:
     # -- one item: forwarded to ItemRows (the controller's reports of workers' rows to
     # WorkerRows) ---------------------------------------------------------------------------
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+    # Plain hooks where a wrapper is not needed: every one is paid for on every row. The row
+    # context is left as the teardown's report is made (``ItemRows.phase_done``).
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
         self.items.setup(item)
-        return (yield)
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
-        try:
-            return (yield)
-        finally:
-            self.items.teardown_done(item)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(
@@ -219,13 +213,9 @@ class Recorder:
             # A provider configured by this fixture serves the rows from now on.
             tracing.reconnect()
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield
-        self.items.report_made(item, call, report)
-        return report
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+        self.items.phase_done(item, call)
 
     # tryfirst: a worker's scores must be on the report before xdist sends it on.
     @pytest.hookimpl(tryfirst=True)

@@ -362,7 +362,11 @@ class Tracing:
 
     def flush(self) -> None:
         """Flush the provider: never shut it down, it may be the user's."""
-        # Roots of rows that never finished (an interrupted session) still reach the exporter.
+        # A row an interrupt left current is left, and the roots of rows that never finished
+        # still reach the exporter.
+        active = self.processor.active
+        if active is not None:
+            self.exit_row(active)
         for span in self._roots.values():
             span.end()
         self._roots.clear()
