@@ -29,7 +29,7 @@ class _Unset:
 UNSET: Any = _Unset()
 
 
-@dataclass
+@dataclass(slots=True)
 class RowPlan:
     """A collected case's identity, worked out once at collection."""
 
@@ -41,7 +41,7 @@ class RowPlan:
     input_truncated: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class RowDraft:
     """One execution of one row, filled in while it runs."""
 

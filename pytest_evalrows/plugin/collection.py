@@ -30,11 +30,13 @@ def plan_items(items: Sequence[pytest.Item], anchor: Path, config: pytest.Config
     # Resolving paths touches the file system: once per file, not once per case.
     relative: dict[Path, str] = {}
     warned: set[str] = set()
+    # Asked once: calling a hook nobody implements still costs per item.
+    row_id_hook = config.hook.pytest_evalrows_row_id if _implemented(config) else None
     for item in items:
         marker = item.get_closest_marker("eval")
         if marker is None:
             continue
-        plan, positional = _plan(item, marker, anchor, config, relative)
+        plan, positional = _plan(item, marker, anchor, row_id_hook, relative)
         other = owners.get(plan.row_id)
         if other is not None:
             raise pytest.UsageError(
@@ -52,11 +54,15 @@ def plan_items(items: Sequence[pytest.Item], anchor: Path, config: pytest.Config
     return plans
 
 
+def _implemented(config: pytest.Config) -> bool:
+    return bool(config.hook.pytest_evalrows_row_id.get_hookimpls())
+
+
 def _plan(
     item: pytest.Item,
     marker: pytest.Mark,
     anchor: Path,
-    config: pytest.Config,
+    row_id_hook: Any,
     relative: dict[Path, str],
 ) -> tuple[RowPlan, list[str]]:
     path = relative.get(item.path)
@@ -65,8 +71,8 @@ def _plan(
     _, sep, rest = item.nodeid.partition("::")
     nodeid = path + sep + rest
     callspec = getattr(item, "callspec", None)
-    params: Mapping[str, Any] = dict(callspec.params) if callspec is not None else {}
-    input_value, cut = json_value(dict(params))
+    params: dict[str, Any] = dict(callspec.params) if callspec is not None else {}
+    input_value, cut = json_value(params)
     key = marker.kwargs.get("key", marker.args[0] if marker.args else None)
     positional: list[str] = []
     if key is None:
@@ -75,7 +81,7 @@ def _plan(
             positional = ids.positional_params(callspec.id, params, callspec.indices)
     else:
         row_id = ids.keyed_row_id(_base(item, nodeid), _key_value(item, key, params))
-    chosen = config.hook.pytest_evalrows_row_id(item=item, default=row_id)
+    chosen = row_id_hook(item=item, default=row_id) if row_id_hook is not None else None
     if chosen is not None and chosen != row_id:
         if not isinstance(chosen, str) or not chosen:
             raise pytest.UsageError(
