@@ -1,6 +1,6 @@
 """Cost of recording rows, as ratios against pytest with recording off, in the same run.
 
-    python benchmarks/bench_rows.py [--cases 5000] [--rounds 3]
+    python benchmarks/bench_rows.py [--cases 3000] [--rounds 8]
 
 Runs a trivial parametrized eval test in fresh pytest processes, recording on and off,
 interleaved so that both see the same machine load, and prints:
@@ -29,8 +29,8 @@ def test_case(n, eval_row):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=5000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--cases", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
