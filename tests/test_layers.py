@@ -297,3 +297,29 @@ def test_the_test_helpers_import_no_test_module() -> None:
                 if name.split(".")[0] in tests or name.startswith("tests")
             ]
     assert support.is_dir() and found == []
+
+
+# A class past this many lines mixes responsibilities that want classes of their own.
+MAX_CLASS_LINES = 250
+
+
+def long_classes(root: Path) -> list[str]:
+    """``path:Class (N lines)`` of every class under ``root`` longer than MAX_CLASS_LINES."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and node.end_lineno is not None:
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_CLASS_LINES:
+                    found.append(f"{path.relative_to(root)}:{node.name} ({lines} lines)")
+    return found
+
+
+def test_no_class_of_the_package_is_over_250_lines() -> None:
+    assert long_classes(ROOT) == []
+
+
+def test_the_class_length_check_names_a_long_class(tmp_path: Path) -> None:
+    body = "\n".join(f"    a{number} = {number}" for number in range(MAX_CLASS_LINES))
+    (tmp_path / "big.py").write_text(f"class Big:\n{body}\n\n\nclass Small:\n    pass\n")
+    assert long_classes(tmp_path) == [f"big.py:Big ({MAX_CLASS_LINES + 1} lines)"]
