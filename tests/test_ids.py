@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
+import random
 import re
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -249,3 +253,40 @@ def test_params_hash_of_a_stored_input_does_not_depend_on_set_order() -> None:
 
 def test_canonical_json() -> None:
     assert ids.canonical_json({"b": [1, 2], "a": "é"}) == '{"a":"é","b":[1,2]}'
+
+
+def test_trace_and_span_ids_do_not_follow_the_users_random_seed() -> None:
+    """pytest-randomly seeds ``random`` the same way before every test: the rows' ids must
+    still differ."""
+    traces, spans = set(), set()
+    for _ in range(5):
+        random.seed(0)
+        traces.add(ids.new_trace_id())
+        spans.add(ids.new_span_id())
+    assert len(traces) == 5 and len(spans) == 5
+
+
+FORK_SCRIPT = """
+import os
+from pytest_evalrows.core import ids
+
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:  # the child: its next trace id, then gone
+    os.write(write, ids.trace_id_hex(ids.new_trace_id()).encode())
+    os._exit(0)
+os.close(write)
+child = os.read(read, 64).decode()
+os.waitpid(pid, 0)
+print(child, ids.trace_id_hex(ids.new_trace_id()))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_process_makes_ids_of_its_own() -> None:
+    # In a process of its own: forking this one, with its threads, is not safe.
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, check=True
+    )
+    child, parent = done.stdout.split()
+    assert child != parent

@@ -9,6 +9,7 @@ import enum
 import hashlib
 import json
 import os
+import random
 import re
 import uuid
 from collections.abc import Mapping
@@ -30,14 +31,22 @@ def is_valid_attempt_id(value: str) -> bool:
     return _ATTEMPT_ID.fullmatch(value) is not None
 
 
+# Trace and span ids come from a generator of this module's own, seeded by the system: a test
+# that seeds ``random`` (pytest-randomly does before every test) cannot make two rows' ids
+# alike, and an id costs no system call. A forked child seeds its own.
+_ids = random.Random(os.urandom(32))
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
+
+
 def new_trace_id() -> int:
     """A random 128-bit OpenTelemetry trace id (never 0)."""
-    return int.from_bytes(os.urandom(16), "big") or 1
+    return _ids.getrandbits(128) or 1
 
 
 def new_span_id() -> int:
     """A random 64-bit OpenTelemetry span id (never 0)."""
-    return int.from_bytes(os.urandom(8), "big") or 1
+    return _ids.getrandbits(64) or 1
 
 
 def trace_id_hex(trace_id: int) -> str:
