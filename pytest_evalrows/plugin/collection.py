@@ -32,11 +32,12 @@ def plan_items(items: Sequence[pytest.Item], anchor: Path, config: pytest.Config
     warned: set[str] = set()
     # Asked once: calling a hook nobody implements still costs per item.
     row_id_hook = config.hook.pytest_evalrows_row_id if _implemented(config) else None
+    markers = _Markers()
     for item in items:
-        marker = item.get_closest_marker("eval")
+        marker, names = markers.of(item)
         if marker is None:
             continue
-        plan, positional = _plan(item, marker, anchor, row_id_hook, relative)
+        plan, positional = _plan(item, marker, names, anchor, row_id_hook, relative)
         other = owners.get(plan.row_id)
         if other is not None:
             raise pytest.UsageError(
@@ -58,9 +59,38 @@ def _implemented(config: pytest.Config) -> bool:
     return bool(config.hook.pytest_evalrows_row_id.get_hookimpls())
 
 
+class _Markers:
+    """An item's closest ``eval`` marker and the names of all its markers, as
+    ``get_closest_marker`` and ``iter_markers`` find them, with each parent (class, module,
+    package) read once for all of its cases rather than once per case."""
+
+    def __init__(self) -> None:
+        # By id: a node's hash is its node id, which pytest builds anew on each call.
+        self._parents: dict[int, tuple[pytest.Mark | None, frozenset[str]]] = {}
+
+    def of(self, node: Any) -> tuple[pytest.Mark | None, list[str]]:
+        marker, names = self._of(node, cache=False)
+        return marker, sorted(names - {"parametrize"})
+
+    def _of(self, node: Any, *, cache: bool) -> tuple[pytest.Mark | None, frozenset[str]]:
+        if cache and id(node) in self._parents:
+            return self._parents[id(node)]
+        own = node.own_markers
+        marker = next((mark for mark in own if mark.name == "eval"), None)
+        names = frozenset(mark.name for mark in own)
+        if node.parent is not None:
+            above, above_names = self._of(node.parent, cache=True)
+            marker = marker or above
+            names |= above_names
+        if cache:  # parents live as long as the session: their ids stay theirs
+            self._parents[id(node)] = (marker, names)
+        return marker, names
+
+
 def _plan(
     item: pytest.Item,
     marker: pytest.Mark,
+    markers: list[str],
     anchor: Path,
     row_id_hook: Any,
     relative: dict[Path, str],
@@ -94,7 +124,7 @@ def _plan(
         nodeid=nodeid,
         input=input_value,
         params_hash=ids.params_hash(input_value),
-        markers=sorted({m.name for m in item.iter_markers()} - {"parametrize"}),
+        markers=markers,
         input_truncated=cut,
     )
     return plan, positional
