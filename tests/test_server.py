@@ -437,6 +437,15 @@ def test_unknown_experiment_is_a_404(api: Api) -> None:
     assert response.json() == {"error": "Not Found"}
 
 
+def test_bad_events_are_a_400_whether_or_not_the_experiment_exists(api: Api) -> None:
+    """The body is judged first: a client learns what is wrong with what it sent."""
+    twice = {"events": [row_event("r"), row_event("r")]}
+    for target in (api.experiment("e")["id"], str(uuid.uuid4())):
+        response = api.client.post(f"/v1/experiment/{target}/insert", json=twice)
+        assert response.status_code == 400, response.text
+        assert "one event per id" in response.json()["error"]
+
+
 def test_the_token_is_checked_on_every_request(store: SQLiteStore) -> None:
     token = "s3cret-token"
     with TestClient(create_app(store, token=token), base_url=LOCAL) as client:

@@ -173,7 +173,12 @@ class _Api:
         with self._inserting:
             raw = bodies.load(data.pop())
             body = bodies.parse(bodies.InsertBody, raw)
-            experiment = self.store.get_experiment_by_id(experiment_id)
+            try:
+                experiment = self.store.get_experiment_by_id(experiment_id)
+            except UnknownExperimentError:
+                # Bad events are said first (400), as for an experiment that exists.
+                bodies.convert(body, raw["events"], None)
+                raise
             # Everything is checked and converted before anything is written.
             converted = bodies.convert(body, raw["events"], experiment.name)
             try:

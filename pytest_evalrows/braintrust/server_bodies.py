@@ -227,9 +227,12 @@ class Converted(NamedTuple):
     attempts: list[Attempt]  # experiment_id still empty: the request's path names it
 
 
-def convert(body: InsertBody, raw_events: list[dict[str, Any]], experiment: str) -> Converted:
+def convert(
+    body: InsertBody, raw_events: list[dict[str, Any]], experiment: str | None
+) -> Converted:
     """Rows, spans, span ids to delete and attempts; the raw events keep the values as
-    sent. ``experiment`` (the name) goes on the rows' root spans, as the recorder puts it."""
+    sent. ``experiment`` (the name) goes on the rows' root spans, as the recorder puts it
+    (None: only checking the events)."""
     rows: list[RowDoc] = []
     spans: list[SpanDoc] = []
     deletes: list[str] = []
