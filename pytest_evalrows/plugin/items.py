@@ -46,7 +46,7 @@ class ItemRows:
         self.drafts: dict[str, RowDraft] = {}
         # node id -> phase -> the phase's call, from when it ran until its report is logged.
         # (A rerun plugin makes all three phases' reports before it logs any.)
-        self._calls: dict[str, dict[str, pytest.CallInfo[None]]] = {}
+        self._calls: dict[str, dict[str, list[pytest.CallInfo[None]]]] = {}
         # node id -> (subtest, error) of the running execution's failed subtests
         self._subtest_failures: dict[str, list[tuple[str, ErrorInfo]]] = {}
         self.carried_spans: dict[str, list[SpanDoc]] = {}
@@ -89,12 +89,12 @@ class ItemRows:
         """A phase ran (whatever it raised); its report is about to be made. The call is kept
         until the report is logged: only then is it known to be a failure, and whether the
         test's own or one subtest's."""
-        if call.when == "teardown":
-            self.teardown_done(item)
         if draft_key in item.stash:
             # The call itself: pytest's unittest support sets its exception only later, as
-            # it makes the report.
-            self._calls.setdefault(item.nodeid, {})[call.when] = call
+            # it makes the report. Last in, first out: a subtest's report (made and logged
+            # at once) can come between a phase's report and its logging by a rerun plugin.
+            phases = self._calls.setdefault(item.nodeid, {})
+            phases.setdefault(call.when, []).append(call)
 
     def logreport(self, report: pytest.TestReport) -> bool:
         """Take a report of one of this process's rows; False when it is of no row here."""
@@ -104,8 +104,9 @@ class ItemRows:
         # pytest-rerunfailures reports an execution it will repeat with outcome "rerun".
         outcome: str = report.outcome
         error = None
+        calls = self._calls.get(report.nodeid, {}).get(report.when)
+        call = calls.pop() if calls else None
         if report.failed or outcome == "rerun":
-            call = self._calls.get(report.nodeid, {}).pop(report.when, None)
             if call is not None and call.excinfo is not None and draft.item is not None:
                 error = building.error_info(call.excinfo, draft.item)
             elif report.longrepr:  # failed without an exception: a strict XPASS, say

@@ -187,11 +187,20 @@ class Recorder:
     # -- one item: forwarded to ItemRows (the controller's reports of workers' rows to
     # WorkerRows) ---------------------------------------------------------------------------
 
-    # Plain hooks where a wrapper is not needed: every one is paid for on every row. The row
-    # context is left as the teardown's report is made (``ItemRows.phase_done``).
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+    # Wrappers, registered last and so outermost: the row exists and its context is current
+    # before any other plugin's setup runs (one may skip, fail, or open a span of its own),
+    # and the context is left after every teardown, even one an interrupt cut short.
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
         self.items.setup(item)
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        try:
+            return (yield)
+        finally:
+            self.items.teardown_done(item)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(
@@ -213,6 +222,7 @@ class Recorder:
             # A provider configured by this fixture serves the rows from now on.
             tracing.reconnect()
 
+    # A plain hook where a wrapper is not needed: it is paid for on every phase of every row.
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> None:
         self.items.phase_done(item, call)
