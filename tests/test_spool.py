@@ -24,7 +24,7 @@ from support.store import (
     unblock_store,
 )
 
-from pytest_evalrows.delivery.spool import Spool, deliver_leftovers
+from pytest_evalrows.delivery.spool import Spool, deliver_leftovers, read_spool
 from pytest_evalrows.store.sqlite import SQLiteStore
 
 SUITE = """
@@ -418,3 +418,37 @@ def test_flush_delivers_to_the_same_store_file_however_it_is_named(tmp_path: Pat
         flush.stdout.splitlines()
     )
     assert spool_files(spool_dir) == []
+
+
+class _FullDisk:
+    """A spool file that takes ``room`` more bytes, then fails as a full disk does."""
+
+    def __init__(self, file: Any, room: int) -> None:
+        self.file = file
+        self.room = room
+
+    def write(self, data: memoryview) -> int:
+        if self.room <= 0:
+            raise OSError(28, "No space left on device")
+        taken = min(len(data), self.room)
+        self.room -= taken
+        return int(self.file.write(data[:taken]))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
+
+
+def test_an_entry_after_a_torn_write_is_still_read(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, "session")
+    entry = {"store": "s", "project": "p", "experiment": "e", "spans": []}
+    spool.append(rows=[{"row_id": "first"}], **entry)
+    real = spool._file
+    spool._file = _FullDisk(real, room=10)  # type: ignore[assignment]
+    with pytest.raises(OSError):
+        spool.append(rows=[{"row_id": "torn"}], **entry)
+    spool._file = real
+    spool.append(rows=[{"row_id": "after"}], **entry)
+    batches, unreadable = read_spool(spool.path)
+    assert [batch.rows[0]["row_id"] for batch in batches] == ["first", "after"]
+    assert unreadable == 1
+    spool.close()

@@ -71,6 +71,8 @@ class Spool:
         self._seq = 0
         self._mutex = threading.Lock()
         self.unacked: set[int] = set()
+        # A write that failed part way (a full disk) left a torn line behind.
+        self._torn = False
 
     def append(
         self,
@@ -98,9 +100,27 @@ class Spool:
         body = pydantic_core.to_json(entry)  # ValueError: nothing written
         with self._mutex:
             self._seq += 1
-            _write_all(self._file, b"".join((head, body[1:-1], b',"seq":%d}\n' % self._seq)))
+            self._write(b"".join((head, body[1:-1], b',"seq":%d}\n' % self._seq)))
             self.unacked.add(self._seq)
             return self._seq
+
+    def _write(self, line: bytes) -> None:
+        """Append one line (under the mutex). An unbuffered write may take part of it: the
+        rest follows. After a torn line the next one starts on a line of its own, so that
+        only the torn one is unreadable."""
+        view = memoryview(b"\n" + line if self._torn else line)
+        written = 0
+        try:
+            while view:
+                count = self._file.write(view)
+                if count is None:  # pragma: no cover - only non-blocking files write nothing
+                    continue
+                written += count
+                view = view[count:]
+        except OSError:
+            self._torn = self._torn or written > 0
+            raise
+        self._torn = False
 
     def ack(self, seqs: list[int]) -> None:
         """Mark entries as delivered: the store has them."""
@@ -110,7 +130,7 @@ class Spool:
                 self._file.truncate(0)
                 self._file.seek(0)
                 return
-            _write_all(self._file, _acks_line(seqs))
+            self._write(_acks_line(seqs))
 
     def pending(self) -> list[SpooledBatch]:
         """The entries of this file the store does not have yet, oldest first."""
@@ -136,16 +156,6 @@ def entry_head(store: str, project: str, experiment: str) -> bytes:
     """The start of a spool line: which store, project and experiment the entry is for."""
     names = pydantic_core.to_json({"store": store, "project": project, "experiment": experiment})
     return names[:-1] + b","
-
-
-def _write_all(file: IO[bytes], data: bytes) -> None:
-    """An unbuffered write may take part of the data (a signal, a full disk): write the rest."""
-    view = memoryview(data)
-    while view:
-        written = file.write(view)
-        if written is None:  # pragma: no cover - only non-blocking files write nothing
-            continue
-        view = view[written:]
 
 
 def _open_existing(path: Path) -> IO[bytes] | None:
