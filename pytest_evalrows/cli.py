@@ -331,7 +331,7 @@ def cmd_gc(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_flush(args: argparse.Namespace, out: TextIO) -> int:
-    from .delivery.spool import deliver_leftovers
+    from .delivery.leftovers import deliver_leftovers
 
     spool = Path(args.spool)
     with _open(args, create=True) as store:

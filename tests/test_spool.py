@@ -24,7 +24,8 @@ from support.store import (
     unblock_store,
 )
 
-from pytest_evalrows.delivery.spool import Spool, deliver_leftovers, read_spool
+from pytest_evalrows.delivery.leftovers import deliver_leftovers
+from pytest_evalrows.delivery.spool import Spool, read_spool
 from pytest_evalrows.store.sqlite import SQLiteStore
 
 SUITE = """

@@ -19,8 +19,8 @@ from ..core.records import Attempt, Experiment, RowDoc
 from ..errors import StoreAuthError, StoreError
 from ..store.base import Store
 from .breaker import PROBE_SECONDS, Breaker
+from .leftovers import chunks, deliver_leftovers
 from .own_spool import OwnSpool, Unserializable, lose
-from .spool import chunks, deliver_leftovers
 from .totals import Totals, Unit, storable
 from .writer import BatchWriter
 

@@ -8,7 +8,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..core.records import Attempt, RowDoc
-from .spool import Spool, SpooledBatch, entry_head, pending_in
+from .leftovers import pending_in
+from .spool import Spool, SpooledBatch, entry_head
 from .totals import Totals, Unit, storable
 
 

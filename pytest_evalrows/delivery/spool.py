@@ -13,17 +13,14 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import pydantic_core
 
-from ..core.records import Attempt, RowDoc, SpanDoc, WriteResult
-from ..errors import StoreError
-from ..store.base import Store
+from ..core.records import RowDoc, SpanDoc
 
 try:
     import fcntl
@@ -62,7 +59,7 @@ class Spool:
         while True:
             # Unbuffered: each entry is one write() the moment it is made, with no flush.
             self._file: IO[bytes] = open(self.path, "ab", buffering=0)  # noqa: SIM115
-            _lock(self._file, blocking=True)
+            lock_file(self._file, blocking=True)
             # Another session delivering leftovers may have taken the new, empty file for a
             # dead one and removed it between our open and our lock: then open it again.
             if _same_file(self._file, self.path):
@@ -130,7 +127,7 @@ class Spool:
                 self._file.truncate(0)
                 self._file.seek(0)
                 return
-            self._write(_acks_line(seqs))
+            self._write(acks_line(seqs))
 
     def pending(self) -> list[SpooledBatch]:
         """The entries of this file the store does not have yet, oldest first."""
@@ -158,7 +155,7 @@ def entry_head(store: str, project: str, experiment: str) -> bytes:
     return names[:-1] + b","
 
 
-def _open_existing(path: Path) -> IO[bytes] | None:
+def open_existing(path: Path) -> IO[bytes] | None:
     """Open another session's spool file for appending acks, never creating it: a file its
     session removed a moment ago must stay removed."""
     try:
@@ -174,11 +171,11 @@ def _same_file(file: IO[bytes], path: Path) -> bool:
         return False
 
 
-def _acks_line(seqs: list[int]) -> bytes:
+def acks_line(seqs: list[int]) -> bytes:
     return b'{"acks":[' + b",".join(b"%d" % seq for seq in seqs) + b"]}\n"
 
 
-def _lock(file: IO[bytes], *, blocking: bool) -> bool:
+def lock_file(file: IO[bytes], *, blocking: bool) -> bool:
     if fcntl is None:
         return True
     try:
@@ -223,184 +220,11 @@ def read_spool(path: Path) -> tuple[list[SpooledBatch], int]:
     return found, unreadable
 
 
-def _unreadable_note(path: Path, count: int) -> str:
+def unreadable_note(path: Path, count: int) -> str:
     return (
         f"spool file {path}: {count} unreadable line(s) skipped (a write cut short by a "
         "kill, or a damaged file); what they held cannot be delivered"
     )
-
-
-@dataclass
-class Pending:
-    """What the spool still holds for one store."""
-
-    rows: int = 0
-    row_ids: set[tuple[str, str, str]] = field(default_factory=set)  # (project, experiment, row)
-    cleanups: int = 0  # rows whose stale-span clean-up is still to be done
-    problems: list[str] = field(default_factory=list)
-
-
-def pending_in(directory: Path, store: str, *, own: Spool | None = None) -> Pending:
-    """Count what the spool holds for ``store``: in ``own`` (this process's file, read only
-    when it holds anything undelivered) and in every file no live session holds."""
-    pending = Pending()
-    if not directory.is_dir():
-        return pending
-    # This process's own file is read back only when it holds anything undelivered.
-    for entry in own.pending() if own is not None else ():
-        _count_pending(pending, entry, store)
-    for path, file in _dead_files(directory, skip=own.path if own is not None else None):
-        with file:  # a live session's file is not listed: its own session counts it
-            entries, unreadable = read_spool(path)
-        if unreadable:
-            pending.problems.append(_unreadable_note(path, unreadable))
-        for entry in entries:
-            _count_pending(pending, entry, store)
-    return pending
-
-
-@dataclass
-class Delivered:
-    """What delivering left-over spool files did."""
-
-    written: WriteResult = field(default_factory=WriteResult)
-    # What rows of ``current_attempt`` (an xdist worker's spool file) did.
-    own_written: WriteResult = field(default_factory=WriteResult)
-    rows: set[tuple[str, str, str]] = field(default_factory=set)  # (project, experiment, row)
-    files: int = 0
-    errors: list[str] = field(default_factory=list)
-    other_stores: set[str] = field(default_factory=set)  # entries left for other stores
-    cleaned: int = 0  # stale spans removed by spooled clean-ups
-    problems: list[str] = field(default_factory=list)  # unreadable lines, said once
-
-
-def _count_pending(pending: Pending, entry: SpooledBatch, store: str) -> None:
-    if entry.store == store:
-        pending.rows += len(entry.rows)
-        pending.row_ids.update(
-            (entry.project, entry.experiment, row["row_id"]) for row in entry.rows
-        )
-        pending.cleanups += len(entry.cleanup or ())
-
-
-def deliver_leftovers(
-    directory: Path,
-    store: Store,
-    *,
-    skip: Path | None = None,
-    on_rows: Callable[[list[RowDoc]], None] | None = None,
-    current_attempt: str | None = None,
-) -> Delivered:
-    """Deliver what earlier sessions left in ``directory`` for this ``store``, then the
-    stale-span clean-ups they could not finish.
-
-    Files that a live session holds are skipped, as is ``skip`` (this process's own file).
-    Delivery is idempotent: a row version the store already has is not written twice, and
-    rows of attempts other than ``current_attempt`` are written as late versions (a newer
-    stored execution stays the latest). ``on_rows`` sees every delivered batch of rows.
-    """
-    done = Delivered()
-    if not directory.is_dir():
-        return done
-    experiments: dict[tuple[str, str], str] = {}
-
-    def experiment_id(entry: SpooledBatch) -> str:
-        key = (entry.project, entry.experiment)
-        if key not in experiments:
-            experiments[key] = store.get_or_create_experiment(*key).id
-        return experiments[key]
-
-    for path, file in _dead_files(directory, skip=skip):
-        with file:
-            entries, unreadable = read_spool(path)
-            if unreadable:
-                done.problems.append(_unreadable_note(path, unreadable))
-            mine = [entry for entry in entries if entry.store == store.display_url]
-            done.other_stores.update(e.store for e in entries if e.store != store.display_url)
-            if not _ends_with_newline(path):
-                file.write(b"\n")  # a torn last line (a kill mid-write): acks go after it
-            acked: set[int] = set()
-            try:
-                data = [entry for entry in mine if entry.cleanup is None]
-                for chunk in chunks(data):
-                    experiment = experiment_id(chunk[0])
-                    rows = [row for entry in chunk for row in entry.rows]
-                    spans = [span for entry in chunk for span in entry.spans]
-                    late = any(row.get("attempt_id") != current_attempt for row in rows)
-                    result = store.write(experiment, rows, spans, late=late)
-                    if late:
-                        done.written += result
-                    else:
-                        done.own_written += result
-                    for entry in chunk:
-                        if entry.attempt is not None:
-                            record = {**entry.attempt, "experiment_id": experiment}
-                            store.save_attempt(Attempt(**record))
-                    _ack(file, chunk, acked)
-                    done.rows.update(
-                        (chunk[0].project, chunk[0].experiment, row["row_id"]) for row in rows
-                    )
-                    if on_rows is not None:
-                        on_rows(rows)
-                for entry in mine:
-                    if entry.cleanup is not None:
-                        removed = store.delete_stale_spans(experiment_id(entry), entry.cleanup)
-                        done.cleaned += len(removed)
-                        _ack(file, [entry], acked)
-            except StoreError as exc:
-                done.errors.append(str(exc))
-                return done
-            done.files += 1
-            # An unreadable line is said once (in ``problems``) and goes with its file.
-            if len(mine) == len(entries):
-                with suppress(OSError):
-                    path.unlink()
-    return done
-
-
-def _dead_files(directory: Path, *, skip: Path | None) -> Iterator[tuple[Path, IO[bytes]]]:
-    """The spool files in ``directory`` that no live session holds (but ``skip``), each open
-    for appending acks and locked; the caller closes it."""
-    for path in sorted(directory.glob("*.jsonl")):
-        if path == skip:
-            continue
-        file = _open_existing(path)
-        if file is None:
-            continue
-        if not _lock(file, blocking=False):
-            file.close()  # a live session's file
-            continue
-        yield path, file
-
-
-def _ack(file: IO[bytes], entries: list[SpooledBatch], acked: set[int]) -> None:
-    file.write(_acks_line([entry.seq for entry in entries]))
-    file.flush()
-    acked.update(entry.seq for entry in entries)
-
-
-def _ends_with_newline(path: Path) -> bool:
-    with open(path, "rb") as file:
-        file.seek(0, os.SEEK_END)
-        if file.tell() == 0:
-            return True
-        file.seek(-1, os.SEEK_END)
-        return file.read(1) == b"\n"
-
-
-def chunks(entries: list[SpooledBatch], size: int = 500) -> Iterator[list[SpooledBatch]]:
-    """Consecutive entries for one experiment, at most ``size`` at a time."""
-    chunk: list[SpooledBatch] = []
-    for entry in entries:
-        if chunk and (
-            len(chunk) >= size
-            or (entry.project, entry.experiment) != (chunk[0].project, chunk[0].experiment)
-        ):
-            yield chunk
-            chunk = []
-        chunk.append(entry)
-    if chunk:
-        yield chunk
 
 
 def default_spool_dir(anchor: Path) -> Path:

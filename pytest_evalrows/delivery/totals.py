@@ -10,7 +10,7 @@ from ..core.records import RowDoc, SpanDoc, WriteResult
 from ..core.values import json_value
 
 if TYPE_CHECKING:
-    from .spool import Delivered
+    from .leftovers import Delivered
 
 
 @dataclass(slots=True)
