@@ -108,7 +108,8 @@ def test_flags_beat_ini_keys_and_env_vars(
 
 
 NAME_RULE = (
-    "an experiment name must be 1 to 200 characters with no control characters and not only spaces"
+    "an experiment name must be 1 to 200 characters of UTF-8 text with no control characters "
+    "and not only spaces"
 )
 ATTEMPT_RULE = (
     "an attempt id must be 1 to 128 characters: letters, digits and . _ : - "
@@ -140,6 +141,13 @@ ATTEMPT_RULE = (
         ),
         pytest.param(
             ["--eval-experiment="], {}, f"--eval-experiment='': {NAME_RULE}", id="empty-experiment"
+        ),
+        pytest.param(
+            # Bytes that are not UTF-8 on a command line reach Python as surrogates.
+            ["--eval-experiment=caf\udce9"],
+            {},
+            f"--eval-experiment='caf\\udce9': {NAME_RULE}",
+            id="experiment-not-utf8",
         ),
         pytest.param(
             ["--eval-http-timeout=soon"],
@@ -265,7 +273,7 @@ def test_store_url_forms(pytester: pytest.Pytester, value: str, expected: str) -
             "",
             {"EVALROWS_PROJECT": "   "},
             "evalrows: env var EVALROWS_PROJECT='   ': a project name must be 1 to 200 "
-            "characters with no control characters and not only spaces",
+            "characters of UTF-8 text with no control characters and not only spaces",
         ),
         (
             "",

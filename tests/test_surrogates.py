@@ -10,6 +10,8 @@ session's exit code and outcomes must be those of the same session without the p
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,8 @@ from support.output import output_of, summary_lines
 from support.sessions import INI
 from support.spool import spool_files
 from support.store import default_db, stored
+
+from pytest_evalrows.store.sqlite import SQLiteStore
 
 pytest_plugins = ("pytester",)
 
@@ -172,3 +176,27 @@ def test_text_utf8_cannot_encode_is_stored_escaped_in_rows_and_spans(
     assert strict.error is not None
     assert strict.error.type == "XPASS(strict)"
     assert f"flaky on {ESCAPED}" in strict.error.message
+
+
+def test_a_project_folder_named_in_bytes_that_are_not_utf8_is_the_escaped_project_name(
+    pytester: pytest.Pytester,
+) -> None:
+    """The default project is the rootdir's name: one Linux allows in any bytes."""
+    root = pytester.mkdir("caf\udce9")
+    (root / "pytest.ini").write_text(INI)
+    (root / "test_one.py").write_text(
+        "import pytest\n\n@pytest.mark.eval\ndef test_one(eval_row):\n    pass\n"
+    )
+    # pytest itself prints the rootdir in those bytes: read the output as bytes.
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", "--eval-experiment=e"],
+        cwd=root,
+        capture_output=True,
+    )
+    output = (done.stdout + done.stderr).decode("utf-8", "surrogateescape")
+    assert done.returncode == pytest.ExitCode.OK, output
+    assert "Traceback" not in output
+    assert "1 rows written" in output
+    with SQLiteStore(root / ".evalrows" / "evalrows.db", create=False) as store:
+        (experiment,) = store.list_experiments()
+    assert experiment.project == ESCAPED

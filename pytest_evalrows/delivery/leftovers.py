@@ -24,6 +24,7 @@ from .spool import (
     lock_file,
     open_existing,
     read_spool,
+    spooled_text,
     unreadable_note,
 )
 
@@ -73,7 +74,7 @@ class Delivered:
 
 
 def _count_pending(pending: Pending, entry: SpooledBatch, store: str) -> None:
-    if entry.store == store:
+    if entry.store == spooled_text(store):
         pending.rows += len(entry.rows)
         pending.row_ids.update(
             (entry.project, entry.experiment, row["row_id"]) for row in entry.rows
@@ -113,8 +114,9 @@ def deliver_leftovers(
             entries, unreadable = read_spool(path)
             if unreadable:
                 done.problems.append(unreadable_note(path, unreadable))
-            mine = [entry for entry in entries if entry.store == store.display_url]
-            done.other_stores.update(e.store for e in entries if e.store != store.display_url)
+            name = spooled_text(store.display_url)
+            mine = [entry for entry in entries if entry.store == name]
+            done.other_stores.update(e.store for e in entries if e.store != name)
             if not _ends_with_newline(path):
                 file.write(b"\n")  # a torn last line (a kill mid-write): acks go after it
             acked: set[int] = set()

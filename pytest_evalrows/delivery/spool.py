@@ -21,6 +21,7 @@ from typing import IO, Any
 import pydantic_core
 
 from ..core.records import RowDoc, SpanDoc
+from ..core.values import storable_text
 
 try:
     import fcntl
@@ -151,8 +152,16 @@ class Spool:
 
 def entry_head(store: str, project: str, experiment: str) -> bytes:
     """The start of a spool line: which store, project and experiment the entry is for."""
-    names = pydantic_core.to_json({"store": store, "project": project, "experiment": experiment})
-    return names[:-1] + b","
+    names = {"store": store, "project": project, "experiment": experiment}
+    safe = {key: spooled_text(value) for key, value in names.items()}
+    return pydantic_core.to_json(safe)[:-1] + b","
+
+
+def spooled_text(name: str) -> str:
+    """A name as the spool keeps it: a store's path may hold bytes that are not UTF-8 (a
+    folder's name), escaped as every stored text is; compare with names read back in this
+    form."""
+    return storable_text(name)
 
 
 def open_existing(path: Path) -> IO[bytes] | None:

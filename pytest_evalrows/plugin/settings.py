@@ -14,12 +14,15 @@ import pytest
 
 from ..core import ids
 from ..core.redaction import scrub_url_credentials
+from ..core.values import storable_text
 from ..store.urls import DEFAULT_STORE, VALID_FORMS, StoreURL, api_key_from_env, parse_store_url
 
 TRACING_MODES = ("auto", "attach", "off")
 RESUME_MODES = ("passed", "finished", "off")
 
-_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
+# No control characters, and no surrogates: a name given in bytes that are not UTF-8 (on a
+# command line, say) reaches Python as surrogates, which no store can keep.
+_NAME = re.compile(r"^[^\x00-\x1f\x7f\ud800-\udfff]{1,200}$")
 
 
 @dataclass(frozen=True)
@@ -259,7 +262,8 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
             raise pytest.UsageError(f"evalrows: {source}={shown!r}: {exc}") from None
 
     experiment = get("experiment", _name("an experiment name"))
-    project = get("project", _name("a project name")) or anchor.name or "default"
+    # The rootdir's name may hold bytes that are not UTF-8: escaped as every stored text is.
+    project = get("project", _name("a project name")) or storable_text(anchor.name) or "default"
     store = get("store", lambda value: parse_store_url(value, anchor))
     attempt_id = get("attempt_id", _attempt_id)
     return Settings(
@@ -284,7 +288,8 @@ def _name(what: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
         if _NAME.fullmatch(value) is None or not value.strip():
             raise ValueError(
-                f"{what} must be 1 to 200 characters with no control characters and not only spaces"
+                f"{what} must be 1 to 200 characters of UTF-8 text with no control characters "
+                "and not only spaces"
             )
         return value
 
