@@ -6,11 +6,13 @@ Runs a trivial parametrized eval test in fresh pytest processes, recording on an
 interleaved so that both see the same machine load, and prints:
   whole   = wall(on, N) / wall(off, N)                      (start-up included)
   per row = (wall(on, N) - wall(on, 0)) / (wall(off, N) - wall(off, 0))   (start-up left out)
+from the fastest run of each kind, and the median of the same ratios taken within each round.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -60,6 +62,20 @@ def main() -> None:
     per_row = (best[(True, n)] - best[(True, 0)]) / (best[(False, n)] - best[(False, 0)])
     print(f"whole-process ratio (on/off at {n}): {whole:.2f}x")
     print(f"per-row ratio ((on {n} - on 0) / (off {n} - off 0)): {per_row:.2f}x")
+    # The same ratios within each round, whose four runs follow each other: a slow spell of
+    # the machine weighs on both sides of a round alike. Their median, and their spread.
+    wholes = [on / off for on, off in zip(times[(True, n)], times[(False, n)], strict=True)]
+    rows = [
+        (on_n - on_0) / (off_n - off_0)
+        for on_n, on_0, off_n, off_0 in zip(
+            times[(True, n)], times[(True, 0)], times[(False, n)], times[(False, 0)], strict=True
+        )
+    ]
+    for name, values in (("whole-process", wholes), ("per-row", rows)):
+        print(
+            f"{name} ratio, median of the rounds' own: {statistics.median(values):.2f}x "
+            f"(from {min(values):.2f}x to {max(values):.2f}x)"
+        )
 
 
 if __name__ == "__main__":
