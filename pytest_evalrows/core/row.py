@@ -63,6 +63,8 @@ class RowDraft:
     phases: dict[str, tuple[str, bool]] = field(default_factory=dict)
     rerun: bool = False
     spans: list[Any] = field(default_factory=list)  # SpanRecords of this execution
+    # pytest phase -> its calls (pytest's CallInfo) whose reports are not logged yet
+    calls: dict[str, list[Any]] = field(default_factory=dict)
     prompt_tokens: int = 0
     completion_tokens: int = 0
 

@@ -77,9 +77,8 @@ def eval_row(request: pytest.FixtureRequest) -> EvalRow:
     recorder = request.config.stash.get(recorder_key, None)
     if recorder is None:
         return EvalRow()
-    from .recorder import draft_key
-
-    draft = request.node.stash.get(draft_key, None)
+    # The key through the recorder: an import statement here would be paid on every row.
+    draft = request.node.stash.get(recorder.draft_key, None)
     if draft is None and request.node.get_closest_marker("eval") is None:
         _warn_unmarked(request.node)
     return EvalRow(draft)

@@ -44,9 +44,6 @@ class ItemRows:
         self.tracing: Tracing | None = None
         self.has_row_fields_hook = False
         self.drafts: dict[str, RowDraft] = {}
-        # node id -> phase -> the phase's call, from when it ran until its report is logged.
-        # (A rerun plugin makes all three phases' reports before it logs any.)
-        self._calls: dict[str, dict[str, list[pytest.CallInfo[None]]]] = {}
         # node id -> (subtest, error) of the running execution's failed subtests
         self._subtest_failures: dict[str, list[tuple[str, ErrorInfo]]] = {}
         self.carried_spans: dict[str, list[SpanDoc]] = {}
@@ -89,12 +86,12 @@ class ItemRows:
         """A phase ran (whatever it raised); its report is about to be made. The call is kept
         until the report is logged: only then is it known to be a failure, and whether the
         test's own or one subtest's."""
-        if draft_key in item.stash:
+        draft = item.stash.get(draft_key, None)
+        if draft is not None:
             # The call itself: pytest's unittest support sets its exception only later, as
             # it makes the report. Last in, first out: a subtest's report (made and logged
             # at once) can come between a phase's report and its logging by a rerun plugin.
-            phases = self._calls.setdefault(item.nodeid, {})
-            phases.setdefault(call.when, []).append(call)
+            draft.calls.setdefault(call.when, []).append(call)
 
     def logreport(self, report: pytest.TestReport) -> bool:
         """Take a report of one of this process's rows; False when it is of no row here."""
@@ -104,7 +101,7 @@ class ItemRows:
         # pytest-rerunfailures reports an execution it will repeat with outcome "rerun".
         outcome: str = report.outcome
         error = None
-        calls = self._calls.get(report.nodeid, {}).get(report.when)
+        calls = draft.calls.get(report.when)
         call = calls.pop() if calls else None
         if report.failed or outcome == "rerun":
             if call is not None and call.excinfo is not None and draft.item is not None:
@@ -136,7 +133,6 @@ class ItemRows:
     def _finish(self, draft: RowDraft, report: pytest.TestReport) -> None:
         spans = self.carried_spans.pop(report.nodeid, [])
         end = report.stop
-        self._calls.pop(report.nodeid, None)  # of reports a rerun plugin did not log
         failed_subtests = self._subtest_failures.pop(report.nodeid, None)
         if failed_subtests:
             draft.error = building.with_subtests(draft.error, failed_subtests)

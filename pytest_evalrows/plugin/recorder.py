@@ -43,6 +43,9 @@ class Recorder:
     attempt, records rows of crashed workers, merges the workers' totals and cleans up once.
     """
 
+    #: Where an item's running draft is kept: the ``eval_row`` fixture reads it.
+    draft_key = draft_key
+
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
         self.settings = settings
