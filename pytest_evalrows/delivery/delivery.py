@@ -18,13 +18,14 @@ from pathlib import Path
 from ..core.records import Attempt, Experiment, RowDoc
 from ..errors import StoreAuthError, StoreError
 from ..store.base import Store
-from .breaker import PROBE_SECONDS, Breaker
+from .breaker import Breaker
 from .leftovers import chunks, deliver_leftovers
 from .own_spool import OwnSpool, Unserializable, lose
-from .totals import Totals, Unit, storable
+from .totals import Totals, Unit
 from .writer import BatchWriter
 
-__all__ = ["PROBE_SECONDS", "Delivery", "Totals", "Unit", "is_lent", "lend", "storable"]
+# Totals and Unit are what a delivery is made with and sends: importable from here too.
+__all__ = ["Delivery", "Totals", "Unit", "is_lent", "lend"]
 
 # Stores someone else made and owns (a ``pytest_evalrows_make_store`` hook returned them), by
 # id: the delivery uses them and leaves them open. Weak values, so an id is never reused.

@@ -108,11 +108,12 @@ class ItemRows:
                 error = building.error_info(call.excinfo, draft.item)
             elif report.longrepr:  # failed without an exception: a strict XPASS, say
                 error = building.plain_error(report)
-        if self.is_worker and report.when == "setup" and not is_subtest(report):
+        subtest = is_subtest(report)
+        if self.is_worker and report.when == "setup" and not subtest:
             # Travels with the report to the controller, which records the row as an error
             # should this worker die before the row is written.
             report.evalrows_row = building.in_flight(draft)  # type: ignore[attr-defined]
-        if is_subtest(report):
+        if subtest:
             # An extra report of the call phase: it must not stand for the call, and a
             # failed one fails the row (pytest exits 1 with its SUBFAILED line).
             if error is not None:
