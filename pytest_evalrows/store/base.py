@@ -11,7 +11,9 @@ from ..core.records import Attempt, Experiment, RowDoc, RowState, SpanDoc, Stale
 from ..errors import StoreError
 
 if TYPE_CHECKING:
+    from ..core.judgments import Evaluation
     from ..core.models import RowVersion, SpanRecord
+    from ..core.trace import Trace
 
 
 class UnsupportedError(StoreError):
@@ -38,6 +40,12 @@ class Store(abc.ABC):
     #: ``history`` lists every version ever written. Without it, only the versions the
     #: store still returns (Braintrust's fetch may return only the latest of each row).
     history_complete: ClassVar[bool] = False
+
+    #: Keeps evaluations (judgments of row versions' traces): ``save_evaluations`` stores
+    #: them and ``list_evaluations`` reads them back, and a successful one's score shows on
+    #: its row version as ``judge:<judge>`` without a new version. A store that can only
+    #: keep finished ones (the HTTP store) leaves out those still pending or in progress.
+    evaluations: ClassVar[bool] = False
 
     #: How the store is named in messages (never holds a secret).
     display_url: str = ""
@@ -124,6 +132,52 @@ class Store(abc.ABC):
     def remember_rows(self, experiment_id: str, row_ids: Collection[str]) -> None:  # noqa: B027
         """Row ids another process read from this store: they exist, so writing them again
         is an update (stores that count new rows themselves ignore it)."""
+
+    # -- evaluations (see ``evaluations``) -------------------------------------------------
+
+    def save_evaluations(self, experiment_id: str, evaluations: Sequence[Evaluation]) -> None:
+        """Insert or update evaluations by id, all or nothing. A successful one's score is
+        merged into its row version's ``scores`` as ``judge:<judge_id>`` (the latest
+        evaluation of a judge wins); the version itself is not rewritten."""
+        raise UnsupportedError(f"{self.display_url or type(self).__name__} keeps no evaluations")
+
+    def list_evaluations(self, experiment_id: str) -> list[Evaluation]:
+        """The experiment's evaluations, oldest first (by ``created_at``)."""
+        raise UnsupportedError(f"{self.display_url or type(self).__name__} keeps no evaluations")
+
+    def get_evaluation(self, experiment_id: str, evaluation_id: str) -> Evaluation | None:
+        for evaluation in self.list_evaluations(experiment_id):
+            if evaluation.id == evaluation_id:
+                return evaluation
+        return None
+
+    def find_trace(self, experiment_id: str, trace_id: str) -> Trace | None:
+        """The row version whose ``root_span_id`` is ``trace_id`` (the latest or an older
+        one) with the spans the store still keeps of that trace; None when no version has
+        that trace."""
+        from ..core.trace import Trace
+
+        for row in self.latest_rows(experiment_id):
+            if row.root_span_id == trace_id:
+                return Trace(row, self.list_spans(experiment_id, row.row_id))
+        for latest in self.latest_rows(experiment_id):
+            for row in self.history(experiment_id, latest.row_id):
+                if row.root_span_id == trace_id:
+                    return Trace(row, self.list_spans(experiment_id, row.row_id))
+        return None
+
+    def latest_traces(
+        self, experiment_id: str, row_ids: Collection[str] | None = None
+    ) -> list[Trace]:
+        """The latest version of every row (or of the given rows) with its trace's spans,
+        in two reads whatever the number of rows; by row id."""
+        from ..core.trace import Trace
+
+        rows = self.latest_rows(experiment_id, row_ids)
+        by_trace: dict[str, list[SpanRecord]] = {}
+        for span in self.list_spans(experiment_id):
+            by_trace.setdefault(span.root_span_id, []).append(span)
+        return [Trace(row, by_trace.get(row.root_span_id, ())) for row in rows]
 
     def close(self) -> None:  # noqa: B027 - optional for stores without resources
         """Release connections."""
