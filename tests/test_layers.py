@@ -6,6 +6,7 @@ two modules import each other round a circle.
     store       core, store's own modules
     braintrust  core, store.base, braintrust's own modules
     delivery    core, store.base, delivery's own modules
+    judging     core, store.base, judging's own modules
     plugin, cli, testing, stores, models (the public re-export), the package itself: anything
 
 ``errors`` (the exception base) may be imported by any module, and imports nothing.
@@ -24,15 +25,16 @@ import pytest_evalrows
 PACKAGE = "pytest_evalrows"
 ROOT = Path(pytest_evalrows.__file__).parent
 
-LAYERS = ("core", "store", "braintrust", "delivery", "plugin")
+LAYERS = ("core", "store", "braintrust", "delivery", "judging", "plugin")
 # Above the layers: they put the pieces together, and may import anything.
-TOP = ("cli", "testing", "stores", "models")
+TOP = ("cli", "cli_judging", "testing", "stores", "models")
 ALLOWED = {
     "errors": (),
     "core": ("core",),
     "store": ("core", "store"),
     "braintrust": ("core", "store.base", "braintrust"),
     "delivery": ("core", "store.base", "delivery"),
+    "judging": ("core", "store.base", "judging"),
 }
 
 
