@@ -31,10 +31,13 @@ from ..errors import StoreError, UnknownExperimentError
 from . import sqlite_schema as schema
 from .base import Project, Store, StoredEvent
 from .sqlite_connection import Connection
+from .sqlite_evaluations import HAS_EVALUATIONS, MERGE_INTO_NEW_VERSIONS, Evaluations
 from .sqlite_reads import Reads
 
 if TYPE_CHECKING:
+    from ..core.judgments import Evaluation
     from ..core.models import RowVersion, SpanRecord
+    from ..core.trace import Trace
 
 
 class SQLiteStore(Store):
@@ -43,6 +46,7 @@ class SQLiteStore(Store):
 
     attempts = True
     history_complete = True
+    evaluations = True
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = str(path)
@@ -64,6 +68,7 @@ class SQLiteStore(Store):
         self.unreadable: list[str] = []
         self._db = Connection(self.path)
         self._reads = Reads(self._db, self.unreadable)
+        self._evaluations = Evaluations(self._db, self._reads)
 
     def applied_migrations(self) -> list[str]:
         return self._db.applied_migrations()
@@ -237,6 +242,26 @@ class SQLiteStore(Store):
         at most ``limit`` of them with ``xact`` below ``before``."""
         return self._reads.fetch_events(experiment_id, limit=limit, before=before)
 
+    # -- evaluations (``sqlite_evaluations``) ------------------------------------------------
+
+    def save_evaluations(self, experiment_id: str, evaluations: Sequence[Evaluation]) -> None:
+        """A failed evaluation leaves its judge's last successful score on the version."""
+        self._evaluations.save(experiment_id, evaluations)
+
+    def list_evaluations(self, experiment_id: str) -> list[Evaluation]:
+        return self._evaluations.all_of(experiment_id)
+
+    def get_evaluation(self, experiment_id: str, evaluation_id: str) -> Evaluation | None:
+        return self._evaluations.get(experiment_id, evaluation_id)
+
+    def find_trace(self, experiment_id: str, trace_id: str) -> Trace | None:
+        return self._evaluations.find_trace(experiment_id, trace_id)
+
+    def latest_traces(
+        self, experiment_id: str, row_ids: Collection[str] | None = None
+    ) -> list[Trace]:
+        return self._evaluations.latest_traces(experiment_id, row_ids)
+
     def delete_stale_spans(
         self,
         experiment_id: str,
@@ -275,6 +300,9 @@ def _write_versions(
     }
     inserted = db.execute(schema.INSERT_VERSIONS, args).rowcount
     result.duplicate_rows += len(group) - inserted
+    if inserted and db.execute(HAS_EVALUATIONS, args).fetchone()[0]:
+        # Judged before it arrived: a judge ran while the version was on its way here.
+        db.execute(MERGE_INTO_NEW_VERSIONS, args)
     db.execute(schema.UPDATE_LATEST, args)
     new, updated, superseded = db.execute(schema.COUNT_NEW, args).fetchone()
     result.new_rows += new or 0

@@ -33,7 +33,7 @@ class Reads:
         if row_ids is not None:
             query += " AND l.row_id IN (SELECT value FROM json_each(?))"
             args.append(json.dumps(list(row_ids)))
-        return self._readable(self._db.read("reading rows", query + " ORDER BY l.row_id", args))
+        return self.readable(self._db.read("reading rows", query + " ORDER BY l.row_id", args))
 
     def latest_states(self, experiment_id: str) -> dict[str, RowState]:
         rows = self._db.read(
@@ -51,9 +51,9 @@ class Reads:
             "WHERE experiment_id = ? AND row_id = ? ORDER BY version",
             (experiment_id, row_id),
         )
-        return self._readable(rows)
+        return self.readable(rows)
 
-    def _readable(self, rows: list[Any]) -> list[RowVersion]:
+    def readable(self, rows: list[Any]) -> list[RowVersion]:
         """The row versions whose stored body can be read; the others are named in
         ``unreadable`` (a body damaged inside a sound file must not hide the rest)."""
         from pydantic import ValidationError

@@ -170,6 +170,34 @@ MIGRATIONS: tuple[tuple[str, Statements], ...] = (
             """,
         ),
     ),
+    (
+        "0007_evaluations",
+        Statements(
+            # Judgments of row versions' traces (see `sqlite_evaluations`).
+            """
+            CREATE TABLE evaluations (
+                id TEXT PRIMARY KEY,
+                experiment_id TEXT NOT NULL REFERENCES experiments (id),
+                row_id TEXT NOT NULL,
+                trace_id TEXT NOT NULL,
+                version_id TEXT NOT NULL,
+                judge_id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                -- What the version shows as `judge:<judge_id>`: NULL unless a success says one.
+                score REAL,
+                body TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX evaluations_by_time ON evaluations (experiment_id, created_at)",
+            "CREATE INDEX evaluations_by_version ON evaluations (version_id)",
+            # A trace is found by its id: the version whose root span it is.
+            """
+            CREATE INDEX row_versions_by_trace
+            ON row_versions (experiment_id, json_extract(body, '$.root_span_id'))
+            """,
+        ),
+    ),
 )
 
 INSERT_VERSIONS = """

@@ -1,0 +1,174 @@
+"""The embedded store's evaluations: judgments of row versions' traces, kept in their own table,
+and their scores merged into the versions they judged (``judge:<judge>`` in ``scores``).
+
+A score is merged into the stored version's body, not into a new version: the version stays the
+one its execution wrote, and a rerun's new version starts without the old one's judgments (they
+stay on the old version, in the row's history). An evaluation may be saved before the version
+it judged arrives (a judge runs while the row is still on its way to the store): the write of
+that version merges it then (``MERGE_INTO_NEW_VERSIONS``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .sqlite_connection import Connection
+from .sqlite_reads import Reads, span_record
+
+if TYPE_CHECKING:
+    from ..core.judgments import Evaluation
+    from ..core.trace import Trace
+
+# An evaluation saved again (by id) is updated in place: pending, in progress, then done.
+UPSERT = """
+INSERT INTO evaluations
+    (id, experiment_id, row_id, trace_id, version_id, judge_id, status, created_at, score, body)
+SELECT json_extract(j.value, '$.id'), :experiment, json_extract(j.value, '$.row_id'),
+       json_extract(j.value, '$.trace_id'), json_extract(j.value, '$.version_id'),
+       json_extract(j.value, '$.judge_id'), json_extract(j.value, '$.status'),
+       json_extract(j.value, '$.created_at'), json_extract(j.value, '$.score'),
+       json_extract(j.value, '$.body')
+FROM json_each(:evaluations) j WHERE true
+ON CONFLICT (id) DO UPDATE SET
+    row_id = excluded.row_id, trace_id = excluded.trace_id, version_id = excluded.version_id,
+    judge_id = excluded.judge_id, status = excluded.status, created_at = excluded.created_at,
+    score = excluded.score, body = excluded.body
+WHERE evaluations.experiment_id = excluded.experiment_id
+"""
+
+# Each judge's latest successful score of each version in `{versions}`, merged into the
+# version's `scores`. A failed evaluation leaves the judge's last score as it was.
+_MERGE = """
+WITH ranked AS (
+    SELECT version_id, judge_id, score, row_number() OVER (
+        PARTITION BY version_id, judge_id ORDER BY created_at DESC, id DESC) AS n
+    FROM evaluations
+    WHERE status = 'success' AND score IS NOT NULL AND version_id IN ({versions})
+), merged AS (
+    SELECT version_id, json_group_object('{prefix}' || judge_id, score) AS scores
+    FROM ranked WHERE n = 1 GROUP BY version_id
+)
+UPDATE row_versions
+SET body = json_set(body, '$.scores',
+                    json_patch(coalesce(json_extract(body, '$.scores'), '{{}}'), merged.scores))
+FROM merged WHERE row_versions.version_id = merged.version_id
+"""
+
+_PREFIX = "judge:"  # ``core.judgments.SCORE_PREFIX``, checked by a test
+
+MERGE_SAVED = _MERGE.format(prefix=_PREFIX, versions="SELECT value FROM json_each(:versions)")
+
+# After a write: the versions it inserted (rowid above the mark) that were judged already.
+MERGE_INTO_NEW_VERSIONS = _MERGE.format(
+    prefix=_PREFIX,
+    versions="SELECT version_id FROM row_versions WHERE rowid > :before",
+)
+
+HAS_EVALUATIONS = "SELECT EXISTS (SELECT 1 FROM evaluations WHERE experiment_id = :experiment)"
+
+_TRACE_VERSION = """
+SELECT version, created, body FROM row_versions
+WHERE experiment_id = ? AND json_extract(body, '$.root_span_id') = ?
+"""
+
+_LATEST_SPANS = """
+SELECT s.body FROM latest_rows l JOIN spans s
+  ON s.experiment_id = l.experiment_id AND s.row_id = l.row_id
+WHERE l.experiment_id = ? AND json_extract(s.body, '$.root_span_id') = l.root_span_id {rows}
+ORDER BY s.start, s.span_id
+"""
+
+
+class Evaluations:
+    """Saves and reads evaluations, and the traces they judge, in the store's file."""
+
+    def __init__(self, db: Connection, reads: Reads) -> None:
+        self._db = db
+        self._reads = reads
+
+    def save(self, experiment_id: str, evaluations: Sequence[Evaluation]) -> None:
+        if not evaluations:
+            return
+        docs = []
+        for evaluation in evaluations:
+            stored = evaluation.model_copy(update={"experiment_id": experiment_id})
+            docs.append(
+                {
+                    "id": stored.id,
+                    "row_id": stored.row_id,
+                    "trace_id": stored.trace_id,
+                    "version_id": stored.version_id,
+                    "judge_id": stored.judge_id,
+                    "status": stored.status,
+                    "created_at": stored.created_at,
+                    "score": stored.row_score,
+                    "body": stored.model_dump_json(),
+                }
+            )
+        args = {
+            "experiment": experiment_id,
+            "evaluations": json.dumps(docs),
+            "versions": json.dumps(sorted({doc["version_id"] for doc in docs})),
+        }
+        with self._db.errors("saving evaluations"), self._db.transaction() as db:
+            db.execute(UPSERT, args)
+            db.execute(MERGE_SAVED, args)
+
+    def all_of(self, experiment_id: str) -> list[Evaluation]:
+        rows = self._db.read(
+            "reading evaluations",
+            "SELECT body FROM evaluations WHERE experiment_id = ? ORDER BY created_at, id",
+            (experiment_id,),
+        )
+        return [_evaluation(body) for (body,) in rows]
+
+    def get(self, experiment_id: str, evaluation_id: str) -> Evaluation | None:
+        row = self._db.read_one(
+            "reading evaluations",
+            "SELECT body FROM evaluations WHERE experiment_id = ? AND id = ?",
+            (experiment_id, evaluation_id),
+        )
+        return None if row is None else _evaluation(row[0])
+
+    def find_trace(self, experiment_id: str, trace_id: str) -> Trace | None:
+        from ..core.trace import Trace
+
+        found = self._reads.readable(
+            self._db.read("reading rows", _TRACE_VERSION, (experiment_id, trace_id))
+        )
+        if not found:
+            return None
+        row = found[0]
+        spans = self._db.read(
+            "reading spans",
+            "SELECT body FROM spans WHERE experiment_id = ? AND row_id = ? "
+            "AND json_extract(body, '$.root_span_id') = ? ORDER BY start, span_id",
+            (experiment_id, row.row_id, trace_id),
+        )
+        return Trace(row, [span_record(body) for (body,) in spans])
+
+    def latest_traces(
+        self, experiment_id: str, row_ids: Collection[str] | None = None
+    ) -> list[Trace]:
+        from ..core.trace import Trace
+
+        rows = self._reads.latest_rows(experiment_id, row_ids)
+        args: list[Any] = [experiment_id]
+        narrow = ""
+        if row_ids is not None:
+            narrow = "AND l.row_id IN (SELECT value FROM json_each(?))"
+            args.append(json.dumps(list(row_ids)))
+        by_row: dict[str, list[Any]] = {}
+        query = _LATEST_SPANS.format(rows=narrow)
+        for (body,) in self._db.read("reading spans", query, args):
+            span = span_record(body)
+            by_row.setdefault(span.row_id or "", []).append(span)
+        return [Trace(row, by_row.get(row.row_id, ())) for row in rows]
+
+
+def _evaluation(body: str) -> Evaluation:
+    from ..core.judgments import Evaluation
+
+    return Evaluation.model_validate_json(body)
