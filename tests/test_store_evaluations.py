@@ -332,3 +332,30 @@ def test_a_file_written_before_evaluations_existed_keeps_its_rows_and_gets_them(
         assert trace is not None and [span.name for span in trace.spans] == ["r", "search"]
         store.save_evaluations(experiment, [judged(row, score=0.5)])
         assert store.latest_rows(experiment)[0].scores == {"exact": 1.0, "judge:cites": 0.5}
+
+
+def test_merged_scores_go_to_the_version_named_or_else_the_latest(store: SQLiteStore) -> None:
+    experiment = store.get_or_create_experiment("p", "e").id
+    first = version("r", "attempt-1", start=100.0, scores={"exact": 1.0})
+    second = version("r", "attempt-2", start=200.0, scores={"exact": 0.0, "gone": 0.5})
+    store.write(experiment, [first, second], [])
+
+    missing = store.merge_scores(experiment, {"r": (first.version_id, {"judge:old": 0.25})})
+    assert missing == []
+    missing = store.merge_scores(experiment, {"r": (None, {"judge:new": 1.0, "gone": None})})
+    assert missing == []
+    old, new = store.history(experiment, "r")
+    assert old.scores == {"exact": 1.0, "judge:old": 0.25}
+    assert (new.version, new.scores) == (2, {"exact": 0.0, "judge:new": 1.0})
+
+
+def test_a_merge_into_a_row_that_is_not_there_merges_nothing(store: SQLiteStore) -> None:
+    experiment = store.get_or_create_experiment("p", "e").id
+    row = version("r")
+    store.write(experiment, [row], [])
+    missing = store.merge_scores(
+        experiment, {"r": (None, {"judge:x": 1.0}), "nowhere": (None, {"judge:x": 1.0})}
+    )
+    assert missing == ["nowhere"]
+    assert store.merge_scores(experiment, {"r": ("no-such-version", {"judge:x": 1.0})}) == ["r"]
+    assert store.latest_rows(experiment)[0].scores == {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Collection, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 from ..core.records import Attempt, Experiment, RowDoc, RowState, SpanDoc, StaleSpan, WriteResult
 from ..errors import StoreError
@@ -266,3 +266,15 @@ class ServerBackend(Protocol):
     def save_attempt(self, attempt: Attempt) -> None: ...
 
     def list_attempts(self, experiment_id: str) -> list[Attempt]: ...
+
+    def save_evaluations(self, experiment_id: str, evaluations: Sequence[Evaluation]) -> None: ...
+
+    def list_evaluations(self, experiment_id: str) -> list[Evaluation]: ...
+
+    def merge_scores(
+        self, experiment_id: str, merges: Mapping[str, tuple[str | None, dict[str, Any]]]
+    ) -> list[str]:
+        """Merge scores into rows' versions (the API's ``_is_merge``), all or nothing: row
+        id -> (version id, or None for the row's latest; scores, a None score removing
+        one). Returns the row ids without such a version; then nothing is merged."""
+        ...

@@ -10,7 +10,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -253,6 +253,12 @@ class SQLiteStore(Store):
 
     def get_evaluation(self, experiment_id: str, evaluation_id: str) -> Evaluation | None:
         return self._evaluations.get(experiment_id, evaluation_id)
+
+    def merge_scores(
+        self, experiment_id: str, merges: Mapping[str, tuple[str | None, dict[str, Any]]]
+    ) -> list[str]:
+        """``ServerBackend.merge_scores``: all or nothing; the row ids it cannot find."""
+        return self._evaluations.merge_scores(experiment_id, merges)
 
     def find_trace(self, experiment_id: str, trace_id: str) -> Trace | None:
         return self._evaluations.find_trace(experiment_id, trace_id)

@@ -11,7 +11,7 @@ that version merges it then (``MERGE_INTO_NEW_VERSIONS``).
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .sqlite_connection import Connection
@@ -66,6 +66,35 @@ MERGE_INTO_NEW_VERSIONS = _MERGE.format(
     versions="SELECT version_id FROM row_versions WHERE rowid > :before",
 )
 
+# Scores merged into a row's version (the API's `_is_merge`): the version named, or else the
+# row's latest.
+_MERGE_TARGETS = """
+WITH merges AS (
+    SELECT json_extract(j.value, '$.row_id') AS row_id,
+           json_extract(j.value, '$.version_id') AS version_id,
+           json_extract(j.value, '$.scores') AS scores
+    FROM json_each(:merges) j
+), targets AS (
+    SELECT v.rowid AS target, v.row_id, m.scores FROM merges m JOIN row_versions v
+      ON v.experiment_id = :experiment AND v.row_id = m.row_id
+     AND (v.version_id = m.version_id OR (m.version_id IS NULL AND v.version = (
+            SELECT l.version FROM latest_rows l
+            WHERE l.experiment_id = :experiment AND l.row_id = m.row_id)))
+)
+"""
+
+_FOUND_TARGETS = _MERGE_TARGETS + "SELECT row_id FROM targets"
+
+_MERGE_SCORES = (
+    _MERGE_TARGETS
+    + """
+UPDATE row_versions
+SET body = json_set(body, '$.scores',
+                    json_patch(coalesce(json_extract(body, '$.scores'), '{}'), targets.scores))
+FROM targets WHERE row_versions.rowid = targets.target
+"""
+)
+
 HAS_EVALUATIONS = "SELECT EXISTS (SELECT 1 FROM evaluations WHERE experiment_id = :experiment)"
 
 _TRACE_VERSION = """
@@ -115,6 +144,24 @@ class Evaluations:
         with self._db.errors("saving evaluations"), self._db.transaction() as db:
             db.execute(UPSERT, args)
             db.execute(MERGE_SAVED, args)
+
+    def merge_scores(
+        self, experiment_id: str, merges: Mapping[str, tuple[str | None, dict[str, Any]]]
+    ) -> list[str]:
+        """Merge scores into rows' versions: row id -> (version id or None for the latest,
+        scores; a None score removes it). Returns the row ids that have no such version,
+        and merges nothing then."""
+        docs = [
+            {"row_id": row_id, "version_id": version_id, "scores": scores}
+            for row_id, (version_id, scores) in merges.items()
+        ]
+        args = {"experiment": experiment_id, "merges": json.dumps(docs)}
+        with self._db.errors("merging scores"), self._db.transaction() as db:
+            found = {row_id for (row_id,) in db.execute(_FOUND_TARGETS, args)}
+            missing = sorted(set(merges) - found)
+            if not missing:
+                db.execute(_MERGE_SCORES, args)
+        return missing
 
     def all_of(self, experiment_id: str) -> list[Evaluation]:
         rows = self._db.read(
