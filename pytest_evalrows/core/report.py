@@ -6,12 +6,72 @@ Pure: imports nothing of the package and no pytest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 # Why new and updated counts are not known for certain.
 CRASHED = "a worker crashed; counted in the store"
 UNREAD = "the store could not be read first"
+
+# How many judge failures the report names (the rest are counted).
+_JUDGE_ERRORS_SHOWN = 3
+
+
+@dataclass
+class JudgmentCounts:
+    """What the judges of one process (and, merged, of its xdist workers) concluded."""
+
+    succeeded: int = 0
+    failed: int = 0  # evaluations that got no judgment: the judge raised or timed out
+    passed: int = 0  # judgments that said passed
+    not_passed: int = 0  # judgments that said not passed
+    saved: int = 0  # evaluations the store took
+    spooled: int = 0  # kept in the spool: the store could not take them now
+    unsaved: int = 0  # neither: the store keeps no evaluations, or the spool failed
+    unsaved_why: str | None = None
+    scores: dict[str, list[float]] = field(default_factory=dict)  # judge -> [sum, count]
+    errors: list[str] = field(default_factory=list)  # the first few failures, said
+
+    @property
+    def total(self) -> int:
+        return self.succeeded + self.failed
+
+    def add(
+        self, judge_id: str, *, error: str | None, passed: bool | None, score: float | None
+    ) -> None:
+        """Count one finished evaluation (``error`` set for a failed one)."""
+        if error is not None:
+            self.failed += 1
+            if len(self.errors) < _JUDGE_ERRORS_SHOWN:
+                self.errors.append(f"judge {judge_id!r} {error}")
+            return
+        self.succeeded += 1
+        if passed is not None:
+            if passed:
+                self.passed += 1
+            else:
+                self.not_passed += 1
+        if score is not None:
+            total = self.scores.setdefault(judge_id, [0.0, 0])
+            total[0] += score
+            total[1] += 1
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def merge(self, data: dict[str, Any]) -> None:
+        """Add another process's counts (an xdist worker's)."""
+        for name in ("succeeded", "failed", "passed", "not_passed", "saved", "spooled"):
+            setattr(self, name, getattr(self, name) + data.get(name, 0))
+        self.unsaved += data.get("unsaved", 0)
+        self.unsaved_why = self.unsaved_why or data.get("unsaved_why")
+        for judge, (total, count) in data.get("scores", {}).items():
+            mine = self.scores.setdefault(judge, [0.0, 0])
+            mine[0] += total
+            mine[1] += count
+        room = _JUDGE_ERRORS_SHOWN - len(self.errors)
+        self.errors.extend(data.get("errors", [])[: max(0, room)])
 
 
 @dataclass
@@ -47,6 +107,35 @@ class SessionReport:
     undelivered_rows: int = 0
     spool_dir: str = "the spool"
     lost_rows: list[tuple[str, str]] = field(default_factory=list)  # (row id, why)
+    # Judges' evaluations of this session's rows (``@pytest.mark.eval(judges=...)`` and
+    # ``eval_row.judge``): how many there were, and what became of them.
+    judgments: int = 0
+    judgments_succeeded: int = 0
+    judgments_failed: int = 0
+    judgments_passed: int = 0
+    judgments_not_passed: int = 0
+    judgments_saved: int = 0
+    judgments_spooled: int = 0
+    judgments_unsaved: int = 0
+    judgments_unsaved_why: str | None = None
+    judge_mean_scores: dict[str, float] = field(default_factory=dict)  # by judge id
+    judgment_errors: list[str] = field(default_factory=list)  # the first few failures
+
+    def add_judgments(self, counts: JudgmentCounts) -> None:
+        """Take the judges' counts into the report."""
+        self.judgments = counts.total
+        self.judgments_succeeded = counts.succeeded
+        self.judgments_failed = counts.failed
+        self.judgments_passed = counts.passed
+        self.judgments_not_passed = counts.not_passed
+        self.judgments_saved = counts.saved
+        self.judgments_spooled = counts.spooled
+        self.judgments_unsaved = counts.unsaved
+        self.judgments_unsaved_why = counts.unsaved_why
+        self.judge_mean_scores = {
+            judge: total / count for judge, (total, count) in counts.scores.items() if count
+        }
+        self.judgment_errors = list(counts.errors)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict, as saved with the attempt."""
@@ -109,6 +198,8 @@ class SessionReport:
                 f"{name} {mean:.3f}" for name, mean in sorted(self.mean_scores.items())
             )
             say(f"mean scores: {means}")
+        if self.judgments:
+            self._judgment_lines(say)
         if self.store_error:
             say(f"store unavailable: {self.store_error}", red=True)
         for error in dict.fromkeys(self.errors):
@@ -131,3 +222,30 @@ class SessionReport:
             for row_id, why in self.lost_rows:
                 say(f"  row {row_id!r} {why}", red=True)
         return out
+
+    def _judgment_lines(self, say: Callable[..., None]) -> None:
+        failed = f", {self.judgments_failed} failed" if self.judgments_failed else ""
+        line = f"judgments: {self.judgments} ({self.judgments_succeeded} succeeded{failed})"
+        said = self.judgments_passed + self.judgments_not_passed
+        if said:
+            line += f"; passed {self.judgments_passed} of {said}"
+        if self.judge_mean_scores:
+            means = ", ".join(
+                f"{judge} {mean:.3f}" for judge, mean in sorted(self.judge_mean_scores.items())
+            )
+            line += f"; mean score by judge: {means}"
+        say(line)
+        for error in self.judgment_errors:
+            say(f"  {error}", red=True)
+        more = self.judgments_failed - len(self.judgment_errors)
+        if more > 0:
+            say(f"  and {more} more failed judgment(s): `evalrows judgments` lists them", True)
+        if self.judgments_spooled:
+            say(
+                f"{self.judgments_spooled} judgments not saved: kept in {self.spool_dir}; the "
+                "next recording session saves them, or run `evalrows flush`",
+                red=True,
+            )
+        if self.judgments_unsaved:
+            why = self.judgments_unsaved_why or "they could not be saved"
+            say(f"{self.judgments_unsaved} judgments not saved: {why}", red=True)

@@ -12,9 +12,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..errors import EvalrowsError
 from .values import check_score, json_value, repr_text, storable_text
 
 if TYPE_CHECKING:
+    from .judgments import Judgment
     from .models import ErrorInfo
 
 
@@ -39,6 +41,8 @@ class RowPlan:
     params_hash: str
     markers: list[str]
     input_truncated: int | None = None
+    # (judge id, judge) of ``@pytest.mark.eval(judges=[...])``, run on the finished row.
+    judges: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(slots=True)
@@ -69,17 +73,33 @@ class RowDraft:
     completion_tokens: int = 0
 
 
+class JudgeFailedError(EvalrowsError):
+    """``eval_row.judge`` got no judgment: the judge raised, timed out or returned something
+    that is not one. The evaluation is stored as a failure with the same error."""
+
+
+#: What runs ``eval_row.judge`` for the handle: the plugin's, given (draft, pytest item,
+#: what was logged without a draft, judge).
+JudgeWith = Callable[["RowDraft | None", Any, "dict[str, Any] | None", Any], "Judgment"]
+
+
 class EvalRow:
     """The row of the running case. Returned by the ``eval_row`` fixture.
 
     Every method works whether or not recording is on, so a test behaves the same either way:
-    with recording off the values are checked and then dropped.
+    with recording off the values are checked and kept only on this handle, for ``judge``.
     """
 
-    __slots__ = ("_draft",)
+    __slots__ = ("_draft", "_item", "_judge_with", "_kept")
 
-    def __init__(self, draft: RowDraft | None = None) -> None:
+    def __init__(
+        self, draft: RowDraft | None = None, item: Any = None, judge_with: JudgeWith | None = None
+    ) -> None:
         self._draft = draft
+        self._item = item
+        self._judge_with = judge_with
+        # Without a draft: what was logged, for a trace to judge (references only).
+        self._kept: dict[str, Any] | None = None
 
     @property
     def recording(self) -> bool:
@@ -121,6 +141,7 @@ class EvalRow:
         tag_list = _tags(tags)
         draft = self._draft
         if draft is None:
+            self._keep(output, expected, input, checked, metadata, tag_list)
             return
         for name, value in (("output", output), ("expected", expected), ("input", input)):
             if value is not UNSET:
@@ -143,6 +164,44 @@ class EvalRow:
         checked = check_score(name, value)
         if self._draft is not None:
             self._draft.scores[storable_text(name)] = checked
+        else:
+            self._keep(UNSET, UNSET, UNSET, {name: checked}, None, [])
+
+    def judge(self, judge: Any) -> Judgment:
+        """Judge this case's trace so far and return the ``Judgment``::
+
+            assert eval_row.judge(no_span_errors()).passed
+
+        The trace is what the test logged here so far, status ``passed`` for now, and the
+        spans this execution captured so far (none when not recording). Runs in this thread
+        under the judge timeout (``--eval-judge-timeout``). When recording, the evaluation is
+        stored with the row's other judgments at the end of the session. A judge that
+        raises, times out or returns no judgment raises ``JudgeFailedError`` saying why.
+        """
+        __tracebackhide__ = True
+        if self._judge_with is None:
+            raise JudgeFailedError("eval_row.judge works on the handle the eval_row fixture gives")
+        return self._judge_with(self._draft, self._item, self._kept, judge)
+
+    def _keep(
+        self,
+        output: Any,
+        expected: Any,
+        input: Any,
+        scores: Mapping[str, float],
+        metadata: Mapping[str, Any] | None,
+        tags: list[str],
+    ) -> None:
+        kept = self._kept
+        if kept is None:
+            kept = self._kept = {"scores": {}, "metadata": {}, "tags": []}
+        for name, value in (("output", output), ("expected", expected), ("input", input)):
+            if value is not UNSET:
+                kept[name] = value
+        kept["scores"].update(scores)
+        if metadata:
+            kept["metadata"].update(metadata)
+        kept["tags"].extend(tag for tag in tags if tag not in kept["tags"])
 
     @contextmanager
     def span(self, name: str, *, input: Any = UNSET, type: str = "function") -> Iterator[SpanLog]:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ..core.records import Attempt, RowDoc, WriteResult
 from ..errors import StoreError
@@ -70,6 +70,7 @@ class Delivered:
     errors: list[str] = field(default_factory=list)
     other_stores: set[str] = field(default_factory=set)  # entries left for other stores
     cleaned: int = 0  # stale spans removed by spooled clean-ups
+    evaluations: int = 0  # judges' evaluations saved
     problems: list[str] = field(default_factory=list)  # unreadable lines, said once
 
 
@@ -121,7 +122,7 @@ def deliver_leftovers(
                 file.write(b"\n")  # a torn last line (a kill mid-write): acks go after it
             acked: set[int] = set()
             try:
-                data = [entry for entry in mine if entry.cleanup is None]
+                data = [e for e in mine if e.cleanup is None and e.evaluations is None]
                 for chunk in chunks(data):
                     experiment = experiment_id(chunk[0])
                     rows = [row for entry in chunk for row in entry.rows]
@@ -147,6 +148,11 @@ def deliver_leftovers(
                         removed = store.delete_stale_spans(experiment_id(entry), entry.cleanup)
                         done.cleaned += len(removed)
                         _ack(file, [entry], acked)
+                # After the rows: a judgment's score goes onto its stored row version.
+                for entry in mine:
+                    if entry.evaluations is not None:
+                        _save_evaluations(store, experiment_id(entry), entry.evaluations, done)
+                        _ack(file, [entry], acked)
             except StoreError as exc:
                 done.errors.append(str(exc))
                 return done
@@ -156,6 +162,30 @@ def deliver_leftovers(
                 with suppress(OSError):
                     path.unlink()
     return done
+
+
+def _save_evaluations(
+    store: Store, experiment_id: str, evaluations: list[dict[str, Any]], done: Delivered
+) -> None:
+    """Save spooled evaluations; ones the store can never take are said, not kept forever."""
+    if not store.evaluations:
+        done.problems.append(
+            f"{len(evaluations)} spooled judgments not saved: {store.display_url} keeps no "
+            "evaluations"
+        )
+        return
+    from ..core.judgments import Evaluation  # pydantic: only when there are some
+
+    try:
+        models = [
+            Evaluation.model_validate({**each, "experiment_id": experiment_id})
+            for each in evaluations
+        ]
+    except ValueError as exc:
+        done.problems.append(f"{len(evaluations)} spooled judgments cannot be read: {exc}")
+        return
+    store.save_evaluations(experiment_id, models)
+    done.evaluations += len(models)
 
 
 def _dead_files(directory: Path, *, skip: Path | None) -> Iterator[tuple[Path, IO[bytes]]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from ..core.records import Attempt, RowDoc
 from .leftovers import pending_in
@@ -84,6 +85,10 @@ class OwnSpool:
     def add_attempt(self, attempt: Attempt) -> int | None:
         """Spool a session's attempt record that the store could not take."""
         return self._add_record({"rows": [], "spans": [], "attempt": asdict(attempt)})
+
+    def add_evaluations(self, evaluations: list[dict[str, Any]]) -> int | None:
+        """Spool judges' evaluations (as JSON) that the store could not take."""
+        return self._add_record({"rows": [], "spans": [], "evaluations": evaluations})
 
     def _add_record(self, entry: dict[str, object]) -> int | None:
         if self.file is None:

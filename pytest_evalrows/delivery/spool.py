@@ -44,11 +44,13 @@ class SpooledBatch:
     attempt: dict[str, Any] | None = None
     # Rows whose stale spans are to be removed once their rows are delivered.
     cleanup: list[str] | None = None
+    # Judges' evaluations (as JSON) the store could not take, saved once their rows are.
+    evaluations: list[dict[str, Any]] | None = None
 
     @property
     def is_data(self) -> bool:
-        """Rows and spans only: neither an attempt record nor a clean-up."""
-        return self.attempt is None and self.cleanup is None
+        """Rows and spans only: neither an attempt record, a clean-up nor evaluations."""
+        return self.attempt is None and self.cleanup is None and self.evaluations is None
 
 
 class Spool:
@@ -223,6 +225,7 @@ def read_spool(path: Path) -> tuple[list[SpooledBatch], int]:
             spans=entry["spans"],
             attempt=entry.get("attempt"),
             cleanup=entry.get("cleanup"),
+            evaluations=entry.get("evaluations"),
         )
         for seq, entry in sorted(batches.items())
     ]

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..core.records import RowDoc, SpanDoc, WriteResult
+from ..core.report import JudgmentCounts
 from ..core.values import json_value
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class Totals:
     resumed: int = 0
     # Requests an HTTP store made, by endpoint: a worker's reach the controller's summary.
     requests: Counter[str] = field(default_factory=Counter)
+    # What this process's judges concluded, and what became of their evaluations.
+    judgments: JudgmentCounts = field(default_factory=JudgmentCounts)
 
     def add_scores(self, scores: dict[str, float]) -> None:
         for name, value in scores.items():
@@ -70,6 +73,7 @@ class Totals:
             "reruns": self.reruns,
             "resumed": self.resumed,
             "requests": dict(self.requests),
+            "judgments": self.judgments.to_json(),
         }
 
     def merge(self, data: dict[str, Any]) -> None:
@@ -85,6 +89,7 @@ class Totals:
         # Every worker collects the whole suite and resumes the same rows.
         self.resumed = max(self.resumed, data["resumed"])
         self.requests.update(data["requests"])
+        self.judgments.merge(data.get("judgments") or {})
 
 
 def storable(unit: Unit) -> None:

@@ -130,6 +130,26 @@ OPTIONS: tuple[Option, ...] = (
         "session end",
         takes_value=False,
     ),
+    Option(
+        "judge_timeout",
+        "seconds one judge may take on one row (@pytest.mark.eval(judges=...), "
+        "eval_row.judge) before its evaluation is a failure",
+        default="60",
+        metavar="SECONDS",
+    ),
+    Option(
+        "judge_concurrency",
+        "judges run at once while the tests go on",
+        default="8",
+        metavar="N",
+    ),
+    Option(
+        "judge_wait",
+        "seconds the session waits at its end for the judgments still running; those not "
+        "finished by then are failures",
+        default="300",
+        metavar="SECONDS",
+    ),
 )
 
 
@@ -150,6 +170,9 @@ class Settings:
     resume: str = "off"
     spool: Path | None = None
     fail_on_undelivered: bool = False
+    judge_timeout: float = 60.0
+    judge_concurrency: int = 8
+    judge_wait: float = 300.0
 
     @property
     def recording(self) -> bool:
@@ -281,6 +304,9 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         resume=get("resume", choice(RESUME_MODES)),
         spool=get("spool", lambda value: _directory(value, anchor)),
         fail_on_undelivered=bool(get("fail_on_undelivered", boolean)),
+        judge_timeout=get("judge_timeout", _seconds),
+        judge_concurrency=get("judge_concurrency", _positive_count),
+        judge_wait=get("judge_wait", _seconds_or_none),
     )
 
 
@@ -313,6 +339,26 @@ def _count(value: str) -> int:
     if number < 0:
         raise ValueError("valid values: a whole number, 0 or more")
     return number
+
+
+def _positive_count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError("valid values: a whole number, 1 or more") from None
+    if number < 1:
+        raise ValueError("valid values: a whole number, 1 or more")
+    return number
+
+
+def _seconds_or_none(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError("not a number of seconds; valid values: a number, 0 or more") from None
+    if not 0 <= seconds < float("inf"):
+        raise ValueError("valid values: a number of seconds, 0 or more")
+    return seconds
 
 
 def _seconds(value: str) -> float:
