@@ -231,7 +231,8 @@ class SessionReport:
             line += f"; passed {self.judgments_passed} of {said}"
         if self.judge_mean_scores:
             means = ", ".join(
-                f"{judge} {mean:.3f}" for judge, mean in sorted(self.judge_mean_scores.items())
+                f"judge:{judge} {mean:.3f}"
+                for judge, mean in sorted(self.judge_mean_scores.items())
             )
             line += f"; mean score by judge: {means}"
         say(line)

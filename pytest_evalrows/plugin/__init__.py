@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Generator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -12,9 +12,11 @@ from ..core import ids
 from ..core.row import EvalRow
 from ..errors import EvalrowsWarning
 from . import hookspecs
-from .settings import add_options, resolve
+from .settings import add_options, resolve, settings_key
 
 if TYPE_CHECKING:
+    from ..core.judgments import Judgment
+    from ..core.row import RowDraft
     from ..store.base import Store
     from ..store.urls import StoreURL
     from .recorder import Recorder
@@ -25,9 +27,11 @@ recorder_key: pytest.StashKey[Recorder] = pytest.StashKey()
 _unmarked_key = pytest.StashKey[dict[str, EvalrowsWarning | None]]()
 
 MARKER = (
-    "eval(key=None): record each case of this test as a row of the --eval-experiment. "
-    "key: a parameter name or a field of the case (or a callable taking the parameters) "
-    "whose value identifies the row, instead of the node id."
+    "eval(key=None, judges=()): record each case of this test as a row of the "
+    "--eval-experiment. key: a parameter name or a field of the case (or a callable taking "
+    "the parameters) whose value identifies the row, instead of the node id. judges: judges "
+    "(callables taking the row's Trace) run on each finished row; their judgments are stored "
+    "as the row's judge:<name> scores."
 )
 
 
@@ -42,6 +46,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER)
     settings = resolve(config)
+    config.stash[settings_key] = settings
     if not settings.recording or config.option.collectonly:
         return  # inert: nothing imported, opened or written
     from .recorder import Recorder
@@ -71,17 +76,32 @@ def pytest_evalrows_make_store(
 
 @pytest.fixture
 def eval_row(request: pytest.FixtureRequest) -> EvalRow:
-    """The row of the running eval case: ``eval_row.log(output=..., expected=...)`` and
-    ``eval_row.score(name, value)``. Accepts everything and records nothing when recording is
-    off or the test is not marked ``eval`` (then it warns, once per test function)."""
+    """The row of the running eval case: ``eval_row.log(output=..., expected=...)``,
+    ``eval_row.score(name, value)`` and ``eval_row.judge(judge)``. Accepts everything and
+    records nothing when recording is off or the test is not marked ``eval`` (then it warns,
+    once per test function)."""
     recorder = request.config.stash.get(recorder_key, None)
     if recorder is None:
-        return EvalRow()
+        return EvalRow(None, request.node, _judge_in_test)
     # The key through the recorder: an import statement here would be paid on every row.
     draft = request.node.stash.get(recorder.draft_key, None)
     if draft is None and request.node.get_closest_marker("eval") is None:
         _warn_unmarked(request.node)
-    return EvalRow(draft)
+    return EvalRow(draft, request.node, _judge_in_test)
+
+
+def _judge_in_test(
+    draft: RowDraft | None, item: Any, kept: dict[str, Any] | None, judge: Any
+) -> Judgment:
+    """``eval_row.judge``: the judging modules are loaded by the first test that calls it."""
+    __tracebackhide__ = True
+    from .judging import judge_in_test
+
+    config: pytest.Config = item.config
+    recorder = config.stash.get(recorder_key, None)
+    session = recorder.items.session_judging() if recorder is not None and draft else None
+    timeout = config.stash[settings_key].judge_timeout
+    return judge_in_test(judge, draft=draft, item=item, kept=kept, session=session, timeout=timeout)
 
 
 def _warn_unmarked(item: pytest.Item) -> None:

@@ -33,11 +33,14 @@ def plan_items(items: Sequence[pytest.Item], anchor: Path, config: pytest.Config
     # Asked once: calling a hook nobody implements still costs per item.
     row_id_hook = config.hook.pytest_evalrows_row_id if _implemented(config) else None
     markers = _Markers()
+    judges = _Judges()
     for item in items:
         marker, names = markers.of(item)
         if marker is None:
             continue
         plan, positional = _plan(item, marker, names, anchor, row_id_hook, relative)
+        if "judges" in marker.kwargs:
+            plan.judges = judges.of(item, marker.kwargs["judges"])
         other = owners.get(plan.row_id)
         if other is not None:
             raise pytest.UsageError(
@@ -85,6 +88,25 @@ class _Markers:
         if cache:  # parents live as long as the session: their ids stay theirs
             self._parents[id(node)] = (marker, names)
         return marker, names
+
+
+class _Judges:
+    """The marker's judges, checked once for all the cases of a test (they share the list)."""
+
+    def __init__(self) -> None:
+        # By id, with the list itself kept so that its id stays its own.
+        self._checked: dict[int, tuple[object, tuple[tuple[str, Any], ...]]] = {}
+
+    def of(self, item: pytest.Item, judges: object) -> tuple[tuple[str, Any], ...]:
+        known = self._checked.get(id(judges))
+        if known is not None and known[0] is judges:
+            return known[1]
+        # Loaded only for a suite with judges: a session without them pays nothing.
+        from .judging import checked_judges
+
+        checked = checked_judges(item.nodeid, judges)
+        self._checked[id(judges)] = (judges, checked)
+        return checked
 
 
 def _plan(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -14,7 +15,11 @@ from ..core.row import RowDraft
 from ..delivery.totals import Totals, Unit
 from . import building
 from .collection import plan_key
+from .settings import settings_key
 from .tracing import ActiveRow, Tracing
+
+if TYPE_CHECKING:
+    from .judging import SessionJudging
 
 draft_key = pytest.StashKey[RowDraft]()
 _execution_key = pytest.StashKey[int]()
@@ -47,6 +52,22 @@ class ItemRows:
         # node id -> (subtest, error) of the running execution's failed subtests
         self._subtest_failures: dict[str, list[tuple[str, ErrorInfo]]] = {}
         self.carried_spans: dict[str, list[SpanDoc]] = {}
+        # Made by the first row with judges: a session without any pays nothing for them.
+        self.judging: SessionJudging | None = None
+
+    def session_judging(self) -> SessionJudging:
+        if self.judging is None:
+            from .judging import SessionJudging
+
+            self.judging = SessionJudging(
+                self.config,
+                self.config.stash[settings_key],
+                attempt_id=self.attempt_id,
+                experiment=self.experiment_name,
+                totals=self.totals,
+                row_fields_hook=self.has_row_fields_hook,
+            )
+        return self.judging
 
     def setup(self, item: pytest.Item) -> None:
         """Before the item's setup: a new execution's draft, and its row context."""
@@ -145,6 +166,8 @@ class ItemRows:
             draft.spans = []
             self.carried_spans[report.nodeid] = spans
             self.totals.reruns += 1
+            if self.judging is not None:
+                self.judging.forget(draft)
             return
         status = row_status(draft.phases)
         fields = building.row_fields(draft, status, self.attempt_id)
@@ -164,6 +187,8 @@ class ItemRows:
         draft.item = None
         if item is not None:  # nothing holds a finished row for the rest of the session
             del item.stash[draft_key]
+        if draft.plan.judges:  # judged from what is about to be sent, before it is
+            self.session_judging().judge_row(draft.plan.judges, row, spans)
         self.send(Unit(row, spans))
 
     def _root_span(self, draft: RowDraft, status: str, end: float) -> SpanDoc:

@@ -75,6 +75,7 @@ class Recorder:
         self.end = SessionEnd(
             settings, is_worker=self.is_worker, totals=self.totals, workers=self.workers, **names
         )
+        self.end.items = self.items
 
     @property
     def tracing(self) -> Tracing | None:

@@ -11,6 +11,7 @@ from ..core.report import CRASHED, UNREAD, SessionReport
 from ..delivery.delivery import Delivery
 from ..delivery.totals import Totals
 from ..errors import StoreError
+from .items import ItemRows
 from .settings import Settings
 from .tracing import Tracing
 from .workers import WorkerRows
@@ -38,6 +39,7 @@ class SessionEnd:
         # Set when the session starts.
         self.delivery: Delivery | None = None
         self.tracing: Tracing | None = None
+        self.items: ItemRows | None = None
         self.attempt: Attempt | None = None
         self.stale_spans_removed: int | None = None
         self.cleanup_seconds = 0.0
@@ -53,6 +55,10 @@ class SessionEnd:
             self.totals.errors.extend(self.tracing.problems())
         delivery = self.delivery
         delivery.finish()
+        # The rows are in the store (or spooled): their judgments go on them.
+        judging = self.items.judging if self.items is not None else None
+        if judging is not None:
+            judging.finish(delivery)
         unsaved = None
         if not self.is_worker:
             # What workers (crashed or not) and earlier sessions left in the spool, then the
@@ -160,6 +166,7 @@ class SessionEnd:
             spool_dir=str(delivery.spool_dir) if delivery is not None else "the spool",
             lost_rows=list(totals.lost_rows),
         )
+        report.add_judgments(totals.judgments)
         if self.workers.rows_written_in_store is not None:
             report.rows_written = self.workers.rows_written_in_store
             report.new_rows = report.updated_rows = None

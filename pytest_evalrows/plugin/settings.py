@@ -153,6 +153,10 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 
+#: The session's resolved settings, kept once at configure time (inert sessions too).
+settings_key: pytest.StashKey[Settings] = pytest.StashKey()
+
+
 @dataclass(frozen=True)
 class Settings:
     """The resolved settings of one session."""
@@ -305,8 +309,8 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         spool=get("spool", lambda value: _directory(value, anchor)),
         fail_on_undelivered=bool(get("fail_on_undelivered", boolean)),
         judge_timeout=get("judge_timeout", _seconds),
-        judge_concurrency=get("judge_concurrency", _positive_count),
-        judge_wait=get("judge_wait", _seconds_or_none),
+        judge_concurrency=get("judge_concurrency", lambda value: _count(value, 1)),
+        judge_wait=get("judge_wait", lambda value: _seconds(value, zero=True)),
     )
 
 
@@ -331,43 +335,25 @@ def _attempt_id(value: str) -> str:
     return value
 
 
-def _count(value: str) -> int:
+def _count(value: str, minimum: int = 0) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise ValueError("valid values: a whole number, 0 or more") from None
-    if number < 0:
-        raise ValueError("valid values: a whole number, 0 or more")
+        number = minimum - 1
+    if number < minimum:
+        raise ValueError(f"valid values: a whole number, {minimum} or more")
     return number
 
 
-def _positive_count(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValueError("valid values: a whole number, 1 or more") from None
-    if number < 1:
-        raise ValueError("valid values: a whole number, 1 or more")
-    return number
-
-
-def _seconds_or_none(value: str) -> float:
+def _seconds(value: str, *, zero: bool = False) -> float:
+    """A number of seconds above 0 (or 0 and above, with ``zero``)."""
+    valid = "0 or more" if zero else "above 0"
     try:
         seconds = float(value)
     except ValueError:
-        raise ValueError("not a number of seconds; valid values: a number, 0 or more") from None
-    if not 0 <= seconds < float("inf"):
-        raise ValueError("valid values: a number of seconds, 0 or more")
-    return seconds
-
-
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError("not a number of seconds; valid values: a number above 0") from None
-    if not 0 < seconds < float("inf"):
-        raise ValueError("valid values: a number of seconds above 0")
+        raise ValueError(f"not a number of seconds; valid values: a number {valid}") from None
+    if not (seconds >= 0 if zero else seconds > 0) or seconds == float("inf"):
+        raise ValueError(f"valid values: a number of seconds {valid}")
     return seconds
 
 
