@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -27,11 +28,15 @@ from ..core.models import (
 )
 from ..core.redaction import public_url
 from ..store.base import Store
-from . import history, wire
+from . import history, judgments, wire
 from .api import FETCH_LIMIT, MAX_BYTES, MAX_EVENTS, APIClient, batches
 from .experiments import Experiments
 from .history import Versions
 from .late import StoredRows
+
+if TYPE_CHECKING:
+    from ..core.judgments import Evaluation
+    from ..core.trace import Trace
 
 # Where they have always been imported from.
 __all__ = ["FETCH_LIMIT", "MAX_BYTES", "MAX_EVENTS", "HTTPStore", "batches", "public_url"]
@@ -48,6 +53,8 @@ class HTTPStore(Store):
     # is append-safe, retried and spooled like any write, and ``evalrows serve`` keeps it as
     # an attempt. The cost: Braintrust's UI lists it among the rows, named "evalrows attempt".
     attempts = True
+    # Finished evaluations only: each is an event of its own (see ``judgments``).
+    evaluations = True
 
     def __init__(
         self,
@@ -73,6 +80,8 @@ class HTTPStore(Store):
         self._known: dict[str, set[str]] = {}
         # The stored rows' starts and version ids, once read for a late write.
         self._stored: dict[str, StoredRows] = {}
+        # The versions written or read, for the evaluations of them.
+        self._judged: dict[str, judgments.KnownVersions] = {}
         # Requests made, by the endpoint's last path part: what the benchmark counts.
         self.requests: Counter[str] = self._api.requests
 
@@ -142,7 +151,9 @@ class HTTPStore(Store):
         known = self._known.setdefault(experiment_id, set())
         result.spans = len(events) - len(docs)
         remembered = self._stored.get(experiment_id)
+        judged = self._judged.setdefault(experiment_id, judgments.KnownVersions())
         for row in docs:
+            judged.wrote(row["row_id"], row["version_id"], row["span_id"], history.start(row))
             if row["row_id"] in known:
                 result.updated_rows += 1
             else:
@@ -164,8 +175,9 @@ class HTTPStore(Store):
 
     def _versions(self, experiment_id: str) -> Versions:
         """Every row's versions and every span's latest event; the rows are known then."""
-        found = history.versions(self._api.fetch_all(experiment_id))
+        found = history.versions(self._api.fetch_all(experiment_id), experiment_id)
         self._known[experiment_id] = set(found.rows)
+        self._judged[experiment_id] = judgments.KnownVersions.of_events(found.rows)
         return found
 
     def latest_rows(
@@ -185,11 +197,47 @@ class HTTPStore(Store):
         }
 
     def history(self, experiment_id: str, row_id: str) -> list[RowVersion]:
-        rows = self._versions(experiment_id).rows
+        found = self._versions(experiment_id)
         return [
-            wire.event_row(event, version=number)
-            for number, event in enumerate(rows.get(row_id, []), start=1)
+            found.row(event, number)
+            for number, event in enumerate(found.rows.get(row_id, []), start=1)
         ]
+
+    # -- evaluations ---------------------------------------------------------------------
+
+    def save_evaluations(self, experiment_id: str, evaluations: Sequence[Evaluation]) -> None:
+        """The finished ones, as events (pending and running ones are not kept). A score is
+        merged into the row's event when the version judged is the latest this store knows;
+        the versions it does not know are read first."""
+        finished = [evaluation for evaluation in evaluations if evaluation.finished]
+        judged = self._judged.get(experiment_id)
+        if judged is None or any(each.version_id not in judged for each in finished):
+            self._versions(experiment_id)
+            judged = self._judged[experiment_id]
+        if finished:
+            self._api.insert(experiment_id, judgments.events(finished, judged))
+
+    def list_evaluations(self, experiment_id: str) -> list[Evaluation]:
+        return self._versions(experiment_id).evaluations
+
+    def find_trace(self, experiment_id: str, trace_id: str) -> Trace | None:
+        found = self._versions(experiment_id)
+        rows = [
+            found.row(event, number)
+            for events in found.rows.values()
+            for number, event in enumerate(events, start=1)
+            if event.get("root_span_id") == trace_id
+        ]
+        spans = [wire.event_span(event) for event in found.spans.values()]
+        return judgments.trace_of(rows, spans, trace_id, self._experiments.name_of(experiment_id))
+
+    def latest_traces(
+        self, experiment_id: str, row_ids: Collection[str] | None = None
+    ) -> list[Trace]:
+        found = self._versions(experiment_id)
+        spans = [wire.event_span(event) for event in found.spans.values()]
+        experiment = self._experiments.name_of(experiment_id)
+        return judgments.traces_of(found.latest(row_ids).values(), spans, experiment)
 
     def list_spans(self, experiment_id: str, row_id: str | None = None) -> list[SpanRecord]:
         found = self._versions(experiment_id)

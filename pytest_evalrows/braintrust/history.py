@@ -1,50 +1,72 @@
 """An experiment's events as the fetch endpoint returns them (every version of every id, in no
 promised order), read back: each row's versions in the order their executions started, each
-span's latest event, each attempt's latest record. Pure: no HTTP."""
+span's latest event, each attempt's and each evaluation's latest record. Pure: no HTTP."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, NamedTuple
 
+from pydantic import ValidationError
+
+from ..core.judgments import Evaluation
 from ..core.models import Attempt, RowVersion
-from . import wire
+from ..errors import StoreError
+from . import judgments, wire
 
 Event = dict[str, Any]
 
 
 class Versions(NamedTuple):
-    """Every row's versions (oldest first) and every span's latest event."""
+    """Every row's versions (oldest first), every span's latest event, and every
+    evaluation's (oldest first)."""
 
     rows: dict[str, list[Event]]
     spans: dict[str, Event]
+    evaluations: list[Evaluation]
+    #: Version id -> its judgments' scores (``judgments.judge_scores``).
+    judge_scores: dict[str, dict[str, float]]
 
     def latest(self, row_ids: Collection[str] | None = None) -> dict[str, RowVersion]:
         """The latest version of every row (or of the given rows), by row id."""
         wanted = set(row_ids) if row_ids is not None else None
         return {
-            row_id: wire.event_row(versions[-1], version=len(versions))
+            row_id: self.row(versions[-1], len(versions))
             for row_id, versions in sorted(self.rows.items())
             if wanted is None or row_id in wanted
         }
 
+    def row(self, event: Event, version: int) -> RowVersion:
+        """A row event as its version, with its judgments' scores."""
+        return judgments.with_judge_scores(
+            wire.event_row(event, version=version), self.judge_scores
+        )
 
-def versions(events: Iterable[Event]) -> Versions:
+
+def versions(events: Iterable[Event], experiment_id: str = "") -> Versions:
     rows: dict[str, dict[str, Event]] = {}
     spans: dict[str, Event] = {}
+    evaluations: dict[str, Event] = {}
     for event in events:
         kind = wire.event_kind(event)
         if kind == wire.ROW_KIND:
-            rows.setdefault(event["id"], {})[str(event.get("_xact_id", ""))] = event
+            # One entry per version: a merge into a row's event (its judgments' scores) is
+            # the same version again, under a later write.
+            key = wire.own_metadata(event).get("version_id") or str(event.get("_xact_id", ""))
+            _keep_latest(rows.setdefault(event["id"], {}), event, str(key))
         elif kind == wire.SPAN_KIND:
             _keep_latest(spans, event)
+        elif kind == judgments.EVALUATION_KIND:
+            _keep_latest(evaluations, event)
     # Versions in the order their executions started (a late write of an older execution
     # is not the latest), then in write order.
     ordered = {
         row_id: sorted(by_xact.values(), key=lambda event: (start(event), xact_key(event)))
         for row_id, by_xact in rows.items()
     }
-    return Versions(ordered, spans)
+    found = [_evaluation(event, experiment_id) for event in evaluations.values()]
+    found.sort(key=lambda evaluation: (evaluation.created_at, evaluation.id))
+    return Versions(ordered, spans, found, judgments.judge_scores(found))
 
 
 def attempts(events: Iterable[Event], experiment_id: str) -> list[Attempt]:
@@ -58,10 +80,20 @@ def attempts(events: Iterable[Event], experiment_id: str) -> list[Attempt]:
     return sorted(found, key=lambda attempt: (attempt.started, attempt.id))
 
 
-def _keep_latest(latest: dict[str, Event], event: Event) -> None:
-    current = latest.get(event["id"])
+def _evaluation(event: Event, experiment_id: str) -> Evaluation:
+    try:
+        return judgments.event_evaluation(event, experiment_id)
+    except ValidationError as exc:
+        first = str(exc).splitlines()[0]
+        raise StoreError(f"evaluation event {event['id']!r} cannot be read: {first}") from None
+
+
+def _keep_latest(latest: dict[str, Event], event: Event, key: str | None = None) -> None:
+    """Keep the event under ``key`` (its id by default) if no later write is kept there."""
+    key = key if key is not None else event["id"]
+    current = latest.get(key)
     if current is None or xact_key(event) > xact_key(current):
-        latest[event["id"]] = event
+        latest[key] = event
 
 
 def xact_key(event: Event) -> tuple[int, str]:

@@ -181,6 +181,7 @@ class _Api:
                 raise
             # Everything is checked and converted before anything is written.
             converted = bodies.convert(body, raw["events"], experiment.name)
+            self._check_merges(experiment_id, converted)
             try:
                 if converted.rows or converted.spans or converted.deletes:
                     self.store.insert_events(
@@ -189,6 +190,17 @@ class _Api:
                         converted.spans,
                         delete_span_ids=converted.deletes,
                     )
+                if converted.merges:
+                    missing = self.store.merge_scores(experiment_id, converted.merges)
+                    if missing:
+                        raise bodies.BadRequest(
+                            f"_is_merge: no version to merge scores into: {missing}"
+                        )
+                # After the merges: a judge's latest success wins over a merged score.
+                for evaluation in converted.evaluations:
+                    evaluation.experiment_id = experiment_id
+                if converted.evaluations:
+                    self.store.save_evaluations(experiment_id, converted.evaluations)
                 # The HTTP store sends an attempt in a request of its own: no all-or-nothing
                 # with rows is needed.
                 for attempt in converted.attempts:
@@ -201,6 +213,17 @@ class _Api:
                     raise bodies.BadRequest(f"events: the store cannot read them: {exc}") from None
                 raise
         return {"row_ids": [event.id for event in body.events]}
+
+    def _check_merges(self, experiment_id: str, converted: bodies.Converted) -> None:
+        """A merge goes into a row that is stored or written by the same request: said
+        before anything is written."""
+        sent = {row["row_id"] for row in converted.rows}
+        unknown = set(converted.merges) - sent
+        if unknown:
+            stored = self.store.latest_states(experiment_id)
+            missing = sorted(unknown - set(stored))
+            if missing:
+                raise bodies.BadRequest(f"_is_merge: no row to merge scores into: {missing}")
 
     async def fetch(self, request: Request) -> Response:
         if request.method == "POST":
@@ -238,14 +261,19 @@ class _Api:
             offset = 0
         else:
             offset = cursor[1]
-        # Then the attempts, as the HTTP store writes them: events of kind "attempt".
+        # Then the attempts and the evaluations, as the HTTP store writes them: events of
+        # kinds "attempt" and "evaluation".
         room = limit - len(events)
-        attempts = self.store.list_attempts(experiment_id)
-        events += [
+        kept = [
             bodies.attempt_event(attempt, experiment_id, project_id)
-            for attempt in attempts[offset : offset + room]
+            for attempt in self.store.list_attempts(experiment_id)
         ]
-        if offset + room < len(attempts):
+        kept += [
+            bodies.evaluation_event(evaluation, experiment_id, project_id)
+            for evaluation in self.store.list_evaluations(experiment_id)
+        ]
+        events += kept[offset : offset + room]
+        if offset + room < len(kept):
             result["cursor"] = bodies.encode_cursor(offset + room, bodies.ATTEMPTS)
         return result
 

@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
-import re
 import uuid
 from typing import Annotated, Any, NamedTuple, TypeVar
 
-import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
+from ..core.judgments import Evaluation
 from ..core.models import Attempt, Experiment, RowDoc, SpanDoc, as_doc
 from ..core.timestamps import to_iso
-from ..errors import EvalrowsError
 from ..store.base import Project, StoredEvent
-from . import wire
+from . import judgments, wire
+
+# Where they have always been imported from.
+from .server_json import MAX_VALUES as MAX_VALUES
+from .server_json import BadRequest as BadRequest
+from .server_json import TooLarge as TooLarge
+from .server_json import load as load
 
 #: Every project belongs to one local organisation.
 ORG_ID = "00000000-0000-4000-8000-000000000000"
@@ -25,9 +28,6 @@ ORG_ID = "00000000-0000-4000-8000-000000000000"
 _XACT_BASE = 10**18
 #: The most events a fetch returns in one page (the HTTP store asks for this many).
 MAX_LIMIT = 1000
-#: The most JSON values a body may hold (see ``load``): some ninety times what a full batch
-#: of the HTTP store holds.
-MAX_VALUES = 500_000
 # What SQLite's INTEGER holds: execution numbers, token counts and write order go there.
 _INT64_MAX = 2**63 - 1
 # 9999-12-31T23:59:59Z: a start or an end is a Unix time a date can be made of.
@@ -137,87 +137,6 @@ class FetchBody(BaseModel):
 Body = TypeVar("Body", bound=BaseModel)
 
 
-class BadRequest(EvalrowsError):
-    """A request the server refuses with a 400 and the message."""
-
-
-class TooLarge(EvalrowsError):
-    """A body the server refuses with a 413 (the HTTP store splits the batch then)."""
-
-
-def load(data: bytes) -> Any:
-    """A body as JSON: strict (UTF-8, no NaN, no lone surrogate), nested at most 200 deep
-    (the parser's limit), with every number finite, and at most ``MAX_VALUES`` values."""
-    # Every value costs the parser 30 to 100 bytes of objects however short its text (`[],`
-    # is 3 bytes), and the store as much again: their number bounds the memory as much as the
-    # body's size does. Counted by the separators before them, first in fast passes over the
-    # bytes, then, if strings (which hold separators too) may have made that count too high,
-    # once more without the strings.
-    if _values(data) > MAX_VALUES:
-        values = _values(_STRING.sub(b'""', data))
-        if values > MAX_VALUES:
-            raise TooLarge(
-                f"request body of {values} JSON values, over {MAX_VALUES}: split the batch"
-            )
-    try:
-        value = pydantic_core.from_json(data, allow_inf_nan=False)
-    except ValueError as exc:
-        message = str(exc)
-        hints = [hint for words, hint in _PARSER_HINTS if words in message]
-        hint = f" ({hints[0]})" if hints else ""
-        raise BadRequest(f"the body is not JSON this server reads: {message}{hint}") from None
-    if not _all_finite(value):
-        raise BadRequest(f"{_first_infinite(value)}: a number too large for a 64-bit float")
-    return value
-
-
-# A JSON string, escapes and all (written so that matching it never backtracks).
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-
-
-def _values(data: bytes) -> int:
-    """At most how many JSON values ``data`` holds: each one but the first follows one of
-    these separators, or is an object (the separators count its keys too)."""
-    return sum(data.count(separator) for separator in (b",", b":", b"[", b"{"))
-
-
-# What the JSON parser's messages mean for what this server refuses on purpose.
-_PARSER_HINTS = (
-    ("escape", r"a \u escape takes 4 hex digits, and one of \ud800-\udfff half a surrogate pair"),
-    ("recursion limit", "nested deeper than 200 levels"),
-    ("number out of range", "an integer of more than 4300 digits"),
-)
-
-
-def _all_finite(value: Any) -> bool:
-    # A literal such as 1e400 parses as infinity; the store would write it as `Infinity`,
-    # which SQLite refuses as malformed JSON. One pass without paths: most bodies pass.
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, float) and not math.isfinite(item):
-            return False
-    return True
-
-
-def _first_infinite(value: Any) -> str:
-    """Where the first infinite number is, as ``describe`` names a place."""
-    stack = [(value, "")]
-    while stack:
-        item, path = stack.pop()
-        if isinstance(item, dict):
-            stack.extend((v, f"{path}.{k}") for k, v in reversed(item.items()))
-        elif isinstance(item, list):
-            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(item))))
-        elif isinstance(item, float) and not math.isfinite(item):
-            return path.lstrip(".") or "body"
-    return "body"
-
-
 class Converted(NamedTuple):
     """An insert's events as the store takes them."""
 
@@ -225,6 +144,9 @@ class Converted(NamedTuple):
     spans: list[SpanDoc]
     deletes: list[str]  # span ids
     attempts: list[Attempt]  # experiment_id still empty: the request's path names it
+    #: Scores merged into rows (``_is_merge``): row id -> (version id or None, scores).
+    merges: dict[str, tuple[str | None, dict[str, Any]]]
+    evaluations: list[Evaluation]  # experiment_id still empty, as the attempts'
 
 
 def convert(
@@ -237,6 +159,8 @@ def convert(
     spans: list[SpanDoc] = []
     deletes: list[str] = []
     attempts: list[Attempt] = []
+    merges: dict[str, tuple[str | None, dict[str, Any]]] = {}
+    evaluations: list[Evaluation] = []
     seen: dict[str, int] = {}
     for index, event in enumerate(body.events):
         if event.id in seen:
@@ -246,7 +170,8 @@ def convert(
             )
         seen[event.id] = index
         if event.is_merge:
-            raise BadRequest(f"events[{index}]: _is_merge is not supported: send whole rows")
+            merges[event.id] = _merge(index, raw_events[index], event)
+            continue
         if event.object_delete:
             # Deletes go by span id; a row id or an unknown id deletes nothing (Braintrust
             # answers 200 for those too).
@@ -265,6 +190,10 @@ def convert(
                 spans.append(_doc(wire.row_root_span(row, experiment), _SPAN_AS_SENT))
             elif kind == wire.SPAN_KIND or kind is None:
                 spans.append(_doc(wire.event_span(raw), _SPAN_AS_SENT))
+            elif kind == judgments.EVALUATION_KIND:
+                # A judgment of a row version's trace: kept as an evaluation, its score put
+                # on the version it judged.
+                evaluations.append(judgments.event_evaluation(raw, ""))
             elif kind == wire.ATTEMPT_KIND:
                 # The HTTP store's attempt record: kept as an attempt, never a row or span.
                 record = AttemptBody.model_validate(wire.own_metadata(raw).get("attempt"))
@@ -275,7 +204,32 @@ def convert(
             raise BadRequest(f"events[{index}] (id {event.id!r}): {describe(exc)}") from None
         except (AttributeError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise BadRequest(f"events[{index}] (id {event.id!r}): unreadable: {exc}") from None
-    return Converted(rows, spans, deletes, attempts)
+    return Converted(rows, spans, deletes, attempts, merges, evaluations)
+
+
+# What a merge may change: a row's scores. It may name the version it merges into, as the HTTP
+# store does; without it, the row's latest.
+_MERGE_FIELDS = frozenset({"id", "_is_merge", "scores", "metadata"})
+
+
+def _merge(index: int, raw: dict[str, Any], event: EventBody) -> tuple[str | None, dict[str, Any]]:
+    extra = sorted(set(raw) - _MERGE_FIELDS)
+    metadata = raw.get("metadata") or {}
+    own = metadata.get("evalrows") if isinstance(metadata, dict) else None
+    if (
+        extra
+        or set(metadata) - {"evalrows"}
+        or (own is not None and (not isinstance(own, dict) or set(own) - {"version_id"}))
+    ):
+        fields = ", ".join(extra) or "metadata"
+        raise BadRequest(
+            f"events[{index}] (id {event.id!r}): a merge here changes scores only, not "
+            f"{fields}: send the whole row"
+        )
+    version_id = own.get("version_id") if own else None
+    if version_id is not None and not isinstance(version_id, str):
+        raise BadRequest(f"events[{index}]: metadata.evalrows.version_id: not a string")
+    return version_id, dict(event.scores or {})
 
 
 # The fields that hold what a test logged, as parsed from the body (JSON already, and checked):
@@ -326,6 +280,13 @@ def event(stored: StoredEvent, experiment_id: str, project_id: str) -> dict[str,
         assert stored.span is not None
         event = wire.span_event(as_doc(stored.span))
     return _served(event, stored.xact, stored.created, experiment_id, project_id)
+
+
+def evaluation_event(evaluation: Evaluation, experiment_id: str, project_id: str) -> dict[str, Any]:
+    # One version per evaluation is served, as for attempts.
+    created = evaluation.finished_at or evaluation.created_at
+    served = judgments.evaluation_event(evaluation)
+    return _served(served, 0, created, experiment_id, project_id)
 
 
 def attempt_event(attempt: Attempt, experiment_id: str, project_id: str) -> dict[str, Any]:
