@@ -15,8 +15,8 @@ import pytest
 from pytest_evalrows.core.models import ErrorInfo, Metrics, RowVersion, SpanRecord
 from pytest_evalrows.judging import (
     CostEstimate,
-    Judgment,
     JudgeRunner,
+    Judgment,
     Trace,
     estimate_of,
     judge_id,
@@ -435,7 +435,7 @@ def test_an_error_in_on_done_is_kept_not_raised(runner: JudgeRunner) -> None:
 
 @pytest.mark.parametrize(("concurrency", "timeout"), [(0, 1.0), (2.5, 1.0), (1, 0), (1, -1)])
 def test_bad_runner_limits_are_clear_errors(concurrency: Any, timeout: Any) -> None:
-    with pytest.raises(ValueError, match="concurrency|timeout"):
+    with pytest.raises(ValueError, match=r"concurrency|timeout"):
         JudgeRunner(concurrency=concurrency, timeout=timeout)
 
 
