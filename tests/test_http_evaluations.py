@@ -340,3 +340,15 @@ def test_evalrows_serve_merges_scores_into_a_row_and_refuses_other_merges(
     with SQLiteStore(served.db) as behind:
         [latest] = behind.latest_rows(experiment)
         assert (latest.output, latest.scores) == ("answer", {"exact": 1.0, "feedback": 0.5})
+
+
+@needs_contract
+def test_saving_only_unfinished_evaluations_sends_and_reads_nothing(
+    store: HTTPStore, service: StandIn
+) -> None:
+    experiment = store.get_or_create_experiment("proj", "pending").id
+    version = row("r", "a1")
+    before = len(service.requests)
+    store.save_evaluations(experiment, [judged(version, status="pending")])
+    store.save_evaluations(experiment, [judged(version, status="in_progress")])
+    assert len(service.requests) == before

@@ -210,12 +210,13 @@ class HTTPStore(Store):
         merged into the row's event when the version judged is the latest this store knows;
         the versions it does not know are read first."""
         finished = [evaluation for evaluation in evaluations if evaluation.finished]
+        if not finished:
+            return
         judged = self._judged.get(experiment_id)
         if judged is None or any(each.version_id not in judged for each in finished):
             self._versions(experiment_id)
             judged = self._judged[experiment_id]
-        if finished:
-            self._api.insert(experiment_id, judgments.events(finished, judged))
+        self._api.insert(experiment_id, judgments.events(finished, judged))
 
     def list_evaluations(self, experiment_id: str) -> list[Evaluation]:
         return self._versions(experiment_id).evaluations
