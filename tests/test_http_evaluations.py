@@ -333,6 +333,10 @@ def test_evalrows_serve_merges_scores_into_a_row_and_refuses_other_merges(
             ({**merge, "output": "changed"}, "output"),
             ({**merge, "id": "nowhere"}, "nowhere"),
             ({**merge, "metadata": {"evalrows": {"version_id": "no-such"}}}, "version"),
+            (
+                {"id": "e", "metadata": {"evalrows": {"kind": "evaluation", "evaluation": {}}}},
+                "metadata.evalrows.evaluation: id: Field required",
+            ),
         ):
             answer = client.post(insert, json={"events": [refused]})
             assert answer.status_code == 400, answer.text

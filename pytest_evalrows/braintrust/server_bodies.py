@@ -193,7 +193,11 @@ def convert(
             elif kind == judgments.EVALUATION_KIND:
                 # A judgment of a row version's trace: kept as an evaluation, its score put
                 # on the version it judged.
-                evaluations.append(judgments.event_evaluation(raw, ""))
+                try:
+                    evaluations.append(judgments.event_evaluation(raw, ""))
+                except ValidationError as exc:
+                    where = f"events[{index}] (id {event.id!r}): metadata.evalrows.evaluation"
+                    raise BadRequest(f"{where}: {describe(exc)}") from None
             elif kind == wire.ATTEMPT_KIND:
                 # The HTTP store's attempt record: kept as an attempt, never a row or span.
                 record = AttemptBody.model_validate(wire.own_metadata(raw).get("attempt"))
