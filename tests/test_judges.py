@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support.traces import TRACE_ID, agent_trace, make_span, make_trace
 
-from pytest_evalrows.core.models import ErrorInfo, Metrics, RowVersion, SpanRecord
+from pytest_evalrows.core.models import ErrorInfo
 from pytest_evalrows.judging import (
     CostEstimate,
     JudgeRunner,
@@ -30,55 +31,6 @@ from pytest_evalrows.judging import (
     span_called,
     tool_called,
 )
-
-TRACE_ID = "t" * 32
-
-
-def make_span(span_id: str, name: str, start: float, end: float, **fields: Any) -> SpanRecord:
-    parents = fields.pop("parents", ["root"])
-    return SpanRecord(
-        span_id=span_id,
-        root_span_id=TRACE_ID,
-        span_parents=parents,
-        row_id="row-1",
-        attempt_id="a1",
-        name=name,
-        start=start,
-        end=end,
-        **fields,
-    )
-
-
-def make_trace(*children: SpanRecord, row_id: str = "row-1", **row: Any) -> Trace:
-    version = RowVersion(
-        row_id=row_id,
-        version_id="v1",
-        nodeid=f"test_x.py::test[{row_id}]",
-        attempt_id="a1",
-        execution=1,
-        status=row.pop("status", "passed"),
-        metrics=Metrics(start=100.0, end=101.0, duration=1.0),
-        root_span_id=TRACE_ID,
-        span_id="root",
-        **row,
-    )
-    root = make_span("root", "test[row-1]", 100.0, 101.0, parents=[])
-    return Trace(version, [root, *children])
-
-
-def agent_trace() -> Trace:
-    """A row that searched, then called the model, then answered."""
-    return make_trace(
-        make_span("s1", "search", 100.1, 100.2, attributes={"gen_ai.tool.name": "web_search"}),
-        make_span(
-            "s2",
-            "chat gpt-x",
-            100.3,
-            100.6,
-            attributes={"gen_ai.usage.input_tokens": 400, "gen_ai.usage.output_tokens": 50},
-        ),
-        make_span("s3", "answer", 100.7, 100.8, attributes={"evalrows.span_type": "tool"}),
-    )
 
 
 @pytest.fixture

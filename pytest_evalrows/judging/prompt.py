@@ -21,6 +21,7 @@ MAX_VALUE_CHARS = 2_000  # each of input, output, expected, error
 MAX_ATTRIBUTE_CHARS = 200  # each attribute value shown
 MAX_ATTRIBUTES = 12  # per span
 MAX_SPANS_CHARS = 16_000  # the span tree as a whole
+MAX_UNSEEN_ERRORS = 20  # error spans named after the cut
 # How much of a malformed answer an error keeps.
 MAX_RAW_CHARS = 2_000
 
@@ -66,14 +67,21 @@ def render_trace(trace: Trace) -> str:
         lines.append(f"Scores: {_value(trace.scores)}")
     lines.append(f"Spans ({len(trace.spans)}, {trace.duration * 1000:.1f} ms in all):")
     used = 0
-    for shown, (depth, span) in enumerate(trace.walk()):
+    shown: set[str] = set()
+    for depth, span in trace.walk():
         block = _span_lines(span, depth)
         size = sum(len(line) + 1 for line in block)
         if used + size > MAX_SPANS_CHARS:
-            lines.append(f"... {len(trace.spans) - shown} more spans not shown")
+            lines.append(f"... {len(trace.spans) - len(shown)} more spans not shown")
             break
         lines.extend(block)
         used += size
+        shown.add(span.span_id)
+    # Errors matter most: those the cut left out are still named.
+    unseen = [span for span in trace.errors() if span.span_id not in shown]
+    if unseen:
+        lines.append("Spans in error among those not shown:")
+        lines.extend(_span_lines(span, 0)[0] for span in unseen[:MAX_UNSEEN_ERRORS])
     return "\n".join(lines)
 
 
