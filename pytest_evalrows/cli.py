@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
+from .cli_judging import Shared, UsageError, add_commands
 from .core.timestamps import to_iso
 from .errors import EvalrowsError
 from .store.urls import DEFAULT_STORE, VALID_FORMS, api_key_from_env, parse_store_url
@@ -27,6 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Command = args.command
     try:
         return command(args, sys.stdout)
+    except UsageError as exc:  # as argparse does for what it checks itself
+        print(f"evalrows: error: {exc}", file=sys.stderr)
+        return 2
     except EvalrowsError as exc:
         print(f"evalrows: error: {exc}", file=sys.stderr)
         return 1
@@ -121,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         "$EVALROWS_SERVER_ALLOWED_HOSTS; always: the bound address, and on loopback "
         "127.0.0.1, localhost and [::1] with the port)",
     )
+    # judge, judgments, judgment: in their own module, sharing the store and table helpers.
+    add_commands(Shared(add, _project, _open, emit, unescaped))
     return parser
 
 
