@@ -27,11 +27,11 @@ recorder_key: pytest.StashKey[Recorder] = pytest.StashKey()
 _unmarked_key = pytest.StashKey[dict[str, EvalrowsWarning | None]]()
 
 MARKER = (
-    "eval(key=None, judges=()): record each case of this test as a row of the "
-    "--eval-experiment. key: a parameter name or a field of the case (or a callable taking "
-    "the parameters) whose value identifies the row, instead of the node id. judges: judges "
-    "(callables taking the row's Trace) run on each finished row; their judgments are stored "
-    "as the row's judge:<name> scores."
+    "eval(key=None): record each case of this test as a row of the --eval-experiment. "
+    "key: a parameter name or a field of the case (or a callable taking the parameters) "
+    "whose value identifies the row, instead of the node id. judges=[...]: judges (named "
+    "callables taking the row's Trace) run on each finished row; their judgments show on "
+    "the row as judge:<name> scores."
 )
 
 
