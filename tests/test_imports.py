@@ -60,3 +60,39 @@ def test_the_testing_helpers_plugin_imports_nothing_heavy_in_an_inert_session(
     )
     result.assert_outcomes(passed=1)
     assert loaded(result) == []
+
+
+# Two rows without judges; the second looks at what the first one's session loaded and
+# started (a judge thread would be running by then, and the judging modules imported).
+NO_JUDGES = """
+import sys
+import threading
+
+import pytest
+
+JUDGING = ("pytest_evalrows.judging", "pytest_evalrows.plugin.judging", "pydantic")
+
+@pytest.mark.eval
+@pytest.mark.parametrize("n", [1, 2])
+def test_probe(n, eval_row):
+    eval_row.log(output=n, expected=n)
+    eval_row.score("one", 1.0)
+    if n == 2:
+        loaded = sorted(name for name in JUDGING if name in sys.modules)
+        threads = sorted(t.name for t in threading.enumerate() if "judge" in t.name)
+        print("LOADED", ",".join(loaded) or "-")
+        print("THREADS", ",".join(threads) or "-")
+"""
+
+
+def test_a_session_without_judges_starts_no_judge_thread_and_imports_no_judging_module(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_probe=NO_JUDGES)
+    result = pytester.runpytest_subprocess(
+        "-s", "-p", "no:anyio", "-p", "no:xdist", "-p", "no:randomly", "--eval-experiment=plain"
+    )
+    result.assert_outcomes(passed=2)
+    assert loaded(result) == []
+    result.stdout.fnmatch_lines(["THREADS -"])
