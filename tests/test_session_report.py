@@ -203,3 +203,40 @@ def test_unknown_new_and_updated_counts_are_said_and_saved_as_unknown() -> None:
         False,
     )
     assert report.to_json()["new_rows"] is None
+
+
+def test_the_judgments_of_workers_add_up_and_render_one_line_with_the_first_failures() -> None:
+    from pytest_evalrows.core.report import JudgmentCounts
+
+    worker1, worker2 = JudgmentCounts(), JudgmentCounts()
+    worker1.add("exact", error=None, passed=True, score=1.0)
+    worker1.add("exact", error="failed on row 'r1': ValueError: boom", passed=None, score=None)
+    worker2.add("exact", error=None, passed=False, score=0.0)
+    worker2.add("tone", error=None, passed=None, score=0.5)
+    worker2.saved = 3
+    worker2.spooled = 1
+    controller = JudgmentCounts()
+    # As the counts travel from the workers (workeroutput is JSON).
+    for worker in (worker1, worker2):
+        controller.merge(json.loads(json.dumps(worker.to_json())))
+
+    report = SessionReport(experiment="e", project="p", store="s", attempt_id="a")
+    report.add_judgments(controller)
+    report.spool_dir = "/spool"
+    assert (report.judgments, report.judgments_succeeded, report.judgments_failed) == (4, 3, 1)
+    assert (report.judgments_passed, report.judgments_not_passed) == (1, 1)
+    assert report.judge_mean_scores == {"exact": 0.5, "tone": 0.5}
+    assert SessionReport.from_json(report.to_json()) == report
+    lines = [line for line, _ in report.lines()]
+    assert lines[-3:] == [
+        "judgments: 4 (3 succeeded, 1 failed); passed 1 of 2; mean score by judge: "
+        "judge:exact 0.500, judge:tone 0.500",
+        "  judge 'exact' failed on row 'r1': ValueError: boom",
+        "1 judgments not saved: kept in /spool; the next recording session saves them, or run "
+        "`evalrows flush`",
+    ]
+
+
+def test_a_session_without_judgments_says_nothing_of_them() -> None:
+    report = SessionReport(experiment="e", project="p", store="s", attempt_id="a")
+    assert not [line for line, _ in report.lines() if "judg" in line]
