@@ -58,7 +58,10 @@ class SessionEnd:
         # The rows are in the store (or spooled): their judgments go on them.
         judging = self.items.judging if self.items is not None else None
         if judging is not None:
-            judging.finish(delivery)
+            try:
+                judging.finish(delivery)
+            except Exception as exc:  # the rows, the clean-up and the attempt still go on
+                self.totals.errors.append(f"finishing the judgments failed: {exc!r}")
         unsaved = None
         if not self.is_worker:
             # What workers (crashed or not) and earlier sessions left in the spool, then the
