@@ -55,3 +55,52 @@ def agent_trace() -> Trace:
         ),
         make_span("s3", "answer", 100.7, 100.8, attributes={"evalrows.span_type": "tool"}),
     )
+
+
+def stored_row(
+    row_id: str, trace_id: str, *, spans: int = 3, error_span: bool = False
+) -> tuple[RowVersion, list[SpanRecord]]:
+    """A row version as a store keeps it, with its root span and ``spans`` child spans (the
+    last one in error when ``error_span``), under trace ``trace_id``."""
+    root_id = f"{row_id}-root"
+    version = RowVersion(
+        row_id=row_id,
+        version_id=f"{row_id}-v1",
+        nodeid=f"test_x.py::test[{row_id}]",
+        attempt_id="a1",
+        execution=1,
+        status="passed",
+        input={"question": f"about {row_id}"},
+        output=f"answer for {row_id}",
+        metrics=Metrics(start=100.0, end=101.0, duration=1.0),
+        root_span_id=trace_id,
+        span_id=root_id,
+    )
+    records = [
+        SpanRecord(
+            span_id=root_id,
+            root_span_id=trace_id,
+            row_id=row_id,
+            attempt_id="a1",
+            name=f"test[{row_id}]",
+            start=100.0,
+            end=101.0,
+        )
+    ]
+    for index in range(spans):
+        failed = error_span and index == spans - 1
+        records.append(
+            SpanRecord(
+                span_id=f"{row_id}-s{index}",
+                root_span_id=trace_id,
+                span_parents=[root_id],
+                row_id=row_id,
+                attempt_id="a1",
+                name="search" if index == 0 else f"step-{index}",
+                start=100.1 + index * 0.1,
+                end=100.15 + index * 0.1,
+                status="error" if failed else "unset",
+                attributes={"gen_ai.tool.name": "web_search"} if index == 0 else {"i": index},
+            )
+        )
+    return version, records
