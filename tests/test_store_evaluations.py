@@ -359,3 +359,15 @@ def test_a_merge_into_a_row_that_is_not_there_merges_nothing(store: SQLiteStore)
     assert missing == ["nowhere"]
     assert store.merge_scores(experiment, {"r": ("no-such-version", {"judge:x": 1.0})}) == ["r"]
     assert store.latest_rows(experiment)[0].scores == {}
+
+
+def test_an_evaluation_saved_under_another_experiment_scores_no_row_of_this_one(
+    store: SQLiteStore,
+) -> None:
+    experiment = store.get_or_create_experiment("p", "e").id
+    other = store.get_or_create_experiment("p", "other").id
+    row = version("r")
+    store.write(experiment, [row], [])
+    store.save_evaluations(other, [judged(row, score=0.5)])
+    assert store.latest_rows(experiment)[0].scores == {}
+    assert store.list_evaluations(experiment) == []

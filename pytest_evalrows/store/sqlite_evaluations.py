@@ -45,7 +45,8 @@ WITH ranked AS (
     SELECT version_id, judge_id, score, row_number() OVER (
         PARTITION BY version_id, judge_id ORDER BY created_at DESC, id DESC) AS n
     FROM evaluations
-    WHERE status = 'success' AND score IS NOT NULL AND version_id IN ({versions})
+    WHERE experiment_id = :experiment AND status = 'success' AND score IS NOT NULL
+      AND version_id IN ({versions})
 ), merged AS (
     SELECT version_id, json_group_object('{prefix}' || judge_id, score) AS scores
     FROM ranked WHERE n = 1 GROUP BY version_id
@@ -54,6 +55,7 @@ UPDATE row_versions
 SET body = json_set(body, '$.scores',
                     json_patch(coalesce(json_extract(body, '$.scores'), '{{}}'), merged.scores))
 FROM merged WHERE row_versions.version_id = merged.version_id
+  AND row_versions.experiment_id = :experiment
 """
 
 _PREFIX = "judge:"  # ``core.judgments.SCORE_PREFIX``, checked by a test
