@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from .core.judgments import Evaluation
     from .core.models import Attempt, RowVersion, SpanRecord
     from .store.base import Store
     from .store.urls import StoreURL
@@ -60,6 +61,9 @@ class Recorded:
     spans: list[SpanRecord] = field(default_factory=list)
     #: The sessions that recorded, oldest first.
     attempts: list[Attempt] = field(default_factory=list)
+    #: The judges' evaluations of the rows (``@pytest.mark.eval(judges=...)``,
+    #: ``eval_row.judge``), oldest first.
+    evaluations: list[Evaluation] = field(default_factory=list)
 
     def spans_of(self, row_id: str) -> list[SpanRecord]:
         """The spans kept under one row (those of its latest execution, after clean-up)."""
@@ -70,9 +74,9 @@ class CapturedRows:
     """What the sessions run inside ``capture_rows()`` recorded, read from its store.
 
     Inside the block every read goes to the store as it is now; after it, to what the store
-    held when the block ended. ``rows``, ``versions``, ``spans``, ``attempts`` and
-    ``spans_of`` are those of the one experiment recorded (empty when none was); when
-    several were, pick one from ``experiments``.
+    held when the block ended. ``rows``, ``versions``, ``spans``, ``attempts``,
+    ``evaluations`` and ``spans_of`` are those of the one experiment recorded (empty when none
+    was); when several were, pick one from ``experiments``.
     """
 
     def __init__(self, path: Path) -> None:
@@ -114,6 +118,10 @@ class CapturedRows:
     @property
     def attempts(self) -> list[Attempt]:
         return self._only().attempts
+
+    @property
+    def evaluations(self) -> list[Evaluation]:
+        return self._only().evaluations
 
     def spans_of(self, row_id: str) -> list[SpanRecord]:
         return self._only().spans_of(row_id)
@@ -166,6 +174,7 @@ def _read(path: Path) -> dict[str, Recorded]:
                 versions={row.row_id: store.history(experiment.id, row.row_id) for row in rows},
                 spans=store.list_spans(experiment.id),
                 attempts=store.list_attempts(experiment.id),
+                evaluations=store.list_evaluations(experiment.id),
             )
     return found
 

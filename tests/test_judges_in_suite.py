@@ -547,3 +547,38 @@ def test_answer(case, eval_row):
     message = usage_error(result)
     assert rid("a") in message
     assert says in message
+
+
+# -- skipped rows, and capture_rows ----------------------------------------------------------
+
+SKIPPING = """
+import pytest
+
+
+def status(trace):
+    return 1.0 if trace.status == "passed" else 0.0
+
+
+@pytest.mark.eval(judges=[status])
+@pytest.mark.parametrize(
+    "case", ["ran", pytest.param("skipped", marks=pytest.mark.skip(reason="not today"))]
+)
+def test_answer(case, eval_row):
+    eval_row.log(output=case)
+"""
+
+
+def test_skipped_rows_are_judged_too_and_capture_rows_reads_the_evaluations(
+    pytester: pytest.Pytester,
+) -> None:
+    from pytest_evalrows.testing import capture_rows
+
+    pytester.makeini(INI)
+    pytester.makepyfile(test_suite=SKIPPING)
+    with capture_rows() as captured:
+        pytester.runpytest_subprocess("--eval-experiment=mine").assert_outcomes(passed=1, skipped=1)
+    assert sorted((e.row_id, e.judge_id, e.row_score) for e in captured.evaluations) == [
+        (rid("ran"), "status", 1.0),
+        (rid("skipped"), "status", 0.0),  # the judge decides what a skipped row is worth
+    ]
+    assert captured.rows[rid("skipped")].scores == {"judge:status": 0.0}
