@@ -498,9 +498,10 @@ def test_judgments_a_store_could_not_take_wait_in_the_spool_until_delivered(
     if later == "evalrows flush":
         evalrows("flush", "--store", db, "--spool", spool, cwd=pytester.path, ok=True)
     else:
-        pytester.runpytest_subprocess(
+        second = pytester.runpytest_subprocess(
             f"--eval-experiment={EXPERIMENT}", f"--eval-store={db}", "-k", "nothing"
         )
+        assert session_report(second, cwd=pytester.path)["judgments_leftover"] == 6
     found = evaluations(db)
     assert len(found) == 6
     versions = {e.version_id for e in found}

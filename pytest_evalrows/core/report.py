@@ -30,6 +30,7 @@ class JudgmentCounts:
     spooled: int = 0  # kept in the spool: the store could not take them now
     unsaved: int = 0  # neither: the store keeps no evaluations, or the spool failed
     unsaved_why: str | None = None
+    leftover: int = 0  # earlier sessions' evaluations saved from the spool
     scores: dict[str, list[float]] = field(default_factory=dict)  # judge -> [sum, count]
     errors: list[str] = field(default_factory=list)  # the first few failures, said
 
@@ -62,7 +63,7 @@ class JudgmentCounts:
 
     def merge(self, data: dict[str, Any]) -> None:
         """Add another process's counts (an xdist worker's)."""
-        for name in ("succeeded", "failed", "passed", "not_passed", "saved", "spooled"):
+        for name in ("succeeded", "failed", "passed", "not_passed", "saved", "spooled", "leftover"):
             setattr(self, name, getattr(self, name) + data.get(name, 0))
         self.unsaved += data.get("unsaved", 0)
         self.unsaved_why = self.unsaved_why or data.get("unsaved_why")
@@ -118,6 +119,7 @@ class SessionReport:
     judgments_spooled: int = 0
     judgments_unsaved: int = 0
     judgments_unsaved_why: str | None = None
+    judgments_leftover: int = 0  # earlier sessions' judgments saved from the spool
     judge_mean_scores: dict[str, float] = field(default_factory=dict)  # by judge id
     judgment_errors: list[str] = field(default_factory=list)  # the first few failures
 
@@ -132,6 +134,7 @@ class SessionReport:
         self.judgments_spooled = counts.spooled
         self.judgments_unsaved = counts.unsaved
         self.judgments_unsaved_why = counts.unsaved_why
+        self.judgments_leftover = counts.leftover
         self.judge_mean_scores = {
             judge: total / count for judge, (total, count) in counts.scores.items() if count
         }
@@ -179,6 +182,8 @@ class SessionReport:
             )
         if self.leftover_rows:
             say(f"delivered {self.leftover_rows} rows an earlier session left in the spool")
+        if self.judgments_leftover:
+            say(f"saved {self.judgments_leftover} judgments an earlier session left in the spool")
         if self.superseded_rows:
             say(
                 f"{self.superseded_rows} delivered versions were older than the stored latest "

@@ -58,6 +58,7 @@ class Totals:
         by it; earlier sessions' rows do not, but a late version that did not become the latest
         is said."""
         self.errors.extend(done.errors + done.problems)
+        self.judgments.leftover += done.evaluations
         self.written += done.own_written
         self.written.superseded_rows += done.written.superseded_rows
         key = (project, experiment)

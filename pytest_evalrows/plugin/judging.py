@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from ..core import ids
 from ..core.judgments import Evaluation, Judgment
 from ..core.models import Metrics, RowVersion, SpanRecord
 from ..core.records import RowDoc, SpanDoc
@@ -141,8 +142,6 @@ class SessionJudging:
 
     def forget(self, draft: RowDraft) -> None:
         """An execution a rerun plugin repeats: its in-test judgments are of no version."""
-        from ..core import ids
-
         with self._lock:
             self.in_test.pop(ids.trace_id_hex(draft.trace_id), None)
 
