@@ -1,5 +1,6 @@
-"""Evaluations kept in a store (SQLite, memory): create one for a stored trace, wait for it, read
-its results; list them with filters and pages; estimate the cost first; bad arguments."""
+"""Evaluations kept in a store (SQLite, memory, and ``evalrows serve``): create one for a stored
+trace, wait for it, read its results; list them with filters and pages; estimate the cost
+first; bad arguments."""
 
 from __future__ import annotations
 
@@ -325,3 +326,32 @@ def test_the_async_wait_times_out(store: Store) -> None:
             asyncio.run(main())
     finally:
         GATE.set()
+
+
+def test_over_evalrows_serve_the_finished_evaluations_are_kept(tmp_path: Path) -> None:
+    from support.servers import EvalrowsServer
+
+    from pytest_evalrows.braintrust.client import HTTPStore
+
+    server = EvalrowsServer(tmp_path / "served.db", "tok-1", tmp_path / "server.log")
+    server.start()
+    try:
+        with HTTPStore(server.url, api_key="tok-1") as store:
+            experiment = store.get_or_create_experiment("proj", "exp")
+            for row_id, trace_id in ROWS.items():
+                version, spans = stored_row(row_id, trace_id, error_span=row_id == "row-b")
+                store.write(experiment.id, [version], spans)
+            with TraceEvaluations(
+                store, "exp", project="proj", judges=[no_span_errors()]
+            ) as client:
+                done = finished(client, ROWS["row-b"], "no_span_errors")
+                assert done.status == "success"
+                result = client.get_results(done.id)
+                assert result is not None and result.passed is False
+                page = client.get_many(outcome="fail")
+                assert [each.id for each in page.evaluations] == [done.id]
+            (row,) = store.latest_rows(experiment.id, ["row-b"])
+            assert row.scores["judge:no_span_errors"] == 0.0
+    finally:
+        server.stop()
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
