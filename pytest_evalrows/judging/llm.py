@@ -167,7 +167,7 @@ class LLMJudge:
                 else:
                     status = response.status_code
                     if status < 400:
-                        return _json_of(response.text)
+                        return _json_of(_scrub(response.text, key))
                     text = _scrub(response.text[:500], key)
                     problem = f"HTTP {status}: {text}"
                     if status != 429 and status < 500:
