@@ -4,19 +4,20 @@ command."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import textwrap
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from support.cli import evalrows, json_lines
+from support.openai_standin import OpenAIStandin
 from support.servers import Servers
 from support.store import make_row
 
+from pytest_evalrows.cli_judging.judge import Progress
 from pytest_evalrows.core.judgments import Evaluation, Judgment, Step
 from pytest_evalrows.models import SpanRecord
 from pytest_evalrows.store.sqlite import SQLiteStore
@@ -27,7 +28,7 @@ IT = "test_q.py::test_capital[it]"
 
 # The judges a user keeps beside their suite, named on the command line as checks:NAME.
 CHECKS = """
-from pytest_evalrows.judging import no_span_errors
+from pytest_evalrows.judging import LLMJudge, no_span_errors
 
 def exact(trace):
     return trace.output == trace.expected
@@ -45,6 +46,7 @@ ALL = [exact, no_span_errors(), exact]  # the same judge twice judges once
 TWICE = [exact, Exact()]
 NOT_A_JUDGE = 3
 nameless = lambda trace: True
+spans_fine = no_span_errors()
 """
 
 
@@ -196,9 +198,15 @@ BAD_JUDGE_COMMANDS = [
     (["--judge", "checks"], "--judge 'checks': give MODULE:NAME, such as checks:exact_"),
     (
         ["--judge", "checks:nope"],
-        "module checks has no 'nope' (its judges: ALL, TWICE, broken, exact, nameless)",
+        "module checks has no 'nope' (its judges: ALL, TWICE, broken, exact, nameless, spans_fine)",
     ),
-    (["--judge", "checks:NOT_A_JUDGE"], "--judge 'checks:NOT_A_JUDGE' is a int: a judge is "),
+    (["--judge", "checks:NOT_A_JUDGE"], "--judge 'checks:NOT_A_JUDGE' is an int: a judge is "),
+    (["--judge", "checks:LLMJudge"], "is the class LLMJudge (give an instance of it)"),
+    (
+        ["--judge", "checks:no_span_errors"],
+        "--judge 'checks:no_span_errors': no_span_errors() cannot be called with a trace; if it "
+        "makes judges, name one it makes (my_judge = no_span_errors(...))",
+    ),
     (["--judge", "checks:nameless"], "--judge 'checks:nameless': a judge needs a name"),
     (["--judge", "checks:TWICE"], "a judge named 'exact' is already given by 'checks:TWICE'"),
     (
@@ -241,18 +249,48 @@ def test_an_unknown_experiment_or_row_is_one_line(project: Path) -> None:
     assert scores(project)[FR] == {}  # nothing judged when one row is unknown
 
 
+def test_evaluations_the_store_cannot_take_are_one_line_and_exit_1(project: Path) -> None:
+    # A judge that drops the store's evaluations table while it judges: the save must fail.
+    (project / "vandal.py").write_text(
+        "import sqlite3\n"
+        "def vandal(trace):\n"
+        "    with sqlite3.connect('rows.db') as raw:\n"
+        "        raw.execute('DROP TABLE IF EXISTS evaluations')\n"
+        "    raw.close()\n"
+        "    return True\n"
+    )
+    code, out, err = run(project, "judge", "nightly", "--judge", "vandal:vandal", "--row", FR)
+
+    assert (code, out) == (1, "")
+    assert err.splitlines()[0].startswith("evalrows: judged 1 row with 1 judge in ")
+    assert one_error("\n".join(err.splitlines()[1:])).startswith(
+        "could not save the 1 evaluation to sqlite:///"
+    )
+
+
+def test_the_progress_bar_is_drawn_only_on_a_terminal() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream in (Terminal(), io.StringIO()):
+        progress = Progress(4, stream)
+        for done in range(5):
+            progress(done, 4)
+        progress.finish("judged 2 rows with 2 judges")
+        said = stream.getvalue()
+        assert re.search(r"evalrows: judged 2 rows with 2 judges in \d+\.\d s\n$", said)
+        if isinstance(stream, Terminal):
+            assert "\rjudging [" + "#" * 15 + "." * 15 + "] 2/4" in said
+            assert "] 4/4" in said
+        else:
+            assert "judging [" not in said
+
+
 # -- the LLM judge: what --estimate says, and what a run spends -------------------------------
 
-ANSWER = {
-    "choices": [
-        {
-            "message": {
-                "content": json.dumps({"score": 1, "passed": True, "reasoning": "ok", "steps": []})
-            }
-        }
-    ],
-    "usage": {"prompt_tokens": 10, "completion_tokens": 5},
-}
+ANSWER = json.dumps({"score": 1, "passed": True, "reasoning": "ok", "steps": []})
+USAGE = {"prompt_tokens": 10, "completion_tokens": 5}
 JUDGE_MODULE = """
 import os
 from pytest_evalrows.judging import LLMJudge
@@ -269,57 +307,17 @@ capital = LLMJudge(
 """
 
 
-class ChatStandIn:
-    """An OpenAI-compatible chat endpoint on 127.0.0.1 that counts what it is asked."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.lock = threading.Lock()
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                found = self.path == "/v1/chat/completions"
-                if found:
-                    with stand_in.lock:  # a thread per request
-                        stand_in.requests += 1
-                body = json.dumps(ANSWER if found else {"error": "not found"}).encode()
-                self.send_response(200 if found else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
 @pytest.fixture
-def stand_in() -> Iterator[ChatStandIn]:
-    server = ChatStandIn()
-    yield server
-    server.close()
+def stand_in() -> Iterator[OpenAIStandin]:
+    with OpenAIStandin(answer=ANSWER, usage=USAGE) as model:
+        yield model
 
 
 def test_estimate_calls_no_model_and_a_run_spends_what_the_answers_say(
-    project: Path, stand_in: ChatStandIn
+    project: Path, stand_in: OpenAIStandin
 ) -> None:
     (project / "llm_checks.py").write_text(JUDGE_MODULE)
-    env = {"STANDIN_URL": stand_in.url, "STANDIN_KEY": "sk-test"}
+    env = {"STANDIN_URL": stand_in.base_url, "STANDIN_KEY": "sk-test"}
     judge = ("judge", "nightly", "--judge", "llm_checks:capital", "--judge", "checks:exact")
     store = ("--store", str(project / "rows.db"))
 
@@ -331,7 +329,7 @@ def test_estimate_calls_no_model_and_a_run_spends_what_the_answers_say(
     from pytest_evalrows.judging import LLMJudge
 
     pricing = LLMJudge("capital", "The answer names the right capital.", model="stand-in-1",
-                       base_url=stand_in.url, input_cost_per_token=0.001,
+                       base_url=stand_in.base_url, input_cost_per_token=0.001,
                        output_cost_per_token=0.002)  # fmt: skip
     with SQLiteStore(project / "rows.db") as opened:
         traces = opened.latest_traces(opened.get_experiment("nightly").id)

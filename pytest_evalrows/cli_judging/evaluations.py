@@ -144,7 +144,7 @@ def cmd_judgment(args: argparse.Namespace, out: TextIO, *, shared: Shared) -> in
             ("passed", None if result.passed is None else yes_no(result.passed)),
             ("model", result.model),
             ("turns", result.turns),
-            ("latency", None if result.latency_ms is None else f"{result.latency_ms:.0f} ms"),
+            ("latency", None if result.latency_ms is None else f"{result.latency_ms:.3g} ms"),
             ("tokens", tokens_text(result.prompt_tokens, result.completion_tokens)),
             ("cost", None if result.total_cost is None else money(result.total_cost)),
         ]

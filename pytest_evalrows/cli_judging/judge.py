@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -151,13 +152,31 @@ def judges_named(spec: str) -> list[Any]:
         for each in found:
             if not is_judge(each):
                 raise UsageError(f"--judge {spec!r}: holds {describe(each)}, which is no judge")
+            check_takes_a_trace(spec, each)
         return list(found)
     if not is_judge(found):
         raise UsageError(
             f"--judge {spec!r} is {describe(found)}: a judge is a function or callable object "
             "taking a Trace, or a list of them"
         )
+    check_takes_a_trace(spec, found)
     return [found]
+
+
+def check_takes_a_trace(spec: str, judge: Any) -> None:
+    """A callable that cannot be called with one trace would fail every evaluation: most
+    often a judge factory named instead of the judge it makes (``no_span_errors``)."""
+    try:
+        inspect.signature(judge).bind(None)
+    except ValueError:  # no signature to read (a builtin): let it run
+        return
+    except TypeError:
+        name = getattr(judge, "__name__", type(judge).__name__)
+        takes = inspect.signature(judge).replace(return_annotation=inspect.Signature.empty)
+        raise UsageError(
+            f"--judge {spec!r}: {name}{takes} cannot be called with a trace; if it makes "
+            f"judges, name one it makes (my_judge = {name}(...))"
+        ) from None
 
 
 def is_judge(value: Any) -> bool:
@@ -169,10 +188,11 @@ def judges_in(module: Any) -> list[str]:
     could have named."""
     found = []
     for name, value in sorted(vars(module).items()):
-        if name.startswith("_") or getattr(value, "__module__", module.__name__) != (
-            module.__name__
-        ):
-            continue  # imported names are the module's tools, not its judges
+        # A function imported from elsewhere is a tool of the module (a judge factory such
+        # as span_called), not one of its judges; an object made here is.
+        imported = inspect.isfunction(value) and value.__module__ != module.__name__
+        if name.startswith("_") or imported:
+            continue
         listed = isinstance(value, (list, tuple)) and value and all(map(is_judge, value))
         if is_judge(value) or listed:
             found.append(name)
@@ -182,7 +202,8 @@ def judges_in(module: Any) -> list[str]:
 def describe(value: Any) -> str:
     if isinstance(value, type):
         return f"the class {value.__name__} (give an instance of it)"
-    return f"a {type(value).__name__}"
+    kind = type(value).__name__
+    return f"{'an' if kind[0] in 'aeiouAEIOU' else 'a'} {kind}"
 
 
 def valid_statuses(given: Sequence[str]) -> list[str]:
