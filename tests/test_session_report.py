@@ -209,10 +209,12 @@ def test_the_judgments_of_workers_add_up_and_render_one_line_with_the_first_fail
     from pytest_evalrows.core.report import JudgmentCounts
 
     worker1, worker2 = JudgmentCounts(), JudgmentCounts()
-    worker1.add("exact", error=None, passed=True, score=1.0)
-    worker1.add("exact", error="failed on row 'r1': ValueError: boom", passed=None, score=None)
-    worker2.add("exact", error=None, passed=False, score=0.0)
-    worker2.add("tone", error=None, passed=None, score=0.5)
+    worker1.add("exact", "r1", error=None, passed=True, score=1.0)
+    worker1.add("exact", "r2", error="ValueError: boom", passed=None, score=None)
+    worker2.add("exact", "r3", error=None, passed=False, score=0.0)
+    worker2.add("tone", "r3", error=None, passed=None, score=0.5)
+    worker2.add("tone", "r4", error="timed out after 1 s", passed=None, score=None)
+    worker2.add("exact", "r5", error="ValueError: boom", passed=None, score=None)
     worker2.saved = 3
     worker2.spooled = 1
     controller = JudgmentCounts()
@@ -223,15 +225,16 @@ def test_the_judgments_of_workers_add_up_and_render_one_line_with_the_first_fail
     report = SessionReport(experiment="e", project="p", store="s", attempt_id="a")
     report.add_judgments(controller)
     report.spool_dir = "/spool"
-    assert (report.judgments, report.judgments_succeeded, report.judgments_failed) == (4, 3, 1)
+    assert (report.judgments, report.judgments_succeeded, report.judgments_failed) == (6, 3, 3)
     assert (report.judgments_passed, report.judgments_not_passed) == (1, 1)
     assert report.judge_mean_scores == {"exact": 0.5, "tone": 0.5}
     assert SessionReport.from_json(report.to_json()) == report
     lines = [line for line, _ in report.lines()]
-    assert lines[-3:] == [
-        "judgments: 4 (3 succeeded, 1 failed); passed 1 of 2; mean score by judge: "
+    assert lines[-4:] == [
+        "judgments: 6 (3 succeeded, 3 failed); passed 1 of 2; mean score by judge: "
         "judge:exact 0.500, judge:tone 0.500",
-        "  judge 'exact' failed on row 'r1': ValueError: boom",
+        "  judge 'exact' failed on 2 rows (the first 'r2'): ValueError: boom",
+        "  judge 'tone' failed on row 'r4': timed out after 1 s",
         "1 judgments not saved: kept in /spool; the next recording session saves them, or run "
         "`evalrows flush`",
     ]

@@ -32,20 +32,26 @@ class JudgmentCounts:
     unsaved_why: str | None = None
     leftover: int = 0  # earlier sessions' evaluations saved from the spool
     scores: dict[str, list[float]] = field(default_factory=dict)  # judge -> [sum, count]
-    errors: list[str] = field(default_factory=list)  # the first few failures, said
+    # The first few kinds of failure: [judge, error, how many, the first row's id].
+    failures: list[list[Any]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
         return self.succeeded + self.failed
 
     def add(
-        self, judge_id: str, *, error: str | None, passed: bool | None, score: float | None
+        self,
+        judge_id: str,
+        row_id: str,
+        *,
+        error: str | None,
+        passed: bool | None,
+        score: float | None,
     ) -> None:
         """Count one finished evaluation (``error`` set for a failed one)."""
         if error is not None:
             self.failed += 1
-            if len(self.errors) < _JUDGE_ERRORS_SHOWN:
-                self.errors.append(f"judge {judge_id!r} {error}")
+            self._failure([judge_id, error, 1, row_id])
             return
         self.succeeded += 1
         if passed is not None:
@@ -71,8 +77,18 @@ class JudgmentCounts:
             mine = self.scores.setdefault(judge, [0.0, 0])
             mine[0] += total
             mine[1] += count
-        room = _JUDGE_ERRORS_SHOWN - len(self.errors)
-        self.errors.extend(data.get("errors", [])[: max(0, room)])
+        for failure in data.get("failures", []):
+            self._failure(list(failure))
+
+    def _failure(self, failure: list[Any]) -> None:
+        """Count a kind of failure: the same judge's same error is one line, however often."""
+        judge, error, count, _ = failure
+        for known in self.failures:
+            if known[:2] == [judge, error]:
+                known[2] += count
+                return
+        if len(self.failures) < _JUDGE_ERRORS_SHOWN:
+            self.failures.append(failure)
 
 
 @dataclass
@@ -121,7 +137,8 @@ class SessionReport:
     judgments_unsaved_why: str | None = None
     judgments_leftover: int = 0  # earlier sessions' judgments saved from the spool
     judge_mean_scores: dict[str, float] = field(default_factory=dict)  # by judge id
-    judgment_errors: list[str] = field(default_factory=list)  # the first few failures
+    # The first few kinds of failure: [judge, error, how many, the first row's id].
+    judgment_failures: list[list[Any]] = field(default_factory=list)
 
     def add_judgments(self, counts: JudgmentCounts) -> None:
         """Take the judges' counts into the report."""
@@ -138,7 +155,7 @@ class SessionReport:
         self.judge_mean_scores = {
             judge: total / count for judge, (total, count) in counts.scores.items() if count
         }
-        self.judgment_errors = list(counts.errors)
+        self.judgment_failures = [list(failure) for failure in counts.failures]
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict, as saved with the attempt."""
@@ -241,9 +258,10 @@ class SessionReport:
             )
             line += f"; mean score by judge: {means}"
         say(line)
-        for error in self.judgment_errors:
-            say(f"  {error}", red=True)
-        more = self.judgments_failed - len(self.judgment_errors)
+        for judge, error, count, row_id in self.judgment_failures:
+            rows = f"row {row_id!r}" if count == 1 else f"{count} rows (the first {row_id!r})"
+            say(f"  judge {judge!r} failed on {rows}: {error}", red=True)
+        more = self.judgments_failed - sum(failure[2] for failure in self.judgment_failures)
         if more > 0:
             say(f"  and {more} more failed judgment(s): `evalrows judgments` lists them", True)
         if self.judgments_spooled:

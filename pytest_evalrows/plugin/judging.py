@@ -157,9 +157,8 @@ class SessionJudging:
             result = evaluation.result
             counts.add(
                 evaluation.judge_id,
-                error=None
-                if evaluation.status == "success"
-                else f"failed on row {evaluation.row_id!r}: {evaluation.error}",
+                evaluation.row_id,
+                error=None if evaluation.status == "success" else evaluation.error or "failed",
                 passed=result.passed if result is not None else None,
                 score=evaluation.row_score,
             )
