@@ -7,7 +7,11 @@ from __future__ import annotations
 import io
 import json
 import re
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -266,6 +270,33 @@ def test_evaluations_the_store_cannot_take_are_one_line_and_exit_1(project: Path
     assert one_error("\n".join(err.splitlines()[1:])).startswith(
         "could not save the 1 evaluation to sqlite:///"
     )
+
+
+def test_ctrl_c_while_judging_is_said_in_a_line_and_saves_nothing(project: Path) -> None:
+    (project / "slow.py").write_text(
+        "import pathlib, time\n"
+        "def slow(trace):\n"
+        "    pathlib.Path('started').touch()\n"
+        "    time.sleep(60)\n"
+        "    return True\n"
+    )
+    command = [sys.executable, "-m", "pytest_evalrows.cli", "judge", "nightly"]
+    command += ["--judge", "slow:slow", "--row", FR, "--store", str(project / "rows.db")]
+    with subprocess.Popen(command, cwd=project, stderr=subprocess.PIPE, text=True) as judging:
+        for _ in range(600):  # wait for the judge to be running, as a user would
+            if (project / "started").exists() or judging.poll() is not None:
+                break
+            time.sleep(0.05)
+        judging.send_signal(signal.SIGINT)
+        _, err = judging.communicate(timeout=60)
+
+    assert judging.returncode == 130, err
+    assert re.fullmatch(
+        r"evalrows: interrupted after 0 of 1 judgments in \d+\.\d s\n"
+        r"evalrows: error: interrupted: no evaluation was saved\n",
+        err,
+    ), err
+    assert listed(project) == []
 
 
 def test_the_progress_bar_is_drawn_only_on_a_terminal() -> None:

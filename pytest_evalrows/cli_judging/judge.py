@@ -46,14 +46,20 @@ def cmd_judge(args: argparse.Namespace, out: TextIO, *, shared: Shared) -> int:
             emit_estimates(out, names, estimates, len(traces), args.json, shared)
             return 0
         progress = Progress(len(traces) * len(judges), sys.stderr)
-        evaluations = judge_traces(
-            traces,
-            judges,
-            concurrency=concurrency,
-            timeout=timeout,
-            progress=progress,
-            experiment_id=experiment.id,
-        )
+        try:
+            evaluations = judge_traces(
+                traces,
+                judges,
+                concurrency=concurrency,
+                timeout=timeout,
+                progress=progress,
+                experiment_id=experiment.id,
+            )
+        except KeyboardInterrupt:
+            # judge_traces returns all or nothing: what was judged before Ctrl-C is lost.
+            progress.finish(f"interrupted after {progress.done} of {progress.total} judgments")
+            print("evalrows: error: interrupted: no evaluation was saved", file=sys.stderr)
+            return 130
         progress.finish(f"judged {plural(len(traces), 'row')} with {plural(len(judges), 'judge')}")
         try:
             store.save_evaluations(experiment.id, evaluations)
@@ -258,8 +264,10 @@ class Progress:
         self.stream = stream
         self.live = stream.isatty()
         self.started = time.monotonic()
+        self.done = 0
 
     def __call__(self, done: int, total: int) -> None:
+        self.done = done
         if not self.live or not total:
             return
         filled = self.WIDTH * done // total
