@@ -251,6 +251,13 @@ def test_an_unknown_experiment_or_row_is_one_line(project: Path) -> None:
     assert code == 1
     assert one_error(err) == "no row 'x' in experiment 'nightly'"
     assert scores(project)[FR] == {}  # nothing judged when one row is unknown
+    exact = ("--judge", "checks:exact")
+    code, _, err = run(project, "judge", "nightly", *exact, "--status", "xfailed")
+    assert code == 1
+    assert one_error(err) == "no rows with status xfailed to judge in 'nightly'"
+    code, _, err = run(project, "judgments", "weekly")
+    assert code == 1
+    assert one_error(err).startswith("no experiment 'weekly' in sqlite:///")
 
 
 def test_evaluations_the_store_cannot_take_are_one_line_and_exit_1(project: Path) -> None:

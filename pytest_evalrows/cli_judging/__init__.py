@@ -85,14 +85,14 @@ def add_commands(shared: Shared) -> None:
     judgments.add_argument(
         "--search",
         metavar="TEXT",
-        help="only evaluations whose id, row, judge, reasoning or error holds TEXT (any case)",
+        help="only evaluations whose reasoning, error, judge or row holds TEXT (any case)",
     )
     judgments.add_argument("--page", default="1", metavar="N", help="the page (default: 1)")
     judgments.add_argument(
         "--page-size",
         default=str(DEFAULT_PAGE_SIZE),
         metavar="N",
-        help=f"evaluations per page (default: {DEFAULT_PAGE_SIZE})",
+        help=f"evaluations per page, at most 1000 (default: {DEFAULT_PAGE_SIZE})",
     )
     shared.add_project(judgments)
 

@@ -37,7 +37,8 @@ def cmd_judge(args: argparse.Namespace, out: TextIO, *, shared: Shared) -> int:
             raise EvalrowsError(f"{store.display_url} keeps no evaluations")
         experiment = store.get_experiment(args.experiment, args.project)
         row_ids = select_rows(store, experiment, args.rows or [], statuses, shared.unescaped)
-        traces = store.latest_traces(experiment.id, row_ids)
+        # No row id at all is no row (not every store reads an empty selection so).
+        traces = [] if row_ids == [] else store.latest_traces(experiment.id, row_ids)
         if not traces:
             with_status = f" with status {' or '.join(statuses)}" if statuses else ""
             raise EvalrowsError(f"no rows{with_status} to judge in {experiment.name!r}")
