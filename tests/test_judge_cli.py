@@ -631,9 +631,11 @@ def judge_what_a_session_recorded(
     session.assert_outcomes(passed=3)
     cwd = pytester.path
 
+    # The console script, as a user runs it: checks.py is found in the current directory,
+    # which is not on its sys.path by itself (python -m puts it there).
     judged = evalrows(
         "judge", "nightly", "--judge", "checks:searched", "--judge", "checks:exact",
-        "--store", store, "--json", cwd=cwd, key=key, ok=True,
+        "--store", store, "--json", cwd=cwd, key=key, ok=True, script=True,
     )  # fmt: skip
 
     summaries = {s["judge"]: (s["evaluations"], s["passed"]) for s in json_lines(judged.stdout)}
