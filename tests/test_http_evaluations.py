@@ -356,3 +356,46 @@ def test_saving_only_unfinished_evaluations_sends_and_reads_nothing(
     store.save_evaluations(experiment, [judged(version, status="pending")])
     store.save_evaluations(experiment, [judged(version, status="in_progress")])
     assert len(service.requests) == before
+
+
+def test_a_judgment_of_a_version_another_process_replaced_is_no_merge(
+    service: StandIn,
+) -> None:
+    """A merge lands on the row's event as it is now: a version written by another process
+    since this store read the rows must not take the older version's score."""
+    first = HTTPStore("https://api.example.test", transport=service.transport())
+    second = HTTPStore("https://api.example.test", transport=service.transport())
+    try:
+        experiment = first.get_or_create_experiment("proj", "x").id
+        old = row("r", "a1", start=1.0)
+        first.write(experiment, [old], [])
+        second.write(experiment, [row("r", "a2", start=5.0)], [])
+        first.save_evaluations(experiment, [judged(old, score=0.1)])
+        sent = service.requests[-1][2]["events"]
+        assert [event for event in sent if event.get("_is_merge")] == []
+        # The judgment itself is kept, on the version it judged.
+        (kept_evaluation,) = second.list_evaluations(experiment)
+        assert kept_evaluation.version_id == old["version_id"]
+        (latest,) = second.latest_rows(experiment)
+        assert latest.attempt_id == "a2" and "judge:cites" not in latest.scores
+    finally:
+        first.close()
+        second.close()
+
+
+def test_an_evaluation_event_of_another_shape_is_said_and_stops_no_read(
+    store: HTTPStore,
+) -> None:
+    from pytest_evalrows.braintrust import judgments
+
+    experiment = store.get_or_create_experiment("proj", "x").id
+    version = row("r", "a1")
+    store.write(experiment, [version], [child(version, "search")])
+    event = judgments.evaluation_event(judged(version, score=1.0))
+    event["metadata"]["evalrows"]["evaluation"]["result"]["confidence"] = 0.9  # a newer field
+    store._api.insert(experiment, [event])
+    assert [each.row_id for each in store.latest_rows(experiment)] == ["r"]
+    assert len(store.list_spans(experiment)) == 2
+    assert store.delete_stale_spans(experiment) == []
+    assert store.list_evaluations(experiment) == []
+    assert len(store.unreadable) == 1 and "cannot be read" in store.unreadable[0]

@@ -445,3 +445,17 @@ def test_two_judges_of_one_name_are_refused() -> None:
 def test_the_row_error_shows_in_the_trace() -> None:
     trace = make_trace(status="failed", error=ErrorInfo(type="AssertionError", message="wrong"))
     assert trace.error is not None and trace.status == "failed"
+
+
+def test_an_async_judge_that_blocks_its_loop_still_times_out() -> None:
+    """A sync call inside an ``async def`` never lets ``wait_for`` fire: the deadline is
+    kept by the watchdog, as for sync judges."""
+
+    async def blocking(trace: Any) -> bool:
+        time.sleep(2.0)
+        return True
+
+    with JudgeRunner(timeout=0.3) as runner:
+        evaluation = runner.submit(blocking, agent_trace()).result(timeout=30)
+    assert evaluation.status == "failure"
+    assert evaluation.error == "timed out after 0.3 s"

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support.openai_standin import OpenAIStandin
+from support.openai_standin import DEFAULT_USAGE, OpenAIStandin
 from support.servers import closed_port
 from support.traces import agent_trace, make_span, make_trace
 
@@ -125,9 +125,14 @@ def test_a_malformed_answer_fails_and_keeps_the_raw_text(answer: str, why: str) 
         assert answer in str(raised.value) or json.dumps(answer)[1:-1] in str(raised.value)
         with JudgeRunner() as runner:
             evaluation = runner.run(make_judge(model.base_url), agent_trace())
-    assert evaluation.status == "failure" and evaluation.result is None
+    assert evaluation.status == "failure"
     assert evaluation.error is not None and evaluation.error.startswith("JudgeError: ")
     assert answer in evaluation.error or json.dumps(answer)[1:-1] in evaluation.error
+    # No verdict, but the tokens the model was paid for are kept.
+    spent = evaluation.result
+    assert spent is not None and (spent.score, spent.passed) == (None, None)
+    assert spent.prompt_tokens == DEFAULT_USAGE["prompt_tokens"]
+    assert spent.completion_tokens == DEFAULT_USAGE["completion_tokens"]
 
 
 def test_a_fenced_json_answer_is_read() -> None:
@@ -243,3 +248,33 @@ def test_bad_options_are_clear_value_errors(options: dict[str, Any], message: st
     name, criteria = arguments.pop("name"), arguments.pop("criteria")
     with pytest.raises(ValueError, match=message):
         LLMJudge(name, criteria, **arguments)
+
+
+@pytest.mark.parametrize("padding", [440, 470, 480, 499])
+def test_a_key_an_error_repeats_is_hidden_wherever_the_error_is_cut(
+    api_key: str, padding: int
+) -> None:
+    """The error keeps the first 500 characters of the answer: a key across that cut must not
+    leave its first part behind."""
+    import httpx
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        given = request.headers["authorization"].removeprefix("Bearer ")
+        return httpx.Response(401, text="x" * padding + f" invalid key {given}")
+
+    judge = make_judge("http://model.test/v1", transport=httpx.MockTransport(refuse))
+    with pytest.raises(JudgeError) as raised:
+        judge_once(judge)
+    assert "HTTP 401" in str(raised.value)
+    assert api_key[:8] not in str(raised.value)
+
+
+def test_the_prompt_leaves_out_earlier_judgments_so_estimates_stay_the_same() -> None:
+    plain = make_trace(make_span("s1", "search", 100.1, 100.2), scores={"exact": 1.0})
+    judged = make_trace(
+        make_span("s1", "search", 100.1, 100.2), scores={"exact": 1.0, "judge:rubric": 0.1}
+    )
+    judge = make_judge("http://127.0.0.1:9/v1", input_cost_per_token=1.0)
+    assert "judge:rubric" not in render_trace(judged)
+    assert '"exact": 1.0' in render_trace(judged)
+    assert judge.estimate(judged) == judge.estimate(plain)

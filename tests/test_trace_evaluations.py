@@ -306,6 +306,8 @@ def test_the_async_client_does_the_same(store: Store) -> None:
             result = await client.get_results(created.id)
             page = await client.get_many(outcome="fail")
             summary = await client.estimate_cost([ROWS["row-b"]], "no_span_errors")
+            with pytest.raises(ValueError, match="not one string"):
+                await client.estimate_cost(ROWS["row-b"], "no_span_errors")
             return done, result, page.total, summary.trace_count
 
     done, result, failing, counted = asyncio.run(main())

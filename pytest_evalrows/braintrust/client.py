@@ -82,6 +82,8 @@ class HTTPStore(Store):
         self._stored: dict[str, StoredRows] = {}
         # The versions written or read, for the evaluations of them.
         self._judged: dict[str, judgments.KnownVersions] = {}
+        #: What the last read could not make sense of (named by the CLI, like SQLite's).
+        self.unreadable: list[str] = []
         # Requests made, by the endpoint's last path part: what the benchmark counts.
         self.requests: Counter[str] = self._api.requests
 
@@ -176,6 +178,7 @@ class HTTPStore(Store):
     def _versions(self, experiment_id: str) -> Versions:
         """Every row's versions and every span's latest event; the rows are known then."""
         found = history.versions(self._api.fetch_all(experiment_id), experiment_id)
+        self.unreadable[:] = found.unreadable
         self._known[experiment_id] = set(found.rows)
         self._judged[experiment_id] = judgments.KnownVersions.of_events(found.rows)
         return found
@@ -207,16 +210,15 @@ class HTTPStore(Store):
 
     def save_evaluations(self, experiment_id: str, evaluations: Sequence[Evaluation]) -> None:
         """The finished ones, as events (pending and running ones are not kept). A score is
-        merged into the row's event when the version judged is the latest this store knows;
-        the versions it does not know are read first."""
+        merged into the row's event when the version judged is the row's latest, as read
+        just before."""
         finished = [evaluation for evaluation in evaluations if evaluation.finished]
         if not finished:
             return
-        judged = self._judged.get(experiment_id)
-        if judged is None or any(each.version_id not in judged for each in finished):
-            self._versions(experiment_id)
-            judged = self._judged[experiment_id]
-        self._api.insert(experiment_id, judgments.events(finished, judged))
+        # Read afresh every time: a merge lands on whatever the row's event is now, so a
+        # version another process wrote since this store last read must not get this score.
+        self._versions(experiment_id)
+        self._api.insert(experiment_id, judgments.events(finished, self._judged[experiment_id]))
 
     def list_evaluations(self, experiment_id: str) -> list[Evaluation]:
         return self._versions(experiment_id).evaluations

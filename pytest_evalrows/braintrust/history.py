@@ -11,7 +11,6 @@ from pydantic import ValidationError
 
 from ..core.judgments import Evaluation
 from ..core.models import Attempt, RowVersion
-from ..errors import StoreError
 from . import judgments, wire
 
 Event = dict[str, Any]
@@ -26,6 +25,9 @@ class Versions(NamedTuple):
     evaluations: list[Evaluation]
     #: Version id -> its judgments' scores (``judgments.judge_scores``).
     judge_scores: dict[str, dict[str, float]]
+    #: What could not be read (an evaluation event of another shape): said, never in the
+    #: way of the rest (clean-up included).
+    unreadable: tuple[str, ...] = ()
 
     def latest(self, row_ids: Collection[str] | None = None) -> dict[str, RowVersion]:
         """The latest version of every row (or of the given rows), by row id."""
@@ -64,9 +66,16 @@ def versions(events: Iterable[Event], experiment_id: str = "") -> Versions:
         row_id: sorted(by_xact.values(), key=lambda event: (start(event), xact_key(event)))
         for row_id, by_xact in rows.items()
     }
-    found = [_evaluation(event, experiment_id) for event in evaluations.values()]
+    found: list[Evaluation] = []
+    unreadable: list[str] = []
+    for event in evaluations.values():
+        try:
+            found.append(judgments.event_evaluation(event, experiment_id))
+        except ValidationError as exc:
+            first = str(exc).splitlines()[0]
+            unreadable.append(f"evaluation event {event['id']!r} cannot be read: {first}")
     found.sort(key=lambda evaluation: (evaluation.created_at, evaluation.id))
-    return Versions(ordered, spans, found, judgments.judge_scores(found))
+    return Versions(ordered, spans, found, judgments.judge_scores(found), tuple(unreadable))
 
 
 def attempts(events: Iterable[Event], experiment_id: str) -> list[Attempt]:
@@ -78,14 +87,6 @@ def attempts(events: Iterable[Event], experiment_id: str) -> list[Attempt]:
             _keep_latest(latest, event)
     found = [wire.event_attempt(event, experiment_id) for event in latest.values()]
     return sorted(found, key=lambda attempt: (attempt.started, attempt.id))
-
-
-def _evaluation(event: Event, experiment_id: str) -> Evaluation:
-    try:
-        return judgments.event_evaluation(event, experiment_id)
-    except ValidationError as exc:
-        first = str(exc).splitlines()[0]
-        raise StoreError(f"evaluation event {event['id']!r} cannot be read: {first}") from None
 
 
 def _keep_latest(latest: dict[str, Event], event: Event, key: str | None = None) -> None:

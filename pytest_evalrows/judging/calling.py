@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ..core.judgments import Evaluation, as_judgment
+from ..core.judgments import Evaluation, Judgment, as_judgment
 from ..core.trace import Trace
 from .judges import is_async_judge, judge_id
 
@@ -79,6 +79,9 @@ def complete(evaluation: Evaluation, started: float | None, value: Any, error: s
             judgment = as_judgment(value)
         except Exception as exc:
             error = describe(exc)
+    elif isinstance(value, Judgment):
+        # A failure that still spent tokens (a model that answered nonsense) keeps them.
+        judgment = value
     if judgment is not None and judgment.latency_ms is None and started is not None:
         took = (time.perf_counter() - started) * 1000.0
         judgment = judgment.model_copy(update={"latency_ms": round(took, 3)})
@@ -159,9 +162,15 @@ async def run_async(
     except asyncio.TimeoutError:
         error = timed_out(timeout)
     except Exception as exc:
-        error = describe(exc)
+        error, value = describe(exc), spent_by(exc)
     complete(evaluation, started, value, error)
     return evaluation
+
+
+def spent_by(exc: BaseException) -> Judgment | None:
+    """What a judge that failed had spent already (see ``JudgeError.spent``)."""
+    spent = getattr(exc, "spent", None)
+    return spent if isinstance(spent, Judgment) else None
 
 
 def _in_daemon_thread(judge: Any, trace: Trace) -> asyncio.Future[Any]:

@@ -336,7 +336,8 @@ class AsyncTraceEvaluations:
                 await asyncio.sleep(min(0.02 if future is not None else interval, remaining))
 
     async def estimate_cost(self, trace_ids: Iterable[str], judge_id: str) -> CostSummary:
-        return await asyncio.to_thread(self.sync.estimate_cost, list(trace_ids), judge_id)
+        ids = trace_ids if isinstance(trace_ids, str) else list(trace_ids)  # one string: said
+        return await asyncio.to_thread(self.sync.estimate_cost, ids, judge_id)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.sync.close)

@@ -40,7 +40,12 @@ __all__ = [
 
 class JudgeError(EvalrowsError):
     """A judge could not reach its conclusion (a model that answered nonsense, a missing key);
-    the evaluation fails with this message."""
+    the evaluation fails with this message. ``spent``: the tokens and cost it used all the
+    same, kept on the failed evaluation's result."""
+
+    def __init__(self, message: str, *, spent: Judgment | None = None) -> None:
+        super().__init__(message)
+        self.spent = spent
 
 
 def judge_id(judge: Any) -> str:

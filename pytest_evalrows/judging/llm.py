@@ -136,21 +136,24 @@ class LLMJudge:
         started = time.perf_counter()
         answer = await self._post(body, key.strip())
         took = (time.perf_counter() - started) * 1000.0
-        judgment = parse_answer(_content(answer))
         found = answer.get("usage")
         usage: dict[str, Any] = found if isinstance(found, dict) else {}
         prompt_tokens = _count(usage.get("prompt_tokens"))
         completion_tokens = _count(usage.get("completion_tokens"))
-        return judgment.model_copy(
-            update={
-                "model": self.model,
-                "turns": 1,
-                "latency_ms": round(took, 3),
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_cost": self.cost(prompt_tokens, completion_tokens),
-            }
+        spent = Judgment(
+            model=self.model,
+            turns=1,
+            latency_ms=round(took, 3),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_cost=self.cost(prompt_tokens, completion_tokens),
         )
+        try:
+            judgment = parse_answer(_content(answer))
+        except JudgeError as exc:
+            # The model was paid for its answer, however unusable: the tokens are kept.
+            raise JudgeError(str(exc), spent=spent) from None
+        return judgment.model_copy(update=spent.model_dump(exclude_unset=True))
 
     async def _post(self, body: dict[str, Any], key: str) -> dict[str, Any]:
         url = f"{self.base_url}/chat/completions"
@@ -168,7 +171,7 @@ class LLMJudge:
                     status = response.status_code
                     if status < 400:
                         return _json_of(_scrub(response.text, key))
-                    text = _scrub(response.text[:500], key)
+                    text = _scrub(response.text, key)[:500]
                     problem = f"HTTP {status}: {text}"
                     if status != 429 and status < 500:
                         raise JudgeError(f"{self.name}: {shown} answered {problem}")

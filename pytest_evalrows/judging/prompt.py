@@ -11,7 +11,7 @@ import json
 import math
 from typing import Any
 
-from ..core.judgments import Judgment, Step
+from ..core.judgments import SCORE_PREFIX, Judgment, Step
 from ..core.models import SpanRecord
 from ..core.trace import Trace
 from .judges import JudgeError
@@ -63,8 +63,11 @@ def render_trace(trace: Trace) -> str:
     if trace.error is not None:
         error = f"{trace.error.type}: {trace.error.message}"
         lines.append(f"Error: {_clip(error, MAX_VALUE_CHARS)}")
-    if trace.scores:
-        lines.append(f"Scores: {_value(trace.scores)}")
+    # Not other judges' verdicts (nor this one's last): each judgment stands on the trace
+    # alone, and an estimate counts the same prompt however often the row was judged.
+    scores = {k: v for k, v in trace.scores.items() if not k.startswith(SCORE_PREFIX)}
+    if scores:
+        lines.append(f"Scores: {_value(scores)}")
     lines.append(f"Spans ({len(trace.spans)}, {trace.duration * 1000:.1f} ms in all):")
     used = 0
     shown: set[str] = set()

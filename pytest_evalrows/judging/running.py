@@ -26,6 +26,7 @@ from .calling import (
     describe,
     new_evaluation,
     run_async,
+    spent_by,
     start,
     timed_out,
 )
@@ -119,7 +120,7 @@ class JudgeRunner:
         try:
             value = call_sync(job.judge, job.trace)
         except Exception as exc:
-            self._finish(job, error=describe(exc))
+            self._finish(job, error=describe(exc), value=spent_by(exc))
         else:
             self._finish(job, value=value)
 
@@ -134,15 +135,20 @@ class JudgeRunner:
             async with self._loop.slots:
                 if not self._begin(job):
                     return
+                # The watchdog too: a judge that blocks the loop (a sync call inside an
+                # async def) never lets wait_for fire.
+                self._pool.watch(job)
                 value = await asyncio.wait_for(job.judge(job.trace), self.timeout)
         except asyncio.CancelledError:
             self._finish(job, error=CANCELLED)
         except asyncio.TimeoutError:
             self._finish(job, error=timed_out(self.timeout))
         except Exception as exc:
-            self._finish(job, error=describe(exc))
+            self._finish(job, error=describe(exc), value=spent_by(exc))
         else:
             self._finish(job, value=value)
+        finally:
+            self._pool.unwatch(job)
 
     def _begin(self, job: Job) -> bool:
         """Mark the job in progress; False when it has already finished (closed)."""
