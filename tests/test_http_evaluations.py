@@ -17,6 +17,7 @@ from support.braintrust_contract import StandIn, needs_contract
 from support.servers import EvalrowsServer
 
 from pytest_evalrows import SQLiteStore
+from pytest_evalrows.braintrust import wire
 from pytest_evalrows.braintrust.client import HTTPStore
 from pytest_evalrows.braintrust.judgments import EVALUATION_ID_PREFIX
 from pytest_evalrows.core.judgments import Evaluation, Judgment, Step
@@ -341,7 +342,14 @@ def test_evalrows_serve_merges_scores_into_a_row_and_refuses_other_merges(
             answer = client.post(insert, json={"events": [refused]})
             assert answer.status_code == 400, answer.text
             assert mentions in answer.json()["error"]
+        # All or nothing: a new row sent with a merge into a version that does not exist is
+        # not written either.
+        fresh = wire.row_event(row("fresh", "a1"))
+        bad_merge = {**merge, "metadata": {"evalrows": {"version_id": "no-such"}}}
+        answer = client.post(insert, json={"events": [fresh, bad_merge]})
+        assert answer.status_code == 400 and "no-such" in answer.json()["error"]
     with SQLiteStore(served.db) as behind:
+        assert [each.row_id for each in behind.latest_rows(experiment)] == ["r"]
         [latest] = behind.latest_rows(experiment)
         assert (latest.output, latest.scores) == ("answer", {"exact": 1.0, "feedback": 0.5})
 

@@ -224,6 +224,17 @@ class _Api:
             missing = sorted(unknown - set(stored))
             if missing:
                 raise bodies.BadRequest(f"_is_merge: no row to merge scores into: {missing}")
+        # A merge that names a version: that version exists (merges are few; one read each).
+        sent_versions = {row["version_id"] for row in converted.rows}
+        for row_id, (version_id, _) in sorted(converted.merges.items()):
+            if version_id is None or version_id in sent_versions:
+                continue
+            if all(
+                row.version_id != version_id for row in self.store.history(experiment_id, row_id)
+            ):
+                raise bodies.BadRequest(
+                    f"_is_merge: row {row_id!r} has no version {version_id!r} to merge scores into"
+                )
 
     async def fetch(self, request: Request) -> Response:
         if request.method == "POST":
