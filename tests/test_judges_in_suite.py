@@ -302,7 +302,7 @@ def exact(trace):
 
 
 def has_input(trace):
-    return trace.input == {"case": trace.output}
+    return trace.input == {"case": trace.output} and trace.metadata["source"] == "suite"
 
 
 def boom(trace):
@@ -312,7 +312,7 @@ def boom(trace):
 @pytest.mark.eval
 @pytest.mark.parametrize("case", ["a", "b"])
 def test_answer(case, eval_row):
-    eval_row.log(output=case, expected="a")
+    eval_row.log(output=case, expected="a", metadata={"source": "suite"})
     assert eval_row.judge(has_input).passed
     assert eval_row.judge(exact).passed
 

@@ -192,15 +192,16 @@ class EvalRow:
         metadata: Mapping[str, Any] | None,
         tags: list[str],
     ) -> None:
+        # References only, read when judged: a logged value never raises here.
         kept = self._kept
         if kept is None:
-            kept = self._kept = {"scores": {}, "metadata": {}, "tags": []}
+            kept = self._kept = {"scores": {}, "metadata": [], "tags": []}
         for name, value in (("output", output), ("expected", expected), ("input", input)):
             if value is not UNSET:
                 kept[name] = value
         kept["scores"].update(scores)
-        if metadata:
-            kept["metadata"].update(metadata)
+        if metadata is not None:
+            kept["metadata"].append(metadata)
         kept["tags"].extend(tag for tag in tags if tag not in kept["tags"])
 
     @contextmanager

@@ -270,6 +270,15 @@ def judge_in_test(
     return evaluation.result
 
 
+def _merged(logged: list[Any]) -> dict[str, Any]:
+    """The metadata mappings a test logged, as ``EvalRow.log`` merges them when recording."""
+    merged: dict[str, Any] = {}
+    for metadata in logged:
+        safe, _ = json_value(metadata)
+        merged.update(safe if isinstance(safe, dict) else {"metadata_repr": safe})
+    return merged
+
+
 def _unrecorded_row(item: Any, kept: dict[str, Any]) -> RowVersion:
     """The row a test that is not recorded would have: what it logged, its parameters as
     its input, status ``passed`` for now."""
@@ -292,7 +301,7 @@ def _unrecorded_row(item: Any, kept: dict[str, Any]) -> RowVersion:
         output=safe(kept.get("output")),
         expected=safe(kept.get("expected")),
         scores=dict(kept.get("scores", {})),
-        metadata=safe(dict(kept.get("metadata", {}))),
+        metadata=_merged(kept.get("metadata", [])),
         tags=list(kept.get("tags", [])),
         metrics=Metrics(start=now, end=now, duration=0.0),
         root_span_id="",
