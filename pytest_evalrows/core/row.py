@@ -79,8 +79,9 @@ class JudgeFailedError(EvalrowsError):
 
 
 #: What runs ``eval_row.judge`` for the handle: the plugin's, given (draft, pytest item,
-#: what was logged without a draft, judge).
-JudgeWith = Callable[["RowDraft | None", Any, "dict[str, Any] | None", Any], "Judgment"]
+#: what was logged without a draft: the (output, expected, input, scores, metadata, tags) of
+#: each call, judge).
+JudgeWith = Callable[["RowDraft | None", Any, "list[tuple[Any, ...]] | None", Any], "Judgment"]
 
 
 class EvalRow:
@@ -98,8 +99,8 @@ class EvalRow:
         self._draft = draft
         self._item = item
         self._judge_with = judge_with
-        # Without a draft: what was logged, for a trace to judge (references only).
-        self._kept: dict[str, Any] | None = None
+        # Without a draft: each log() call's values as given, for a trace to judge.
+        self._kept: list[tuple[Any, ...]] | None = None
 
     @property
     def recording(self) -> bool:
@@ -141,7 +142,10 @@ class EvalRow:
         tag_list = _tags(tags)
         draft = self._draft
         if draft is None:
-            self._keep(output, expected, input, checked, metadata, tag_list)
+            # References only, read when judged: a logged value never raises here.
+            if self._kept is None:
+                self._kept = []
+            self._kept.append((output, expected, input, checked, metadata, tag_list))
             return
         for name, value in (("output", output), ("expected", expected), ("input", input)):
             if value is not UNSET:
@@ -165,7 +169,9 @@ class EvalRow:
         if self._draft is not None:
             self._draft.scores[storable_text(name)] = checked
         else:
-            self._keep(UNSET, UNSET, UNSET, {name: checked}, None, [])
+            if self._kept is None:
+                self._kept = []
+            self._kept.append((UNSET, UNSET, UNSET, {name: checked}, None, ()))
 
     def judge(self, judge: Any) -> Judgment:
         """Judge this case's trace so far and return the ``Judgment``::
@@ -182,27 +188,6 @@ class EvalRow:
         if self._judge_with is None:
             raise JudgeFailedError("eval_row.judge works on the handle the eval_row fixture gives")
         return self._judge_with(self._draft, self._item, self._kept, judge)
-
-    def _keep(
-        self,
-        output: Any,
-        expected: Any,
-        input: Any,
-        scores: Mapping[str, float],
-        metadata: Mapping[str, Any] | None,
-        tags: list[str],
-    ) -> None:
-        # References only, read when judged: a logged value never raises here.
-        kept = self._kept
-        if kept is None:
-            kept = self._kept = {"scores": {}, "metadata": [], "tags": []}
-        for name, value in (("output", output), ("expected", expected), ("input", input)):
-            if value is not UNSET:
-                kept[name] = value
-        kept["scores"].update(scores)
-        if metadata is not None:
-            kept["metadata"].append(metadata)
-        kept["tags"].extend(tag for tag in tags if tag not in kept["tags"])
 
     @contextmanager
     def span(self, name: str, *, input: Any = UNSET, type: str = "function") -> Iterator[SpanLog]:

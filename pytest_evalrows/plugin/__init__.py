@@ -91,7 +91,7 @@ def eval_row(request: pytest.FixtureRequest) -> EvalRow:
 
 
 def _judge_in_test(
-    draft: RowDraft | None, item: Any, kept: dict[str, Any] | None, judge: Any
+    draft: RowDraft | None, item: Any, kept: list[tuple[Any, ...]] | None, judge: Any
 ) -> Judgment:
     """``eval_row.judge``: the judging modules are loaded by the first test that calls it."""
     __tracebackhide__ = True

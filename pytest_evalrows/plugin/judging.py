@@ -19,9 +19,9 @@ from ..core import ids
 from ..core.judgments import Evaluation, Judgment
 from ..core.models import Metrics, RowVersion, SpanRecord
 from ..core.records import RowDoc, SpanDoc
-from ..core.row import JudgeFailedError, RowDraft
+from ..core.row import UNSET, JudgeFailedError, RowDraft
 from ..core.trace import Trace
-from ..core.values import json_value
+from ..core.values import json_value, storable_text
 from ..delivery.delivery import Delivery
 from ..delivery.totals import Totals
 from ..judging.judges import judge_id
@@ -249,7 +249,7 @@ def judge_in_test(
     *,
     draft: RowDraft | None,
     item: Any,
-    kept: dict[str, Any] | None,
+    kept: list[tuple[Any, ...]] | None,
     session: SessionJudging | None,
     timeout: float,
 ) -> Judgment:
@@ -262,7 +262,7 @@ def judge_in_test(
     if draft is not None and session is not None:
         evaluation = session.judge_now(judge, name, draft)
     else:  # not recording: what the test logged through its handle, and no spans
-        trace = Trace(_unrecorded_row(item, kept or {}))
+        trace = Trace(_unrecorded_row(item, kept or []))
         with JudgeRunner(concurrency=1, timeout=timeout) as runner:
             evaluation = runner.run(judge, trace, evaluation=new_evaluation(trace, name))
     if evaluation.status != "success" or evaluation.result is None:
@@ -270,26 +270,30 @@ def judge_in_test(
     return evaluation.result
 
 
-def _merged(logged: list[Any]) -> dict[str, Any]:
-    """The metadata mappings a test logged, as ``EvalRow.log`` merges them when recording."""
-    merged: dict[str, Any] = {}
-    for metadata in logged:
-        safe, _ = json_value(metadata)
-        merged.update(safe if isinstance(safe, dict) else {"metadata_repr": safe})
-    return merged
-
-
-def _unrecorded_row(item: Any, kept: dict[str, Any]) -> RowVersion:
-    """The row a test that is not recorded would have: what it logged, its parameters as
-    its input, status ``passed`` for now."""
+def _unrecorded_row(item: Any, kept: list[tuple[Any, ...]]) -> RowVersion:
+    """The row a test that is not recorded would have: what it logged (merged as
+    ``EvalRow.log`` merges it when recording), its parameters as its input, status
+    ``passed`` for now."""
     now = time.time()
     callspec = getattr(item, "callspec", None)
-    params = dict(callspec.params) if callspec is not None else {}
     nodeid = getattr(item, "nodeid", "")
-
-    def safe(value: Any) -> Any:
-        return json_value(value)[0]
-
+    fields: dict[str, Any] = {
+        "input": dict(callspec.params) if callspec is not None else {},
+        "output": None,
+        "expected": None,
+    }
+    scores: dict[str, float] = {}
+    metadata: dict[str, Any] = {}
+    tags: list[str] = []
+    for output, expected, input, logged_scores, logged_metadata, logged_tags in kept:
+        for name, value in (("output", output), ("expected", expected), ("input", input)):
+            if value is not UNSET:
+                fields[name] = value
+        scores.update((storable_text(name), value) for name, value in logged_scores.items())
+        if logged_metadata:
+            safe, _ = json_value(logged_metadata)
+            metadata.update(safe if isinstance(safe, dict) else {"metadata_repr": safe})
+        tags.extend(tag for tag in logged_tags if tag not in tags)
     return RowVersion(
         row_id=nodeid,
         version_id="",
@@ -297,12 +301,10 @@ def _unrecorded_row(item: Any, kept: dict[str, Any]) -> RowVersion:
         attempt_id="",
         execution=1,
         status="passed",
-        input=safe(kept.get("input", params)),
-        output=safe(kept.get("output")),
-        expected=safe(kept.get("expected")),
-        scores=dict(kept.get("scores", {})),
-        metadata=_merged(kept.get("metadata", [])),
-        tags=list(kept.get("tags", [])),
+        **{name: json_value(value)[0] for name, value in fields.items()},
+        scores=scores,
+        metadata=metadata,
+        tags=tags,
         metrics=Metrics(start=now, end=now, duration=0.0),
         root_span_id="",
         span_id="",
