@@ -586,3 +586,22 @@ def test_skipped_rows_are_judged_too_and_capture_rows_reads_the_evaluations(
         (rid("skipped"), "status", 0.0),  # the judge decides what a skipped row is worth
     ]
     assert captured.rows[rid("skipped")].scores == {"judge:status": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        ("--eval-judge-timeout=0", "valid values: a number of seconds above 0"),
+        ("--eval-judge-concurrency=0", "valid values: a whole number, 1 or more"),
+        ("--eval-judge-wait=-1", "valid values: a number of seconds 0 or more"),
+        ("--eval-judge-wait=soon", "not a number of seconds"),
+    ],
+)
+def test_a_bad_judge_setting_is_a_usage_error_naming_the_valid_values(
+    pytester: pytest.Pytester, suite: Path, option: str, says: str
+) -> None:
+    result = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}", option)
+
+    message = usage_error(result)
+    assert option.split("=")[0] in message
+    assert says in message

@@ -167,8 +167,12 @@ class SessionJudging:
     def _wait(self) -> list[Evaluation]:
         """Every evaluation, finished: those still running when the wait ran out fail."""
         total = len(self.submitted)
-        if self.runner.outstanding:
-            self.runner.wait(self.wait_seconds, progress=self._progress(total), interval=1.0)
+        why = f"it waited {self.wait_seconds:g} s: --eval-judge-wait"
+        try:
+            if self.runner.outstanding:
+                self.runner.wait(self.wait_seconds, progress=self._progress(total), interval=1.0)
+        except KeyboardInterrupt:  # stop waiting; what finished is still saved
+            why = "the wait was interrupted"
         ended = time.time()
         finished: list[Evaluation] = []
         for evaluation, future in self.submitted:
@@ -181,8 +185,7 @@ class SessionJudging:
                             "status": "failure",
                             "result": None,
                             "finished_at": ended,
-                            "error": "not finished when the session ended (it waited "
-                            f"{self.wait_seconds:g} s: --eval-judge-wait)",
+                            "error": f"not finished when the session ended ({why})",
                         }
                     )
                 )
