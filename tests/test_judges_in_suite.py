@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -605,3 +606,68 @@ def test_a_bad_judge_setting_is_a_usage_error_naming_the_valid_values(
     message = usage_error(result)
     assert option.split("=")[0] in message
     assert says in message
+
+
+# The inner session asks for the server to be stopped as it ends, before the plugin saves.
+STOP_AT_THE_END = """
+import pathlib
+import time
+
+HERE = pathlib.Path(__file__).parent
+
+
+def pytest_sessionfinish(session):
+    (HERE / "stop-server").touch()
+    while not (HERE / "server-stopped").exists():
+        time.sleep(0.02)
+"""
+
+
+def test_judgments_a_server_gone_at_the_end_could_not_take_are_flushed_to_it_later(
+    pytester: pytest.Pytester, suite: Path, server: EvalrowsServer
+) -> None:
+    pytester.makeconftest(STOP_AT_THE_END)
+    key = server.token
+    done = threading.Event()
+
+    def stop_when_asked() -> None:
+        while not (suite / "stop-server").exists():
+            if done.wait(0.02):
+                return
+        port = server.port
+        server.stop()
+        server.port = port
+        (suite / "server-stopped").touch()
+
+    stopper = threading.Thread(target=stop_when_asked)
+    stopper.start()
+    try:
+        first = pytester.runpytest_subprocess(
+            f"--eval-experiment={EXPERIMENT}",
+            f"--eval-store={server.url}",
+            f"--eval-api-key={key}",
+            "--eval-http-retries=0",
+        )
+    finally:
+        done.set()
+        stopper.join()
+
+    first.assert_outcomes(passed=2, failed=1)
+    assert first.ret == pytest.ExitCode.TESTS_FAILED
+    assert "Traceback" not in output_of(first)
+    spool = suite / ".evalrows" / "spool"
+    assert f"6 judgments not saved: kept in {spool}" in "\n".join(summary_lines(first))
+
+    assert server.port is not None
+    server.start(server.port)
+    evalrows("flush", "--store", server.url, "--spool", spool, cwd=suite, key=key, ok=True)
+    found = evaluations(server.db)
+    assert sorted((e.row_id, e.judge_id, e.status) for e in found) == sorted(
+        (rid(case), judge, "success") for case in "abc" for judge in ("exact", "brevity")
+    )
+    listed = evalrows(
+        "rows", EXPERIMENT, "--store", server.url, "--json", cwd=suite, key=key, ok=True
+    )
+    assert {row["id"]: judge_scores(row["scores"]) for row in json_lines(listed.stdout)} == {
+        rid(case): scores for case, scores in EXPECTED_SCORES.items()
+    }
