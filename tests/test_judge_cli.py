@@ -10,114 +10,23 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.cli import evalrows, json_lines
+from support.judge_project import DE, FR, IT, listed, make_project, one_error, run, scores
 from support.openai_standin import OpenAIStandin
 from support.servers import Servers
-from support.store import make_row
 
 from pytest_evalrows.cli_judging.judge import Progress
-from pytest_evalrows.core.judgments import Evaluation, Judgment, Step
-from pytest_evalrows.models import SpanRecord
 from pytest_evalrows.store.sqlite import SQLiteStore
-
-FR = "test_q.py::test_capital[fr]"
-DE = "test_q.py::test_capital[de]"
-IT = "test_q.py::test_capital[it]"
-
-# The judges a user keeps beside their suite, named on the command line as checks:NAME.
-CHECKS = """
-from pytest_evalrows.judging import LLMJudge, no_span_errors
-
-def exact(trace):
-    return trace.output == trace.expected
-
-def broken(trace):
-    raise RuntimeError("the judge fell over")
-
-class Exact:
-    name = "exact"
-
-    def __call__(self, trace):
-        return True
-
-ALL = [exact, no_span_errors(), exact]  # the same judge twice judges once
-TWICE = [exact, Exact()]
-NOT_A_JUDGE = 3
-nameless = lambda trace: True
-spans_fine = no_span_errors()
-"""
-
-
-def trace_ids(row_id: str) -> tuple[str, str]:
-    """A row's own trace and span ids (distinct per row, as the recorder makes them)."""
-    n = {FR: 1, DE: 2, IT: 3}[row_id]
-    return f"{n:032x}", f"{n:016x}"
-
-
-def lookup_id(row_id: str) -> str:
-    """The id of the one span under the row's own, its "lookup"."""
-    return "c" + trace_ids(row_id)[1][1:]
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A directory with a store (experiment 'nightly': FR and IT answered right and passed, DE
-    wrong and failed, with an error span) and the judges module ``checks``."""
-    (tmp_path / "checks.py").write_text(CHECKS)
-    with SQLiteStore(tmp_path / "rows.db") as store:
-        experiment = store.get_or_create_experiment("demo", "nightly")
-        rows, spans = [], []
-        for row_id, status, output, expected in (
-            (FR, "passed", "Paris", "Paris"),
-            (DE, "failed", "Bonn", "Berlin"),
-            (IT, "passed", "Rome", "Rome"),
-        ):
-            trace_id, span_id = trace_ids(row_id)
-            row = make_row(row_id, status=status, output=output, expected=expected)
-            rows.append(row.model_copy(update={"root_span_id": trace_id, "span_id": span_id}))
-            spans.append(
-                SpanRecord(
-                    span_id=lookup_id(row_id),
-                    root_span_id=trace_id,
-                    span_parents=[span_id],
-                    row_id=row_id,
-                    attempt_id="attempt-1",
-                    name="lookup",
-                    start=100.1,
-                    end=100.2,
-                    status="error" if row_id == DE else "ok",
-                )
-            )
-        store.write(experiment.id, rows, spans)
-    return tmp_path
-
-
-def run(project: Path, *args: str) -> tuple[int, str, str]:
-    done = evalrows(*args, "--store", project / "rows.db", cwd=project)
-    assert "Traceback" not in done.stderr, done.stderr
-    return done.returncode, done.stdout, done.stderr
-
-
-def scores(project: Path) -> dict[str, dict[str, float]]:
-    code, out, err = run(project, "rows", "nightly", "--json")
-    assert (code, err) == (0, ""), err
-    return {record["id"]: record["scores"] for record in json_lines(out)}
-
-
-def one_error(err: str) -> str:
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("evalrows: error: "), err
-    return lines[0].removeprefix("evalrows: error: ")
-
-
-# -- judge -----------------------------------------------------------------------------------
+    return make_project(tmp_path)
 
 
 def test_judge_stores_an_evaluation_per_row_and_the_rows_show_its_score(project: Path) -> None:
@@ -409,188 +318,6 @@ def test_estimate_calls_no_model_and_a_run_spends_what_the_answers_say(
         IT: 1.0,
     }
 
-
-# -- judgments, judgment ----------------------------------------------------------------------
-
-EVALUATION_FIELDS = {
-    "id", "experiment_id", "row_id", "trace_id", "version_id", "judge_id", "status",
-    "created_at", "started_at", "finished_at", "error", "result",
-}  # fmt: skip
-
-
-def evaluation(
-    number: int, row_id: str, judge: str, *, passed: bool | None, **more: object
-) -> Evaluation:
-    trace_id = trace_ids(row_id)[0]
-    if passed is None:  # a judgment that failed to run
-        done: dict[str, object] = {"status": "failure", "error": "RuntimeError: boom"}
-    else:
-        reasoning = f"{row_id}: the capital {'matches' if passed else 'is wrong'}"
-        steps = [Step(span_id=lookup_id(row_id), name="lookup", result={"found": passed})]
-        done = {
-            "status": "success",
-            "result": Judgment(
-                score=float(passed), passed=passed, reasoning=reasoning, steps=steps
-            ),
-        }
-    return Evaluation(
-        id=f"ev-{number}",
-        row_id=row_id,
-        trace_id=trace_id,
-        version_id="",
-        judge_id=judge,
-        created_at=1_700_000_000.0 + number,
-        started_at=1_700_000_000.0 + number,
-        finished_at=1_700_000_000.5 + number,
-        **{**done, **more},
-    )
-
-
-@pytest.fixture
-def judged(project: Path) -> Path:
-    """Five evaluations of 'nightly' made one second apart: ev-1 oldest, ev-5 newest."""
-    with SQLiteStore(project / "rows.db") as store:
-        experiment = store.get_experiment("nightly")
-        versions = {row.row_id: row.version_id for row in store.latest_rows(experiment.id)}
-        made = [
-            evaluation(1, FR, "exact", passed=True),
-            evaluation(2, DE, "exact", passed=False),
-            evaluation(3, IT, "exact", passed=True),
-            evaluation(4, DE, "tone", passed=None),
-            evaluation(5, FR, "tone", passed=True),
-        ]
-        for each in made:
-            each.version_id = versions[each.row_id]
-            each.experiment_id = experiment.id
-        store.save_evaluations(experiment.id, made)
-    return project
-
-
-def listed(project: Path, *args: str) -> list[str]:
-    code, out, err = run(project, "judgments", "nightly", "--json", *args)
-    assert (code, err) == (0, ""), err
-    return [record["id"] for record in json_lines(out)]
-
-
-def test_judgments_are_a_table_newest_first_with_the_page_said(judged: Path) -> None:
-    code, out, _ = run(judged, "judgments", "nightly")
-
-    assert code == 0
-    lines = out.splitlines()
-    assert lines[0].split() == ["ID", "ROW", "JUDGE", "STATUS", "SCORE", "PASSED", "CREATED"]
-    assert [line.split()[:6] for line in lines[1:3]] == [
-        ["ev-5", FR, "tone", "success", "1", "yes"],
-        ["ev-4", DE, "tone", "failure", "2023-11-14T22:13:24Z"],
-    ]
-    assert [line.split()[0] for line in lines[1:-1]] == ["ev-5", "ev-4", "ev-3", "ev-2", "ev-1"]
-    assert lines[-1] == "page 1 of 1 (5 evaluations)"
-
-
-def test_judgments_come_a_page_at_a_time(judged: Path) -> None:
-    assert listed(judged, "--page-size", "2") == ["ev-5", "ev-4"]
-    assert listed(judged, "--page-size", "2", "--page", "3") == ["ev-1"]
-    code, out, _ = run(judged, "judgments", "nightly", "--page-size", "2", "--page", "2")
-    assert out.splitlines()[-1] == "page 2 of 3 (5 evaluations)"
-    code, out, err = run(judged, "judgments", "nightly", "--page-size", "2", "--page", "4")
-    assert (code, out) == (2, "")
-    assert one_error(err) == "--page 4: the 5 evaluations found fill pages 1 to 3"
-
-
-def test_judgments_filter_by_judge_row_outcome_and_text(judged: Path) -> None:
-    assert listed(judged, "--judge", "tone") == ["ev-5", "ev-4"]
-    assert listed(judged, "--row", DE) == ["ev-4", "ev-2"]
-    assert listed(judged, "--outcome", "pass") == ["ev-5", "ev-3", "ev-1"]
-    # A judgment that could not be made neither passed nor failed: its status says so.
-    assert listed(judged, "--outcome", "fail") == ["ev-2"]
-    assert listed(judged, "--status", "failure") == ["ev-4"]
-    assert listed(judged, "--search", "IS WRONG") == ["ev-2"]
-    assert listed(judged, "--search", "boom") == ["ev-4"]
-    assert listed(judged, "--judge", "exact", "--outcome", "pass", "--row", IT) == ["ev-3"]
-    assert listed(judged, "--judge", "nobody") == []
-
-
-@pytest.mark.parametrize(
-    ("args", "said"),
-    [
-        (["--outcome", "maybe"], "--outcome 'maybe': expected one of pass, fail"),
-        (["--page", "0"], "--page '0': expected a whole number of 1 or more"),
-        (["--page-size", "many"], "--page-size 'many': expected a whole number of 1 or more"),
-        (["--page-size", "1001"], "--page-size '1001': at most 1000"),
-        (
-            ["--status", "done"],
-            "--status 'done': expected one of pending, in_progress, success, failure",
-        ),
-    ],
-)
-def test_bad_judgments_options_are_one_line(judged: Path, args: list[str], said: str) -> None:
-    code, out, err = run(judged, "judgments", "nightly", *args)
-    assert (code, out) == (2, "")
-    assert one_error(err) == said
-
-
-def test_judgments_json_carries_the_evaluation_fields_with_the_result_nested(
-    judged: Path,
-) -> None:
-    _, out, _ = run(judged, "judgments", "nightly", "--json", "--row", FR, "--judge", "exact")
-
-    (record,) = json_lines(out)
-    assert set(record) == EVALUATION_FIELDS
-    assert (record["id"], record["row_id"], record["trace_id"]) == ("ev-1", FR, trace_ids(FR)[0])
-    assert record["created_at"] == "2023-11-14T22:13:21.000Z"
-    assert record["result"]["passed"] is True
-    assert record["result"]["steps"] == [
-        {"span_id": lookup_id(FR), "name": "lookup", "result": {"found": True}}
-    ]
-
-
-def test_judgment_shows_the_result_its_steps_and_its_reasoning(judged: Path) -> None:
-    code, out, err = run(judged, "judgment", "ev-2")
-
-    assert (code, err) == (0, ""), err
-    with SQLiteStore(judged / "rows.db") as store:
-        (row,) = store.latest_rows(store.get_experiment("nightly").id, [DE])
-    assert textwrap.dedent(out) == textwrap.dedent(
-        f"""\
-        evaluation: ev-2
-        experiment: nightly (project demo)
-        row:        {DE}
-        trace:      {trace_ids(DE)[0]}
-        version:    {row.version_id}
-        judge:      exact
-        status:     success
-        created:    2023-11-14T22:13:22Z
-        finished:   2023-11-14T22:13:22Z
-        score:      0
-        passed:     no
-
-        steps (1):
-        SPAN              NAME    RESULT
-        {lookup_id(DE)}  lookup  {{"found": false}}
-
-        reasoning:
-        {DE}: the capital is wrong
-        """
-    )
-    code, out, _ = run(judged, "judgment", "ev-4", "--experiment", "nightly", "--json")
-    record = json.loads(out)
-    assert set(record) == EVALUATION_FIELDS
-    assert (record["status"], record["error"], record["result"]) == (
-        "failure",
-        "RuntimeError: boom",
-        None,
-    )
-
-
-def test_an_unknown_judgment_is_one_line(judged: Path) -> None:
-    code, _, err = run(judged, "judgment", "ev-9")
-    assert code == 1
-    assert one_error(err).startswith("no evaluation 'ev-9' in sqlite:///")
-    code, _, err = run(judged, "judgment", "ev-1", "--experiment", "weekly")
-    assert code == 1
-    assert one_error(err).startswith("no experiment 'weekly' in ")
-
-
-# -- rows a real session recorded, in the embedded store and over HTTP -------------------------
 
 SUITE = """
 import pytest
