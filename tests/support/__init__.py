@@ -11,7 +11,11 @@ on ``sys.path`` (rootdir-relative ``prepend`` import mode, as ``tests/`` is no p
 - ``servers``: ``evalrows serve`` as a subprocess, a proxy that answers 429/503, a restart;
 - ``fault_proxy``: a fault-injecting proxy (standalone: the benchmarks load it by path);
 - ``events``: row and span events in the wire format;
-- ``braintrust_contract``: Braintrust's OpenAPI contract and an in-memory stand-in.
+- ``braintrust_contract``: Braintrust's OpenAPI contract and an in-memory stand-in;
+- ``openai_standin``: a real OpenAI-compatible chat server on 127.0.0.1, in a thread, that
+  counts what it is asked;
+- ``traces``: row versions and traces built by hand, for judges;
+- ``judge_project``: a store and a judges module for the ``evalrows judge`` commands.
 
 No module here imports a test module.
 """
