@@ -157,6 +157,17 @@ def test_no_span_errors_names_the_spans_that_failed() -> None:
     assert "'fetch'" in judged.reasoning
 
 
+def test_no_span_errors_leaves_the_row_own_span_to_the_rows_status() -> None:
+    """A failed test's own span ends in error; its code's spans did not."""
+    failed_test = make_trace(
+        make_span("root", "test[row-1]", 100.0, 101.0, parents=[], status="error"),
+        make_span("ok", "fetch", 100.1, 100.2),
+        status="failed",
+    )
+    judged = no_span_errors()(failed_test)
+    assert judged.passed is True and judged.reasoning == "none of 1 spans ended in error"
+
+
 def test_max_spans_counts_the_rows_own_span() -> None:
     trace = agent_trace()  # the root and three children
     assert max_spans(4)(trace).passed is True

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..core.judgments import CostEstimate, Evaluation, Judgment, Step
+from ..core.row import JudgeFailedError
 from ..core.trace import Trace
 from .evaluations import (
     AsyncTraceEvaluations,
@@ -41,6 +42,7 @@ __all__ = [
     "Evaluation",
     "EvaluationPage",
     "JudgeError",
+    "JudgeFailedError",
     "JudgeRunner",
     "Judgment",
     "LLMJudge",

@@ -194,10 +194,14 @@ class _NoSpanErrors:
     name = "no_span_errors"
 
     def __call__(self, trace: Trace) -> Judgment:
-        errors = trace.errors()
+        # Not the row's own span: its status is the test's outcome, which the row already
+        # says; this judge is about what the case's code did.
+        own = trace.row.span_id
+        errors = [span for span in trace.errors() if span.span_id != own]
         steps = [_span_step(span, _error_of(span)) for span in errors]
         if not errors:
-            return _verdict(True, f"none of {len(trace.spans)} spans ended in error", steps)
+            looked = sum(span.span_id != own for span in trace.spans)
+            return _verdict(True, f"none of {looked} spans ended in error", steps)
         names = ", ".join(repr(span.name) for span in errors[:5])
         return _verdict(False, f"{len(errors)} span(s) ended in error: {names}", steps)
 
@@ -212,7 +216,8 @@ def _error_of(span: SpanRecord) -> str:
 
 
 def no_span_errors() -> _NoSpanErrors:
-    """Passes when no span of the trace ended in error or recorded an exception."""
+    """Passes when no span under the row ended in error or recorded an exception (the row's
+    own span, whose status is the test's outcome, is not looked at)."""
     return _NoSpanErrors()
 
 
