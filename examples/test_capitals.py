@@ -6,7 +6,10 @@ Run it with:  pytest examples --eval-experiment=demo
 from __future__ import annotations
 
 import pytest
+from judges import answered
 from stand_in_model import answer
+
+from pytest_evalrows.judging import no_span_errors
 
 CASES = [
     {"id": "capital-fr", "question": "Capital of France?", "expected": "Paris"},
@@ -20,7 +23,9 @@ CASES = [
 ]
 
 
-@pytest.mark.eval(key="id")  # rows keyed by the case's id: reordering CASES is safe
+# Rows keyed by the case's id: reordering CASES is safe. The judges look at each finished
+# row's trace while later cases run; their scores show on the row as judge:<name>.
+@pytest.mark.eval(key="id", judges=[answered, no_span_errors()])
 @pytest.mark.parametrize("case", CASES, ids=[case["id"] for case in CASES])
 def test_answers(case, eval_row):
     with eval_row.span("prompt", input=case["question"]) as span:

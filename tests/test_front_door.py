@@ -146,6 +146,8 @@ def test_the_two_commands_of_the_readme_set_everything_up(tmp_path: Path) -> Non
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "creating the virtual environment .venv" in demo.stderr
     assert "2 failed, 6 passed" in demo.stdout  # two wrong answers, on purpose
+    # Two judges on each of the eight rows; the answers judge fails the two wrong ones.
+    assert "judgments: 16 (16 succeeded); passed 14 of 16" in demo.stdout
     table = demo.stdout[demo.stdout.index("ROW ID") :].splitlines()
     assert len(table) == 9, demo.stdout
     assert table[1].startswith("examples/test_capitals.py::test_answers[capital-au]  failed  1")
