@@ -371,6 +371,9 @@ def cmd_flush(args: argparse.Namespace, out: TextIO) -> int:
         f"({split}{superseded}) and {written.spans} spans "
         f"from {done.files} spool files; removed {removed} stale spans\n"
     )
+    judgments = done.evaluations + done.own_evaluations
+    if judgments:
+        out.write(f"saved {judgments} judgments\n")
     for problem in done.problems:
         out.write(f"warning: {problem}\n")
     for other in sorted(done.other_stores):

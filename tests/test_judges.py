@@ -470,3 +470,30 @@ def test_an_async_judge_that_blocks_its_loop_still_times_out() -> None:
         evaluation = runner.submit(blocking, agent_trace()).result(timeout=30)
     assert evaluation.status == "failure"
     assert evaluation.error == "timed out after 0.3 s"
+
+
+def test_run_waits_behind_no_judge_of_the_pool_or_the_loop() -> None:
+    """``eval_row.judge`` runs its judge at once, even while the session's judges fill every
+    slot of the runner (here: one async judge that waits until released)."""
+    release = threading.Event()
+
+    async def occupying(trace: Any) -> bool:
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+        return True
+
+    async def quick(trace: Any) -> bool:
+        return True
+
+    # Should run() wait its turn, the occupying judge is let go after a while, and is done
+    # by the time run() returns.
+    safety = threading.Timer(5.0, release.set)
+    safety.start()
+    with JudgeRunner(concurrency=1, timeout=30) as runner:
+        busy = runner.submit(occupying, agent_trace())
+        evaluation = runner.run(quick, agent_trace())
+        assert evaluation.status == "success"
+        assert not busy.done()  # quick did not wait for it
+        release.set()
+        assert busy.result(timeout=30).status == "success"
+    safety.cancel()

@@ -477,6 +477,79 @@ def test_under_xdist_each_worker_judges_its_rows_once(pytester: pytest.Pytester)
     )
 
 
+WORKERS_REFUSE = """
+from pytest_evalrows.errors import StoreError
+from pytest_evalrows.store.sqlite import SQLiteStore
+
+
+class NoJudgments(SQLiteStore):
+    def save_evaluations(self, experiment_id, evaluations):
+        raise StoreError("the evaluations endpoint is down")
+
+
+def pytest_evalrows_make_store(config, url):
+    if hasattr(config, "workerinput"):  # only the workers' store refuses
+        return NoJudgments(config.rootpath / ".evalrows" / "evalrows.db")
+    return None
+"""
+
+
+def test_judgments_xdist_workers_spooled_are_this_sessions_once_saved_at_its_end(
+    pytester: pytest.Pytester, suite: Path
+) -> None:
+    """The controller saves what its workers spooled: they count as saved by this session,
+    not as an earlier session's, nor as left in the spool."""
+    pytester.makeconftest(WORKERS_REFUSE)
+    result = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}", "-n", "2")
+
+    result.assert_outcomes(passed=2, failed=1)
+    assert len(evaluations(default_db(pytester))) == 6
+    report = session_report(result)
+    assert (report["judgments_saved"], report["judgments_spooled"]) == (6, 0)
+    assert report["judgments_leftover"] == 0
+    said = "\n".join(summary_lines(result))
+    assert "not saved" not in said and "an earlier session left" not in said
+
+
+SPANNING = """
+import time
+
+import pytest
+from opentelemetry import trace as otel
+
+
+def calls_a_model(trace):
+    # As an LLM judge's instrumented HTTP call would: a span with token counts.
+    with otel.get_tracer("judge").start_as_current_span("judge call") as span:
+        span.set_attribute("gen_ai.usage.input_tokens", 1000)
+        time.sleep(0.2)
+    return True
+
+
+@pytest.mark.eval(judges=[calls_a_model])
+@pytest.mark.parametrize("case", ["a", "b", "c"])
+def test_answer(case, eval_row):
+    time.sleep(0.1)  # later cases run while earlier rows are judged
+    eval_row.log(output=case)
+"""
+
+
+def test_a_judges_own_spans_go_under_no_row(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_suite=SPANNING)
+    result = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}")
+
+    result.assert_outcomes(passed=3)
+    db = default_db(pytester)
+    with SQLiteStore(db, create=False) as store:
+        experiment = store.get_experiment(EXPERIMENT).id
+        names = [span.name for span in store.list_spans(experiment)]
+        latest = store.latest_rows(experiment)
+    assert "judge call" not in names
+    assert all(not row.metrics.tokens for row in latest)
+    assert len(evaluations(db)) == 3
+
+
 # -- a store that cannot take them -----------------------------------------------------------
 
 
@@ -500,7 +573,8 @@ def test_judgments_a_store_could_not_take_wait_in_the_spool_until_delivered(
 
     db = unblock_store(pytester.path)
     if later == "evalrows flush":
-        evalrows("flush", "--store", db, "--spool", spool, cwd=pytester.path, ok=True)
+        flushed = evalrows("flush", "--store", db, "--spool", spool, cwd=pytester.path, ok=True)
+        assert "saved 6 judgments" in flushed.stdout
     else:
         second = pytester.runpytest_subprocess(
             f"--eval-experiment={EXPERIMENT}", f"--eval-store={db}", "-k", "nothing"

@@ -70,7 +70,9 @@ class Delivered:
     errors: list[str] = field(default_factory=list)
     other_stores: set[str] = field(default_factory=set)  # entries left for other stores
     cleaned: int = 0  # stale spans removed by spooled clean-ups
-    evaluations: int = 0  # judges' evaluations saved
+    evaluations: int = 0  # judges' evaluations of earlier sessions saved
+    # Those of ``current_attempt`` (an xdist worker's spool file): this session's own.
+    own_evaluations: int = 0
     problems: list[str] = field(default_factory=list)  # unreadable lines, said once
 
 
@@ -149,9 +151,16 @@ def deliver_leftovers(
                         done.cleaned += len(removed)
                         _ack(file, [entry], acked)
                 # After the rows: a judgment's score goes onto its stored row version.
+                own = current_attempt is not None and path.name.startswith(f"{current_attempt}-")
                 for entry in mine:
                     if entry.evaluations is not None:
-                        _save_evaluations(store, experiment_id(entry), entry.evaluations, done)
+                        saved = _save_evaluations(
+                            store, experiment_id(entry), entry.evaluations, done
+                        )
+                        if own:
+                            done.own_evaluations += saved
+                        else:
+                            done.evaluations += saved
                         _ack(file, [entry], acked)
             except StoreError as exc:
                 done.errors.append(str(exc))
@@ -166,14 +175,15 @@ def deliver_leftovers(
 
 def _save_evaluations(
     store: Store, experiment_id: str, evaluations: list[dict[str, Any]], done: Delivered
-) -> None:
-    """Save spooled evaluations; ones the store can never take are said, not kept forever."""
+) -> int:
+    """Save spooled evaluations, and say how many; ones the store can never take are said,
+    not kept forever."""
     if not store.evaluations:
         done.problems.append(
             f"{len(evaluations)} spooled judgments not saved: {store.display_url} keeps no "
             "evaluations"
         )
-        return
+        return 0
     from ..core.judgments import Evaluation  # pydantic: only when there are some
 
     try:
@@ -183,9 +193,9 @@ def _save_evaluations(
         ]
     except ValueError as exc:
         done.problems.append(f"{len(evaluations)} spooled judgments cannot be read: {exc}")
-        return
+        return 0
     store.save_evaluations(experiment_id, models)
-    done.evaluations += len(models)
+    return len(models)
 
 
 def _dead_files(directory: Path, *, skip: Path | None) -> Iterator[tuple[Path, IO[bytes]]]:

@@ -59,6 +59,9 @@ class Totals:
         is said."""
         self.errors.extend(done.errors + done.problems)
         self.judgments.leftover += done.evaluations
+        # A worker spooled them, counted as spooled; saved now, they are this session's.
+        self.judgments.saved += done.own_evaluations
+        self.judgments.spooled -= min(self.judgments.spooled, done.own_evaluations)
         self.written += done.own_written
         self.written.superseded_rows += done.written.superseded_rows
         key = (project, experiment)

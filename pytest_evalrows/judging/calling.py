@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from ..core.judge_context import judging
 from ..core.judgments import Evaluation, Judgment, as_judgment
 from ..core.trace import Trace
 from .judges import is_async_judge, judge_id
@@ -151,6 +152,7 @@ async def run_async(
     start(evaluation)
     value: Any = None
     error: str | None = None
+    marked = judging.set(True)  # wait_for's task copies it: the judge's spans are no row's
     try:
         if is_async_judge(judge):
             value = await asyncio.wait_for(judge(trace), timeout)
@@ -163,6 +165,8 @@ async def run_async(
         error = timed_out(timeout)
     except Exception as exc:
         error, value = describe(exc), spent_by(exc)
+    finally:
+        judging.reset(marked)
     complete(evaluation, started, value, error)
     return evaluation
 
@@ -188,6 +192,7 @@ def _in_daemon_thread(judge: Any, trace: Trace) -> asyncio.Future[Any]:
             future.set_exception(exc)
 
     def call() -> None:
+        judging.set(True)
         value, error = None, None
         try:
             value = call_sync(judge, trace)

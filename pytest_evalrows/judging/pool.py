@@ -18,12 +18,15 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from ..core.judge_context import judging
 from .calling import Job
 
 __all__ = ["DaemonPool", "LoopThread"]
 
 # How long closing gives cancelled async judges and idle threads to wind down.
 CLOSE_GRACE_S = 5.0
+# How long closing gives the event loop to cancel its judges and stop, in all.
+LOOP_GRACE_S = 1.0
 
 
 class DaemonPool:
@@ -109,6 +112,7 @@ class DaemonPool:
         worker.start()
 
     def _work(self) -> None:
+        judging.set(True)  # the spans a judge starts belong to no row
         me = threading.current_thread()
         while True:
             with self._lock:
@@ -133,6 +137,7 @@ class DaemonPool:
                 return
 
     def _alone(self, job: Job) -> None:
+        judging.set(True)
         job.thread = threading.current_thread()
         try:
             self._execute(job)
@@ -209,11 +214,14 @@ class LoopThread:
             loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
+        # One grace for both steps: a loop a judge blocks answers neither, and its daemon
+        # thread is left behind rather than waited for twice.
+        deadline = time.monotonic() + LOOP_GRACE_S
         cancelling = asyncio.run_coroutine_threadsafe(_cancel_tasks(), loop)
         with contextlib.suppress(concurrent.futures.TimeoutError):
-            cancelling.result(CLOSE_GRACE_S)
+            cancelling.result(LOOP_GRACE_S)
         loop.call_soon_threadsafe(loop.stop)
-        thread.join(CLOSE_GRACE_S)
+        thread.join(max(0.0, deadline - time.monotonic()))
         if not thread.is_alive():
             loop.close()
 

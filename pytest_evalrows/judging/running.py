@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
+from ..core.judge_context import judging
 from ..core.judgments import Evaluation
 from ..core.trace import Trace
 from .calling import (
@@ -82,14 +83,12 @@ class JudgeRunner:
 
     def run(self, judge: Any, trace: Trace, *, evaluation: Evaluation | None = None) -> Evaluation:
         """Run ``judge`` on ``trace`` and wait for its finished evaluation. Works from any
-        thread, whatever the pool is busy with: a sync judge gets a thread of its own."""
+        thread, whatever the pool is busy with: the judge gets a thread of its own."""
         job = self._job(judge, trace, evaluation, None)
         if not job.done:
-            if job.is_async and not self._loop.is_current:
-                if not self._submit_async(job):
-                    self._finish(job, error=CLOSED)
-            else:  # a sync judge, or run() from a judge on the runner's own loop
-                self._pool.run_alone(job)
+            # A thread of its own, async judges too (run there to the end): the caller waits
+            # behind no judge of the pool or the loop, and the deadline starts now.
+            self._pool.run_alone(job)
         return job.future.result()
 
     def _job(
@@ -131,6 +130,7 @@ class JudgeRunner:
         return self._loop.submit(lambda: self._run_on_loop(job))
 
     async def _run_on_loop(self, job: Job) -> None:
+        judging.set(True)  # this task's own context: the spans its judge starts are no row's
         try:
             async with self._loop.slots:
                 if not self._begin(job):

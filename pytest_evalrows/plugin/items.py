@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -54,20 +55,24 @@ class ItemRows:
         self.carried_spans: dict[str, list[SpanDoc]] = {}
         # Made by the first row with judges: a session without any pays nothing for them.
         self.judging: SessionJudging | None = None
+        self._judging_lock = threading.Lock()
 
     def session_judging(self) -> SessionJudging:
-        if self.judging is None:
-            from .judging import SessionJudging
+        if self.judging is not None:
+            return self.judging
+        from .judging import SessionJudging
 
-            self.judging = SessionJudging(
-                self.config,
-                self.config.stash[settings_key],
-                attempt_id=self.attempt_id,
-                experiment=self.experiment_name,
-                totals=self.totals,
-                row_fields_hook=self.has_row_fields_hook,
-            )
-        return self.judging
+        with self._judging_lock:  # two cases judging first at once make one runner
+            if self.judging is None:
+                self.judging = SessionJudging(
+                    self.config,
+                    self.config.stash[settings_key],
+                    attempt_id=self.attempt_id,
+                    experiment=self.experiment_name,
+                    totals=self.totals,
+                    row_fields_hook=self.has_row_fields_hook,
+                )
+            return self.judging
 
     def setup(self, item: pytest.Item) -> None:
         """Before the item's setup: a new execution's draft, and its row context."""

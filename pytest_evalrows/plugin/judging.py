@@ -7,6 +7,7 @@ loads none of this (nor pydantic).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -29,7 +30,7 @@ from ..judging.running import JudgeRunner, new_evaluation
 from . import building
 from .settings import Settings
 
-# Evaluations saved (or spooled) at a time.
+# Evaluations spooled in one entry.
 _CHUNK = 500
 # A new progress line when the count changed, or after this long without one.
 _QUIET_SECONDS = 10.0
@@ -150,19 +151,25 @@ class SessionJudging:
     def finish(self, delivery: Delivery) -> None:
         """Wait for the judgments still running (at most ``--eval-judge-wait``), count them,
         and save them all, or spool them when the store cannot take them now."""
-        finished = self._wait()
-        self.runner.close()
-        counts = self.totals.judgments
-        for evaluation in finished:
-            result = evaluation.result
-            counts.add(
-                evaluation.judge_id,
-                evaluation.row_id,
-                error=None if evaluation.status == "success" else evaluation.error or "failed",
-                passed=result.passed if result is not None else None,
-                score=evaluation.row_score,
-            )
-        self._save(delivery, finished)
+        try:
+            finished = self._wait()
+            counts = self.totals.judgments
+            for evaluation in finished:
+                result = evaluation.result
+                counts.add(
+                    evaluation.judge_id,
+                    evaluation.row_id,
+                    error=None if evaluation.status == "success" else evaluation.error or "failed",
+                    passed=result.passed if result is not None else None,
+                    score=evaluation.row_score,
+                )
+            # Saved (or spooled) before the runner is closed: a second Ctrl-C while it
+            # cancels what still runs loses nothing.
+            self._save(delivery, finished)
+        finally:
+            # A second Ctrl-C here leaves only the judges still running behind.
+            with contextlib.suppress(KeyboardInterrupt):
+                self.runner.close()
 
     def _wait(self) -> list[Evaluation]:
         """Every evaluation, finished: those still running when the wait ran out fail."""
@@ -227,10 +234,11 @@ class SessionJudging:
             for evaluation in evaluations:
                 evaluation.experiment_id = experiment.id
             try:
-                while pending:
-                    store.save_evaluations(experiment.id, pending[:_CHUNK])
-                    counts.saved += len(pending[:_CHUNK])
-                    pending = pending[_CHUNK:]
+                # In one call: a store batches its own writes, and an HTTP store reads the
+                # experiment once per call.
+                store.save_evaluations(experiment.id, pending)
+                counts.saved += len(pending)
+                pending = []
             except Exception as exc:  # a StoreError, or a store's bug: kept, said
                 self.totals.errors.append(f"saving judgments failed: {exc}")
         for start in range(0, len(pending), _CHUNK):

@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
 
 from ..core import ids
+from ..core.judge_context import judging
 from ..core.records import SpanDoc
 from ..core.row import RowDraft
 from ..core.row import row_context as row_context
@@ -86,6 +87,10 @@ class RowSpanProcessor(SpanProcessor):
             self._ignored.add(span_id)
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        if judging.get():  # a judge's own call (an LLM judge's request): nobody's row
+            with self._lock:
+                self._ignored.add(span.context.span_id)
+            return
         row = None if self.outside_rows else self.active
         if row is None:
             if self.in_plain_test and not self.outside_rows:
