@@ -451,6 +451,32 @@ def test_a_second_session_makes_the_first_versions_judgments_history(
     assert len(by_version) == 4  # every version's judgments are kept
 
 
+def test_a_resumed_session_judges_what_it_runs_and_leaves_the_other_rows_judgments(
+    pytester: pytest.Pytester, suite: Path
+) -> None:
+    first = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}")
+    first.assert_outcomes(passed=2, failed=1)
+    db = default_db(pytester)
+    before = {row_id: row.version_id for row_id, row in rows(db, EXPERIMENT).items()}
+
+    resumed = pytester.runpytest_subprocess(f"--eval-experiment={EXPERIMENT}", "--eval-resume")
+
+    resumed.assert_outcomes(failed=1, deselected=2)  # only case c runs again
+    latest = rows(db, EXPERIMENT)
+    assert {row_id: judge_scores(row.scores) for row_id, row in latest.items()} == {
+        rid(case): scores for case, scores in EXPECTED_SCORES.items()
+    }
+    assert latest[rid("a")].version_id == before[rid("a")]  # a and b untouched
+    assert latest[rid("c")].version_id != before[rid("c")]
+    found = evaluations(db)
+    assert len(found) == 6 + 2  # c's new version judged by both judges
+    assert {e.version_id for e in found if e.row_id == rid("c")} == {
+        before[rid("c")],
+        latest[rid("c")].version_id,
+    }
+    assert session_report(resumed)["judgments"] == 2
+
+
 # -- xdist -----------------------------------------------------------------------------------
 
 

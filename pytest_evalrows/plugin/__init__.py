@@ -80,14 +80,15 @@ def eval_row(request: pytest.FixtureRequest) -> EvalRow:
     ``eval_row.score(name, value)`` and ``eval_row.judge(judge)``. Accepts everything and
     records nothing when recording is off or the test is not marked ``eval`` (then it warns,
     once per test function)."""
+    node = request.node  # a property that looks the item up: once
     recorder = request.config.stash.get(recorder_key, None)
     if recorder is None:
-        return EvalRow(None, request.node, _judge_in_test)
+        return EvalRow(None, node, _judge_in_test)
     # The key through the recorder: an import statement here would be paid on every row.
-    draft = request.node.stash.get(recorder.draft_key, None)
-    if draft is None and request.node.get_closest_marker("eval") is None:
-        _warn_unmarked(request.node)
-    return EvalRow(draft, request.node, _judge_in_test)
+    draft = node.stash.get(recorder.draft_key, None)
+    if draft is None and node.get_closest_marker("eval") is None:
+        _warn_unmarked(node)
+    return EvalRow(draft, node, _judge_in_test)
 
 
 def _judge_in_test(
