@@ -162,6 +162,39 @@ ATTEMPT_RULE = (
             id="bad-http-retries",
         ),
         pytest.param(
+            ["--eval-report=short"],
+            {},
+            "--eval-report='short': not a valid value; valid values: full, none",
+            id="bad-report",
+        ),
+        pytest.param(
+            ["--eval-fail-under", "pass=0.9", "--eval-fail-under", "exact=high"],
+            {},
+            "--eval-fail-under='pass=0.9\\nexact=high': 'exact=high' is not NAME=VALUE with "
+            "VALUE a number from 0 to 1 (e.g. pass=0.9, exact=0.75)",
+            id="bad-fail-under",
+        ),
+        pytest.param(
+            [],
+            {"EVALROWS_FAIL_UNDER": "pass=1.5"},
+            "env var EVALROWS_FAIL_UNDER='pass=1.5': 'pass=1.5' is not NAME=VALUE with VALUE a "
+            "number from 0 to 1 (e.g. pass=0.9, exact=0.75)",
+            id="fail-under-out-of-range",
+        ),
+        pytest.param(
+            ["--eval-max-regressions=2"],
+            {},
+            "--eval-max-regressions counts regressions against a baseline: name one with "
+            "--eval-baseline EXPERIMENT",
+            id="regressions-without-baseline",
+        ),
+        pytest.param(
+            ["--eval-trials=0"],
+            {},
+            "--eval-trials='0': valid values: a whole number, 1 or more",
+            id="no-trials",
+        ),
+        pytest.param(
             [],
             {"EVALROWS_STORE": "mysql://db/rows"},
             "env var EVALROWS_STORE='mysql://db/rows': unknown store scheme 'mysql' in "
@@ -426,3 +459,24 @@ def test_the_resume_ini_key_and_env_var_still_work(
     assert resolve(pytester.parseconfig("--eval-experiment=x"), environ).resume == "finished"
     config = pytester.parseconfig("--eval-experiment=x", "--eval-resume", "tests/")
     assert resolve(config, environ).resume == "passed"  # the flag wins
+
+
+def test_fail_under_gathers_every_flag_the_ini_lines_or_the_env_commas(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = pytester.parseconfig(
+        "--eval-experiment=x", "--eval-fail-under", "pass=0.9", "--eval-fail-under=exact=0.5"
+    )
+    assert resolve(config, {}).fail_under == (("exact", 0.5), ("pass", 0.9))
+    pytester.makeini("[pytest]\neval_fail_under =\n    pass=0.8\n    tone=0.25\n")
+    config = pytester.parseconfig("--eval-experiment=x")
+    assert resolve(config, {}).fail_under == (("pass", 0.8), ("tone", 0.25))
+    config = pytester.parseconfig("--eval-experiment=x", "-c", "/dev/null")
+    found = resolve(config, {"EVALROWS_FAIL_UNDER": "pass=0.7, exact=1"})
+    assert found.fail_under == (("exact", 1.0), ("pass", 0.7))
+    assert (found.trials, found.report, found.baseline, found.max_regressions) == (
+        1,
+        "full",
+        None,
+        None,
+    )

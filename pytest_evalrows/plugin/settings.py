@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +15,11 @@ from ..core import ids
 from ..core.redaction import scrub_url_credentials
 from ..core.values import storable_text
 from ..store.urls import DEFAULT_STORE, VALID_FORMS, StoreURL, api_key_from_env, parse_store_url
+from . import setting_values as values_
 
 TRACING_MODES = ("auto", "attach", "off")
+REPORT_MODES = ("full", "none")
 RESUME_MODES = ("passed", "finished", "off")
-
-# No control characters, and no surrogates: a name given in bytes that are not UTF-8 (on a
-# command line, say) reaches Python as surrogates, which no store can keep.
-_NAME = re.compile(r"^[^\x00-\x1f\x7f\ud800-\udfff]{1,200}$")
 
 
 @dataclass(frozen=True)
@@ -38,6 +35,8 @@ class Option:
     const: str | None = None
     modes: tuple[str, ...] = ()
     takes_value: bool = True
+    # A flag that may be given more than once; its values are joined with new lines.
+    repeatable: bool = False
 
     @property
     def flag(self) -> str:
@@ -144,6 +143,39 @@ OPTIONS: tuple[Option, ...] = (
         metavar="N",
     ),
     Option(
+        "report",
+        "the report at the session's end: full (-q shortens it) or none",
+        default="full",
+        metavar="WHICH",
+    ),
+    Option(
+        "baseline",
+        "compare this session's rows, row by row and score by score, with the latest rows of "
+        "experiment NAME (in the same store and project)",
+        metavar="NAME",
+    ),
+    Option(
+        "fail_under",
+        "fail the session (exit 1) when the mean of score NAME over the latest versions of the "
+        "rows this session collected is below VALUE; pass=0.9 is the pass rate. Repeat the "
+        "flag for more scores (ini: one per line; env: separated by commas)",
+        metavar="NAME=VALUE",
+        repeatable=True,
+    ),
+    Option(
+        "max_regressions",
+        "fail the session (exit 1) when more than N rows regressed against --eval-baseline (a "
+        "row regresses when its pass score or any score both sides have went down)",
+        metavar="N",
+    ),
+    Option(
+        "trials",
+        "run every eval case N times in the session, each trial a row of its own "
+        "(<row id>#<k>); @pytest.mark.eval(trials=N) sets it for one test",
+        default="1",
+        metavar="N",
+    ),
+    Option(
         "judge_wait",
         "seconds the session waits at its end for the judgments still running; those not "
         "finished by then are failures",
@@ -177,6 +209,12 @@ class Settings:
     judge_timeout: float = 60.0
     judge_concurrency: int = 8
     judge_wait: float = 300.0
+    report: str = "full"
+    baseline: str | None = None
+    # (score name, the mean it must reach), sorted by name; "pass" is the pass rate.
+    fail_under: tuple[tuple[str, float], ...] = ()
+    max_regressions: int | None = None
+    trials: int = 1
 
     @property
     def recording(self) -> bool:
@@ -210,7 +248,12 @@ def add_options(parser: pytest.Parser) -> None:
             )
         else:
             group.addoption(
-                option.flag, dest=option.dest, default=None, metavar=option.metavar, help=help
+                option.flag,
+                dest=option.dest,
+                default=None,
+                metavar=option.metavar,
+                help=help,
+                action="append" if option.repeatable else "store",
             )
         parser.addini(option.ini, option.help, default=None)
 
@@ -260,7 +303,9 @@ def raw_values(config: pytest.Config, environ: Mapping[str, str]) -> dict[str, t
         flag_value = config.getoption(option.dest, default=None)
         ini_value: Any = config.getini(option.ini)
         env_value = environ.get(option.env)
-        if flag_value is not None:
+        if isinstance(flag_value, list):  # a repeatable flag: every value it was given
+            found[option.name] = ("\n".join(flag_value), option.flag)
+        elif flag_value is not None:
             found[option.name] = (str(flag_value), option.flag)
         elif ini_value not in (None, "", []):
             found[option.name] = (str(ini_value).strip(), f"ini key {option.ini}")
@@ -288,12 +333,14 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
             shown = "***" if name == "api_key" else scrub_url_credentials(value)
             raise pytest.UsageError(f"evalrows: {source}={shown!r}: {exc}") from None
 
-    experiment = get("experiment", _name("an experiment name"))
+    experiment = get("experiment", values_.name("an experiment name"))
     # The rootdir's name may hold bytes that are not UTF-8: escaped as every stored text is.
-    project = get("project", _name("a project name")) or storable_text(anchor.name) or "default"
+    project = (
+        get("project", values_.name("a project name")) or storable_text(anchor.name) or "default"
+    )
     store = get("store", lambda value: parse_store_url(value, anchor))
-    attempt_id = get("attempt_id", _attempt_id)
-    return Settings(
+    attempt_id = get("attempt_id", values_.attempt_id)
+    settings = Settings(
         experiment=experiment,
         store=store,
         project=project,
@@ -301,88 +348,26 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         anchor=anchor,
         api_key=get("api_key", str)
         or api_key_from_env(dict(os.environ if environ is None else environ)),
-        http_timeout=get("http_timeout", _seconds),
-        http_retries=get("http_retries", _count),
-        tracing=get("tracing", choice(TRACING_MODES)),
-        keep_stale_spans=bool(get("keep_stale_spans", boolean)),
-        resume=get("resume", choice(RESUME_MODES)),
-        spool=get("spool", lambda value: _directory(value, anchor)),
-        fail_on_undelivered=bool(get("fail_on_undelivered", boolean)),
-        judge_timeout=get("judge_timeout", _seconds),
-        judge_concurrency=get("judge_concurrency", lambda value: _count(value, 1)),
-        judge_wait=get("judge_wait", lambda value: _seconds(value, zero=True)),
+        http_timeout=get("http_timeout", values_.seconds),
+        http_retries=get("http_retries", values_.count),
+        tracing=get("tracing", values_.choice(TRACING_MODES)),
+        keep_stale_spans=bool(get("keep_stale_spans", values_.boolean)),
+        resume=get("resume", values_.choice(RESUME_MODES)),
+        spool=get("spool", lambda value: values_.directory(value, anchor)),
+        fail_on_undelivered=bool(get("fail_on_undelivered", values_.boolean)),
+        judge_timeout=get("judge_timeout", values_.seconds),
+        judge_concurrency=get("judge_concurrency", lambda value: values_.count(value, 1)),
+        judge_wait=get("judge_wait", lambda value: values_.seconds(value, zero=True)),
+        report=get("report", values_.choice(REPORT_MODES)),
+        baseline=get("baseline", values_.name("an experiment name")),
+        fail_under=get("fail_under", values_.score_bounds) or (),
+        max_regressions=get("max_regressions", values_.count),
+        trials=get("trials", lambda value: values_.count(value, 1)),
     )
-
-
-def _name(what: str) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        if _NAME.fullmatch(value) is None or not value.strip():
-            raise ValueError(
-                f"{what} must be 1 to 200 characters of UTF-8 text with no control characters "
-                "and not only spaces"
-            )
-        return value
-
-    return parse
-
-
-def _attempt_id(value: str) -> str:
-    if not ids.is_valid_attempt_id(value):
-        raise ValueError(
-            "an attempt id must be 1 to 128 characters: letters, digits and . _ : - "
-            "(starting with a letter or digit)"
+    if settings.max_regressions is not None and settings.baseline is None:
+        where = values["max_regressions"][1]
+        raise pytest.UsageError(
+            f"evalrows: {where} counts regressions against a baseline: name one with "
+            "--eval-baseline EXPERIMENT"
         )
-    return value
-
-
-def _count(value: str, minimum: int = 0) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = minimum - 1
-    if number < minimum:
-        raise ValueError(f"valid values: a whole number, {minimum} or more")
-    return number
-
-
-def _seconds(value: str, *, zero: bool = False) -> float:
-    """A number of seconds above 0 (or 0 and above, with ``zero``)."""
-    valid = "0 or more" if zero else "above 0"
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError(f"not a number of seconds; valid values: a number {valid}") from None
-    if not (seconds >= 0 if zero else seconds > 0) or seconds == float("inf"):
-        raise ValueError(f"valid values: a number of seconds {valid}")
-    return seconds
-
-
-def _directory(value: str, anchor: Path) -> Path:
-    if not value.strip():
-        raise ValueError("a directory path cannot be empty")
-    path = Path(value).expanduser()
-    path = path if path.is_absolute() else anchor / path
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{path} exists and is not a directory")
-    return path
-
-
-def choice(valid: tuple[str, ...]) -> Callable[[str], str]:
-    """A parser for a setting with a fixed set of values."""
-
-    def parse(value: str) -> str:
-        normalized = value.strip().lower()
-        if normalized not in valid:
-            raise ValueError(f"not a valid value; valid values: {', '.join(valid)}")
-        return normalized
-
-    return parse
-
-
-def boolean(value: str) -> bool:
-    normalized = value.strip().lower()
-    if normalized in ("1", "true", "yes", "on"):
-        return True
-    if normalized in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("not a valid value; valid values: true, false (or 1, 0, yes, no, on, off)")
+    return settings
