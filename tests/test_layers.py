@@ -27,7 +27,7 @@ ROOT = Path(pytest_evalrows.__file__).parent
 
 LAYERS = ("core", "store", "braintrust", "delivery", "judging", "plugin")
 # Above the layers: they put the pieces together, and may import anything.
-TOP = ("cli", "cli_judging", "testing", "stores", "models")
+TOP = ("cli", "cli_judging", "cli_reports", "testing", "stores", "models")
 ALLOWED = {
     "errors": (),
     "core": ("core",),
