@@ -46,6 +46,13 @@ class Totals:
     requests: Counter[str] = field(default_factory=Counter)
     # What this process's judges concluded, and what became of their evaluations.
     judgments: JudgmentCounts = field(default_factory=JudgmentCounts)
+    # Cases run as trials: the case's row id (without "#k") -> [trials passed, trials run].
+    trials: dict[str, list[int]] = field(default_factory=dict)
+
+    def add_trial(self, case_row_id: str, passed: bool) -> None:
+        counts = self.trials.setdefault(case_row_id, [0, 0])
+        counts[0] += int(passed)
+        counts[1] += 1
 
     def add_scores(self, scores: dict[str, float]) -> None:
         for name, value in scores.items():
@@ -78,6 +85,7 @@ class Totals:
             "resumed": self.resumed,
             "requests": dict(self.requests),
             "judgments": self.judgments.to_json(),
+            "trials": self.trials,
         }
 
     def merge(self, data: dict[str, Any]) -> None:
@@ -94,6 +102,11 @@ class Totals:
         self.resumed = max(self.resumed, data["resumed"])
         self.requests.update(data["requests"])
         self.judgments.merge(data.get("judgments") or {})
+        # Each worker ran its own trials of a case: summed, never overlapping.
+        for case_row_id, (passed, run) in (data.get("trials") or {}).items():
+            counts = self.trials.setdefault(case_row_id, [0, 0])
+            counts[0] += int(passed)
+            counts[1] += run
 
 
 def storable(unit: Unit) -> None:
