@@ -15,6 +15,8 @@ from typing import Any, TextIO
 
 from . import __version__
 from .cli_judging import Shared, UsageError, add_commands
+from .cli_reports import Reports
+from .cli_reports import add_commands as add_report_commands
 from .core.timestamps import to_iso
 from .errors import EvalrowsError
 from .store.urls import DEFAULT_STORE, VALID_FORMS, api_key_from_env, parse_store_url
@@ -126,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
         "127.0.0.1, localhost and [::1] with the port)",
     )
     # judge, judgments, judgment: in their own module, sharing the store and table helpers.
-    add_commands(Shared(add, _project, _open, emit, unescaped))
+    shared = Shared(add, _project, _open, emit, unescaped)
+    add_commands(shared)
+    # summary, diff, export: in their own module too.
+    add_report_commands(Reports(shared, row_record))
     return parser
 
 
