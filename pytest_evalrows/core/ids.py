@@ -106,6 +106,29 @@ def keyed_row_id(base: str, key: Any) -> str:
     return f"{base}[{text}]"
 
 
+def trial_param_id(trial: int) -> str:
+    """The parameter id of a trial: the last component of its item's parameter id."""
+    return f"trial{trial}"
+
+
+def trial_row_id(case_row_id: str, trial: int) -> str:
+    return f"{case_row_id}#{trial}"
+
+
+def name_without_trial(name: str, originalname: str, callspec_id: str, trial: int) -> str | None:
+    """An item's name without its trial (``test_x[a-b-trial2]`` -> ``test_x[a-b]``,
+    ``test_x[trial2]`` -> ``test_x``), or None when the trial's id does not end it (a plugin
+    parametrized the test after the trials)."""
+    own = trial_param_id(trial)
+    if name != f"{originalname}[{callspec_id}]":
+        return None
+    if callspec_id == own:
+        return originalname
+    if callspec_id.endswith("-" + own):
+        return f"{originalname}[{callspec_id[: -len(own) - 1]}]"
+    return None
+
+
 def key_from_params(params: Mapping[str, Any], key: str) -> Any:
     """Find ``key`` among the parametrized values: a parameter of that name, or a field of
     exactly one parameter value (a mapping key or an attribute).

@@ -43,6 +43,10 @@ class RowPlan:
     input_truncated: int | None = None
     # (judge id, judge) of ``@pytest.mark.eval(judges=[...])``, run on the finished row.
     judges: tuple[tuple[str, Any], ...] = ()
+    # A trial's number (from 1) and the row id of its case (``row_id`` without ``#<k>``);
+    # 0 and None for a row that is no trial.
+    trial: int = 0
+    case_row_id: str | None = None
 
 
 @dataclass(slots=True)

@@ -31,7 +31,9 @@ MARKER = (
     "key: a parameter name or a field of the case (or a callable taking the parameters) "
     "whose value identifies the row, instead of the node id. judges=[...]: judges (named "
     "callables taking the row's Trace) run on each finished row; their judgments show on "
-    "the row as judge:<name> scores."
+    "the row as judge:<name> scores. trials=N: run each case N times when recording, each "
+    "trial a row of its own (<row id>#<k>; the eval_trial fixture is k), instead of "
+    "--eval-trials."
 )
 
 
@@ -47,8 +49,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER)
     settings = resolve(config)
     config.stash[settings_key] = settings
-    if not settings.recording or config.option.collectonly:
-        return  # inert: nothing imported, opened or written
+    if not settings.recording:
+        return  # inert: nothing imported, opened or written, each case run once
+    from .trials import Trials
+
+    # Also under --collect-only: it lists the trials a recording session runs.
+    config.pluginmanager.register(Trials(config, settings.trials), "evalrows-trials")
+    if config.option.collectonly:
+        return
     from .recorder import Recorder
 
     recorder = Recorder(config, settings)
@@ -89,6 +97,14 @@ def eval_row(request: pytest.FixtureRequest) -> EvalRow:
     if draft is None and node.get_closest_marker("eval") is None:
         _warn_unmarked(node)
     return EvalRow(draft, node, _judge_in_test)
+
+
+@pytest.fixture
+def eval_trial(request: pytest.FixtureRequest) -> int:
+    """The number of the running trial of the case, from 1 (always 1 when the test has no
+    trials, or recording is off)."""
+    trial: int = getattr(request, "param", 1)
+    return trial
 
 
 def _judge_in_test(

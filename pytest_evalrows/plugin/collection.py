@@ -15,6 +15,8 @@ from ..core.records import RowState
 from ..core.row import RowPlan
 from ..core.values import json_value
 from ..errors import EvalrowsWarning
+from .trials import FIXTURE as TRIAL_FIXTURE
+from .trials import trials_used_key
 
 plan_key = pytest.StashKey[RowPlan]()
 
@@ -32,13 +34,15 @@ def plan_items(items: Sequence[pytest.Item], anchor: Path, config: pytest.Config
     warned: set[str] = set()
     # Asked once: calling a hook nobody implements still costs per item.
     row_id_hook = config.hook.pytest_evalrows_row_id if _implemented(config) else None
+    # Looked at only when some test runs trials: other sessions pay nothing per row for them.
+    trials = config.stash.get(trials_used_key, False)
     markers = _Markers()
     judges = _Judges()
     for item in items:
         marker, names = markers.of(item)
         if marker is None:
             continue
-        plan, positional = _plan(item, marker, names, anchor, row_id_hook, relative)
+        plan, positional = _plan(item, marker, names, anchor, row_id_hook, relative, trials)
         if "judges" in marker.kwargs:
             plan.judges = judges.of(item, marker.kwargs["judges"])
         other = owners.get(plan.row_id)
@@ -116,6 +120,7 @@ def _plan(
     anchor: Path,
     row_id_hook: Any,
     relative: dict[Path, str],
+    trials: bool,
 ) -> tuple[RowPlan, list[str]]:
     path = relative.get(item.path)
     if path is None:
@@ -124,12 +129,17 @@ def _plan(
     nodeid = path + sep + rest
     callspec = getattr(item, "callspec", None)
     params: dict[str, Any] = dict(callspec.params) if callspec is not None else {}
+    # A trial's number is no parameter of its case: the case's input, hash and keys hold
+    # without it, and its row id is the case's with "#<k>".
+    trial: int = params.pop(TRIAL_FIXTURE, 0) if trials else 0
     input_value, cut = json_value(params)
     key = marker.kwargs.get("key", marker.args[0] if marker.args else None)
     positional: list[str] = []
     if key is None:
         row_id = nodeid
         if callspec is not None:
+            if trial:
+                row_id = _case_nodeid(item, nodeid, callspec.id, trial)
             positional = ids.positional_params(callspec.id, params, callspec.indices)
     else:
         row_id = ids.keyed_row_id(_base(item, nodeid), _key_value(item, key, params))
@@ -149,7 +159,22 @@ def _plan(
         markers=markers,
         input_truncated=cut,
     )
+    if trial:
+        plan.trial, plan.case_row_id, plan.row_id = trial, row_id, ids.trial_row_id(row_id, trial)
     return plan, positional
+
+
+def _case_nodeid(item: pytest.Item, nodeid: str, callspec_id: str, trial: int) -> str:
+    """The trial's node id without its trial's parameter id: its case's."""
+    name = item.name
+    case = ids.name_without_trial(name, getattr(item, "originalname", name), callspec_id, trial)
+    if case is None or not nodeid.endswith(name):
+        raise pytest.UsageError(
+            f"evalrows: cannot tell the case of the trial {item.nodeid}: its trial's id "
+            f"{ids.trial_param_id(trial)!r} does not end its parameter id (another plugin "
+            "parametrizes every test after evalrows, such as pytest-repeat's --count)"
+        )
+    return nodeid[: len(nodeid) - len(name)] + case
 
 
 def _key_value(item: pytest.Item, key: Any, params: Mapping[str, Any]) -> Any:

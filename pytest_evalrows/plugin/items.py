@@ -183,6 +183,8 @@ class ItemRows:
         )
         self.totals.statuses[status] += 1
         self.totals.add_scores(row["scores"])
+        if draft.plan.case_row_id is not None:  # a final execution only: reruns returned above
+            self.totals.add_trial(draft.plan.case_row_id, status == "passed")
         if self.is_worker:  # the controller counts scores from the reports it receives
             report.evalrows_scores = row["scores"]  # type: ignore[attr-defined]
         spans.append(self._root_span(draft, status, end))
