@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from . import report_tables as tables
+
 # Why new and updated counts are not known for certain.
 CRASHED = "a worker crashed; counted in the store"
 UNREAD = "the store could not be read first"
@@ -139,6 +141,30 @@ class SessionReport:
     judge_mean_scores: dict[str, float] = field(default_factory=dict)  # by judge id
     # The first few kinds of failure: [judge, error, how many, the first row's id].
     judgment_failures: list[list[Any]] = field(default_factory=list)
+    # The experiment's latest rows, read once after delivery (``experiment_unread`` says why
+    # they could not be): their number, score means, tokens and cost; and this attempt's.
+    experiment_rows: int | None = None
+    experiment_means: dict[str, float] = field(default_factory=dict)
+    experiment_tokens: int | None = None
+    experiment_cost: float | None = None
+    experiment_unread: str | None = None
+    session_tokens: int | None = None
+    session_cost: float | None = None
+    collected_rows: int | None = None  # rows this session collected (resumed ones included)
+    # ``--eval-baseline``: its name, and the comparison over the collected rows
+    # (``core.compare.Comparison.to_json()``), or why there is none.
+    baseline: str | None = None
+    comparison: dict[str, Any] | None = None
+    baseline_unread: str | None = None
+    # Each gate: {"gate", "score", "threshold", "value", "rows", "passed", "why"}.
+    gates: list[dict[str, Any]] = field(default_factory=list)
+    gate_usage_error: str | None = None  # a gate naming a score no collected row has
+    # Cases run as trials: case row id -> [trials passed, trials run].
+    trials: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def gates_failed(self) -> list[dict[str, Any]]:
+        return [gate for gate in self.gates if not gate["passed"]]
 
     def add_judgments(self, counts: JudgmentCounts) -> None:
         """Take the judges' counts into the report."""
@@ -171,8 +197,9 @@ class SessionReport:
         values["lost_rows"] = [(row_id, why) for row_id, why in data.get("lost_rows", [])]
         return cls(**values)
 
-    def lines(self) -> list[tuple[str, bool]]:
-        """The summary's lines, each with whether it is a problem (shown red)."""
+    def lines(self, short: bool = False) -> list[tuple[str, bool]]:
+        """The summary's lines, each with whether it is a problem (shown red). ``short``
+        (``-q``): who and what was written, one line of scores, the gates and the problems."""
         out: list[tuple[str, bool]] = []
 
         def say(line: str, red: bool = False) -> None:
@@ -184,6 +211,18 @@ class SessionReport:
         else:
             detail = f"{self.new_rows} new, {self.updated_rows} updated"
         say(f"attempt {self.attempt_id}: {self.rows_written} rows written ({detail})")
+        if short:
+            problems = [(line, True) for line, red in self._full_lines() if red]
+            return out + tables.short_lines(self) + problems
+        return out + self._full_lines()
+
+    def _full_lines(self) -> list[tuple[str, bool]]:
+        out: list[tuple[str, bool]] = []
+
+        def say(line: str, red: bool = False) -> None:
+            out.append((line, red))
+
+        say(tables.rows_run(self))
         if self.own_leftovers:
             say(
                 f"of which {self.own_leftovers} rows its workers had not delivered were "
@@ -220,6 +259,8 @@ class SessionReport:
                 f"{name} {mean:.3f}" for name, mean in sorted(self.mean_scores.items())
             )
             say(f"mean scores: {means}")
+        out.extend(tables.score_lines(self))
+        out.extend(tables.trial_lines(self))
         if self.judgments:
             self._judgment_lines(say)
         if self.store_error:
@@ -243,6 +284,7 @@ class SessionReport:
             say(f"{len(self.lost_rows)} rows could be neither stored nor kept in the spool:", True)
             for row_id, why in self.lost_rows:
                 say(f"  row {row_id!r} {why}", red=True)
+        out.extend(tables.gate_lines(self))
         return out
 
     def _judgment_lines(self, say: Callable[..., None]) -> None:

@@ -24,7 +24,7 @@ from ..delivery.spool import default_spool_dir, session_name
 from ..delivery.totals import Totals, Unit
 from ..errors import StoreAuthError, StoreError
 from ..stores import open_store
-from . import gitinfo
+from . import gates, gitinfo
 from .collection import plan_items, resume_filter, warn_changed_params
 from .items import ItemRows, draft_key
 from .session_end import SessionEnd
@@ -121,6 +121,8 @@ class Recorder:
         else:
             self.started = time.time()
             self._read_states()
+            # An unknown baseline stops the session before any test costs anything.
+            self.end.baseline = gates.find_baseline(self.delivery, self.settings)
             self.end.attempt = Attempt(
                 id=self.attempt_id,
                 experiment_id=self.delivery.experiment.id if self.delivery.experiment else "",
@@ -137,6 +139,8 @@ class Recorder:
         self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
         self.plans = plan_items(items, self.settings.anchor, config)
+        # The gates look at every collected row, those resume deselects included.
+        self.end.collected.update(plan.row_id for plan in self.plans)
         # Asked once: calling a hook nobody implements still costs per row.
         self.items.has_row_fields_hook = bool(
             config.hook.pytest_evalrows_row_fields.get_hookimpls()
@@ -257,12 +261,16 @@ class Recorder:
             self.totals.requests.update(getattr(store, "requests", None) or {})
             workeroutput: dict[str, Any] = self.config.workeroutput  # type: ignore[attr-defined]
             workeroutput["evalrows"] = self.totals.to_json()
-        elif (
+            # The controller collects nothing: its gates look at the rows workers collected.
+            workeroutput["evalrows_collected"] = sorted(self.end.collected)
+            return
+        if (
             self.settings.fail_on_undelivered
             and (self.totals.undelivered_rows or self.totals.lost_rows)
             and session.exitstatus == pytest.ExitCode.OK
         ):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        gates.exit_status(session, self.end.findings)
 
     def finish(self) -> None:
         self.end.finish()
@@ -270,6 +278,8 @@ class Recorder:
     def merge_worker(self, output: dict[str, Any] | None, worker: str) -> None:
         """Controller side: add a finished worker's totals (None when it crashed)."""
         self.workers.merge_worker(output, worker)
+        if output is not None:
+            self.end.collected.update(output.get("evalrows_collected") or ())
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.finish()
@@ -283,7 +293,7 @@ class Recorder:
         return self.end.report()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        write_summary(self.report(), terminalreporter)
+        write_summary(self.report(), terminalreporter, self.settings.report)
 
 
 def _delivery(

@@ -6,11 +6,12 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from ..core.records import Attempt
+from ..core.records import Attempt, Experiment
 from ..core.report import CRASHED, UNREAD, SessionReport
 from ..delivery.delivery import Delivery
 from ..delivery.totals import Totals
 from ..errors import StoreError
+from .gates import Findings, conclude, unchecked
 from .items import ItemRows
 from .settings import Settings
 from .tracing import Tracing
@@ -45,6 +46,11 @@ class SessionEnd:
         self.cleanup_seconds = 0.0
         self.resume_seconds = 0.0
         self.finished = False
+        # The row ids this session collected (its xdist workers', on the controller), the
+        # baseline found at the start, and what the end found over the rows as a whole.
+        self.collected: set[str] = set()
+        self.baseline: Experiment | None = None
+        self.findings: Findings | None = None
 
     def finish(self) -> None:
         if self.finished or self.delivery is None:
@@ -72,6 +78,7 @@ class SessionEnd:
             pending = delivery.count_undelivered()
             self.workers.count_rows_in_store(delivery)
             self._clean_stale_spans(delivery, pending)
+            self._conclude(delivery, len(pending) + len(self.totals.lost_rows))
             if self.attempt is not None:
                 self.attempt.ended = time.time()
                 self.attempt.counts = dict(self.totals.statuses)
@@ -122,6 +129,26 @@ class SessionEnd:
         self.cleanup_seconds = time.perf_counter() - started
         self.stale_spans_removed = len(removed)
 
+    def _conclude(self, delivery: Delivery, undelivered: int) -> None:
+        """The one read of the experiment's rows (and the baseline's) for the report and the
+        gates; skipped when neither asks for it."""
+        settings = self.settings
+        wanted = settings.report != "none" or settings.fail_under or settings.max_regressions
+        if not wanted:
+            return
+        try:
+            self.findings = conclude(
+                delivery,
+                settings,
+                attempt_id=self.attempt_id,
+                collected=self.collected,
+                baseline=self.baseline,
+                undelivered=undelivered,
+            )
+        except Exception as exc:  # the attempt and the summary still go on
+            self.totals.errors.append(f"reading the experiment's rows failed: {exc!r}")
+            self.findings = unchecked(settings, f"reading the rows failed: {exc!r}")
+
     def save_attempt(self) -> bool:
         """Record the attempt in the store; False when the store cannot take it now."""
         delivery = self.delivery
@@ -170,6 +197,10 @@ class SessionEnd:
             lost_rows=list(totals.lost_rows),
         )
         report.add_judgments(totals.judgments)
+        report.baseline = self.settings.baseline
+        report.trials = {case: list(counts) for case, counts in sorted(totals.trials.items())}
+        if self.findings is not None:
+            self.findings.fill(report)
         if self.workers.rows_written_in_store is not None:
             report.rows_written = self.workers.rows_written_in_store
             report.new_rows = report.updated_rows = None
