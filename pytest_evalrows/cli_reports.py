@@ -77,8 +77,8 @@ def add_commands(reports: Reports) -> None:
     diff.add_argument("a", metavar="A", help="the baseline experiment")
     diff.add_argument("b", metavar="B", help="the experiment compared with it")
     shared.add_project(diff)
-    diff.add_argument("--project-a", help="A's project (default: --project)")
-    diff.add_argument("--project-b", help="B's project (default: --project)")
+    diff.add_argument("--project-a", metavar="PROJECT", help="A's project (default: --project)")
+    diff.add_argument("--project-b", metavar="PROJECT", help="B's project (default: --project)")
 
     export = shared.add(
         "export",
