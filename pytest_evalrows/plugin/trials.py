@@ -38,6 +38,7 @@ class Trials:
         self.config = config
         self.default = default
         self.bad: list[str] = []
+        self.is_worker = hasattr(config, "workerinput")
 
     # Last, as pytest-repeat does: the trial's id ends the parameter id, after the test's
     # own parametrize ids.
@@ -48,10 +49,15 @@ class Trials:
             return
         count: Any = marker.kwargs.get("trials", self.default)
         if not is_count(count):
-            self.bad.append(
+            bad = (
                 f"evalrows: @pytest.mark.eval(trials={count!r}) of {metafunc.definition.nodeid}: "
                 f"valid values: {VALID}"
             )
+            if self.is_worker:
+                # A usage error would crash an xdist worker (an INTERNALERROR): a collection
+                # error reaches the controller and is shown as its one line.
+                raise pytest.Collector.CollectError(bad)
+            self.bad.append(bad)
             return
         if count == 1:
             return  # one trial is no trial: node ids and row ids as ever
