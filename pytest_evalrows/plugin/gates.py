@@ -10,7 +10,6 @@ silence.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,7 +101,7 @@ def conclude(
         # The rows this session is about; every row when it collected none it knows of.
         scope = [row for row in latest if row.row_id in collected] if collected else latest
         if settings.baseline is not None:
-            _compare(delivery, settings, baseline, scope, bool(collected), found)
+            _compare(delivery, settings, baseline, scope, found)
     why = None
     if latest is None:
         unread = found.experiment_unread
@@ -146,25 +145,22 @@ def _compare(
     settings: Settings,
     baseline: Experiment | None,
     scope: list[RowVersion],
-    scoped: bool,
     found: Findings,
 ) -> None:
-    """The scope's rows against the baseline's latest versions of the same rows."""
+    """The scope's rows against the baseline's latest rows: those on one side only are
+    counted (a row ``-k`` left out is one only the baseline has), not compared."""
     store = delivery.store
     assert store is not None and settings.baseline is not None
     try:
         if baseline is None:  # the store could not be read at the start
             baseline = store.get_experiment(settings.baseline, settings.project)
-        rows: Iterable[RowVersion] = store.latest_rows(baseline.id)
+        rows = store.latest_rows(baseline.id)
     except UnknownExperimentError:
         found.baseline_unread = "no such experiment"
         return
     except StoreError as exc:
         found.baseline_unread = str(exc)
         return
-    if scoped:
-        ids = {row.row_id for row in scope}
-        rows = [row for row in rows if row.row_id in ids]
     found.comparison = compare(
         rows, scope, a_name=settings.baseline, b_name=settings.experiment or ""
     ).to_json()
