@@ -283,6 +283,38 @@ def test_the_totals_count_each_cases_passed_and_run_trials(
     assert kept.trials == {f"{ANSWER}[fr]": [3, 3], f"{ANSWER}[it]": [2, 3]}
 
 
+FLAKY = """
+import pathlib
+
+import pytest
+
+HERE = pathlib.Path(__file__).parent
+
+
+@pytest.mark.eval(trials=2)
+def test_flaky(eval_row, eval_trial):
+    flag = HERE / f"flaky-{eval_trial}"
+    if flag.exists():
+        flag.unlink()
+        raise AssertionError("flaky")
+"""
+
+
+def test_the_totals_count_a_rerun_trial_once_by_its_final_execution(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_flaky=FLAKY)
+    (pytester.path / "flaky-2").touch()
+    kept = KeepTotals()
+    result = pytester.runpytest_inprocess(
+        "-p", "no:randomly", "--eval-experiment=f", "--eval-tracing=off", "--reruns=1",
+        plugins=[kept],
+    )  # fmt: skip
+    assert result.parseoutcomes() == {"passed": 2, "rerun": 1}
+    assert kept.trials == {"test_flaky.py::test_flaky": [2, 2]}
+
+
 @pytest.mark.parametrize(
     ("name", "callspec_id", "expected"),
     [
