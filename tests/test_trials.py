@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.cli import session_report
 from support.output import deselected, usage_error
 from support.sessions import INI
 from support.store import history, rows
 
 from pytest_evalrows.core import ids
-from pytest_evalrows.plugin import recorder_key
 
 # Two cases of three trials; the trial number is the eval_trial fixture. Trial 2 of "it"
 # fails while `fail-it-2` exists. test_once has no trials.
@@ -258,29 +258,17 @@ def test_an_inert_session_runs_each_case_once(suite: pytest.Pytester) -> None:
     assert not (suite.path / ".evalrows").exists()
 
 
-class KeepTotals:
-    """Keeps the recorder's totals of an in-process session (the xdist controller's are its
-    workers' merged)."""
-
-    def __init__(self) -> None:
-        self.trials: dict[str, list[int]] = {}
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        self.trials = session.config.stash[recorder_key].totals.trials
-
-
 @pytest.mark.parametrize("workers", ["0", "2"])
-def test_the_totals_count_each_cases_passed_and_run_trials(
+def test_the_report_counts_each_cases_passed_and_run_trials(
     suite: pytest.Pytester, workers: str
 ) -> None:
-    kept = KeepTotals()
-    result = suite.runpytest_inprocess(
-        "-p", "no:randomly", "--eval-experiment=t", "--eval-tracing=off", "-n", workers,
-        plugins=[kept],
-    )  # fmt: skip
+    result = run(suite, "--eval-experiment=t", "-n", workers)
     result.assert_outcomes(passed=6, failed=1)
-    assert kept.trials == {f"{ANSWER}[fr]": [3, 3], f"{ANSWER}[it]": [2, 3]}
+    # The xdist controller's are its workers' trials, summed.
+    assert session_report(result)["trials"] == {
+        f"{ANSWER}[fr]": [3, 3],
+        f"{ANSWER}[it]": [2, 3],
+    }
 
 
 FLAKY = """
@@ -300,19 +288,15 @@ def test_flaky(eval_row, eval_trial):
 """
 
 
-def test_the_totals_count_a_rerun_trial_once_by_its_final_execution(
+def test_a_trial_a_rerun_plugin_repeated_counts_once_by_its_final_execution(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makeini(INI)
     pytester.makepyfile(test_flaky=FLAKY)
     (pytester.path / "flaky-2").touch()
-    kept = KeepTotals()
-    result = pytester.runpytest_inprocess(
-        "-p", "no:randomly", "--eval-experiment=f", "--eval-tracing=off", "--reruns=1",
-        plugins=[kept],
-    )  # fmt: skip
+    result = run(pytester, "--eval-experiment=f", "--reruns=1")
     assert result.parseoutcomes() == {"passed": 2, "rerun": 1}
-    assert kept.trials == {"test_flaky.py::test_flaky": [2, 2]}
+    assert session_report(result)["trials"] == {"test_flaky.py::test_flaky": [2, 2]}
 
 
 @pytest.mark.parametrize(
