@@ -25,8 +25,8 @@ __all__ = ["DaemonPool", "LoopThread"]
 
 # How long closing gives cancelled async judges and idle threads to wind down.
 CLOSE_GRACE_S = 5.0
-# How long closing gives the event loop to cancel its judges and stop, in all.
-LOOP_GRACE_S = 1.0
+# How long a loop that has cancelled its judges is given to stop.
+STOP_GRACE_S = 1.0
 
 
 class DaemonPool:
@@ -215,13 +215,14 @@ class LoopThread:
         if loop is None or thread is None:
             return
         # One grace for both steps: a loop a judge blocks answers neither, and its daemon
-        # thread is left behind rather than waited for twice.
-        deadline = time.monotonic() + LOOP_GRACE_S
+        # thread is left behind rather than waited for twice. A loop that answers (late, on
+        # a busy machine) is always given the moment it needs to stop, and is closed.
+        deadline = time.monotonic() + CLOSE_GRACE_S
         cancelling = asyncio.run_coroutine_threadsafe(_cancel_tasks(), loop)
         with contextlib.suppress(concurrent.futures.TimeoutError):
-            cancelling.result(LOOP_GRACE_S)
+            cancelling.result(CLOSE_GRACE_S)
         loop.call_soon_threadsafe(loop.stop)
-        thread.join(max(0.0, deadline - time.monotonic()))
+        thread.join(max(STOP_GRACE_S, deadline - time.monotonic()))
         if not thread.is_alive():
             loop.close()
 
