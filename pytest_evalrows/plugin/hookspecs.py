@@ -17,7 +17,8 @@ def pytest_evalrows_row_id(item: pytest.Item, default: str) -> str | None:
 
     ``default`` is the rootdir-relative node id, or the id built from the ``key`` of the
     ``eval`` marker. Called once per eval item at collection. The id must not depend on the
-    invocation directory, the selection or the machine.
+    invocation directory, the selection or the machine. For a trial, ``default`` is its
+    case's row id, and ``#<k>`` is added to the id returned.
     """
 
 
