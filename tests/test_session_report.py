@@ -172,6 +172,7 @@ def test_a_report_renders_the_summary_lines() -> None:
         ("--- evalrows ---", False),
         ("experiment 'nightly' (project 'demo') in sqlite:///tmp/rows.db", False),
         ("attempt a1: 5 rows written (3 new, 2 updated)", False),
+        ("rows run: 5 (5 passed, 0 failed, 0 errors, 0 skipped)", False),
         ("resumed: 4 cases whose row already passed were not run again", False),
         ("delivered 1 rows an earlier session left in the spool", False),
         ("stale spans removed: 7 (in 0.25 s)", False),
@@ -243,3 +244,84 @@ def test_the_judgments_of_workers_add_up_and_render_one_line_with_the_first_fail
 def test_a_session_without_judgments_says_nothing_of_them() -> None:
     report = SessionReport(experiment="e", project="p", store="s", attempt_id="a")
     assert not [line for line, _ in report.lines() if "judg" in line]
+
+
+def test_the_report_renders_the_score_table_the_baseline_and_the_gates() -> None:
+    report = SessionReport(
+        "e", "p", "s", "a1", statuses={"passed": 3, "failed": 1}, mean_scores={"q": 0.25}
+    )
+    report.experiment_rows = 8
+    report.experiment_means = {"pass": 0.875, "q": 0.5}
+    report.experiment_tokens, report.session_tokens = 1200, 300
+    report.comparison = {
+        "a": "base",
+        "b": "e",
+        "rows": {"compared": 7, "only_a": 1, "only_b": 1},
+        "scores": {
+            "q": {"a_mean": 0.4, "b_mean": 0.5, "delta": 0.1, "improved": 2, "regressed": 1}
+        },
+        "improved": ["r1", "r2"],
+        "regressed": ["r3"],
+    }
+    report.gates = [
+        {
+            "gate": "fail_under",
+            "score": "q",
+            "threshold": 0.6,
+            "value": 0.5,
+            "rows": 8,
+            "passed": False,
+            "why": None,
+        },
+        {
+            "gate": "max_regressions",
+            "score": None,
+            "threshold": 1,
+            "value": 1,
+            "rows": 7,
+            "passed": True,
+            "why": None,
+        },
+    ]
+
+    lines = report.lines()
+
+    assert lines[2:] == [
+        ("rows run: 4 (3 passed, 1 failed, 0 errors, 0 skipped)", False),
+        ("mean scores: q 0.250", False),
+        ("latest rows of the experiment: 8", False),
+        ("score  session  experiment  baseline 'base'   delta  improved  regressed", False),
+        ("pass         -       0.875                -       -         0          0", False),
+        ("q        0.250       0.500            0.400  +0.100         2          1", False),
+        (
+            "against baseline 'base': 7 rows compared (1 only in the baseline, 1 only here): "
+            "2 improved, 1 regressed",
+            False,
+        ),
+        ("  regressed: r3", False),
+        ("tokens 300 this session, 1,200 in all", False),
+        ("gate q >= 0.6: FAILED (0.500 over 8 rows)", True),
+        ("gate at most 1 regressed rows: passed (1 regressed)", False),
+    ]
+    assert SessionReport.from_json(json.loads(json.dumps(report.to_json()))) == report
+
+
+def test_an_unread_experiment_is_one_line_and_the_gates_fail_saying_why() -> None:
+    report = SessionReport("e", "p", "s", "a1")
+    report.experiment_unread = "database is locked"
+    report.gates = [
+        {
+            "gate": "fail_under",
+            "score": "pass",
+            "threshold": 0.9,
+            "value": None,
+            "rows": None,
+            "passed": False,
+            "why": "it cannot be checked: the store is down",
+        },
+    ]
+    said = [(line, red) for line, red in report.lines() if red]
+    assert said == [
+        ("experiment's latest rows not read: database is locked", True),
+        ("gate pass >= 0.9: FAILED: it cannot be checked: the store is down", True),
+    ]

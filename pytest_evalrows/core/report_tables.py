@@ -1,15 +1,15 @@
 """The report's lines about the rows as a whole: what ran, the score table (this session, the
 experiment's latest rows, a baseline), trials and gates. ``SessionReport.lines`` puts them in.
 
-Pure: imports nothing of the package but ``report``'s type, and no pytest.
+Pure: imports nothing of the package, and no pytest. Each function takes a
+``report.SessionReport`` (typed ``Any``: ``report`` imports this module).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .report import SessionReport
+SessionReport = Any
 
 Line = tuple[str, bool]  # the text, and whether it is a problem (shown red)
 

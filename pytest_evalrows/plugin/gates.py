@@ -11,17 +11,20 @@ silence.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ..core.compare import compare, means, score_names, summarize
-from ..core.models import RowVersion
 from ..core.records import Experiment
 from ..core.report import SessionReport
 from ..delivery.delivery import Delivery
+from ..delivery.totals import Totals
 from ..errors import StoreError, UnknownExperimentError
 from .settings import Settings
+
+if TYPE_CHECKING:  # read back from the store: pydantic is imported by the store, not here
+    from ..core.models import RowVersion
 
 # A mean read back from the store may differ from the written one in its last bits.
 _SAME = 1e-9
@@ -226,13 +229,16 @@ def _max_regressions(settings: Settings, why: str | None, found: Findings) -> No
     found.gates.append(gate)
 
 
-def exit_status(session: pytest.Session, findings: Findings | None) -> None:
-    """A failed gate fails a session that would have passed; a gate naming a score no row
-    has is a usage error."""
-    if findings is None:
-        return
+def exit_status(
+    session: pytest.Session, settings: Settings, totals: Totals, findings: Findings | None
+) -> None:
+    """The exit status the user asked for: rows not delivered (``--eval-fail-on-undelivered``)
+    or a failed gate fail a session that would have passed; a gate naming a score no row has
+    is a usage error."""
     ok, failed = pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED
-    if findings.gate_usage_error is not None and session.exitstatus in (ok, failed):
-        session.exitstatus = pytest.ExitCode.USAGE_ERROR
-    elif findings.failed and session.exitstatus == ok:
+    undelivered = settings.fail_on_undelivered and (totals.undelivered_rows or totals.lost_rows)
+    if findings is not None and findings.gate_usage_error is not None:
+        if session.exitstatus in (ok, failed):
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+    elif (undelivered or (findings is not None and findings.failed)) and session.exitstatus == ok:
         session.exitstatus = failed

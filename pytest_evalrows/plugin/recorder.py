@@ -264,13 +264,7 @@ class Recorder:
             # The controller collects nothing: its gates look at the rows workers collected.
             workeroutput["evalrows_collected"] = sorted(self.end.collected)
             return
-        if (
-            self.settings.fail_on_undelivered
-            and (self.totals.undelivered_rows or self.totals.lost_rows)
-            and session.exitstatus == pytest.ExitCode.OK
-        ):
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        gates.exit_status(session, self.end.findings)
+        gates.exit_status(session, self.settings, self.totals, self.end.findings)
 
     def finish(self) -> None:
         self.end.finish()
@@ -278,8 +272,6 @@ class Recorder:
     def merge_worker(self, output: dict[str, Any] | None, worker: str) -> None:
         """Controller side: add a finished worker's totals (None when it crashed)."""
         self.workers.merge_worker(output, worker)
-        if output is not None:
-            self.end.collected.update(output.get("evalrows_collected") or ())
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.finish()

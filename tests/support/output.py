@@ -88,6 +88,16 @@ class Summary:
     cleanup_pending: int | None = None
     lost: int | None = None
     lost_rows: list[str] = field(default_factory=list)  # the "  row 'r' why" lines
+    # The report over the rows as a whole (its numbers are read from the saved report).
+    rows_run: int | None = None  # "rows run: N (...)"
+    experiment_rows: int | None = None  # "latest rows of the experiment: N"
+    experiment_unread: str | None = None
+    score_table: list[str] = field(default_factory=list)  # its header and one line a score
+    baseline: list[str] = field(default_factory=list)  # "against baseline ..." and "  regressed:"
+    costs: str | None = None  # "tokens ... ; cost ..."
+    trials: list[str] = field(default_factory=list)
+    gates: list[str] = field(default_factory=list)  # "gate ...", "usage error: ..."
+    short_means: str | None = None  # under -q: "experiment means: ..." or "session means: ..."
     unknown: list[str] = field(default_factory=list)
 
     @property
@@ -164,9 +174,39 @@ def read_summary(result: pytest.RunResult | str) -> Summary:
             found.lost = int(match[1])
         elif line.startswith("  row "):
             found.lost_rows.append(line)
-        else:
+        elif not _report_line(found, line):
             found.unknown.append(line)
     return found
+
+
+_TABLE_ROW = re.compile(r"\S+(  +(-|[+-]?\d+\.\d{3}|\d+))+")
+
+
+def _report_line(found: Summary, line: str) -> bool:
+    """Read one line of the report over the rows as a whole; False when it is none of them."""
+    if match := re.fullmatch(r"rows run: (\d+) \(.*\)", line):
+        found.rows_run = int(match[1])
+    elif match := re.fullmatch(r"latest rows of the experiment: (\d+)", line):
+        found.experiment_rows = int(match[1])
+    elif line.startswith("experiment's latest rows not read: "):
+        found.experiment_unread = line.removeprefix("experiment's latest rows not read: ")
+    elif re.fullmatch(r"score +session +experiment.*", line) or (
+        found.score_table and _TABLE_ROW.fullmatch(line)
+    ):
+        found.score_table.append(line)
+    elif line.startswith(("against baseline ", "  regressed: ", "baseline ")):
+        found.baseline.append(line)
+    elif line.startswith(("tokens ", "cost $")):
+        found.costs = line
+    elif line.startswith("trials: ") or re.fullmatch(r"  .* \d+ of \d+ trials passed", line):
+        found.trials.append(line)
+    elif line.startswith(("gate ", "usage error: ")):
+        found.gates.append(line)
+    elif line.startswith(("experiment means: ", "session means: ")):
+        found.short_means = line
+    else:
+        return False
+    return True
 
 
 def usage_error(result: pytest.RunResult) -> str:
