@@ -63,6 +63,8 @@ def score_lines(report: SessionReport) -> list[Line]:
     names = sorted(set(report.mean_scores) | set(report.experiment_means) | set(changes))
     for name in names:
         session, latest = report.mean_scores.get(name), report.experiment_means.get(name)
+        if session is None and name.startswith("judge:"):  # this session's judgments
+            session = report.judge_mean_scores.get(name.removeprefix("judge:"))
         row = [name, _number(session), _number(latest)]
         if comparison is not None:
             change = changes.get(name, {})
