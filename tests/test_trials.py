@@ -312,3 +312,38 @@ def test_the_trial_is_taken_off_the_end_of_the_parameter_id_only(
     name: str, callspec_id: str, expected: str | None
 ) -> None:
     assert ids.name_without_trial(name, "test_x", callspec_id, 2) == expected
+
+
+OWN_PARAMETER = """
+import pytest
+
+
+@pytest.mark.eval
+@pytest.mark.parametrize("eval_trial", [0, 6])
+def test_own(eval_trial, eval_row):
+    eval_row.log(output=eval_trial)
+
+
+@pytest.mark.eval(trials=2)
+def test_tried(eval_row):
+    eval_row.log(output=1)
+"""
+
+
+def test_a_tests_own_parameter_named_like_the_trial_is_its_own(
+    pytester: pytest.Pytester, db: Path
+) -> None:
+    """Only the tests that run trials have their ``eval_trial`` taken for one."""
+    pytester.makeini(INI)
+    pytester.makepyfile(test_own=OWN_PARAMETER)
+    result = run(pytester, "--eval-experiment=own")
+
+    result.assert_outcomes(passed=4)
+    found = rows(db, "own")
+    assert sorted(found) == [
+        "test_own.py::test_own[0]",
+        "test_own.py::test_own[6]",
+        "test_own.py::test_tried#1",
+        "test_own.py::test_tried#2",
+    ]
+    assert found["test_own.py::test_own[0]"].input == {"eval_trial": 0}

@@ -35,7 +35,7 @@ def plan_items(items: Sequence[pytest.Item], anchor: Path, config: pytest.Config
     # Asked once: calling a hook nobody implements still costs per item.
     row_id_hook = config.hook.pytest_evalrows_row_id if _implemented(config) else None
     # Looked at only when some test runs trials: other sessions pay nothing per row for them.
-    trials = config.stash.get(trials_used_key, False)
+    trials = config.stash.get(trials_used_key, None)
     markers = _Markers()
     judges = _Judges()
     for item in items:
@@ -120,7 +120,7 @@ def _plan(
     anchor: Path,
     row_id_hook: Any,
     relative: dict[Path, str],
-    trials: bool,
+    trials: set[str] | None,
 ) -> tuple[RowPlan, list[str]]:
     path = relative.get(item.path)
     if path is None:
@@ -131,7 +131,7 @@ def _plan(
     params: dict[str, Any] = dict(callspec.params) if callspec is not None else {}
     # A trial's number is no parameter of its case: the case's input, hash and keys hold
     # without it, and its row id is the case's with "#<k>".
-    trial: int = params.pop(TRIAL_FIXTURE, 0) if trials else 0
+    trial: int = params.pop(TRIAL_FIXTURE, 0) if trials and _test_of(item) in trials else 0
     input_value, cut = json_value(params)
     key = marker.kwargs.get("key", marker.args[0] if marker.args else None)
     positional: list[str] = []
@@ -162,6 +162,13 @@ def _plan(
     if trial:
         plan.trial, plan.case_row_id, plan.row_id = trial, row_id, ids.trial_row_id(row_id, trial)
     return plan, positional
+
+
+def _test_of(item: pytest.Item) -> str:
+    """The node id of the test function an item is a case of (as its definition's)."""
+    parent = item.parent.nodeid if item.parent is not None else ""
+    name = getattr(item, "originalname", item.name)
+    return f"{parent}::{name}" if parent else name
 
 
 def _case_nodeid(item: pytest.Item, nodeid: str, callspec_id: str, trial: int) -> str:

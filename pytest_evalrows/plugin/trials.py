@@ -20,9 +20,10 @@ from ..core.ids import trial_param_id
 FIXTURE = "eval_trial"
 VALID = "a whole number, 1 or more"
 
-#: Set when some test of the session runs trials: rows are planned without a look at trials
-#: otherwise.
-trials_used_key = pytest.StashKey[bool]()
+#: The node ids of the test functions this session runs trials of (none: rows are planned
+#: without a look at trials). Only their ``eval_trial`` is a trial: a test may have a
+#: parameter of that name of its own.
+trials_used_key = pytest.StashKey[set[str]]()
 
 
 def is_count(value: object) -> bool:
@@ -66,7 +67,7 @@ class Trials:
         numbers = range(1, count + 1)
         names = [trial_param_id(k) for k in numbers]
         metafunc.parametrize(FIXTURE, numbers, indirect=True, ids=names)
-        self.config.stash[trials_used_key] = True
+        self.config.stash.setdefault(trials_used_key, set()).add(metafunc.definition.nodeid)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self) -> None:
