@@ -141,8 +141,10 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, *, reports: Reports) -> int:
         a_rows = store.latest_rows(a.id)
         # Each side's unreadable versions named with their experiment: a row id is in both.
         said = [f"experiment {args.a!r}: {line}" for line in unreadable]
+        # Emptied between the reads: one store adds to the list, another replaces it.
+        unreadable.clear()
         b_rows = store.latest_rows(b.id)
-        said += [f"experiment {args.b!r}: {line}" for line in unreadable[len(said) :]]
+        said += [f"experiment {args.b!r}: {line}" for line in unreadable]
     found = compare(a_rows, b_rows, a_name=args.a, b_name=args.b)
     if args.json:
         out.write(json.dumps(found.to_json(), ensure_ascii=False) + "\n")

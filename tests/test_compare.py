@@ -68,3 +68,17 @@ def test_summaries_means_and_gates() -> None:
     assert score_names(BASELINE) == ["exact", "tone"]
     by_id = {each.row_id: each for each in NOW}
     assert gate_means(by_id, ["r1", "r2", "missing"]) == ({"exact": 0.5, "tone": 0.5}, 2)
+
+
+def test_a_row_in_error_did_not_pass() -> None:
+    """A setup error or a crashed worker gives a row no pass score of its own; it counts as
+    0, so passed -> error is a regression and the pass rate falls."""
+    passed = {"pass": 1.0}
+    before = [row("a", **passed), row("b", **passed)]
+    after = [row("a", **passed), row("b", "error")]
+    found = compare(before, after)
+    assert found.regressed == ["b"]
+    assert found.scores["pass"].b_mean == 0.5
+    assert means(after)["pass"] == 0.5
+    assert "pass" in score_names(after)
+    assert summarize(after).scores["pass"] == 0.5

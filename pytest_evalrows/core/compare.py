@@ -39,11 +39,19 @@ class ScoredRow(Protocol):
     def metrics(self) -> _Metrics: ...
 
 
+def scores_of(row: ScoredRow) -> dict[str, float]:
+    """A row's scores as aggregates count them: a row in error (a setup error, a teardown
+    failure, a crashed worker) did not pass, so its ``pass`` is 0 when it has none."""
+    if row.status == "error" and PASS not in row.scores:
+        return {**row.scores, PASS: 0.0}
+    return row.scores
+
+
 def means(rows: Iterable[ScoredRow]) -> dict[str, float]:
-    """Every score's mean over the rows that have it, by name."""
+    """Every score's mean over the rows that have it, by name (``scores_of``)."""
     totals: dict[str, list[float]] = {}
     for row in rows:
-        for name, value in row.scores.items():
+        for name, value in scores_of(row).items():
             total = totals.setdefault(name, [0.0, 0])
             total[0] += value
             total[1] += 1
@@ -115,7 +123,8 @@ class Comparison:
     """Rows B compared with rows A (the baseline), row by row (by row id) and score by score.
 
     Rows on one side only are counted, not compared. A row regressed when its pass score or
-    any score both sides have went down; it improved when one went up and none went down.
+    any score both sides have went down (a row in error counts as pass 0: ``scores_of``); it
+    improved when one went up and none went down.
     A score's means are over the compared rows that have it on that side; its improved,
     regressed and unchanged counts over those that have it on both.
     """
@@ -156,7 +165,7 @@ def compare(
     )
     sums: dict[str, list[float]] = {}  # name -> [a total, a count, b total, b count]
     for row_id in both:
-        old, new = by_id_a[row_id].scores, by_id_b[row_id].scores
+        old, new = scores_of(by_id_a[row_id]), scores_of(by_id_b[row_id])
         went_up = went_down = False
         for name in old.keys() | new.keys():
             total = sums.setdefault(name, [0.0, 0, 0.0, 0])
@@ -192,7 +201,7 @@ def compare(
 
 def score_names(rows: Iterable[ScoredRow]) -> list[str]:
     """Every score some row has, sorted."""
-    return sorted({name for row in rows for name in row.scores})
+    return sorted({name for row in rows for name in scores_of(row)})
 
 
 def gate_means(
