@@ -112,7 +112,7 @@ def conclude(
     elif undelivered:
         why = (
             f"it cannot be checked: {undelivered} rows of this session are not in the store "
-            "yet (kept in the spool)"
+            "(see above)"
         )
     elif not collected:
         why = "it cannot be checked: this session collected no row"
