@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..core.compare import compare, means, score_names, summarize
+from ..core.compare import compare, means, score_names, scores_of, summarize
 from ..core.records import Experiment
 from ..core.report import SessionReport
 from ..delivery.delivery import Delivery
@@ -192,7 +192,7 @@ def _fail_under(
             continue
         if why is None:
             gate["value"] = by_name[name]
-            gate["rows"] = sum(1 for row in scope if name in row.scores)
+            gate["rows"] = sum(1 for row in scope if name in scores_of(row))
             gate["passed"] = by_name[name] >= threshold - _SAME
         found.gates.append(gate)
     if unknown:
