@@ -116,6 +116,17 @@ def test_max_regressions_counts_the_rows_that_regressed_against_the_baseline(
     ]
     assert "gate at most 1 regressed rows: FAILED (2 regressed)" in summary_lines(refused)
 
+    # Without the report, a gate of 0 still reads the rows, and its failure is said in a line.
+    silent = pytester.runpytest_subprocess(
+        "--eval-experiment=new",
+        "--eval-baseline=base",
+        "--eval-max-regressions=0",
+        "--eval-report=none",
+    )
+    assert silent.ret == pytest.ExitCode.TESTS_FAILED
+    said = [line for line in silent.stdout.lines if line.startswith("evalrows: gate")]
+    assert said == ["evalrows: gate at most 0 regressed rows: FAILED (2 regressed)"]
+
 
 def test_a_gate_naming_a_score_no_row_has_is_a_usage_error_listing_the_scores(
     pytester: pytest.Pytester, suite: Path

@@ -121,6 +121,10 @@ def conclude(
     return found
 
 
+def gates_asked(settings: Settings) -> bool:
+    return bool(settings.fail_under) or settings.max_regressions is not None
+
+
 def unchecked(settings: Settings, why: str) -> Findings:
     """What the end says when it could not look at the rows at all: every gate fails."""
     found = Findings(baseline=settings.baseline, experiment_unread=why)
@@ -240,5 +244,7 @@ def exit_status(
     if findings is not None and findings.gate_usage_error is not None:
         if session.exitstatus in (ok, failed):
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
-    elif (undelivered or (findings is not None and findings.failed)) and session.exitstatus == ok:
+    elif session.exitstatus == ok and (
+        undelivered or (findings.failed if findings is not None else gates_asked(settings))
+    ):
         session.exitstatus = failed

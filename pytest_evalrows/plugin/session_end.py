@@ -11,7 +11,7 @@ from ..core.report import CRASHED, UNREAD, SessionReport
 from ..delivery.delivery import Delivery
 from ..delivery.totals import Totals
 from ..errors import StoreError
-from .gates import Findings, conclude, unchecked
+from .gates import Findings, conclude, gates_asked, unchecked
 from .items import ItemRows
 from .settings import Settings
 from .tracing import Tracing
@@ -133,8 +133,7 @@ class SessionEnd:
         """The one read of the experiment's rows (and the baseline's) for the report and the
         gates; skipped when neither asks for it."""
         settings = self.settings
-        wanted = settings.report != "none" or settings.fail_under or settings.max_regressions
-        if not wanted:
+        if settings.report == "none" and not gates_asked(settings):
             return
         try:
             self.findings = conclude(
@@ -199,6 +198,11 @@ class SessionEnd:
         report.add_judgments(totals.judgments)
         report.baseline = self.settings.baseline
         report.trials = {case: list(counts) for case, counts in sorted(totals.trials.items())}
+        if self.findings is None and not self.is_worker and gates_asked(self.settings):
+            # The end failed before the rows were read: the gates fail, saying so.
+            self.findings = unchecked(
+                self.settings, "the session's end failed before the rows were read"
+            )
         if self.findings is not None:
             self.findings.fill(report)
         if self.workers.rows_written_in_store is not None:
