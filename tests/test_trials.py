@@ -347,3 +347,33 @@ def test_a_tests_own_parameter_named_like_the_trial_is_its_own(
         "test_own.py::test_tried#2",
     ]
     assert found["test_own.py::test_own[0]"].input == {"eval_trial": 0}
+
+
+CRASHING = """
+import os
+
+import pytest
+
+
+@pytest.mark.eval(trials=3)
+@pytest.mark.parametrize("case", ["a", "b", "c", "d"])
+def test_case(case, eval_row, eval_trial):
+    if case == "d" and eval_trial == 3:
+        os._exit(1)  # the worker dies in the middle of this trial
+"""
+
+
+def test_the_trials_of_a_crashed_worker_are_counted_by_the_controller(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_crash=CRASHING)
+    result = run(pytester, "--eval-experiment=c", "-n", "2")
+
+    result.assert_outcomes(passed=11, failed=1)
+    assert session_report(result)["trials"] == {
+        "test_crash.py::test_case[a]": [3, 3],
+        "test_crash.py::test_case[b]": [3, 3],
+        "test_crash.py::test_case[c]": [3, 3],
+        "test_crash.py::test_case[d]": [2, 3],  # the crashed trial counts, as not passed
+    }

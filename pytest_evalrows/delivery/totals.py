@@ -102,11 +102,8 @@ class Totals:
         self.resumed = max(self.resumed, data["resumed"])
         self.requests.update(data["requests"])
         self.judgments.merge(data.get("judgments") or {})
-        # Each worker ran its own trials of a case: summed, never overlapping.
-        for case_row_id, (passed, run) in (data.get("trials") or {}).items():
-            counts = self.trials.setdefault(case_row_id, [0, 0])
-            counts[0] += int(passed)
-            counts[1] += run
+        # Not the workers' trials: the controller counts those from the reports, as it
+        # counts statuses, so that a crashed worker's trials are not lost with it.
 
 
 def storable(unit: Unit) -> None:

@@ -112,6 +112,7 @@ def in_flight(draft: RowDraft) -> dict[str, Any]:
     plan = draft.plan
     return {
         "row_id": plan.row_id,
+        "case_row_id": plan.case_row_id,  # a trial's case (None: no trial)
         "nodeid": plan.nodeid,
         "input": plan.input,
         "params_hash": plan.params_hash,

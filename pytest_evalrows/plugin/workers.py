@@ -30,6 +30,8 @@ class WorkerRows:
         # own row of that execution turns up in its spool.
         self.crashed: dict[str, Unit] = {}
         self.crashed_workers = 0
+        # The crashed rows that are trials: row id -> the trial's case's row id.
+        self.crashed_trials: dict[str, str] = {}
         self.rows_written_in_store: int | None = None
 
     def track(self, report: pytest.TestReport) -> None:
@@ -55,9 +57,12 @@ class WorkerRows:
             if report.when == "teardown":
                 del self.in_flight[nodeid]
                 if not info["rerun"]:
-                    self.totals.statuses[row_status(info["phases"])] += 1
+                    status = row_status(info["phases"])
+                    self.totals.statuses[status] += 1
                     self.totals.add_scores(getattr(report, "evalrows_scores", None) or {})
                     self.worker_rows.add(info["row_id"])
+                    if info.get("case_row_id") is not None:
+                        self.totals.add_trial(info["case_row_id"], status == "passed")
         else:
             # xdist reports a worker that died mid-test with when="???". Its row is written
             # at the end, unless the worker's own row of this execution turns up in its spool
@@ -68,6 +73,9 @@ class WorkerRows:
                 info, str(report.longrepr), time.time(), self.attempt_id, self.experiment_name
             )
             self.totals.statuses["error"] += 1
+            if info.get("case_row_id") is not None:  # a trial that did not pass
+                self.totals.add_trial(info["case_row_id"], False)
+                self.crashed_trials[row["row_id"]] = info["case_row_id"]
             self.crashed[row["row_id"]] = Unit(row, [root])
 
     def merge_worker(self, output: dict[str, Any] | None, worker: str) -> None:
@@ -105,6 +113,9 @@ class WorkerRows:
             del statuses["error"]
         statuses[row["status"]] += 1
         self.totals.add_scores(row.get("scores") or {})
+        case = self.crashed_trials.pop(row["row_id"], None)
+        if case is not None and row["status"] == "passed":  # counted as failed at the crash
+            self.totals.trials[case][0] += 1
 
     def write_crashed_rows(self, delivery: Delivery) -> None:
         """Write the error rows of cases whose worker died while running them, unless the
