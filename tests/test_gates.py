@@ -201,3 +201,76 @@ def test_under_xdist_the_gates_look_at_every_workers_rows_and_the_report_is_prin
     )
     assert failing.ret == pytest.ExitCode.TESTS_FAILED
     assert "gate q >= 0.51: FAILED (0.500 over 4 rows)" in summary_lines(failing)
+
+
+def test_the_experiment_itself_is_no_baseline(pytester: pytest.Pytester, suite: Path) -> None:
+    """Read at the end, it would be this session's own rows: nothing could ever regress."""
+    pytester.runpytest_subprocess("--eval-experiment=e").assert_outcomes(passed=4)
+
+    result = pytester.runpytest_subprocess(
+        "--eval-experiment=e", "--eval-baseline=e", "--eval-max-regressions=0"
+    )
+
+    assert "--eval-baseline 'e' is the experiment this session records into" in usage_error(result)
+    assert "test_suite.py" not in result.stdout.str()  # no test ran
+
+
+ERRORING = """
+import pytest
+
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("no model today")
+
+
+@pytest.mark.eval
+@pytest.mark.parametrize("case", ["a", "b", "c"])
+def test_case(case, eval_row, request):
+    if case == "c":
+        request.getfixturevalue("broken")
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_row_in_error_counts_against_the_pass_rate_of_the_session_and_the_gate(
+    pytester: pytest.Pytester, workers: str
+) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_suite=ERRORING)
+    result = pytester.runpytest_subprocess(
+        "--eval-experiment=e", "-n", workers, "--eval-fail-under", "pass=0.9"
+    )
+
+    result.assert_outcomes(passed=2, failed=1)
+    report = session_report(result)
+    assert report["mean_scores"]["pass"] == pytest.approx(2 / 3)
+    assert report["experiment_means"]["pass"] == pytest.approx(2 / 3)
+    [gate] = report["gates"]
+    assert gate["passed"] is False and gate["value"] == pytest.approx(2 / 3)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_a_collected_row_that_cannot_be_read_fails_the_gate(
+    pytester: pytest.Pytester, suite: Path
+) -> None:
+    """A row whose stored body is damaged is left out of the rows read: a gate over the
+    others would pass on rows it did not see."""
+    import sqlite3
+
+    scores(suite, {**GOOD, "a": (0.2, False)})
+    pytester.runpytest_subprocess("--eval-experiment=e").assert_outcomes(passed=3, failed=1)
+    with sqlite3.connect(suite / ".evalrows" / "evalrows.db") as db:
+        # Valid JSON (the file's indexes read it), but no row version a reader accepts.
+        damaged = "UPDATE row_versions SET body = json_set(body, '$.status', 42) WHERE row_id = ?"
+        db.execute(damaged, ("test_suite.py::test_case[a]",))
+    db.close()
+
+    result = pytester.runpytest_subprocess(
+        "--eval-experiment=e", "--eval-resume=finished", "--eval-fail-under", "pass=0.5"
+    )
+
+    [gate] = gates_of(result)
+    assert gate["passed"] is False
+    assert "1 collected rows were not read: 'test_suite.py::test_case[a]'" in str(gate["why"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED

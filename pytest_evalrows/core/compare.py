@@ -42,9 +42,14 @@ class ScoredRow(Protocol):
 def scores_of(row: ScoredRow) -> dict[str, float]:
     """A row's scores as aggregates count them: a row in error (a setup error, a teardown
     failure, a crashed worker) did not pass, so its ``pass`` is 0 when it has none."""
-    if row.status == "error" and PASS not in row.scores:
-        return {**row.scores, PASS: 0.0}
-    return row.scores
+    return counted_scores(row.scores, row.status)
+
+
+def counted_scores(scores: dict[str, float], status: str) -> dict[str, float]:
+    """``scores_of`` for a row given as its scores and its status."""
+    if status == "error" and PASS not in scores:
+        return {**scores, PASS: 0.0}
+    return scores
 
 
 def means(rows: Iterable[ScoredRow]) -> dict[str, float]:

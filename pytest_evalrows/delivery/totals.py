@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..core.compare import counted_scores
 from ..core.records import RowDoc, SpanDoc, WriteResult
 from ..core.report import JudgmentCounts
 from ..core.values import json_value
@@ -54,8 +55,10 @@ class Totals:
         counts[0] += int(passed)
         counts[1] += 1
 
-    def add_scores(self, scores: dict[str, float]) -> None:
-        for name, value in scores.items():
+    def add_scores(self, scores: dict[str, float], status: str) -> None:
+        """Count a finished row's scores as every aggregate does (``counted_scores``: a row
+        in error counts as pass 0)."""
+        for name, value in counted_scores(scores, status).items():
             total = self.scores.setdefault(name, [0.0, 0])
             total[0] += value
             total[1] += 1

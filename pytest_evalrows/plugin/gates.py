@@ -42,6 +42,12 @@ def find_baseline(delivery: Delivery, settings: Settings) -> Experiment | None:
         experiments = store.list_experiments()
     except StoreError:
         return None
+    if name == settings.experiment:
+        # Read at the end, it would be this session's own rows: every row against itself.
+        raise pytest.UsageError(
+            f"evalrows: --eval-baseline {name!r} is the experiment this session records into; "
+            "name an earlier one"
+        )
     ours = [e for e in experiments if e.project == settings.project]
     for experiment in ours:
         if experiment.name == name:
@@ -116,6 +122,8 @@ def conclude(
         )
     elif not collected:
         why = "it cannot be checked: this session collected no row"
+    elif unreadable := _unreadable(delivery, collected, scope):
+        why = f"it cannot be checked: {unreadable}"
     _fail_under(settings, scope, why, found)
     _max_regressions(settings, why, found)
     return found
@@ -239,12 +247,27 @@ def exit_status(
     """The exit status the user asked for: rows not delivered (``--eval-fail-on-undelivered``)
     or a failed gate fail a session that would have passed; a gate naming a score no row has
     is a usage error."""
-    ok, failed = pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED
+    failed = pytest.ExitCode.TESTS_FAILED
+    # A session that ran no test (every case resumed) is judged by its rows as any other.
+    passing = (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
     undelivered = settings.fail_on_undelivered and (totals.undelivered_rows or totals.lost_rows)
     if findings is not None and findings.gate_usage_error is not None:
-        if session.exitstatus in (ok, failed):
+        if session.exitstatus in (*passing, failed):
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
-    elif session.exitstatus == ok and (
+    elif session.exitstatus in passing and (
         undelivered or (findings.failed if findings is not None else gates_asked(settings))
     ):
         session.exitstatus = failed
+
+
+def _unreadable(delivery: Delivery, collected: set[str], scope: list[RowVersion]) -> str | None:
+    """Why some collected rows are not among those read (a stored body that cannot be read,
+    say): a gate over the others would pass on rows it did not see."""
+    missing = sorted(collected - {row.row_id for row in scope})
+    if not missing:
+        return None
+    named = ", ".join(repr(row_id) for row_id in missing[:3])
+    more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+    said = list(getattr(delivery.store, "unreadable", None) or [])
+    because = f" ({said[0]})" if said else ""
+    return f"{len(missing)} collected rows were not read: {named}{more}{because}"

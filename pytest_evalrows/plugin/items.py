@@ -182,7 +182,7 @@ class ItemRows:
             draft, status=status, end=end, attempt_id=self.attempt_id, fields=fields
         )
         self.totals.statuses[status] += 1
-        self.totals.add_scores(row["scores"])
+        self.totals.add_scores(row["scores"], status)
         if draft.plan.case_row_id is not None:  # a final execution only: reruns returned above
             self.totals.add_trial(draft.plan.case_row_id, status == "passed")
         if self.is_worker:  # the controller counts scores from the reports it receives

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from ..core.compare import PASS
 from ..core.outcomes import SUBTESTS, is_subtest, row_status
 from ..core.records import RowDoc
 from ..delivery.delivery import Delivery
@@ -59,7 +60,8 @@ class WorkerRows:
                 if not info["rerun"]:
                     status = row_status(info["phases"])
                     self.totals.statuses[status] += 1
-                    self.totals.add_scores(getattr(report, "evalrows_scores", None) or {})
+                    scores = getattr(report, "evalrows_scores", None) or {}
+                    self.totals.add_scores(scores, status)
                     self.worker_rows.add(info["row_id"])
                     if info.get("case_row_id") is not None:
                         self.totals.add_trial(info["case_row_id"], status == "passed")
@@ -73,6 +75,7 @@ class WorkerRows:
                 info, str(report.longrepr), time.time(), self.attempt_id, self.experiment_name
             )
             self.totals.statuses["error"] += 1
+            self.totals.add_scores({}, "error")
             if info.get("case_row_id") is not None:  # a trial that did not pass
                 self.totals.add_trial(info["case_row_id"], False)
                 self.crashed_trials[row["row_id"]] = info["case_row_id"]
@@ -112,7 +115,13 @@ class WorkerRows:
         if not statuses["error"]:
             del statuses["error"]
         statuses[row["status"]] += 1
-        self.totals.add_scores(row.get("scores") or {})
+        # The crash's own pass of 0 (the row in error) goes: the row counts as what it was.
+        crash_pass = self.totals.scores.get(PASS)
+        if crash_pass is not None:
+            crash_pass[1] -= 1
+            if not crash_pass[1]:
+                del self.totals.scores[PASS]
+        self.totals.add_scores(row.get("scores") or {}, row["status"])
         case = self.crashed_trials.pop(row["row_id"], None)
         if case is not None and row["status"] == "passed":  # counted as failed at the crash
             self.totals.trials[case][0] += 1
