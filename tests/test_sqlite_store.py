@@ -359,3 +359,26 @@ def test_a_late_version_never_makes_the_newer_spans_stale(store: SQLiteStore) ->
 
     assert [span.attempt_id for span in removed] == ["older"]
     assert [span.attempt_id for span in store.list_spans(experiment.id, "a")] == ["newer"]
+
+
+def test_latest_scores_are_the_latest_rows_read_without_their_bodies(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "s.db") as store:
+        experiment = store.get_or_create_experiment("p", "e").id
+        metrics = Metrics(start=1.0, end=2.0, duration=1.0, tokens=7, cost=0.25)
+        store.write(
+            experiment,
+            [
+                make_row("a", scores={"pass": 1.0, "q": 0.5}, output="x" * 1000),
+                make_row("b", status="error").model_copy(update={"metrics": metrics}),
+            ],
+            [],
+        )
+        store.write(experiment, [make_row("a", "attempt-2", scores={"q": 0.75})], [])
+        found = store.latest_scores(experiment)
+        # What the default (the whole rows, read and decoded) says, with no body decoded.
+        assert found == Store.latest_scores(store, experiment)
+        assert [(row.row_id, row.attempt_id, row.scores) for row in found] == [
+            ("a", "attempt-2", {"q": 0.75}),
+            ("b", "attempt-1", {}),
+        ]
+        assert (found[1].metrics.tokens, found[1].metrics.cost) == (7, 0.25)

@@ -70,6 +70,22 @@ class RowState(NamedTuple):
     created: float
 
 
+class ScoreMetrics(NamedTuple):
+    tokens: int | None = None
+    cost: float | None = None
+
+
+class RowScores(NamedTuple):
+    """What summing rows up needs of a row's latest version, without its body (input,
+    output, metadata): read for the report and the gates at a session's end."""
+
+    row_id: str
+    status: str
+    attempt_id: str
+    scores: dict[str, float]
+    metrics: ScoreMetrics
+
+
 class StaleSpan(NamedTuple):
     """A span that cleanup removed (or would remove)."""
 

@@ -23,8 +23,8 @@ from ..delivery.totals import Totals
 from ..errors import StoreError, UnknownExperimentError
 from .settings import Settings
 
-if TYPE_CHECKING:  # read back from the store: pydantic is imported by the store, not here
-    from ..core.models import RowVersion
+if TYPE_CHECKING:
+    from ..core.records import RowScores
 
 # A mean read back from the store may differ from the written one in its last bits.
 _SAME = 1e-9
@@ -99,7 +99,7 @@ def conclude(
     """Read the experiment's latest rows (and the baseline's), sum them up, check the gates."""
     found = Findings(baseline=settings.baseline, collected_rows=len(collected))
     latest = _read_latest(delivery, found)
-    scope: list[RowVersion] = []
+    scope: list[RowScores] = []
     if latest is not None:
         summary = summarize(latest)
         found.experiment_rows = summary.rows
@@ -141,13 +141,13 @@ def unchecked(settings: Settings, why: str) -> Findings:
     return found
 
 
-def _read_latest(delivery: Delivery, found: Findings) -> list[RowVersion] | None:
+def _read_latest(delivery: Delivery, found: Findings) -> list[RowScores] | None:
     store, experiment = delivery.store, delivery.experiment
     if delivery.store_down or store is None or experiment is None:
         found.experiment_unread = delivery.store_error or f"{delivery.store_display} is down"
         return None
     try:
-        return store.latest_rows(experiment.id)
+        return store.latest_scores(experiment.id)
     except StoreError as exc:
         found.experiment_unread = str(exc)
     except Exception as exc:  # the report says so; the session's end goes on
@@ -159,7 +159,7 @@ def _compare(
     delivery: Delivery,
     settings: Settings,
     baseline: Experiment | None,
-    scope: list[RowVersion],
+    scope: list[RowScores],
     found: Findings,
 ) -> None:
     """The scope's rows against the baseline's latest rows: those on one side only are
@@ -169,7 +169,7 @@ def _compare(
     try:
         if baseline is None:  # the store could not be read at the start
             baseline = store.get_experiment(settings.baseline, settings.project)
-        rows = store.latest_rows(baseline.id)
+        rows = store.latest_scores(baseline.id)
     except UnknownExperimentError:
         found.baseline_unread = "no such experiment"
         return
@@ -182,7 +182,7 @@ def _compare(
 
 
 def _fail_under(
-    settings: Settings, scope: list[RowVersion], why: str | None, found: Findings
+    settings: Settings, scope: list[RowScores], why: str | None, found: Findings
 ) -> None:
     if not settings.fail_under:
         return
@@ -260,7 +260,7 @@ def exit_status(
         session.exitstatus = failed
 
 
-def _unreadable(delivery: Delivery, collected: set[str], scope: list[RowVersion]) -> str | None:
+def _unreadable(delivery: Delivery, collected: set[str], scope: list[RowScores]) -> str | None:
     """Why some collected rows are not among those read (a stored body that cannot be read,
     say): a gate over the others would pass on rows it did not see."""
     missing = sorted(collected - {row.row_id for row in scope})

@@ -7,7 +7,17 @@ from collections.abc import Collection, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
-from ..core.records import Attempt, Experiment, RowDoc, RowState, SpanDoc, StaleSpan, WriteResult
+from ..core.records import (
+    Attempt,
+    Experiment,
+    RowDoc,
+    RowScores,
+    RowState,
+    ScoreMetrics,
+    SpanDoc,
+    StaleSpan,
+    WriteResult,
+)
 from ..errors import StoreError
 
 if TYPE_CHECKING:
@@ -104,6 +114,20 @@ class Store(abc.ABC):
         self, experiment_id: str, row_ids: Collection[str] | None = None
     ) -> list[RowVersion]:
         """The latest version of every row (or of the given rows), by row id."""
+
+    def latest_scores(self, experiment_id: str) -> list[RowScores]:
+        """The latest version of every row, only as much as summing rows up needs (status,
+        scores, tokens, cost): a store that can read that without the bodies does."""
+        return [
+            RowScores(
+                row.row_id,
+                row.status,
+                row.attempt_id,
+                row.scores,
+                ScoreMetrics(row.metrics.tokens, row.metrics.cost),
+            )
+            for row in self.latest_rows(experiment_id)
+        ]
 
     @abc.abstractmethod
     def latest_states(self, experiment_id: str) -> dict[str, RowState]:

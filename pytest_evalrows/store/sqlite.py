@@ -32,7 +32,7 @@ from . import sqlite_schema as schema
 from .base import Project, Store, StoredEvent
 from .sqlite_connection import Connection
 from .sqlite_evaluations import HAS_EVALUATIONS, MERGE_INTO_NEW_VERSIONS, Evaluations
-from .sqlite_reads import Reads
+from .sqlite_reads import Reads, ReadsScores
 
 if TYPE_CHECKING:
     from ..core.judgments import Evaluation
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from ..core.trace import Trace
 
 
-class SQLiteStore(Store):
+class SQLiteStore(ReadsScores, Store):
     """Rows in one SQLite file (WAL, busy timeout); ``SQLiteStore(":memory:")`` keeps them
     in memory. Also the ``ServerBackend`` behind ``evalrows serve``."""
 

@@ -8,7 +8,7 @@ import json
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from ..core.records import RowState
+from ..core.records import RowScores, RowState, ScoreMetrics
 from . import sqlite_schema as schema
 from .base import StoredEvent
 from .sqlite_connection import Connection
@@ -34,6 +34,15 @@ class Reads:
             query += " AND l.row_id IN (SELECT value FROM json_each(?))"
             args.append(json.dumps(list(row_ids)))
         return self.readable(self._db.read("reading rows", query + " ORDER BY l.row_id", args))
+
+    def latest_scores(self, experiment_id: str) -> list[RowScores]:
+        """Status, scores, tokens and cost of every row's latest version, read out of the
+        bodies by SQLite: no body is decoded here (its input and output may be large)."""
+        rows = self._db.read("reading rows", LATEST_SCORES, (experiment_id,))
+        return [
+            RowScores(row_id, status, attempt_id, json.loads(scores or "{}"), ScoreMetrics(*m))
+            for row_id, status, attempt_id, scores, *m in rows
+        ]
 
     def latest_states(self, experiment_id: str) -> dict[str, RowState]:
         rows = self._db.read(
@@ -118,3 +127,21 @@ def _row_id_of(body: str) -> str:
         return str(json.loads(body)["row_id"])
     except (ValueError, KeyError, TypeError):
         return "?"
+
+
+LATEST_SCORES = """
+SELECT l.row_id, l.status, l.attempt_id, json_extract(v.body, '$.scores'),
+       json_extract(v.body, '$.metrics.tokens'), json_extract(v.body, '$.metrics.cost')
+FROM latest_rows l JOIN row_versions v
+  ON v.experiment_id = l.experiment_id AND v.row_id = l.row_id AND v.version = l.version
+WHERE l.experiment_id = ? ORDER BY l.row_id
+"""
+
+
+class ReadsScores:
+    """``Store.latest_scores`` of the embedded store, from its ``Reads``."""
+
+    _reads: Reads
+
+    def latest_scores(self, experiment_id: str) -> list[RowScores]:
+        return self._reads.latest_scores(experiment_id)
