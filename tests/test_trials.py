@@ -377,3 +377,35 @@ def test_the_trials_of_a_crashed_worker_are_counted_by_the_controller(
         "test_crash.py::test_case[c]": [3, 3],
         "test_crash.py::test_case[d]": [2, 3],  # the crashed trial counts, as not passed
     }
+
+
+UNTRIED = """
+import unittest
+
+import pytest
+
+
+@pytest.mark.eval
+@pytest.mark.parametrize("n", [1, pytest.param(2, marks=pytest.mark.eval(trials=3))])
+def test_param(n, eval_row):
+    pass
+
+
+@pytest.mark.eval(trials=2)
+class TestCaseClass(unittest.TestCase):
+    def test_method(self):
+        pass
+"""
+
+
+def test_trials_that_cannot_take_effect_are_said(pytester: pytest.Pytester) -> None:
+    """A pytest.param's marks come after the test is parametrized, and a unittest method is
+    not parametrized: each runs once, and the session says so rather than staying silent."""
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_untried=UNTRIED)
+    result = run(pytester, "--eval-experiment=u", "-W", "default")
+
+    result.assert_outcomes(passed=3)
+    said = result.stdout.str()
+    assert "trials=3 cannot take effect on test_untried.py::test_param" in said
+    assert "trials=2 cannot take effect on test_untried.py::TestCaseClass::test_method" in said

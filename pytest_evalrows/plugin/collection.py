@@ -15,6 +15,7 @@ from ..core.records import RowState
 from ..core.row import RowPlan
 from ..core.values import json_value
 from ..errors import EvalrowsWarning
+from .settings import settings_key
 from .trials import FIXTURE as TRIAL_FIXTURE
 from .trials import trials_used_key
 
@@ -31,13 +32,14 @@ def plan_items(items: Sequence[pytest.Item], anchor: Path, config: pytest.Config
     owners: dict[str, pytest.Item] = {}
     # Resolving paths touches the file system: once per file, not once per case.
     relative: dict[Path, str] = {}
-    warned: set[str] = set()
+    warned: set[Any] = set()
     # Asked once: calling a hook nobody implements still costs per item.
     row_id_hook = config.hook.pytest_evalrows_row_id if _implemented(config) else None
     # Looked at only when some test runs trials: other sessions pay nothing per row for them.
     trials = config.stash.get(trials_used_key, None)
     markers = _Markers()
     judges = _Judges()
+    default_trials = config.stash[settings_key].trials
     for item in items:
         marker, names = markers.of(item)
         if marker is None:
@@ -59,6 +61,16 @@ def plan_items(items: Sequence[pytest.Item], anchor: Path, config: pytest.Config
             if base not in warned:
                 warned.add(base)
                 _warn_positional(item, base, positional)
+        asked = marker.kwargs.get("trials", default_trials)
+        # A case's own pytest.param(marks=...) come after the test was parametrized.
+        for mark in getattr(getattr(item, "callspec", None), "marks", ()):
+            if mark.name == "eval" and "trials" in mark.kwargs:
+                asked = mark.kwargs["trials"]
+        if not plan.trial and isinstance(asked, int) and asked > 1:
+            base = _base(item, plan.nodeid)
+            if ("trials", base) not in warned:
+                warned.add(("trials", base))
+                _warn_untried(item, base, asked)
     return plans
 
 
@@ -202,6 +214,17 @@ def _key_value(item: pytest.Item, key: Any, params: Mapping[str, Any]) -> Any:
 
 def _base(item: pytest.Item, nodeid: str) -> str:
     return ids.function_base(nodeid, item.name, getattr(item, "originalname", item.name))
+
+
+def _warn_untried(item: pytest.Item, base: str, asked: int) -> None:
+    message = (
+        f"evalrows: trials={asked} cannot take effect on {base}, which runs once: set trials= "
+        "on the test function, its class or module (a pytest.param's marks come too late, and "
+        "a unittest TestCase's methods are not parametrized)"
+    )
+    filename, lineno = str(item.path), (item.location[1] or 0) + 1
+    with _warnings_as_usage_errors():
+        warnings.warn_explicit(EvalrowsWarning(message), EvalrowsWarning, filename, lineno)
 
 
 def _warn_positional(item: pytest.Item, base: str, names: list[str]) -> None:
