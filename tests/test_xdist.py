@@ -308,3 +308,30 @@ def test_without_xdist_recording_is_unchanged(pytester: pytest.Pytester, suite: 
     one_attempt(db, "plain", found, header(result)["attempt"])
     assert cleanups(pytester) == []
     assert spool_files(pytester.path / ".evalrows" / "spool") == []
+
+
+COLLIDING = """
+import pytest
+
+
+@pytest.mark.eval(key="id")
+@pytest.mark.parametrize("case", [{"id": 1}, {"id": 1}])
+def test_k(case, eval_row):
+    pass
+"""
+
+
+def test_a_usage_error_a_worker_finds_is_said_once_by_the_controller(
+    pytester: pytest.Pytester,
+) -> None:
+    """Raised in a worker's collection, it would crash the worker (an INTERNALERROR
+    traceback): the workers run nothing, and the controller says it and exits 4."""
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_colliding=COLLIDING)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "--eval-experiment=e", "-n", "2")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in output and "Traceback" not in output
+    said = [line for line in result.stdout.lines if line.startswith("ERROR: evalrows:")]
+    assert len(said) == 1 and "map to one row id 'test_colliding.py::test_k[1]'" in said[0]

@@ -271,3 +271,11 @@ def _unreadable(delivery: Delivery, collected: set[str], scope: list[RowScores])
     said = list(getattr(delivery.store, "unreadable", None) or [])
     because = f" ({said[0]})" if said else ""
     return f"{len(missing)} collected rows were not read: {named}{more}{because}"
+
+
+def say_usage_error(session: pytest.Session, message: str) -> None:
+    """A usage error an xdist worker found: said as pytest says its own, exit status 4."""
+    session.exitstatus = pytest.ExitCode.USAGE_ERROR
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"ERROR: {message}", red=True)

@@ -22,9 +22,9 @@ from ..core.row import RowPlan
 from ..delivery.delivery import Delivery
 from ..delivery.spool import default_spool_dir, session_name
 from ..delivery.totals import Totals, Unit
-from ..errors import StoreAuthError, StoreError
+from ..errors import StoreAuthError
 from ..stores import open_store
-from . import gates, gitinfo
+from . import gates, gitinfo, states
 from .collection import plan_items, resume_filter, warn_changed_params
 from .items import ItemRows, draft_key
 from .session_end import SessionEnd
@@ -65,8 +65,9 @@ class Recorder:
         # The latest stored state of every row, read once by the session's first process
         # and handed to xdist workers: for resume and the changed-parameters check.
         self.states: dict[str, RowState] | None = None
-        self.states_error: str | None = None
         self.tracing_note = "span capture off"
+        # A usage error found in an xdist worker's collection, said by the controller.
+        self.usage_error: str | None = None
         names = {"experiment": self.experiment_name, "attempt_id": self.attempt_id}
         self.items = ItemRows(
             config, is_worker=self.is_worker, totals=self.totals, send=self._send, **names
@@ -117,10 +118,10 @@ class Recorder:
             # No money is spent on a run that cannot be recorded.
             raise pytest.UsageError(f"evalrows: {exc}") from None
         if self.is_worker:
-            self._inherit_states()
+            self.states = states.inherited(self.config, self.delivery)
         else:
             self.started = time.time()
-            self._read_states()
+            self.states = states.read(self.delivery, self.settings, self.totals)
             # An unknown baseline stops the session before any test costs anything.
             self.end.baseline = gates.find_baseline(self.delivery, self.settings)
             self.end.attempt = Attempt(
@@ -138,59 +139,32 @@ class Recorder:
     def pytest_collection_modifyitems(
         self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
-        self.plans = plan_items(items, self.settings.anchor, config)
+        try:
+            self.plans = plan_items(items, self.settings.anchor, config)
+        except pytest.UsageError as exc:
+            if not self.is_worker:
+                raise
+            # Raised in an xdist worker it would crash it (an INTERNALERROR): the worker runs
+            # nothing, and the controller says it and exits as for a usage error.
+            self.usage_error, items[:] = str(exc), []
+            return
         # The gates look at every collected row, those resume deselects included.
         self.end.collected.update(plan.row_id for plan in self.plans)
         # Asked once: calling a hook nobody implements still costs per row.
         self.items.has_row_fields_hook = bool(
             config.hook.pytest_evalrows_row_fields.get_hookimpls()
         )
-        states = self.states or {}
-        if self.plans and states:
-            warn_changed_params(self.plans, states)
-        if self.settings.resume != "off" and states:
+        stored = self.states or {}
+        if self.plans and stored:
+            warn_changed_params(self.plans, stored)
+        if self.settings.resume != "off" and stored:
             started = time.perf_counter()
-            keep, skip = resume_filter(items, states, self.settings.resume)
+            keep, skip = resume_filter(items, stored, self.settings.resume)
             if skip:
                 items[:] = keep
                 config.hook.pytest_deselected(items=skip)
                 self.totals.resumed = len(skip)
             self.end.resume_seconds = time.perf_counter() - started
-
-    def _read_states(self) -> None:
-        """Read the latest state of every stored row, once for the whole session (xdist
-        workers get it from the controller). Resume cannot decide without it: then the
-        session stops."""
-        delivery = self.delivery
-        assert delivery is not None
-        try:
-            if delivery.store is None or delivery.experiment is None:
-                raise StoreError(delivery.store_error or f"{delivery.store_display} is unavailable")
-            self.states = delivery.store.latest_states(delivery.experiment.id)
-        except StoreError as exc:
-            self.states_error = str(exc)
-            if self.settings.resume != "off":
-                raise pytest.UsageError(
-                    f"evalrows: --eval-resume={self.settings.resume} needs the stored rows, and "
-                    f"they cannot be read: {exc}. Run without --eval-resume to run every case"
-                ) from None
-            self.totals.errors.append(str(exc))
-
-    def _inherit_states(self) -> None:
-        workerinput: dict[str, Any] = getattr(self.config, "workerinput", {})
-        stored = workerinput.get("evalrows_states")
-        if stored is None:
-            return
-        self.states = {row_id: RowState(*state) for row_id, state in stored.items()}
-        delivery = self.delivery
-        if delivery is not None and delivery.store is not None and delivery.experiment is not None:
-            delivery.store.remember_rows(delivery.experiment.id, self.states)
-
-    def states_for_workers(self) -> dict[str, list[Any]] | None:
-        """What every xdist worker receives instead of reading the store itself."""
-        if self.states is None:
-            return None
-        return {row_id: list(state) for row_id, state in self.states.items()}
 
     # -- one item: forwarded to ItemRows (the controller's reports of workers' rows to
     # WorkerRows) ---------------------------------------------------------------------------
@@ -263,8 +237,11 @@ class Recorder:
             workeroutput["evalrows"] = self.totals.to_json()
             # The controller collects nothing: its gates look at the rows workers collected.
             workeroutput["evalrows_collected"] = sorted(self.end.collected)
+            workeroutput["evalrows_usage_error"] = self.usage_error
             return
         gates.exit_status(session, self.settings, self.totals, self.end.findings)
+        if self.usage_error is not None:
+            gates.say_usage_error(session, self.usage_error)
 
     def finish(self) -> None:
         self.end.finish()

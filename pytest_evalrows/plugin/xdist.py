@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from . import states
+
 if TYPE_CHECKING:
     from .recorder import Recorder
 
@@ -26,7 +28,7 @@ class XdistBridge:
         node.workerinput["evalrows_started"] = self.recorder.started
         # The one read of the store's rows: every worker decides resume from the same data,
         # so they all collect the same tests, and none reads the store itself.
-        node.workerinput["evalrows_states"] = self.recorder.states_for_workers()
+        node.workerinput["evalrows_states"] = states.for_workers(self.recorder.states)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
@@ -36,3 +38,7 @@ class XdistBridge:
         if output is not None:
             # The controller collects nothing: the gates look at the rows its workers collected.
             self.recorder.end.collected.update(output.get("evalrows_collected") or ())
+            # Every worker collects the same tests: one of them says it for all.
+            self.recorder.usage_error = output.get("evalrows_usage_error") or (
+                self.recorder.usage_error
+            )
