@@ -93,8 +93,41 @@ class JudgmentCounts:
             self.failures.append(failure)
 
 
+@dataclass(kw_only=True)
+class Findings:
+    """What the end of a session found of the rows as a whole (``plugin.gates``): fields of
+    the ``SessionReport`` too, copied into it by ``fill``."""
+
+    # The experiment's latest rows, read once after delivery (``experiment_unread`` says why
+    # they could not be): their number, score means, tokens and cost; and this attempt's.
+    experiment_rows: int | None = None
+    experiment_means: dict[str, float] = field(default_factory=dict)
+    experiment_tokens: int | None = None
+    experiment_cost: float | None = None
+    experiment_unread: str | None = None
+    session_tokens: int | None = None
+    session_cost: float | None = None
+    collected_rows: int | None = None  # rows this session collected (resumed ones included)
+    # ``--eval-baseline``: its name, and the comparison over the collected rows
+    # (``core.compare.Comparison.to_json()``), or why there is none.
+    baseline: str | None = None
+    comparison: dict[str, Any] | None = None
+    baseline_unread: str | None = None
+    # Each gate: {"gate", "score", "threshold", "value", "rows", "passed", "why"}.
+    gates: list[dict[str, Any]] = field(default_factory=list)
+    gate_usage_error: str | None = None  # a gate naming a score no collected row has
+
+    def fill(self, report: Findings) -> None:
+        for each in fields(Findings):
+            setattr(report, each.name, getattr(self, each.name))
+
+    @property
+    def failed(self) -> bool:
+        return any(not gate["passed"] for gate in self.gates)
+
+
 @dataclass
-class SessionReport:
+class SessionReport(Findings):
     """Every number the end of a session prints, each one counted, not guessed."""
 
     experiment: str
@@ -141,24 +174,6 @@ class SessionReport:
     judge_mean_scores: dict[str, float] = field(default_factory=dict)  # by judge id
     # The first few kinds of failure: [judge, error, how many, the first row's id].
     judgment_failures: list[list[Any]] = field(default_factory=list)
-    # The experiment's latest rows, read once after delivery (``experiment_unread`` says why
-    # they could not be): their number, score means, tokens and cost; and this attempt's.
-    experiment_rows: int | None = None
-    experiment_means: dict[str, float] = field(default_factory=dict)
-    experiment_tokens: int | None = None
-    experiment_cost: float | None = None
-    experiment_unread: str | None = None
-    session_tokens: int | None = None
-    session_cost: float | None = None
-    collected_rows: int | None = None  # rows this session collected (resumed ones included)
-    # ``--eval-baseline``: its name, and the comparison over the collected rows
-    # (``core.compare.Comparison.to_json()``), or why there is none.
-    baseline: str | None = None
-    comparison: dict[str, Any] | None = None
-    baseline_unread: str | None = None
-    # Each gate: {"gate", "score", "threshold", "value", "rows", "passed", "why"}.
-    gates: list[dict[str, Any]] = field(default_factory=list)
-    gate_usage_error: str | None = None  # a gate naming a score no collected row has
     # Cases run as trials: case row id -> [trials passed, trials run].
     trials: dict[str, list[int]] = field(default_factory=dict)
 

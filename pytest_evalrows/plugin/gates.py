@@ -10,14 +10,13 @@ silence.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ..core.compare import compare, means, score_names, scores_of, summarize
 from ..core.records import Experiment
-from ..core.report import SessionReport
+from ..core.report import Findings
 from ..delivery.delivery import Delivery
 from ..delivery.totals import Totals
 from ..errors import StoreError, UnknownExperimentError
@@ -58,33 +57,6 @@ def find_baseline(delivery: Delivery, settings: Settings) -> Experiment | None:
         f"{settings.project!r} of {delivery.store_display}; the experiments there: "
         f"{known or 'none besides this one'}"
     )
-
-
-@dataclass
-class Findings:
-    """What the end of the session found, as the report's fields of the same names."""
-
-    experiment_rows: int | None = None
-    experiment_means: dict[str, float] = field(default_factory=dict)
-    experiment_tokens: int | None = None
-    experiment_cost: float | None = None
-    experiment_unread: str | None = None
-    session_tokens: int | None = None
-    session_cost: float | None = None
-    collected_rows: int | None = None
-    baseline: str | None = None
-    comparison: dict[str, Any] | None = None
-    baseline_unread: str | None = None
-    gates: list[dict[str, Any]] = field(default_factory=list)
-    gate_usage_error: str | None = None
-
-    def fill(self, report: SessionReport) -> None:
-        for name in self.__dataclass_fields__:
-            setattr(report, name, getattr(self, name))
-
-    @property
-    def failed(self) -> bool:
-        return any(not gate["passed"] for gate in self.gates)
 
 
 def conclude(

@@ -7,11 +7,11 @@ import time
 from collections import Counter
 
 from ..core.records import Attempt, Experiment
-from ..core.report import CRASHED, UNREAD, SessionReport
+from ..core.report import CRASHED, UNREAD, Findings, SessionReport
 from ..delivery.delivery import Delivery
 from ..delivery.totals import Totals
 from ..errors import StoreError
-from .gates import Findings, conclude, gates_asked, unchecked
+from .gates import conclude, gates_asked, unchecked
 from .items import ItemRows
 from .settings import Settings
 from .tracing import Tracing
