@@ -195,6 +195,19 @@ ATTEMPT_RULE = (
             id="no-trials",
         ),
         pytest.param(
+            ["--eval-concurrency=0"],
+            {},
+            "--eval-concurrency='0': valid values: a whole number, 1 or more",
+            id="no-concurrency",
+        ),
+        pytest.param(
+            ["--eval-concurrency-limit", "openai=8", "--eval-concurrency-limit", "judge"],
+            {},
+            "--eval-concurrency-limit='openai=8\\njudge': 'judge' is not NAME=N with N a whole "
+            "number of at least 1 (e.g. openai=8)",
+            id="bad-concurrency-limit",
+        ),
+        pytest.param(
             [],
             {"EVALROWS_STORE": "mysql://db/rows"},
             "env var EVALROWS_STORE='mysql://db/rows': unknown store scheme 'mysql' in "
@@ -242,6 +255,8 @@ def test_defaults(pytester: pytest.Pytester) -> None:
     assert settings.project == pytester.path.name
     assert settings.store.scheme == "sqlite"
     assert settings.store.path == pytester.path / ".evalrows" / "evalrows.db"
+    assert settings.concurrency == 1
+    assert settings.concurrency_limits == ()
 
 
 @pytest.mark.parametrize(
@@ -480,3 +495,161 @@ def test_fail_under_gathers_every_flag_the_ini_lines_or_the_env_commas(
         None,
         None,
     )
+
+
+# -- concurrency: how many cases run at once, recording or not ----------------------------
+
+CONCURRENCY_RULE = "valid values: a whole number, 1 or more"
+GROUP_RULE = "is not NAME=N with N a whole number of at least 1 (e.g. openai=8)"
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "env", "message"),
+    [
+        pytest.param(
+            ["--eval-concurrency=0"],
+            "",
+            {},
+            f"--eval-concurrency='0': {CONCURRENCY_RULE}",
+            id="zero-flag",
+        ),
+        pytest.param(
+            [],
+            "",
+            {"EVALROWS_CONCURRENCY": "-1"},
+            f"env var EVALROWS_CONCURRENCY='-1': {CONCURRENCY_RULE}",
+            id="negative-env",
+        ),
+        pytest.param(
+            [],
+            "eval_concurrency = x",
+            {},
+            f"ini key eval_concurrency='x': {CONCURRENCY_RULE}",
+            id="word-ini",
+        ),
+        pytest.param(
+            ["--eval-concurrency-limit=openai"],
+            "",
+            {},
+            f"--eval-concurrency-limit='openai': 'openai' {GROUP_RULE}",
+            id="no-limit-flag",
+        ),
+        pytest.param(
+            [],
+            "",
+            {"EVALROWS_CONCURRENCY_LIMIT": "openai=0"},
+            f"env var EVALROWS_CONCURRENCY_LIMIT='openai=0': 'openai=0' {GROUP_RULE}",
+            id="zero-limit-env",
+        ),
+        pytest.param(
+            [],
+            "eval_concurrency_limit = =3",
+            {},
+            f"ini key eval_concurrency_limit='=3': '=3' {GROUP_RULE}",
+            id="no-name-ini",
+        ),
+        pytest.param(
+            [],
+            "",
+            {"EVALROWS_CONCURRENCY_LIMIT": "a=1,a=2"},
+            "env var EVALROWS_CONCURRENCY_LIMIT='a=1,a=2': group 'a' is given a limit twice; "
+            "give each group one NAME=N",
+            id="one-group-twice",
+        ),
+    ],
+)
+def test_a_bad_concurrency_is_a_usage_error_also_when_not_recording(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    ini: str,
+    env: dict[str, str],
+    message: str,
+) -> None:
+    # Concurrency is about running the cases, so no --eval-experiment is needed to be told.
+    monkeypatch.delenv("EVALROWS_EXPERIMENT", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile(
+        test_never="""
+        import pathlib
+
+        def test_never():
+            pathlib.Path("ran").write_text("ran")
+        """
+    )
+
+    result = pytester.runpytest_subprocess(*args)
+
+    assert usage_error(result) == f"ERROR: evalrows: {message}"
+    assert not (pytester.path / "ran").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "ini", "env", "expected"),
+    [
+        (None, None, "3", 3),
+        (None, "2", "3", 2),
+        ("4", "2", "3", 4),
+        ("4", None, None, 4),
+        (None, None, "", 1),  # an empty env var is unset
+        (None, None, None, 1),
+    ],
+)
+def test_precedence_of_the_concurrency(
+    pytester: pytest.Pytester, flag: str | None, ini: str | None, env: str | None, expected: int
+) -> None:
+    if ini is not None:
+        pytester.makeini(f"[pytest]\neval_concurrency = {ini}\n")
+    args = [f"--eval-concurrency={flag}"] if flag is not None else []
+    environ = {"EVALROWS_CONCURRENCY": env} if env is not None else {}
+
+    settings = resolve(pytester.parseconfig(*args), environ)
+
+    assert settings.concurrency == expected
+    assert settings.recording is False
+
+
+@pytest.mark.parametrize(
+    ("flag", "ini", "env", "expected"),
+    [
+        (None, None, "env=3", (("env", 3),)),
+        (None, "ini=2", "env=3", (("ini", 2),)),
+        ("flag=4", "ini=2", "env=3", (("flag", 4),)),
+        ("flag=4", None, None, (("flag", 4),)),
+        (None, None, None, ()),
+    ],
+)
+def test_precedence_of_the_concurrency_limits(
+    pytester: pytest.Pytester,
+    flag: str | None,
+    ini: str | None,
+    env: str | None,
+    expected: tuple[tuple[str, int], ...],
+) -> None:
+    if ini is not None:
+        pytester.makeini(f"[pytest]\neval_concurrency_limit = {ini}\n")
+    args = [f"--eval-concurrency-limit={flag}"] if flag is not None else []
+    environ = {"EVALROWS_CONCURRENCY_LIMIT": env} if env is not None else {}
+
+    settings = resolve(pytester.parseconfig(*args), environ)
+
+    # The winning source's groups only: the sources are not merged.
+    assert settings.concurrency_limits == expected
+
+
+def test_concurrency_limits_gather_every_flag_the_ini_lines_or_the_env_commas(
+    pytester: pytest.Pytester,
+) -> None:
+    config = pytester.parseconfig(
+        "--eval-concurrency-limit", "openai=8", "--eval-concurrency-limit=anthropic=2"
+    )
+    assert resolve(config, {}).concurrency_limits == (("anthropic", 2), ("openai", 8))
+    pytester.makeini("[pytest]\neval_concurrency_limit =\n    slow = 1\n    judge=16\n")
+    config = pytester.parseconfig()
+    assert resolve(config, {}).concurrency_limits == (("judge", 16), ("slow", 1))
+    config = pytester.parseconfig("-c", "/dev/null")
+    found = resolve(config, {"EVALROWS_CONCURRENCY_LIMIT": "openai=8, local model=1,"})
+    assert found.concurrency_limits == (("local model", 1), ("openai", 8))
+    assert found.concurrency == 1

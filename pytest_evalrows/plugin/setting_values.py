@@ -112,3 +112,30 @@ def score_bounds(value: str) -> tuple[tuple[str, float], ...]:
     if not found:
         raise ValueError("give at least one NAME=VALUE (e.g. pass=0.9)")
     return tuple(sorted(found.items()))
+
+
+def group_limits(value: str) -> tuple[tuple[str, int], ...]:
+    """``NAME=N`` pairs (repeated, or separated by commas or new lines): a concurrency group's
+    name and the most of its cases that may run at once, sorted by name."""
+    found: dict[str, int] = {}
+    for part in re.split(r"[,\n]", value):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, limit = part.partition("=")
+        name = name.strip()
+        try:
+            number = int(limit)
+        except ValueError:
+            number = 0
+        if not sep or not name or number < 1:
+            raise ValueError(
+                f"{part!r} is not NAME=N with N a whole number of at least 1 (e.g. openai=8)"
+            )
+        # Two limits for one group would leave which one holds to the order they were read in.
+        if name in found:
+            raise ValueError(f"group {name!r} is given a limit twice; give each group one NAME=N")
+        found[name] = number
+    if not found:
+        raise ValueError("give at least one NAME=N (e.g. openai=8)")
+    return tuple(sorted(found.items()))

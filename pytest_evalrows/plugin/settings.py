@@ -182,6 +182,22 @@ OPTIONS: tuple[Option, ...] = (
         default="300",
         metavar="SECONDS",
     ),
+    Option(
+        "concurrency",
+        "eval cases run at once in each pytest process: async def eval tests as tasks on one "
+        "event loop, sync ones marked @pytest.mark.eval(concurrent=True) on threads; 1 runs "
+        "them one at a time",
+        default="1",
+        metavar="N",
+    ),
+    Option(
+        "concurrency_limit",
+        "at most N cases of concurrency group NAME (@pytest.mark.eval(concurrency_group=NAME)) "
+        "run at once; repeat the flag for more groups (ini: one per line; env: separated by "
+        "commas)",
+        metavar="NAME=N",
+        repeatable=True,
+    ),
 )
 
 
@@ -215,6 +231,10 @@ class Settings:
     fail_under: tuple[tuple[str, float], ...] = ()
     max_regressions: int | None = None
     trials: int = 1
+    # Running, not recording: these hold in inert sessions too.
+    concurrency: int = 1
+    # (concurrency group, the most of its cases run at once), sorted by group name.
+    concurrency_limits: tuple[tuple[str, int], ...] = ()
 
     @property
     def recording(self) -> bool:
@@ -363,6 +383,8 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         fail_under=get("fail_under", values_.score_bounds) or (),
         max_regressions=get("max_regressions", values_.count),
         trials=get("trials", lambda value: values_.count(value, 1)),
+        concurrency=get("concurrency", lambda value: values_.count(value, 1)),
+        concurrency_limits=get("concurrency_limit", values_.group_limits) or (),
     )
     if settings.max_regressions is not None and settings.baseline is None:
         where = values["max_regressions"][1]
