@@ -32,7 +32,10 @@ def test_every_setting_is_in_the_configuration_table(option: object) -> None:
     from pytest_evalrows.plugin.settings import Option
 
     assert isinstance(option, Option)
-    rows = [line for line in README.splitlines() if line.startswith(f"| `{option.flag}")]
+    # The flag then a space or the closing backquote: --eval-concurrency is not the start of
+    # --eval-concurrency-limit's row.
+    pattern = re.compile(rf"\| `{re.escape(option.flag)}[ `]")
+    rows = [line for line in README.splitlines() if pattern.match(line)]
     assert len(rows) == 1, f"{option.flag} has no row in the README's configuration table"
     assert f"`{option.ini}`" in rows[0]
     assert f"`{option.env}`" in rows[0]

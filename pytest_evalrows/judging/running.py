@@ -127,7 +127,7 @@ class JudgeRunner:
         self._finish(job, error=timed_out(self.timeout))
 
     def _submit_async(self, job: Job) -> bool:
-        return self._loop.submit(lambda: self._run_on_loop(job))
+        return self._loop.submit(lambda: self._run_on_loop(job)) is not None
 
     async def _run_on_loop(self, job: Job) -> None:
         judging.set(True)  # this task's own context: the spans its judge starts are no row's
