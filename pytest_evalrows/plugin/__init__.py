@@ -33,7 +33,9 @@ MARKER = (
     "callables taking the row's Trace) run on each finished row; their judgments show on "
     "the row as judge:<name> scores. trials=N: run each case N times when recording, each "
     "trial a row of its own (<row id>#<k>; the eval_trial fixture is k), instead of "
-    "--eval-trials."
+    "--eval-trials. concurrent=True: a sync case may run on a thread while others run "
+    "(--eval-concurrency; async def cases always may). concurrency_group=NAME: the cases "
+    "of a group run at most --eval-concurrency-limit NAME=N at once."
 )
 
 
@@ -66,6 +68,25 @@ def pytest_configure(config: pytest.Config) -> None:
         from .xdist import XdistBridge
 
         config.pluginmanager.register(XdistBridge(recorder), "evalrows-xdist")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Eval cases the plugin runs itself (``async def`` ones; with ``--eval-concurrency``
+    above 1, sync ones marked ``concurrent=True``) get their runner; other sessions none."""
+    config = session.config
+    if config.option.collectonly or not session.items:
+        return
+    from .case_scan import runner_for
+
+    runner = runner_for(session, config.stash[settings_key], lambda: _tracing_of(config))
+    if runner is not None:
+        config.pluginmanager.register(runner, "evalrows-cases")
+        config.pluginmanager.register(runner.after_phase, "evalrows-cases-after-phase")
+
+
+def _tracing_of(config: pytest.Config) -> Any:
+    recorder = config.stash.get(recorder_key, None)
+    return recorder.tracing if recorder is not None else None
 
 
 @pytest.hookimpl(wrapper=True)

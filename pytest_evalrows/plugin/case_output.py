@@ -128,13 +128,26 @@ class OutputRouting:
     def __init__(self) -> None:
         self._started = False
         self._keeper = _KeepCaseRecords()
+        # pytest's log handlers are the same two objects all session: once filtered they stay
+        # so until ``stop``, also in the moment between pytest adding one and ``phase``.
+        self._not_from_a_body = _NotFromABody()
+        self._filtered: list[logging.Handler] = []
+        self._saved: list[Any] = []
 
-    def start(self) -> None:
-        """Bodies may run from now on."""
+    def start(self, saved: Iterable[tuple[Any, StreamName]] = ()) -> None:
+        """Bodies may run from now on. ``saved``: (holder, stream name) of objects that keep a
+        stream in ``_old`` to put back into ``sys`` later (pytest's capture does when it
+        suspends): they put back a router too, so no moment is left unrouted."""
         if self._started:
             return
         self._started = True
         _route_streams()
+        self._saved = []
+        for holder, name in saved:
+            kept = getattr(holder, "_old", None)
+            if kept is not None and not isinstance(kept, _RoutedStream):
+                holder._old = _RoutedStream(kept, name)
+                self._saved.append(holder)
         logging.getLogger().addHandler(self._keeper)
 
     def reinstall(self) -> None:
@@ -148,15 +161,13 @@ class OutputRouting:
         """One main-thread phase, inside pytest's capture: bodies' writes and records stay out
         of it."""
         replaced = _route_streams()
-        not_from_a_body = _NotFromABody()
-        filtered = _pytest_log_handlers()
-        for handler in filtered:
-            handler.addFilter(not_from_a_body)
+        for handler in _pytest_log_handlers():
+            if handler not in self._filtered:
+                handler.addFilter(self._not_from_a_body)
+                self._filtered.append(handler)
         try:
             yield
         finally:
-            for handler in filtered:
-                handler.removeFilter(not_from_a_body)
             for name, (previous, router) in replaced.items():
                 # Someone else's stream set during the phase stays; only ours is undone.
                 if getattr(sys, name) is router:
@@ -172,6 +183,13 @@ class OutputRouting:
             if isinstance(current, _RoutedStream):
                 setattr(sys, name, current.wrapped)
         logging.getLogger().removeHandler(self._keeper)
+        for holder in self._saved:
+            if isinstance(holder._old, _RoutedStream):
+                holder._old = holder._old.wrapped
+        self._saved.clear()
+        for handler in self._filtered:
+            handler.removeFilter(self._not_from_a_body)
+        self._filtered.clear()
 
 
 def replay(case: CaseOutput) -> None:

@@ -1,0 +1,415 @@
+"""Eval cases that run at once in one pytest process.
+
+The main thread stays pytest's: it sets each case up, logs every report and tears each case
+down, one at a time, through pytest's own hooks. Only the bodies leave it: an ``async def``
+case's as a task on the plugin's event loop, a sync case marked ``concurrent=True`` on a
+thread. Between its setup and its teardown a case is parked (``parking``), so that the next one
+can be set up; once its body is done the main thread replays its call phase through pytest's
+hooks (where ``pytest_pyfunc_call`` hands over what the body did), unparks it and tears it
+down. Reports therefore reach every plugin as for any test, in the order the cases finish.
+
+Each case's setup, body and teardown run in a ``contextvars.Context`` of its own: its row, its
+OpenTelemetry context and its captured output travel with it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextvars
+import queue
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
+
+import pytest
+
+from ..core.loop_thread import LoopThread
+from . import case_running
+from .case_kinds import CaseKind, batch_key
+from .case_output import CaseOutput, OutputRouting, StreamName, current_case, replay
+from .case_running import CaseRun, Phases
+from .parking import Parking
+
+__all__ = ["CaseRunner"]
+
+# How long a Ctrl-C waits for the running cases to wind down before reporting them.
+INTERRUPT_GRACE_S = 2.0
+
+
+class CaseRunner:
+    """Registered when the session has eval cases the plugin runs itself."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        kinds: dict[pytest.Item, CaseKind],
+        *,
+        concurrency: int,
+        group_limits: dict[str, int],
+        overlap: bool,
+        on_overlap: Callable[[bool], None],
+    ) -> None:
+        self.config = config
+        self.kinds = kinds
+        self.concurrency = concurrency
+        self.group_limits = group_limits
+        # False when cases may not overlap here (concurrency 1, --pdb, a pytest whose
+        # internals parking does not know): async cases then run one at a time, in place.
+        self.overlap = overlap
+        self._on_overlap = on_overlap
+        self.phases = Phases(config)
+        self.routing = OutputRouting()
+        self.running: dict[pytest.Item, CaseRun] = {}
+        self._groups: Counter[str] = Counter()
+        self._done: queue.SimpleQueue[CaseRun] = queue.SimpleQueue()
+        self._replays: dict[pytest.Item, CaseRun] = {}
+        self._retries: list[pytest.Item] = []
+        self._key: tuple[Any, ...] | None = None
+        self._parking: Parking | None = None
+        self._loop: LoopThread | None = None
+        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
+        self._session: pytest.Session | None = None
+
+    # -- pytest's hooks ------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        if not self.overlap:
+            return None
+        self._session = item.session
+        kind = self.kinds.get(item)
+        if kind is None or not kind.concurrent:
+            if self.running or self._retries:  # never expected: a batch ends before
+                self._drain(item)
+            return None
+        try:
+            self._take(item, kind, nextitem)
+        except BaseException:  # Ctrl-C, pytest.exit: the running cases end reported
+            self._abort()
+            raise
+        return True
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> Any:
+        run = self._replays.get(pyfuncitem)
+        if run is not None:
+            __tracebackhide__ = True
+            replay(run.output)
+            run.raise_outcome()
+            return True
+        kind = self.kinds.get(pyfuncitem)
+        if kind is not None and kind.is_async:
+            self._run_alone(pyfuncitem)
+            return True
+        return None
+
+    # Innermost, so inside pytest's capture and log capture of a main-thread phase: what a
+    # running body writes meanwhile stays the body's.
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Any:
+        if not self.running:
+            return (yield)
+        with self.routing.phase():
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Any:
+        if not self.running:
+            return (yield)
+        with self.routing.phase():
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        if not self.running:
+            return (yield)
+        with self.routing.phase():
+            return (yield)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.close()
+
+    @property
+    def after_phase(self) -> object:
+        """A plugin of its own (a plugin has one implementation per hook): outermost, it
+        puts the routers back the moment pytest's capture has suspended after a phase."""
+        return _AfterPhase(self)
+
+    def close(self) -> None:
+        if self.running:
+            self._abort()
+        if self._loop is not None:
+            self._loop.close()
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+        self._stop_overlapping()
+
+    # -- one case at a time: an async case outside a batch ---------------------------------
+
+    def _run_alone(self, item: pytest.Function) -> None:
+        __tracebackhide__ = True
+        function, arguments = case_running.body_of(item)
+        future = self._event_loop().submit(lambda: function(**arguments))
+        if future is None:
+            pytest.fail("evalrows: the event loop of async eval cases is closed", pytrace=False)
+        try:
+            future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    # -- cases at once -------------------------------------------------------------------
+
+    def _take(self, item: pytest.Item, kind: CaseKind, nextitem: pytest.Item | None) -> None:
+        """Start ``item`` once there is room for it; end the batch when ``nextitem`` cannot
+        join it."""
+        key = batch_key(item)
+        if (self.running or self._retries) and key != self._key:
+            self._drain(item)
+        self._key = key
+        self._harvest(upcoming=item)
+        while not self._stopping() and not self._has_room(kind):
+            self._harvest(upcoming=item, block=True)
+        if self._stopping():  # -x, --maxfail: no new case; the running ones finish
+            self._drain(None)
+            return
+        self._start(item, kind, upcoming=nextitem)
+        if self._stopping() or not self._joins(nextitem):
+            self._drain(None if self._stopping() else nextitem)
+
+    def _joins(self, nextitem: pytest.Item | None) -> bool:
+        if nextitem is None:
+            return False
+        kind = self.kinds.get(nextitem)
+        return kind is not None and kind.concurrent and batch_key(nextitem) == self._key
+
+    def _stopping(self) -> bool:
+        session = self._session
+        return session is not None and bool(session.shouldfail or session.shouldstop)
+
+    def _has_room(self, kind: CaseKind) -> bool:
+        if len(self.running) >= self.concurrency:
+            return False
+        limit = self.group_limits.get(kind.group) if kind.group is not None else None
+        return limit is None or self._groups[kind.group or ""] < limit
+
+    def _start(self, item: pytest.Item, kind: CaseKind, upcoming: pytest.Item | None) -> None:
+        """Set the case up (main thread), park it and start its body."""
+        parking = self._parking_for(item)
+        context = contextvars.copy_context()
+        case_running.fresh_request(item)
+        item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        run = CaseRun(item, kind, context, CaseOutput())
+        self.phases.begin(run)
+        setup = context.run(self.phases.run, run, "setup")
+        self.routing.reinstall()
+        parking.park(item)
+        if not setup.passed:
+            self._end(run, upcoming)
+            return
+        self._start_overlapping()
+        self.running[item] = run
+        if kind.group is not None:
+            self._groups[kind.group] += 1
+        function, arguments = case_running.body_of(item)
+        run.start = time.time()
+        future: concurrent.futures.Future[Any] | None
+        if kind.is_async:
+            loop = self._event_loop()
+            future = context.run(loop.submit, lambda: _body_async(run, function, arguments))
+        else:
+            future = self._thread_pool().submit(context.run, _body_sync, run, function, arguments)
+        if future is None:
+            run.error = RuntimeError("the event loop of async eval cases is closed")
+            self._done.put(run)
+            return
+        run.future = future
+        future.add_done_callback(lambda _: self._done.put(run))
+
+    def _harvest(self, upcoming: pytest.Item | None, *, block: bool = False) -> None:
+        """End every case whose body is done (first waiting for one when ``block``), then
+        start the reruns that are due while there is room."""
+        if block:
+            run = self._wait()
+            if run is not None:
+                self._finish(run, upcoming)
+        while True:
+            try:
+                run = self._done.get_nowait()
+            except queue.Empty:
+                break
+            self._finish(run, upcoming)
+        while self._retries and not self._stopping():
+            item = self._retries[0]
+            kind = self.kinds[item]
+            if not self._has_room(kind):
+                break
+            self._retries.pop(0)
+            self._start(item, kind, upcoming=upcoming)
+
+    def _wait(self) -> CaseRun | None:
+        while self.running:
+            try:
+                return self._done.get(timeout=0.25)
+            except queue.Empty:
+                continue
+        return None
+
+    def _drain(self, nextitem: pytest.Item | None) -> None:
+        """Let every running case (and every rerun due) finish; the last one's teardown
+        goes towards ``nextitem``."""
+        while self.running or (self._retries and not self._stopping()):
+            self._harvest(upcoming=nextitem, block=bool(self.running))
+        self._retries.clear()
+        self._stop_overlapping()
+
+    def _finish(self, run: CaseRun, upcoming: pytest.Item | None) -> None:
+        """The case's body is done: replay its call phase, then tear it down."""
+        item = run.item
+        self.running.pop(item, None)
+        if run.kind.group is not None:
+            self._groups[run.kind.group] -= 1
+        run.settle()
+        self._replays[item] = run
+        try:
+            run.context.run(self.phases.run, run, "call")
+        finally:
+            self._replays.pop(item, None)
+            self.routing.reinstall()
+        self._end(run, upcoming)
+
+    def _end(self, run: CaseRun, upcoming: pytest.Item | None) -> None:
+        item = run.item
+        parking = self._parking_for(item)
+        # Towards another parked case while there is one: what they share stays set up.
+        target = parking.sibling(item) or (None if self._stopping() else upcoming)
+        parking.unpark(item)
+        try:
+            run.context.run(self.phases.run, run, "teardown", nextitem=target)
+        finally:
+            self.routing.reinstall()
+            case_running.drop_request(item)
+        item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        if run.rerun:
+            self._retries.append(item)
+
+    def _abort(self) -> None:
+        """Ctrl-C or pytest.exit: cancel the running cases, report them and tear them down."""
+        try:
+            for run in self.running.values():
+                if run.future is not None:
+                    run.future.cancel()
+            deadline = time.monotonic() + INTERRUPT_GRACE_S
+            ended = 0
+            while ended < len(self.running) and time.monotonic() < deadline:
+                try:
+                    self._done.get(timeout=0.05)
+                    ended += 1
+                except queue.Empty:
+                    continue
+            # Each is reported as cancelled, whatever its body did after the Ctrl-C.
+            for run in list(self.running.values()):
+                run.interrupted = True
+                self._finish(run, None)
+        except BaseException:  # a second Ctrl-C: what is left is left
+            pass
+        finally:
+            self.running.clear()
+            self._retries.clear()
+            self._stop_overlapping()
+
+    # -- resources -----------------------------------------------------------------------
+
+    def _parking_for(self, item: pytest.Item) -> Parking:
+        if self._parking is None:
+            self._parking = Parking(item.session)
+            self._parking.start()
+        return self._parking
+
+    def _event_loop(self) -> LoopThread:
+        if self._loop is None:
+            self._loop = LoopThread(self.concurrency, name="evalrows-cases-loop")
+        return self._loop
+
+    def _thread_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = concurrent.futures.ThreadPoolExecutor(
+                self.concurrency, thread_name_prefix="evalrows-case"
+            )
+        return self._threads
+
+    def _start_overlapping(self) -> None:
+        if not self.running:
+            self.routing.start(_capture_saved_streams(self.config))
+            self._on_overlap(True)
+
+    def _stop_overlapping(self) -> None:
+        self.routing.stop()
+        self._on_overlap(False)
+
+
+def _capture_saved_streams(config: pytest.Config) -> list[tuple[Any, StreamName]]:
+    """The objects in which pytest's capture keeps the streams it puts back into ``sys``
+    when it suspends (``SysCapture._old``, an ``FDCapture``'s through its ``syscapture``).
+    Private to pytest: when they are not found, a body's write in the moment between pytest
+    suspending and the routers being put back may reach the terminal."""
+    manager = config.pluginmanager.get_plugin("capturemanager")
+    capturing = getattr(manager, "_global_capturing", None)
+    found: list[tuple[Any, StreamName]] = []
+    pairs: tuple[tuple[str, StreamName], ...] = (("out", "stdout"), ("err", "stderr"))
+    for attribute, name in pairs:
+        capture = getattr(capturing, attribute, None)
+        holder = getattr(capture, "syscapture", capture)
+        if holder is not None and hasattr(holder, "_old"):
+            found.append((holder, name))
+    return found
+
+
+class _AfterPhase:
+    def __init__(self, runner: CaseRunner) -> None:
+        self.runner = runner
+
+    def _reroute(self) -> Generator[None, Any, Any]:
+        try:
+            return (yield)
+        finally:
+            if self.runner.running:
+                self.runner.routing.reinstall()
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        return (yield from self._reroute())
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        return (yield from self._reroute())
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> Generator[None, Any, Any]:
+        return (yield from self._reroute())
+
+
+async def _body_async(
+    run: CaseRun, function: Callable[..., Coroutine[Any, Any, Any]], arguments: dict[str, Any]
+) -> None:
+    current_case.set(run.output)  # in the task's own copy of the case's context
+    try:
+        await function(**arguments)
+    except BaseException as exc:  # cancelled included: the main thread reports it
+        run.error = exc
+    finally:
+        run.stop = time.time()
+
+
+def _body_sync(run: CaseRun, function: Callable[..., Any], arguments: dict[str, Any]) -> None:
+    token = current_case.set(run.output)
+    try:
+        function(**arguments)
+    except BaseException as exc:
+        run.error = exc
+    finally:
+        current_case.reset(token)
+        run.stop = time.time()
