@@ -23,7 +23,8 @@ from pytest_evalrows.core import ids
 from pytest_evalrows.core.row import RowDraft, RowPlan
 from pytest_evalrows.models import ErrorInfo, Metrics, RowVersion, SpanRecord, StaleSpan
 from pytest_evalrows.plugin import building
-from pytest_evalrows.plugin.tracing import ActiveRow, RowSpanProcessor, Tracing, span_record
+from pytest_evalrows.plugin.span_records import span_record
+from pytest_evalrows.plugin.tracing import ActiveRow, RowSpanProcessor, Tracing
 from pytest_evalrows.store.sqlite import SQLiteStore
 
 ATTEMPT = "attempt-unit"
@@ -193,7 +194,7 @@ def test_spans_with_no_active_row_belong_to_no_row(otel: Setup) -> None:
 def test_a_span_ending_after_its_row_closed_is_reported_late(otel: Setup, row: ActiveRow) -> None:
     span = otel.tracer.start_span("outlives")
     otel.tracing.exit_row(row)
-    assert otel.processor.active is None
+    assert otel.processor.live_rows() == []
     span.end()
     assert row.draft.spans == []
     assert otel.unowned == []

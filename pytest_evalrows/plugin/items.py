@@ -16,6 +16,7 @@ from ..core.row import RowDraft
 from ..delivery.totals import Totals, Unit
 from . import building
 from .collection import plan_key
+from .row_scopes import PlainTest
 from .settings import settings_key
 from .tracing import ActiveRow, Tracing
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 draft_key = pytest.StashKey[RowDraft]()
 _execution_key = pytest.StashKey[int]()
 _active_key = pytest.StashKey[ActiveRow]()
+_plain_key = pytest.StashKey[PlainTest]()
 
 
 class ItemRows:
@@ -77,9 +79,9 @@ class ItemRows:
     def setup(self, item: pytest.Item) -> None:
         """Before the item's setup: a new execution's draft, and its row context."""
         plan = item.stash.get(plan_key, None)
-        if self.tracing is not None:
-            self.tracing.processor.in_plain_test = plan is None
         if plan is None:
+            if self.tracing is not None:
+                item.stash[_plain_key] = self.tracing.enter_plain()
             return
         execution = item.stash.get(_execution_key, 0) + 1
         item.stash[_execution_key] = execution
@@ -102,7 +104,10 @@ class ItemRows:
     def teardown_done(self, item: pytest.Item) -> None:
         """After the item's teardown: leave its row context."""
         if self.tracing is not None:
-            self.tracing.processor.in_plain_test = False
+            plain = item.stash.get(_plain_key, None)
+            if plain is not None:
+                del item.stash[_plain_key]
+                self.tracing.exit_plain(plain)
             active = item.stash.get(_active_key, None)
             if active is not None:
                 del item.stash[_active_key]

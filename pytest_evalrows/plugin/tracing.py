@@ -7,10 +7,13 @@ cost of one context switch, not a recorded span. When the spans go to a provider
 configured, their exporters must see that root too: each execution is then a real span of
 their provider, and the row takes its ids.
 
-Spans started in threads the test starts without its context have no parent; the store ties
-them to the row through the process-wide active row (pytest runs one item at a time per
-process). A user's exporter sees them in traces of their own unless the context travels with
-the thread (``core.row.row_context``, ``run_in_row_context``, ``contextvars.copy_context``).
+Several executions can run at once in one process, each in a ``contextvars.Context`` of its
+own. The row a span belongs to travels in that context (``_row_scope``), with the signs that
+a wider fixture or a plain test runs there; a span started where none is set (a thread the
+test started without its context) goes to the live row whose trace its parent is in, else,
+while executions run one at a time, to the only live row, else to no row: never to another
+row. A user's exporter sees such a thread's spans in traces of their own unless the context
+travels with it (``core.row.row_context``, ``run_in_row_context``, ``contextvars.copy_context``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -32,31 +36,27 @@ from ..core.records import SpanDoc
 from ..core.row import RowDraft
 from ..core.row import row_context as row_context
 from ..core.row import run_in_row_context as run_in_row_context
-from ..core.values import storable_text
+from .row_scopes import ActiveRow as ActiveRow
+from .row_scopes import Outside, PlainTest, Scope
+from .span_records import count_tokens, span_record
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _STATUS_CODES = {"ok": StatusCode.OK, "error": StatusCode.ERROR}
 
-_INPUT_TOKENS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
-_OUTPUT_TOKENS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
+
+# Where spans started now belong. Left scopes are closed, not only reset: a Context copied
+# while one was in effect (an event loop's runner made during a fixture) keeps it after.
+_row_scope: ContextVar[Scope] = ContextVar("evalrows_row_scope", default=None)
 
 
-class ActiveRow:
-    """One execution of a row while it runs: the ids and attributes its spans receive."""
-
-    __slots__ = ("attributes", "closed", "draft", "span_hex", "trace_hex")
-
-    def __init__(self, draft: RowDraft, experiment: str, attempt_id: str) -> None:
-        self.draft = draft
-        self.trace_hex = ids.trace_id_hex(draft.trace_id)
-        self.span_hex = ids.span_id_hex(draft.span_id)
-        self.closed = False
-        self.attributes: dict[str, str | int] = {
-            "evalrows.attempt_id": attempt_id,
-            "evalrows.row_id": draft.plan.row_id,
-            "evalrows.experiment": experiment,
-            "evalrows.execution": draft.execution,
-        }
+def _reset(token: Token[Scope]) -> bool:
+    """Reset the scope; False when the token is of another Context (left from elsewhere, as
+    ``Tracing.flush`` does after an interrupt): that Context keeps its own, closed."""
+    try:
+        _row_scope.reset(token)
+    except ValueError:
+        return False
+    return True
 
 
 class RowSpanProcessor(SpanProcessor):
@@ -70,11 +70,15 @@ class RowSpanProcessor(SpanProcessor):
         on_late: Callable[[ActiveRow, SpanDoc], None],
     ) -> None:
         self.attempt_id = attempt_id
-        self.active: ActiveRow | None = None
-        # Spans started outside any row: session and module fixtures.
+        # Set while executions run at once: a span of unknown context is then nobody's.
+        self.concurrent = False
+        # Process-wide hints for spans of unknown context while executions run one at a
+        # time, as their scopes say: wider fixtures being set up or torn down, a plain test.
         self.outside_rows = 0
-        # A test that is not an eval runs: its spans are nobody's and are not kept.
         self.in_plain_test = False
+        # Rows entered and not yet left, by trace id; the only one of them, if only one.
+        self._live: dict[int, ActiveRow] = {}
+        self._sole: ActiveRow | None = None
         self._owners: dict[int, ActiveRow] = {}
         self._ignored: set[int] = set()
         self._on_unowned = on_unowned
@@ -84,22 +88,61 @@ class RowSpanProcessor(SpanProcessor):
     def skip(self, span_id: int) -> None:
         """Leave a span uncaptured: a row's recorded root, which the plugin stores itself."""
         with self._lock:
+            self._owners.pop(span_id, None)
             self._ignored.add(span_id)
+
+    def live_rows(self) -> list[ActiveRow]:
+        with self._lock:
+            return list(self._live.values())
+
+    def add_live(self, row: ActiveRow, trace_id: int) -> None:
+        with self._lock:
+            self._live[trace_id] = row
+            self._sole = row if len(self._live) == 1 else None
+
+    def remove_live(self, row: ActiveRow, trace_id: int) -> None:
+        with self._lock:
+            if self._live.get(trace_id) is row:
+                del self._live[trace_id]
+            self._sole = next(iter(self._live.values())) if len(self._live) == 1 else None
+
+    def count_outside(self, change: int) -> None:
+        with self._lock:
+            self.outside_rows += change
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         if judging.get():  # a judge's own call (an LLM judge's request): nobody's row
-            with self._lock:
-                self._ignored.add(span.context.span_id)
+            self.skip(span.context.span_id)
             return
-        row = None if self.outside_rows else self.active
-        if row is None:
-            if self.in_plain_test and not self.outside_rows:
-                with self._lock:
-                    self._ignored.add(span.context.span_id)
+        scope = _row_scope.get()
+        if scope is None or scope.closed:
+            row = self._unscoped_row(span)
+            if row is None:
+                return
+        elif isinstance(scope, ActiveRow):
+            row = scope
+        else:
+            if isinstance(scope, PlainTest):
+                self.skip(span.context.span_id)
             return
         span.set_attributes(row.attributes)
         with self._lock:
             self._owners[span.context.span_id] = row
+
+    def _unscoped_row(self, span: Span) -> ActiveRow | None:
+        """The row of a span started where no scope is set; None for a span of no row."""
+        parent = span.parent
+        if parent is not None:
+            # Its context travelled by other means (instrumented threads, a hand attach).
+            row = self._live.get(parent.trace_id)
+            if row is not None:
+                return row
+        if self.concurrent or self.outside_rows:
+            return None
+        row = self._sole
+        if row is None and self.in_plain_test:
+            self.skip(span.context.span_id)
+        return row
 
     def on_end(self, span: ReadableSpan) -> None:
         context = span.context
@@ -115,85 +158,17 @@ class RowSpanProcessor(SpanProcessor):
                 self._on_unowned(span_record(span, None, self.attempt_id))
             return
         record = span_record(span, row, self.attempt_id)
-        draft = row.draft
-        attributes = span.attributes or {}
-        for names, total in (
-            (_INPUT_TOKENS, "prompt_tokens"),
-            (_OUTPUT_TOKENS, "completion_tokens"),
-        ):
-            for name in names:
-                value = attributes.get(name)
-                if isinstance(value, int):
-                    setattr(draft, total, getattr(draft, total) + value)
-                    break
+        count_tokens(row.draft, span.attributes)
         if row.closed:
             self._on_late(row, record)
         else:
-            draft.spans.append(record)
+            row.draft.spans.append(record)
 
     def shutdown(self) -> None:
         pass
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
-
-
-def span_record(span: ReadableSpan, row: ActiveRow | None, attempt_id: str) -> SpanDoc:
-    """A finished SDK span as stored. A span with no parent in the row's trace (started in a
-    thread) is hung under the row's root."""
-    context = span.context
-    assert context is not None
-    trace_hex = ids.trace_id_hex(context.trace_id)
-    parent = span.parent
-    parents = [ids.span_id_hex(parent.span_id)] if parent is not None else []
-    if row is not None and trace_hex != row.trace_hex:
-        # Started in a thread, outside the row's context: keep the thread's own nesting,
-        # move it into the row's trace, and hang its top span under the row's root.
-        trace_hex = row.trace_hex
-        if not parents:
-            parents = [row.span_hex]
-    status = span.status.status_code.name.lower() if span.status is not None else "unset"
-    record: SpanDoc = {
-        "span_id": ids.span_id_hex(context.span_id),
-        "root_span_id": trace_hex,
-        "span_parents": parents,
-        "row_id": row.draft.plan.row_id if row is not None else None,
-        "attempt_id": attempt_id,
-        "execution": row.draft.execution if row is not None else 0,
-        "name": storable_text(span.name),
-        "kind": span.kind.name.lower(),
-        "start": (span.start_time or 0) / 1e9,
-        "end": (span.end_time or 0) / 1e9,
-        "status": status,
-        "attributes": _json_attributes(span.attributes),
-        "events": [
-            {
-                "name": storable_text(event.name),
-                "timestamp": event.timestamp / 1e9,
-                "attributes": _json_attributes(event.attributes),
-            }
-            for event in span.events
-        ],
-    }
-    description = span.status.description if span.status is not None else None
-    if description:
-        record["status_description"] = storable_text(description)
-    return record
-
-
-def _json_attributes(attributes: Any) -> dict[str, Any]:
-    # Names and string values can hold text UTF-8 cannot take (a file name, a tool's output).
-    if not attributes:
-        return {}
-    return {storable_text(key): _json_attribute(value) for key, value in attributes.items()}
-
-
-def _json_attribute(value: Any) -> Any:
-    if isinstance(value, str):
-        return storable_text(value)
-    if isinstance(value, tuple):  # the SDK keeps sequences as tuples
-        return [storable_text(item) if isinstance(item, str) else item for item in value]
-    return value
 
 
 class _RefusalWatch(logging.Handler):
@@ -230,11 +205,6 @@ class Tracing:
         # recorded span of theirs, the root its children point to.
         self.root_tracer: trace.Tracer | None = None
         self._roots: dict[int, trace.Span] = {}
-        self._tokens: dict[int, object] = {}
-        # id(row) -> the context entered for it: a root recorded late replaces it only while
-        # it is still the current one.
-        self._entered: dict[int, object] = {}
-        self._late_tokens: dict[int, object] = {}
         self._watch: _RefusalWatch | None = None
 
     def connect(self) -> str:
@@ -271,23 +241,26 @@ class Tracing:
             current = trace.get_tracer_provider()
             if hasattr(current, "add_span_processor"):
                 self.attach(current)
-                row = self.processor.active
-                if row is not None:
+                # Only the row of this context can have its context changed from here.
+                row = _row_scope.get()
+                if isinstance(row, ActiveRow) and not row.closed:
                     self._late_root(row)
 
     def _late_root(self, row: ActiveRow) -> None:
         """A row whose setup configured the provider (a session fixture, say) gets its root
         there too. Nothing of it was recorded yet (there was no provider), so it can still
         take the root's ids; unless another context was entered on top of the row's."""
-        if otel_context.get_current() is not self._entered.get(id(row)):
+        if row.context is None or otel_context.get_current() is not row.context:
             return
+        planned = row.draft.trace_id
         root = self._start_root(row)
         if root is not None:
-            context = trace.set_span_in_context(root)
-            self._late_tokens[id(row)] = otel_context.attach(context)
+            self.processor.remove_live(row, planned)
+            self.processor.add_live(row, row.draft.trace_id)
+            row.late_token = otel_context.attach(trace.set_span_in_context(root))
 
     def enter_row(self, row: ActiveRow) -> None:
-        """Make the row current: its root context for this thread, the active row for others."""
+        """Make the row current in this context: its scope, and its root context."""
         draft = row.draft
         root: trace.Span | None = None
         if self.root_tracer is not None:
@@ -302,9 +275,10 @@ class Tracing:
                 )
             )
         context = trace.set_span_in_context(root)
-        self._tokens[id(row)] = otel_context.attach(context)
-        self._entered[id(row)] = context
-        self.processor.active = row
+        row.otel_token = otel_context.attach(context)
+        row.context = context
+        row.token = _row_scope.set(row)
+        self.processor.add_live(row, draft.trace_id)
 
     def _start_root(self, row: ActiveRow) -> trace.Span | None:
         """The execution as a recorded span of the user's provider, a root, whose ids become
@@ -330,14 +304,17 @@ class Tracing:
         return span
 
     def exit_row(self, row: ActiveRow) -> None:
+        """Leave the row; in the context it was entered in, restore what entering changed."""
         row.closed = True
-        if self.processor.active is row:
-            self.processor.active = None
-        self._entered.pop(id(row), None)
-        for tokens in (self._late_tokens, self._tokens):
-            token = tokens.pop(id(row), None)
-            if token is not None:
-                otel_context.detach(token)  # type: ignore[arg-type]
+        self.processor.remove_live(row, row.draft.trace_id)
+        token, row.token = row.token, None
+        tokens = (row.late_token, row.otel_token)  # the late root's was attached last
+        row.context = row.late_token = row.otel_token = None
+        if token is None or not _reset(token):
+            return  # the OpenTelemetry tokens are of that other Context too
+        for otel_token in tokens:
+            if otel_token is not None:
+                otel_context.detach(otel_token)  # type: ignore[arg-type]
 
     def end_row(self, draft: RowDraft, root: SpanDoc) -> None:
         """End the execution's recorded root span, if it has one, as the store has it: the
@@ -356,23 +333,42 @@ class Tracing:
             self.exit_outside()
 
     def enter_outside(self) -> None:
-        self.processor.outside_rows += 1
-        self._tokens[-self.processor.outside_rows] = otel_context.attach(otel_context.Context())
+        outside = Outside()
+        outside.otel_token = otel_context.attach(otel_context.Context())
+        outside.token = _row_scope.set(outside)
+        self.processor.count_outside(1)
 
     def exit_outside(self) -> None:
-        token = self._tokens.pop(-self.processor.outside_rows, None)
-        self.processor.outside_rows -= 1
+        """Leave the innermost ``enter_outside`` of this context (nothing if there is none)."""
+        outside = _row_scope.get()
+        if not isinstance(outside, Outside) or outside.closed or outside.token is None:
+            return
+        outside.closed = True
+        self.processor.count_outside(-1)
+        if _reset(outside.token):
+            otel_context.detach(outside.otel_token)  # type: ignore[arg-type]
+
+    def enter_plain(self) -> PlainTest:
+        """A test that is not an eval begins in this context; give ``exit_plain`` the result."""
+        plain = PlainTest()
+        plain.token = _row_scope.set(plain)
+        self.processor.in_plain_test = True
+        return plain
+
+    def exit_plain(self, plain: PlainTest) -> None:
+        plain.closed = True
+        self.processor.in_plain_test = False
+        token, plain.token = plain.token, None
         if token is not None:
-            otel_context.detach(token)  # type: ignore[arg-type]
+            _reset(token)
 
     def flush(self) -> None:
         """Flush the provider: never shut it down, it may be the user's."""
-        # A row an interrupt left current is left, and the roots of rows that never finished
+        # Rows an interrupt left current are left, and the roots of rows that never finished
         # still reach the exporter.
-        active = self.processor.active
-        if active is not None:
-            self.exit_row(active)
-        for span in self._roots.values():
+        for row in self.processor.live_rows():
+            self.exit_row(row)
+        for span in list(self._roots.values()):
             span.end()
         self._roots.clear()
         if self.provider is not None:
