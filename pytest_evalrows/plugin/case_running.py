@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import bdb
 import concurrent.futures
+import contextlib
 import contextvars
 import inspect
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -102,6 +104,17 @@ class Phases:
     def __init__(self, config: pytest.Config) -> None:
         self.reraise: tuple[type[BaseException], ...] = (pytest.exit.Exception, KeyboardInterrupt)
         self.reruns_plugin: Any = config.pluginmanager.get_plugin("rerunfailures")
+        # In an xdist worker: the plugin that sends reports to the controller, checking that
+        # each is of the item whose protocol runs (its item_index).
+        self._worker: Any = next(
+            (
+                plugin
+                for plugin in config.pluginmanager.get_plugins()
+                if type(plugin).__name__ == "WorkerInteractor"
+            ),
+            None,
+        )
+        self._indexes: dict[int, int] | None = None
 
     def begin(self, run: CaseRun) -> None:
         """A new execution of the case: count it, and learn how many reruns it may have."""
@@ -114,6 +127,27 @@ class Phases:
             run.reruns = count if isinstance(count, int) else 0
 
     def run(self, run: CaseRun, when: Phase, **kwargs: Any) -> pytest.TestReport:
+        with self._reporting_as(run.item):
+            return self._run(run, when, **kwargs)
+
+    @contextlib.contextmanager
+    def _reporting_as(self, item: pytest.Item) -> Iterator[None]:
+        """Under xdist, the worker sends a report as one of the item its protocol runs: for
+        the while, that is this case."""
+        worker = self._worker
+        if worker is None:
+            yield
+            return
+        if self._indexes is None:
+            self._indexes = {id(each): index for index, each in enumerate(item.session.items)}
+        previous = getattr(worker, "item_index", None)
+        worker.item_index = self._indexes.get(id(item), previous)
+        try:
+            yield
+        finally:
+            worker.item_index = previous
+
+    def _run(self, run: CaseRun, when: Phase, **kwargs: Any) -> pytest.TestReport:
         item = run.item
         ihook = item.ihook
         hook = {
