@@ -80,8 +80,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
     runner = runner_for(session, config.stash[settings_key], lambda: _tracing_of(config))
     if runner is not None:
-        config.pluginmanager.register(runner, "evalrows-cases")
-        config.pluginmanager.register(runner.after_phase, "evalrows-cases-after-phase")
+        for name, plugin in zip(
+            ("cases", "cases-inside", "cases-outside"), runner.plugins, strict=True
+        ):
+            config.pluginmanager.register(plugin, f"evalrows-{name}")
 
 
 def _tracing_of(config: pytest.Config) -> Any:

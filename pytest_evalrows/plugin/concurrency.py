@@ -14,20 +14,20 @@ OpenTelemetry context and its captured output travel with it.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextvars
 import queue
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from ..core.loop_thread import LoopThread
 from . import case_running
+from .case_bodies import Bodies
+from .case_capture import CaseCapture
 from .case_kinds import CaseKind, batch_key
-from .case_output import CaseOutput, OutputRouting, StreamName, current_case, replay
+from .case_output import CaseOutput, replay
 from .case_running import CaseRun, Phases
 from .parking import Parking
 
@@ -59,7 +59,8 @@ class CaseRunner:
         self.overlap = overlap
         self._on_overlap = on_overlap
         self.phases = Phases(config)
-        self.routing = OutputRouting()
+        self.capture = CaseCapture(config, lambda: bool(self.running))
+        self.bodies = Bodies(concurrency)
         self.running: dict[pytest.Item, CaseRun] = {}
         self._groups: Counter[str] = Counter()
         self._done: queue.SimpleQueue[CaseRun] = queue.SimpleQueue()
@@ -67,8 +68,6 @@ class CaseRunner:
         self._retries: list[pytest.Item] = []
         self._key: tuple[Any, ...] | None = None
         self._parking: Parking | None = None
-        self._loop: LoopThread | None = None
-        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._session: pytest.Session | None = None
 
     # -- pytest's hooks ------------------------------------------------------------------
@@ -100,64 +99,23 @@ class CaseRunner:
             return True
         kind = self.kinds.get(pyfuncitem)
         if kind is not None and kind.is_async:
-            self._run_alone(pyfuncitem)
+            self.bodies.run_alone(pyfuncitem)
             return True
         return None
-
-    # Innermost, so inside pytest's capture and log capture of a main-thread phase: what a
-    # running body writes meanwhile stays the body's.
-    @pytest.hookimpl(wrapper=True, trylast=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Any:
-        if not self.running:
-            return (yield)
-        with self.routing.phase():
-            return (yield)
-
-    @pytest.hookimpl(wrapper=True, trylast=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Any:
-        if not self.running:
-            return (yield)
-        with self.routing.phase():
-            return (yield)
-
-    @pytest.hookimpl(wrapper=True, trylast=True)
-    def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
-        if not self.running:
-            return (yield)
-        with self.routing.phase():
-            return (yield)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.close()
 
     @property
-    def after_phase(self) -> object:
-        """A plugin of its own (a plugin has one implementation per hook): outermost, it
-        puts the routers back the moment pytest's capture has suspended after a phase."""
-        return _AfterPhase(self)
+    def plugins(self) -> tuple[object, ...]:
+        """The runner and the two plugins that keep bodies' output their own."""
+        return (self, self.capture.inside, self.capture.outside)
 
     def close(self) -> None:
         if self.running:
             self._abort()
-        if self._loop is not None:
-            self._loop.close()
-        if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
+        self.bodies.close()
         self._stop_overlapping()
-
-    # -- one case at a time: an async case outside a batch ---------------------------------
-
-    def _run_alone(self, item: pytest.Function) -> None:
-        __tracebackhide__ = True
-        function, arguments = case_running.body_of(item)
-        future = self._event_loop().submit(lambda: function(**arguments))
-        if future is None:
-            pytest.fail("evalrows: the event loop of async eval cases is closed", pytrace=False)
-        try:
-            future.result()
-        except BaseException:
-            future.cancel()
-            raise
 
     # -- cases at once -------------------------------------------------------------------
 
@@ -203,7 +161,7 @@ class CaseRunner:
         run = CaseRun(item, kind, context, CaseOutput())
         self.phases.begin(run)
         setup = context.run(self.phases.run, run, "setup")
-        self.routing.reinstall()
+        self.capture.routing.reinstall()
         parking.park(item)
         if not setup.passed:
             self._end(run, upcoming)
@@ -212,14 +170,7 @@ class CaseRunner:
         self.running[item] = run
         if kind.group is not None:
             self._groups[kind.group] += 1
-        function, arguments = case_running.body_of(item)
-        run.start = time.time()
-        future: concurrent.futures.Future[Any] | None
-        if kind.is_async:
-            loop = self._event_loop()
-            future = context.run(loop.submit, lambda: _body_async(run, function, arguments))
-        else:
-            future = self._thread_pool().submit(context.run, _body_sync, run, function, arguments)
+        future = self.bodies.start(run)
         if future is None:
             run.error = RuntimeError("the event loop of async eval cases is closed")
             self._done.put(run)
@@ -276,7 +227,7 @@ class CaseRunner:
             run.context.run(self.phases.run, run, "call")
         finally:
             self._replays.pop(item, None)
-            self.routing.reinstall()
+            self.capture.routing.reinstall()
         self._end(run, upcoming)
 
     def _end(self, run: CaseRun, upcoming: pytest.Item | None) -> None:
@@ -288,7 +239,7 @@ class CaseRunner:
         try:
             run.context.run(self.phases.run, run, "teardown", nextitem=target)
         finally:
-            self.routing.reinstall()
+            self.capture.routing.reinstall()
             case_running.drop_request(item)
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         if run.rerun:
@@ -327,89 +278,11 @@ class CaseRunner:
             self._parking.start()
         return self._parking
 
-    def _event_loop(self) -> LoopThread:
-        if self._loop is None:
-            self._loop = LoopThread(self.concurrency, name="evalrows-cases-loop")
-        return self._loop
-
-    def _thread_pool(self) -> concurrent.futures.ThreadPoolExecutor:
-        if self._threads is None:
-            self._threads = concurrent.futures.ThreadPoolExecutor(
-                self.concurrency, thread_name_prefix="evalrows-case"
-            )
-        return self._threads
-
     def _start_overlapping(self) -> None:
         if not self.running:
-            self.routing.start(_capture_saved_streams(self.config))
+            self.capture.start()
             self._on_overlap(True)
 
     def _stop_overlapping(self) -> None:
-        self.routing.stop()
+        self.capture.stop()
         self._on_overlap(False)
-
-
-def _capture_saved_streams(config: pytest.Config) -> list[tuple[Any, StreamName]]:
-    """The objects in which pytest's capture keeps the streams it puts back into ``sys``
-    when it suspends (``SysCapture._old``, an ``FDCapture``'s through its ``syscapture``).
-    Private to pytest: when they are not found, a body's write in the moment between pytest
-    suspending and the routers being put back may reach the terminal."""
-    manager = config.pluginmanager.get_plugin("capturemanager")
-    capturing = getattr(manager, "_global_capturing", None)
-    found: list[tuple[Any, StreamName]] = []
-    pairs: tuple[tuple[str, StreamName], ...] = (("out", "stdout"), ("err", "stderr"))
-    for attribute, name in pairs:
-        capture = getattr(capturing, attribute, None)
-        holder = getattr(capture, "syscapture", capture)
-        if holder is not None and hasattr(holder, "_old"):
-            found.append((holder, name))
-    return found
-
-
-class _AfterPhase:
-    def __init__(self, runner: CaseRunner) -> None:
-        self.runner = runner
-
-    def _reroute(self) -> Generator[None, Any, Any]:
-        try:
-            return (yield)
-        finally:
-            if self.runner.running:
-                self.runner.routing.reinstall()
-
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, Any]:
-        return (yield from self._reroute())
-
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
-        return (yield from self._reroute())
-
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_teardown(
-        self, item: pytest.Item, nextitem: pytest.Item | None
-    ) -> Generator[None, Any, Any]:
-        return (yield from self._reroute())
-
-
-async def _body_async(
-    run: CaseRun, function: Callable[..., Coroutine[Any, Any, Any]], arguments: dict[str, Any]
-) -> None:
-    current_case.set(run.output)  # in the task's own copy of the case's context
-    try:
-        await function(**arguments)
-    except BaseException as exc:  # cancelled included: the main thread reports it
-        run.error = exc
-    finally:
-        run.stop = time.time()
-
-
-def _body_sync(run: CaseRun, function: Callable[..., Any], arguments: dict[str, Any]) -> None:
-    token = current_case.set(run.output)
-    try:
-        function(**arguments)
-    except BaseException as exc:
-        run.error = exc
-    finally:
-        current_case.reset(token)
-        run.stop = time.time()

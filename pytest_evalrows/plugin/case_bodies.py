@@ -1,0 +1,91 @@
+"""Where the bodies of eval cases run: async ones as tasks on one event loop per process (in a
+daemon thread), sync ones marked ``concurrent=True`` on a thread pool."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from ..core.loop_thread import LoopThread
+from . import case_running
+from .case_output import current_case
+from .case_running import CaseRun
+
+__all__ = ["Bodies"]
+
+
+class Bodies:
+    """The event loop and the thread pool, each made on first use."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+        self._loop: LoopThread | None = None
+        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def start(self, run: CaseRun) -> concurrent.futures.Future[Any] | None:
+        """Start the case's body in its context (a task takes a copy of it); None when the
+        loop is closed."""
+        function, arguments = case_running.body_of(run.item)
+        run.start = time.time()
+        if run.kind.is_async:
+            loop = self.event_loop()
+            return run.context.run(loop.submit, lambda: _body_async(run, function, arguments))
+        return self.thread_pool().submit(run.context.run, _body_sync, run, function, arguments)
+
+    def run_alone(self, item: pytest.Item) -> None:
+        """An async case that runs alone: on the loop, the main thread waiting for it."""
+        __tracebackhide__ = True
+        function, arguments = case_running.body_of(item)
+        future = self.event_loop().submit(lambda: function(**arguments))
+        if future is None:
+            pytest.fail("evalrows: the event loop of async eval cases is closed", pytrace=False)
+        try:
+            future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def event_loop(self) -> LoopThread:
+        if self._loop is None:
+            self._loop = LoopThread(self.concurrency, name="evalrows-cases-loop")
+        return self._loop
+
+    def thread_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = concurrent.futures.ThreadPoolExecutor(
+                self.concurrency, thread_name_prefix="evalrows-case"
+            )
+        return self._threads
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.close()
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+async def _body_async(
+    run: CaseRun, function: Callable[..., Coroutine[Any, Any, Any]], arguments: dict[str, Any]
+) -> None:
+    current_case.set(run.output)  # in the task's own copy of the case's context
+    try:
+        await function(**arguments)
+    except BaseException as exc:  # cancelled included: the main thread reports it
+        run.error = exc
+    finally:
+        run.stop = time.time()
+
+
+def _body_sync(run: CaseRun, function: Callable[..., Any], arguments: dict[str, Any]) -> None:
+    token = current_case.set(run.output)
+    try:
+        function(**arguments)
+    except BaseException as exc:
+        run.error = exc
+    finally:
+        current_case.reset(token)
+        run.stop = time.time()
