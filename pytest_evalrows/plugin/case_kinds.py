@@ -57,8 +57,10 @@ def case_kind(item: pytest.Item) -> CaseKind | None:
         return None  # pytest-asyncio's or anyio's: left to them
     if "anyio_backend" in getattr(item, "fixturenames", ()):
         return None
+    # An async case may overlap others unless its marker says concurrent=False.
+    may_overlap = is_async if concurrent is None else concurrent
     shared = SERIAL_FIXTURES.intersection(getattr(item, "fixturenames", ()))
-    return CaseKind(is_async=is_async, concurrent=bool(concurrent) and not shared, group=group)
+    return CaseKind(is_async=is_async, concurrent=may_overlap and not shared, group=group)
 
 
 def _marker_value(
