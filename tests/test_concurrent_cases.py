@@ -1,6 +1,6 @@
 """Eval cases at once in one pytest process (issue 13): async cases overlap on the plugin's
-event loop, sync ones marked concurrent=True on threads; rows and spans are those of a run one
-case at a time, and every span stays under the row whose case started it."""
+event loop, a group's limit caps its cases, rows and spans are those of a run one case at a
+time, and every span stays under the row whose case started it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from support.concurrent import flight, install
+from support.output import usage_error
 from support.sessions import INI
 from support.store import Stored, assert_no_stale_spans, stored
 
@@ -22,7 +23,7 @@ MANY = textwrap.dedent(
     import pytest
 
 
-    @pytest.mark.{marker}
+    @pytest.mark.eval
     @pytest.mark.parametrize("n", range({count}))
     async def test_case(n, eval_row):
         flight.enter(n)
@@ -38,7 +39,7 @@ def test_two_hundred_async_cases_overlap_and_each_leaves_its_passed_row(
 ) -> None:
     pytester.makeini(INI)
     install(pytester)
-    pytester.makepyfile(test_many=MANY.format(marker="eval(concurrent=True)", count=200))
+    pytester.makepyfile(test_many=MANY.format(count=200))
     result = pytester.runpytest_subprocess("--eval-experiment=many", "--eval-concurrency=50")
     result.assert_outcomes(passed=200)
     seen = flight(pytester)
@@ -51,34 +52,6 @@ def test_two_hundred_async_cases_overlap_and_each_leaves_its_passed_row(
     assert {row.status for row in rows.values()} == {"passed"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an async eval case marked only @pytest.mark.eval never overlaps another "
-    "(case_kind makes it concurrent only with concurrent=True)",
-)
-def test_async_cases_with_the_bare_marker_overlap(pytester: pytest.Pytester) -> None:
-    pytester.makeini(INI)
-    install(pytester)
-    pytester.makepyfile(
-        test_bare="""
-        import flight
-        import pytest
-
-
-        @pytest.mark.eval
-        @pytest.mark.parametrize("n", range(4))
-        async def test_case(n):
-            flight.enter(n)
-            together = await flight.gathered(4, timeout=0.5)
-            flight.leave(n)
-            assert together
-        """
-    )
-    result = pytester.runpytest_subprocess("--eval-concurrency=4")
-    result.assert_outcomes(passed=4)
-    assert flight(pytester).most["all"] == 4
-
-
 # -- rows and spans as at concurrency 1 -------------------------------------------------------
 
 SPANS = textwrap.dedent(
@@ -89,7 +62,7 @@ SPANS = textwrap.dedent(
     import pytest
     from opentelemetry import trace
 
-    pytestmark = pytest.mark.eval(concurrent=True)
+    pytestmark = pytest.mark.eval
     tracer = trace.get_tracer("suite")
 
 
@@ -279,3 +252,120 @@ def test_thirty_overlapping_cases_keep_every_span_under_their_own_row(
         assert all(span.root_span_id == row.root_span_id for span in spans), row_id
     strays = [span for span in found.spans if span.name.endswith("-orphan")]
     assert all(span.row_id is None for span in strays), strays
+
+
+# -- a group's limit ---------------------------------------------------------------------------
+
+GROUPS = textwrap.dedent(
+    """
+    import asyncio
+
+    import flight
+    import pytest
+
+
+    @pytest.mark.eval(concurrent=True, concurrency_group="g")
+    @pytest.mark.parametrize("n", range(12))
+    async def test_grouped(n):
+        flight.enter(n, "g")
+        await asyncio.sleep(0.03)
+        flight.leave(n, "g")
+
+
+    @pytest.mark.eval(concurrent=True)
+    @pytest.mark.parametrize("n", range(6))
+    async def test_free(n):
+        flight.enter(n, "free")
+        flight.enter(n, "arrived")  # never left: the last to arrive waits for no one
+        assert await flight.gathered(6, "arrived")
+        flight.leave(n, "free")
+    """
+)
+
+
+def test_a_groups_limit_caps_its_cases_and_not_the_others(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI)
+    install(pytester)
+    pytester.makepyfile(test_groups=GROUPS)
+    result = pytester.runpytest_subprocess(
+        "--eval-concurrency=8", "--eval-concurrency-limit", "g=2"
+    )
+    result.assert_outcomes(passed=18)
+    most = flight(pytester).most
+    assert most["g"] == 2
+    assert most["free"] == 6
+
+
+# -- one at a time -----------------------------------------------------------------------------
+
+ALONE = textwrap.dedent(
+    """
+    import asyncio
+    import threading
+
+    import flight
+    import pytest
+
+
+    @pytest.mark.eval
+    @pytest.mark.parametrize("n", range(5))
+    async def test_case(n, eval_row):
+        flight.enter(n)
+        await asyncio.sleep(0.01)
+        eval_row.log(output=threading.current_thread().name)
+        flight.leave(n)
+
+
+    async def test_not_an_eval():
+        pass
+    """
+)
+
+
+def test_async_cases_at_concurrency_1_run_alone_on_the_plugins_loop(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(INI)
+    install(pytester)
+    pytester.makepyfile(test_alone=ALONE)
+    result = pytester.runpytest_subprocess("--eval-experiment=alone", "-p", "no:anyio")
+    result.assert_outcomes(passed=5, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*test_not_an_eval*", "async def functions are not natively supported*"]
+    )
+    assert flight(pytester).most["all"] == 1
+    rows = stored(pytester.path / ".evalrows" / "evalrows.db", "alone").rows
+    assert sorted(rows) == [f"test_alone.py::test_case[{n}]" for n in range(5)]
+    assert {row.status for row in rows.values()} == {"passed"}
+    assert {row.output for row in rows.values()} == {"evalrows-cases-loop"}
+
+
+# -- bad marker values -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("marker", "named", "valid"),
+    [
+        ('concurrent="yes"', "concurrent='yes'", "concurrent takes True or False"),
+        ('concurrency_group=""', "concurrency_group=", "name the group"),
+    ],
+)
+def test_a_bad_marker_value_is_a_usage_error_naming_the_test(
+    pytester: pytest.Pytester, marker: str, named: str, valid: str
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        test_bad=f"""
+        import pytest
+
+
+        @pytest.mark.eval({marker})
+        def test_case():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--eval-concurrency=2")
+    line = usage_error(result)
+    assert "test_bad.py::test_case" in line
+    assert named in line
+    assert valid in line
