@@ -1,0 +1,130 @@
+"""Concurrent eval cases with the plugin's other features (issue 13): reruns, xdist, trials,
+judges, and suites that mix them with sync eval cases and plain tests, each as without
+concurrency.
+
+The async cases are marked concurrent=True: with the bare marker an async case never
+overlaps another (see test_concurrent_cases.py), and these tests are about cases that do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.sessions import INI
+from support.store import assert_no_stale_spans, stored
+
+EXPERIMENT = "features"
+
+# NINE async cases; c00, c03 and c06 fail on their first execution only (ran-<case> marks it).
+# Each opens one span named after its execution.
+RERUNS = """
+import asyncio
+import pathlib
+
+import pytest
+from opentelemetry import trace
+
+HERE = pathlib.Path(__file__).parent
+
+
+@pytest.mark.eval(concurrent=True)
+@pytest.mark.parametrize("case", [f"c{i:02d}" for i in range(9)])
+async def test_case(case, eval_row):
+    first = not (HERE / f"ran-{case}").exists()
+    (HERE / f"ran-{case}").touch()
+    with trace.get_tracer("suite").start_as_current_span(f"user-{case}-{int(first)}"):
+        eval_row.log(output=case)
+        await asyncio.sleep(0.05)
+    assert not (first and int(case[1:]) % 3 == 0), f"{case} fails once"
+"""
+
+FLAKY = ["c00", "c03", "c06"]
+
+
+def rid(module: str, case: str) -> str:
+    return f"{module}.py::test_case[{case}]"
+
+
+def rerun_shape(db: Path, experiment: str) -> dict[str, Any]:
+    found = stored(db, experiment)
+    assert_no_stale_spans(found)
+    return {
+        row_id: (
+            row.status,
+            row.execution,
+            sorted(span.name for span in found.spans_of(row_id) if span.span_parents),
+        )
+        for row_id, row in found.rows.items()
+    }
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_rerun_case_keeps_only_its_last_execution(
+    pytester: pytest.Pytester, db: Path, concurrency: int
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_reruns=RERUNS)
+    result = pytester.runpytest_subprocess(
+        f"--eval-experiment={EXPERIMENT}", f"--eval-concurrency={concurrency}", "--reruns=1"
+    )
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert result.parseoutcomes() == {"passed": 9, "rerun": 3}
+    assert "INTERNALERROR" not in result.stdout.str()
+    # The first execution's span is gone; the row is the second execution's.
+    assert rerun_shape(db, EXPERIMENT) == {
+        rid("test_reruns", f"c{i:02d}"): (
+            ("passed", 2, [f"user-c{i:02d}-0"])
+            if f"c{i:02d}" in FLAKY
+            else ("passed", 1, [f"user-c{i:02d}-1"])
+        )
+        for i in range(9)
+    }
+
+
+# -- xdist -----------------------------------------------------------------------------------
+
+XDIST = """
+import asyncio
+
+import pytest
+from opentelemetry import trace
+
+FAILING = {"c07", "c23", "c31"}
+
+
+@pytest.mark.eval(concurrent=True)
+@pytest.mark.parametrize("case", [f"c{i:02d}" for i in range(40)])
+async def test_case(case, eval_row):
+    with trace.get_tracer("suite").start_as_current_span(f"user-{case}"):
+        eval_row.log(output=case)
+        await asyncio.sleep(0.02)
+    assert case not in FAILING
+"""
+
+
+def test_xdist_workers_running_cases_at_once_record_every_row(
+    pytester: pytest.Pytester, db: Path
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_xdist_cases=XDIST)
+    result = pytester.runpytest_subprocess(
+        f"--eval-experiment={EXPERIMENT}", "-n", "2", "--eval-concurrency=4"
+    )
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    assert "INTERNALERROR" not in result.stdout.str()
+    result.assert_outcomes(passed=37, failed=3)
+    found = stored(db, EXPERIMENT)
+    failing = {"c07", "c23", "c31"}
+    assert {row_id: row.status for row_id, row in found.rows.items()} == {
+        rid("test_xdist_cases", f"c{i:02d}"): "failed" if f"c{i:02d}" in failing else "passed"
+        for i in range(40)
+    }
+    for row_id, row in found.rows.items():
+        case = row_id[-4:-1]
+        assert row.output == case
+        user = [span.name for span in found.spans_of(row_id) if span.span_parents]
+        assert user == [f"user-{case}"], row_id
+    assert_no_stale_spans(found)
