@@ -128,3 +128,75 @@ def test_xdist_workers_running_cases_at_once_record_every_row(
         user = [span.name for span in found.spans_of(row_id) if span.span_parents]
         assert user == [f"user-{case}"], row_id
     assert_no_stale_spans(found)
+
+
+# -- trials and judges -----------------------------------------------------------------------
+
+TRIALS_AND_JUDGES = """
+import asyncio
+import pathlib
+import time
+
+import pytest
+from opentelemetry import trace
+
+from pytest_evalrows.judging import max_spans
+
+HERE = pathlib.Path(__file__).parent
+
+
+@pytest.mark.eval(concurrent=True, trials=3)
+@pytest.mark.parametrize("case", ["a", "b", "c", "d"])
+async def test_trial(case, eval_row, eval_trial):
+    (HERE / f"started-{case}-{eval_trial}").touch()
+    if case == "a":  # a's three trials wait (bounded) until all three run at once
+        deadline = time.monotonic() + 20
+        while not all((HERE / f"started-a-{k}").exists() for k in (1, 2, 3)):
+            assert time.monotonic() < deadline, "a's trials never ran at once"
+            await asyncio.sleep(0.01)
+    eval_row.log(output=f"{case}-{eval_trial}")
+    await asyncio.sleep(0.02)
+    assert not (case == "c" and eval_trial == 2)
+
+
+@pytest.mark.eval(concurrent=True, judges=[max_spans(3)])
+@pytest.mark.parametrize("spans", [0, 1, 2, 3, 4])
+async def test_judged(spans, eval_row):
+    for k in range(spans):
+        with trace.get_tracer("suite").start_as_current_span(f"span-{k}"):
+            await asyncio.sleep(0.01)
+    eval_row.log(output=spans)
+"""
+
+
+def test_trials_and_judges_of_cases_running_at_once(pytester: pytest.Pytester, db: Path) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_tj=TRIALS_AND_JUDGES)
+    result = pytester.runpytest_subprocess(
+        f"--eval-experiment={EXPERIMENT}", "--eval-concurrency=4"
+    )
+
+    result.assert_outcomes(passed=16, failed=1)
+    assert "INTERNALERROR" not in result.stdout.str()
+    found = stored(db, EXPERIMENT)
+    trials = {
+        f"test_tj.py::test_trial[{case}]#{k}": (
+            "failed" if (case, k) == ("c", 2) else "passed",
+            f"{case}-{k}",
+        )
+        for case in "abcd"
+        for k in (1, 2, 3)
+    }
+    judged = {f"test_tj.py::test_judged[{n}]": ("passed", n) for n in range(5)}
+    assert {
+        row_id: (row.status, row.output) for row_id, row in found.rows.items()
+    } == trials | judged
+    # The row's own span counts: max_spans(3) passes up to 2 spans of the case's own.
+    for n in range(5):
+        row = found.rows[f"test_tj.py::test_judged[{n}]"]
+        scores = {name: value for name, value in row.scores.items() if name.startswith("judge:")}
+        assert scores == {"judge:max_spans:3": 1.0 if n <= 2 else 0.0}, (n, row.scores)
+        assert len(found.spans_of(row.row_id)) == n + 1
+    for row_id in trials:
+        assert not [name for name in found.rows[row_id].scores if name.startswith("judge:")]
+    assert_no_stale_spans(found)
