@@ -200,3 +200,156 @@ def test_trials_and_judges_of_cases_running_at_once(pytester: pytest.Pytester, d
     for row_id in trials:
         assert not [name for name in found.rows[row_id].scores if name.startswith("judge:")]
     assert_no_stale_spans(found)
+
+
+# -- a suite mixing concurrent cases, sync eval cases and plain tests -------------------------
+
+# Every event is a line of events.txt: fixtures' setups and teardowns, and each test's
+# "enter"/"exit" (async bodies) or "run" (sync eval cases and plain tests).
+MIXED_CONFTEST = """
+import pathlib
+
+import pytest
+
+HERE = pathlib.Path(__file__).parent
+
+
+def log(event):
+    with open(HERE / "events.txt", "a") as events:
+        events.write(event + "\\n")
+
+
+@pytest.fixture(scope="module")
+def module_resource(request):
+    log(f"setup module {request.module.__name__}")
+    yield
+    log(f"teardown module {request.module.__name__}")
+
+
+@pytest.fixture(scope="class")
+def class_resource(request):
+    name = f"{request.module.__name__}-{request.cls.__name__}"
+    log(f"setup class {name}")
+    yield
+    log(f"teardown class {name}")
+"""
+
+MIXED_MODULE = """
+import asyncio
+import pathlib
+import time
+
+import pytest
+from conftest import log
+
+HERE = pathlib.Path(__file__).parent
+M = __name__
+
+
+async def entered(name, together):
+    log(f"enter {name}")
+    (HERE / f"entered-{name}").touch()
+    deadline = time.monotonic() + 20
+    while not all((HERE / f"entered-{other}").exists() for other in together):
+        assert time.monotonic() < deadline, "the cases never ran at once"
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.02)
+    log(f"exit {name}")
+
+
+@pytest.mark.eval(concurrent=True)
+@pytest.mark.parametrize("n", range(3))
+async def test_first(n, module_resource):
+    await entered(f"{M}-first-{n}", [f"{M}-first-{k}" for k in range(3)])
+
+
+@pytest.mark.eval
+def test_sync_case(module_resource):
+    log(f"run {M}-sync")
+
+
+def test_plain():
+    log(f"run {M}-plain")
+
+
+class TestOne:
+    @pytest.mark.eval(concurrent=True)
+    @pytest.mark.parametrize("n", range(3))
+    async def test_async(self, n, class_resource, module_resource):
+        await entered(f"{M}-one-{n}", [])
+
+    @pytest.mark.eval
+    def test_sync(self, class_resource):
+        log(f"run {M}-one-sync")
+
+    def test_plain(self, class_resource):
+        log(f"run {M}-one-plain")
+
+    @pytest.mark.eval(concurrent=True)
+    @pytest.mark.parametrize("n", range(2))
+    async def test_async_again(self, n, class_resource):
+        await entered(f"{M}-one-again-{n}", [])
+
+
+class TestTwo:
+    @pytest.mark.eval(concurrent=True)
+    @pytest.mark.parametrize("n", range(2))
+    async def test_async(self, n, class_resource):
+        await entered(f"{M}-two-{n}", [])
+
+    def test_plain(self, class_resource):
+        log(f"run {M}-two-plain")
+"""
+
+MODULES = ("test_mix_a", "test_mix_b")
+
+
+def test_a_mixed_suite_keeps_pytests_order_and_fixture_scopes(
+    pytester: pytest.Pytester, db: Path
+) -> None:
+    pytester.makeini(INI)
+    pytester.makeconftest(MIXED_CONFTEST)
+    pytester.makepyfile(**dict.fromkeys(MODULES, MIXED_MODULE))
+    result = pytester.runpytest_subprocess(
+        f"--eval-experiment={EXPERIMENT}", "--eval-concurrency=4"
+    )
+
+    result.assert_outcomes(passed=30)
+    events = (pytester.path / "events.txt").read_text().splitlines()
+    # Each module's and each class's fixture set up and torn down exactly once, around
+    # everything of its module or class.
+    for module in MODULES:
+        assert events.count(f"setup module {module}") == 1
+        assert events.count(f"teardown module {module}") == 1
+        own = [i for i, event in enumerate(events) if f" {module}-" in event]
+        assert events.index(f"setup module {module}") < min(own)
+        assert events.index(f"teardown module {module}") > max(own)
+        for cls, prefix in (("TestOne", "one-"), ("TestTwo", "two-")):
+            name = f"{module}-{cls}"
+            assert events.count(f"setup class {name}") == 1
+            assert events.count(f"teardown class {name}") == 1
+            own = [i for i, event in enumerate(events) if f" {module}-{prefix}" in event]
+            assert events.index(f"setup class {name}") < min(own)
+            assert events.index(f"teardown class {name}") > max(own)
+    # The sync eval cases and plain tests ran in their place, one at a time, never while an
+    # async body was in flight.
+    in_flight: set[str] = set()
+    ran: list[str] = []
+    for event in events:
+        verb, _, name = event.partition(" ")
+        if verb == "enter":
+            in_flight.add(name)
+        elif verb == "exit":
+            in_flight.remove(name)
+        elif verb == "run":
+            assert not in_flight, (event, in_flight)
+            ran.append(name)
+    assert not in_flight
+    assert ran == [
+        f"{module}-{name}"
+        for module in MODULES
+        for name in ("sync", "plain", "one-sync", "one-plain", "two-plain")
+    ]
+    found = stored(db, EXPERIMENT)
+    assert len(found.rows) == 2 * (3 + 1 + 3 + 1 + 2 + 2)
+    assert {row.status for row in found.rows.values()} == {"passed"}
