@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Generator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -105,14 +106,25 @@ def pytest_evalrows_make_store(
     return store
 
 
+# The item being set up, in the context its setup runs in (each concurrent case has its own):
+# the eval_row fixture reads it rather than requesting ``request``, which pytest builds anew,
+# with a signature inspection, for every test that asks for it.
+_setting_up: ContextVar[pytest.Item] = ContextVar("evalrows_setting_up")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _setting_up.set(item)
+
+
 @pytest.fixture
-def eval_row(request: pytest.FixtureRequest) -> EvalRow:
+def eval_row() -> EvalRow:
     """The row of the running eval case: ``eval_row.log(output=..., expected=...)``,
     ``eval_row.score(name, value)`` and ``eval_row.judge(judge)``. Accepts everything and
     records nothing when recording is off or the test is not marked ``eval`` (then it warns,
     once per test function)."""
-    node = request.node  # a property that looks the item up: once
-    recorder = request.config.stash.get(recorder_key, None)
+    node = _setting_up.get()
+    recorder = node.config.stash.get(recorder_key, None)
     if recorder is None:
         return EvalRow(None, node, _judge_in_test)
     # The key through the recorder: an import statement here would be paid on every row.

@@ -87,18 +87,25 @@ class _AfterPhase:
         return (yield from self._reroute())
 
 
-def _capture_saved_streams(config: pytest.Config) -> list[tuple[Any, StreamName]]:
-    """The objects in which pytest's capture keeps the streams it puts back into ``sys``
-    when it suspends (``SysCapture._old``, an ``FDCapture``'s through its ``syscapture``).
-    Private to pytest: when they are not found, a body's write in the moment between pytest
-    suspending and the routers being put back may reach the terminal."""
+def _capture_saved_streams(
+    config: pytest.Config,
+) -> list[tuple[Any, StreamName, tuple[str, ...]]]:
+    """Where pytest's capture keeps the streams it puts into ``sys``: when a phase begins its
+    ``tmpfile``, and when it ends the ``_old`` one it replaced (``SysCapture``'s, an
+    ``FDCapture``'s through its ``syscapture``). An ``FDCapture`` reads what was captured from
+    the file descriptor, so its ``tmpfile`` may be routed; a plain ``SysCapture`` reads its own
+    (``--capture=sys``, ``tee-sys``), which then stays, and a body's write in the moment
+    between a phase beginning and the routers being put back may go to that phase. Private to
+    pytest: when none is found, the same holds at both ends of a phase."""
     manager = config.pluginmanager.get_plugin("capturemanager")
     capturing = getattr(manager, "_global_capturing", None)
-    found: list[tuple[Any, StreamName]] = []
+    found: list[tuple[Any, StreamName, tuple[str, ...]]] = []
     pairs: tuple[tuple[str, StreamName], ...] = (("out", "stdout"), ("err", "stderr"))
     for attribute, name in pairs:
         capture = getattr(capturing, attribute, None)
-        holder = getattr(capture, "syscapture", capture)
+        holder = getattr(capture, "syscapture", None)
         if holder is not None and hasattr(holder, "_old"):
-            found.append((holder, name))
+            found.append((holder, name, ("tmpfile", "_old")))
+        elif capture is not None and hasattr(capture, "_old"):
+            found.append((capture, name, ("_old",)))
     return found

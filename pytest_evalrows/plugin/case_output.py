@@ -132,22 +132,24 @@ class OutputRouting:
         # so until ``stop``, also in the moment between pytest adding one and ``phase``.
         self._not_from_a_body = _NotFromABody()
         self._filtered: list[logging.Handler] = []
-        self._saved: list[Any] = []
+        self._saved: list[tuple[Any, str]] = []
 
-    def start(self, saved: Iterable[tuple[Any, StreamName]] = ()) -> None:
-        """Bodies may run from now on. ``saved``: (holder, stream name) of objects that keep a
-        stream in ``_old`` to put back into ``sys`` later (pytest's capture does when it
-        suspends): they put back a router too, so no moment is left unrouted."""
+    def start(self, saved: Iterable[tuple[Any, StreamName, tuple[str, ...]]] = ()) -> None:
+        """Bodies may run from now on. ``saved``: (holder, stream name, attributes) of objects
+        that later put a stream they keep in those attributes into ``sys`` (pytest's capture
+        puts its ``tmpfile`` there when a phase begins and its ``_old`` back when it ends).
+        Those become routers too, so no moment is left unrouted."""
         if self._started:
             return
         self._started = True
         _route_streams()
         self._saved = []
-        for holder, name in saved:
-            kept = getattr(holder, "_old", None)
-            if kept is not None and not isinstance(kept, _RoutedStream):
-                holder._old = _RoutedStream(kept, name)
-                self._saved.append(holder)
+        for holder, name, attributes in saved:
+            for attribute in attributes:
+                kept = getattr(holder, attribute, None)
+                if kept is not None and not isinstance(kept, _RoutedStream):
+                    setattr(holder, attribute, _RoutedStream(kept, name))
+                    self._saved.append((holder, attribute))
         logging.getLogger().addHandler(self._keeper)
 
     def reinstall(self) -> None:
@@ -183,9 +185,10 @@ class OutputRouting:
             if isinstance(current, _RoutedStream):
                 setattr(sys, name, current.wrapped)
         logging.getLogger().removeHandler(self._keeper)
-        for holder in self._saved:
-            if isinstance(holder._old, _RoutedStream):
-                holder._old = holder._old.wrapped
+        for holder, attribute in self._saved:
+            kept = getattr(holder, attribute, None)
+            if isinstance(kept, _RoutedStream):
+                setattr(holder, attribute, kept.wrapped)
         self._saved.clear()
         for handler in self._filtered:
             handler.removeFilter(self._not_from_a_body)
