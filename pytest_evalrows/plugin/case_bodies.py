@@ -78,6 +78,7 @@ async def _body_async(
         run.error = exc
     finally:
         run.stop = time.time()
+        run.ended = True
 
 
 def _body_sync(run: CaseRun, function: Callable[..., Any], arguments: dict[str, Any]) -> None:
@@ -89,3 +90,4 @@ def _body_sync(run: CaseRun, function: Callable[..., Any], arguments: dict[str, 
     finally:
         current_case.reset(token)
         run.stop = time.time()
+        run.ended = True

@@ -41,6 +41,8 @@ class CaseRun:
     stop: float = 0.0
     # What the body raised (a failed assert, pytest.skip, a cancellation).
     error: BaseException | None = None
+    # The body returned or raised (set last, by the thread or task that ran it).
+    ended: bool = False
     # Cut short by Ctrl-C before its body ended.
     interrupted: bool = False
     # A phase failed and pytest-rerunfailures' settings ask for another execution.
@@ -58,6 +60,14 @@ class CaseRun:
             if self.error is None:
                 self.interrupted = True
             self.stop = self.start
+
+    def main_context(self) -> contextvars.Context:
+        """Where the main thread runs the case's later phases: its own context, or a copy of
+        it while a thread still runs the body in it (a Ctrl-C gave up waiting for it)."""
+        # An async body runs in a copy of its own: the case's context is never entered there.
+        if self.ended or self.kind.is_async:
+            return self.context
+        return self.context.copy()
 
     def raise_outcome(self) -> None:
         """In the replayed call phase: the body's outcome, as pytest would have seen it."""

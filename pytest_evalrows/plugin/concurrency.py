@@ -224,7 +224,7 @@ class CaseRunner:
         run.settle()
         self._replays[item] = run
         try:
-            run.context.run(self.phases.run, run, "call")
+            run.main_context().run(self.phases.run, run, "call")
         finally:
             self._replays.pop(item, None)
             self.capture.routing.reinstall()
@@ -237,7 +237,7 @@ class CaseRunner:
         target = parking.sibling(item) or (None if self._stopping() else upcoming)
         parking.unpark(item)
         try:
-            run.context.run(self.phases.run, run, "teardown", nextitem=target)
+            run.main_context().run(self.phases.run, run, "teardown", nextitem=target)
         finally:
             self.capture.routing.reinstall()
             case_running.drop_request(item)
