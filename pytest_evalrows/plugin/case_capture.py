@@ -39,6 +39,7 @@ class _InsidePhase:
         self.capture = capture
 
     def _phase(self) -> Generator[None, Any, Any]:
+        __tracebackhide__ = True
         if not self.capture.overlapping():
             return (yield)
         with self.capture.routing.phase():
@@ -46,16 +47,19 @@ class _InsidePhase:
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        __tracebackhide__ = True
         return (yield from self._phase())
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        __tracebackhide__ = True
         return (yield from self._phase())
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_teardown(
         self, item: pytest.Item, nextitem: pytest.Item | None
     ) -> Generator[None, Any, Any]:
+        __tracebackhide__ = True
         return (yield from self._phase())
 
 
@@ -66,6 +70,7 @@ class _AfterPhase:
         self.capture = capture
 
     def _reroute(self) -> Generator[None, Any, Any]:
+        __tracebackhide__ = True
         try:
             return (yield)
         finally:
@@ -74,16 +79,19 @@ class _AfterPhase:
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        __tracebackhide__ = True
         return (yield from self._reroute())
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        __tracebackhide__ = True
         return (yield from self._reroute())
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_teardown(
         self, item: pytest.Item, nextitem: pytest.Item | None
     ) -> Generator[None, Any, Any]:
+        __tracebackhide__ = True
         return (yield from self._reroute())
 
 

@@ -14,7 +14,17 @@ __all__ = ["SERIAL_FIXTURES", "CaseKind", "batch_key", "case_kind", "concurrency
 # Fixtures over process-wide state (the streams, the root logger, the warnings filters,
 # attributes anywhere): a case that uses one runs alone, in its place.
 SERIAL_FIXTURES = frozenset(
-    {"capsys", "capsysbinary", "capfd", "capfdbinary", "caplog", "monkeypatch", "recwarn"}
+    {
+        "capsys",
+        "capsysbinary",
+        "capfd",
+        "capfdbinary",
+        "caplog",
+        "monkeypatch",
+        "recwarn",
+        # Reports of its own, logged from the body: pytest logs reports from its main thread.
+        "subtests",
+    }
 )
 # Markers whose plugins run async tests their own way.
 _OTHER_RUNNERS = ("asyncio", "anyio", "trio")
@@ -59,8 +69,26 @@ def case_kind(item: pytest.Item) -> CaseKind | None:
         return None
     # An async case may overlap others unless its marker says concurrent=False.
     may_overlap = is_async if concurrent is None else concurrent
-    shared = SERIAL_FIXTURES.intersection(getattr(item, "fixturenames", ()))
-    return CaseKind(is_async=is_async, concurrent=may_overlap and not shared, group=group)
+    return CaseKind(
+        is_async=is_async, concurrent=may_overlap and not _runs_alone(item), group=group
+    )
+
+
+def _runs_alone(item: pytest.Item) -> bool:
+    """A case that must not overlap others: one that uses process-wide state through a
+    fixture; one whose own warning filters (``@pytest.mark.filterwarnings``) would apply to
+    whatever runs meanwhile, as pytest's filters are the process's; one that takes ``request``
+    (``request.getfixturevalue`` sets fixtures up, which only the main thread may do)."""
+    if SERIAL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    if item.get_closest_marker("filterwarnings") is not None:
+        return True
+    function = getattr(item, "function", None)
+    try:
+        parameters = inspect.signature(function).parameters if function is not None else {}
+    except (TypeError, ValueError):
+        return False
+    return "request" in parameters
 
 
 def _marker_value(

@@ -165,12 +165,18 @@ class Phases:
             "call": ihook.pytest_runtest_call,
             "teardown": ihook.pytest_runtest_teardown,
         }[when]
-        call = pytest.CallInfo.from_call(
-            lambda: hook(item=item, **kwargs), when=when, reraise=self.reraise
-        )
+
+        def phase() -> None:
+            __tracebackhide__ = True
+            hook(item=item, **kwargs)
+
+        call = pytest.CallInfo.from_call(phase, when=when, reraise=self.reraise)
         if when == "call" and run.stop:  # the body's own time, not the replay's
             call.start, call.stop, call.duration = run.start, run.stop, run.stop - run.start
         report: pytest.TestReport = ihook.pytest_runtest_makereport(item=item, call=call)
+        if when == "setup":
+            # For an xdist controller whose worker dies: this case was running beside others.
+            report.evalrows_overlapped = True  # type: ignore[attr-defined]
         if run.reruns:
             self._mark_rerun(run, report)
         ihook.pytest_runtest_logreport(report=report)
@@ -187,7 +193,12 @@ class Phases:
         item = run.item
         if any(getattr(item, "_terminal_errors", {}).values()):
             return  # --only-rerun / --rerun-except rule this error out
-        condition = self.reruns_plugin.get_reruns_condition(item)
+        # The failures of this execution, for a condition that looks at the error.
+        failures = getattr(self.reruns_plugin, "_get_reruns_condition_failures", None)
+        if failures is not None:
+            condition = self.reruns_plugin.get_reruns_condition(item, failures(item))
+        else:
+            condition = self.reruns_plugin.get_reruns_condition(item)
         if not condition:
             return
         report.outcome = "rerun"  # type: ignore[assignment]

@@ -82,11 +82,15 @@ class CaseRunner:
             if self.running or self._retries:  # never expected: a batch ends before
                 self._drain(item)
             return None
+        stopped: BaseException | None = None
         try:
             self._take(item, kind, nextitem)
-        except BaseException:  # Ctrl-C, pytest.exit: the running cases end reported
+        except BaseException as exc:  # Ctrl-C, pytest.exit: the running cases end reported
+            stopped = exc
+        if stopped is not None:
+            # Outside the handler, so that no case's report chains the interrupt to it.
             self._abort()
-            raise
+            raise stopped
         return True
 
     @pytest.hookimpl(tryfirst=True)
@@ -116,6 +120,8 @@ class CaseRunner:
             self._abort()
         self.bodies.close()
         self._stop_overlapping()
+        if self._parking is not None:
+            self._parking.stop()
 
     # -- cases at once -------------------------------------------------------------------
 
@@ -191,7 +197,8 @@ class CaseRunner:
             except queue.Empty:
                 break
             self._finish(run, upcoming)
-        while self._retries and not self._stopping():
+        # A rerun due is part of its case's run: it is started even once pytest says stop.
+        while self._retries:
             item = self._retries[0]
             kind = self.kinds[item]
             if not self._has_room(kind):
@@ -210,9 +217,8 @@ class CaseRunner:
     def _drain(self, nextitem: pytest.Item | None) -> None:
         """Let every running case (and every rerun due) finish; the last one's teardown
         goes towards ``nextitem``."""
-        while self.running or (self._retries and not self._stopping()):
+        while self.running or self._retries:
             self._harvest(upcoming=nextitem, block=bool(self.running))
-        self._retries.clear()
         self._stop_overlapping()
 
     def _finish(self, run: CaseRun, upcoming: pytest.Item | None) -> None:

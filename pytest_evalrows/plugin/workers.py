@@ -43,6 +43,11 @@ class WorkerRows:
         if info is not None:
             self.in_flight[nodeid] = info
             info["phases"] = {}
+            # Cases a worker ran at once with others are each reported if it dies: xdist
+            # names only one test per dead worker.
+            if getattr(report, "evalrows_overlapped", False):
+                info["overlapped_on"] = _worker_of(report)
+                info["location"] = report.location
         info = self.in_flight.get(nodeid)
         if info is None:
             return
@@ -80,6 +85,14 @@ class WorkerRows:
                 self.totals.add_trial(info["case_row_id"], False)
                 self.crashed_trials[row["row_id"]] = info["case_row_id"]
             self.crashed[row["row_id"]] = Unit(row, [root])
+
+    def lost_with(self, worker: str) -> list[tuple[str, Any]]:
+        """(node id, location) of the cases a dead worker was running at once with others."""
+        return [
+            (nodeid, info.get("location"))
+            for nodeid, info in self.in_flight.items()
+            if info.get("overlapped_on") == worker
+        ]
 
     def merge_worker(self, output: dict[str, Any] | None, worker: str) -> None:
         """Add a finished worker's totals (None when it crashed)."""
@@ -164,3 +177,9 @@ class WorkerRows:
         self.rows_written_in_store = sum(
             1 for state in states.values() if state.attempt_id == self.attempt_id
         )
+
+
+def _worker_of(report: pytest.TestReport) -> str:
+    """The id of the xdist worker a report came from (``gw0``)."""
+    node = getattr(report, "node", None)
+    return str(getattr(getattr(node, "gateway", None), "id", getattr(report, "worker_id", "?")))

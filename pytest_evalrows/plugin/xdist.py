@@ -34,6 +34,8 @@ class XdistBridge:
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         worker = getattr(getattr(node, "gateway", None), "id", "?")
         output = getattr(node, "workeroutput", None)
+        if output is None:
+            self._report_lost(node, worker)
         self.recorder.merge_worker(output, worker)
         if output is not None:
             # The controller collects nothing: the gates look at the rows its workers collected.
@@ -42,3 +44,22 @@ class XdistBridge:
             self.recorder.usage_error = output.get("evalrows_usage_error") or (
                 self.recorder.usage_error
             )
+
+    def _report_lost(self, node: Any, worker: str) -> None:
+        """A worker died while running cases at once (--eval-concurrency): xdist reports one
+        test of it as crashed, so each case it was running is reported here, as xdist reports
+        its own, and recorded as an error row."""
+        hook = self.recorder.config.hook
+        for nodeid, location in self.recorder.workers.lost_with(worker):
+            path = nodeid.split("::")[0]
+            report = pytest.TestReport(
+                nodeid=nodeid,
+                location=tuple(location) if location else (path, None, path),
+                keywords={},
+                outcome="failed",
+                longrepr=f"worker {worker!r} crashed while running {nodeid!r} (with other "
+                "cases at once: --eval-concurrency)",
+                when="???",  # type: ignore[arg-type]
+            )
+            report.node = node  # type: ignore[attr-defined]
+            hook.pytest_runtest_logreport(report=report)
