@@ -1,9 +1,6 @@
 """Concurrent eval cases with the plugin's other features (issue 13): reruns, xdist, trials,
 judges, and suites that mix them with sync eval cases and plain tests, each as without
-concurrency.
-
-The async cases are marked concurrent=True: with the bare marker an async case never
-overlaps another (see test_concurrent_cases.py), and these tests are about cases that do."""
+concurrency."""
 
 from __future__ import annotations
 
@@ -28,7 +25,7 @@ from opentelemetry import trace
 HERE = pathlib.Path(__file__).parent
 
 
-@pytest.mark.eval(concurrent=True)
+@pytest.mark.eval
 @pytest.mark.parametrize("case", [f"c{i:02d}" for i in range(9)])
 async def test_case(case, eval_row):
     first = not (HERE / f"ran-{case}").exists()
@@ -83,6 +80,58 @@ def test_a_rerun_case_keeps_only_its_last_execution(
     }
 
 
+# flaky_a fails its first execution, which may be rerun, only once fails_b has failed: -x stops
+# the session while a's rerun is due.
+RERUN_AT_STOP = """
+import asyncio
+import pathlib
+import time
+
+import pytest
+
+HERE = pathlib.Path(__file__).parent
+
+
+@pytest.mark.eval
+@pytest.mark.flaky(reruns=1)
+async def test_flaky_a():
+    first = not (HERE / "ran-a").exists()
+    (HERE / "ran-a").touch()
+    deadline = time.monotonic() + 20
+    while first and not (HERE / "b-failed").exists():
+        assert time.monotonic() < deadline, "fails_b never failed"
+        await asyncio.sleep(0.01)
+    assert not first, "a fails its first execution"
+
+
+@pytest.mark.eval
+async def test_fails_b():
+    await asyncio.sleep(0.01)
+    (HERE / "b-failed").touch()
+    assert False, "b fails"
+"""
+
+
+def test_a_stop_leaves_no_started_case_without_a_final_report_when_its_rerun_is_due(
+    pytester: pytest.Pytester, db: Path
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_stop=RERUN_AT_STOP)
+    result = pytester.runpytest_subprocess(
+        f"--eval-experiment={EXPERIMENT}", "--eval-concurrency=4", "-x"
+    )
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    # The rerun due is part of a's run: it still runs, and a ends passed.
+    assert result.parseoutcomes() == {"failed": 1, "passed": 1, "rerun": 1}
+    found = stored(db, EXPERIMENT)
+    assert {row_id: (row.status, row.execution) for row_id, row in found.rows.items()} == {
+        "test_stop.py::test_flaky_a": ("passed", 2),
+        "test_stop.py::test_fails_b": ("failed", 1),
+    }
+    assert_no_stale_spans(found)
+
+
 # -- xdist -----------------------------------------------------------------------------------
 
 XDIST = """
@@ -94,7 +143,7 @@ from opentelemetry import trace
 FAILING = {"c07", "c23", "c31"}
 
 
-@pytest.mark.eval(concurrent=True)
+@pytest.mark.eval
 @pytest.mark.parametrize("case", [f"c{i:02d}" for i in range(40)])
 async def test_case(case, eval_row):
     with trace.get_tracer("suite").start_as_current_span(f"user-{case}"):
@@ -145,7 +194,7 @@ from pytest_evalrows.judging import max_spans
 HERE = pathlib.Path(__file__).parent
 
 
-@pytest.mark.eval(concurrent=True, trials=3)
+@pytest.mark.eval(trials=3)
 @pytest.mark.parametrize("case", ["a", "b", "c", "d"])
 async def test_trial(case, eval_row, eval_trial):
     (HERE / f"started-{case}-{eval_trial}").touch()
@@ -159,7 +208,7 @@ async def test_trial(case, eval_row, eval_trial):
     assert not (case == "c" and eval_trial == 2)
 
 
-@pytest.mark.eval(concurrent=True, judges=[max_spans(3)])
+@pytest.mark.eval(judges=[max_spans(3)])
 @pytest.mark.parametrize("spans", [0, 1, 2, 3, 4])
 async def test_judged(spans, eval_row):
     for k in range(spans):
@@ -257,7 +306,7 @@ async def entered(name, together):
     log(f"exit {name}")
 
 
-@pytest.mark.eval(concurrent=True)
+@pytest.mark.eval
 @pytest.mark.parametrize("n", range(3))
 async def test_first(n, module_resource):
     await entered(f"{M}-first-{n}", [f"{M}-first-{k}" for k in range(3)])
@@ -273,7 +322,7 @@ def test_plain():
 
 
 class TestOne:
-    @pytest.mark.eval(concurrent=True)
+    @pytest.mark.eval
     @pytest.mark.parametrize("n", range(3))
     async def test_async(self, n, class_resource, module_resource):
         await entered(f"{M}-one-{n}", [])
@@ -285,14 +334,14 @@ class TestOne:
     def test_plain(self, class_resource):
         log(f"run {M}-one-plain")
 
-    @pytest.mark.eval(concurrent=True)
+    @pytest.mark.eval
     @pytest.mark.parametrize("n", range(2))
     async def test_async_again(self, n, class_resource):
         await entered(f"{M}-one-again-{n}", [])
 
 
 class TestTwo:
-    @pytest.mark.eval(concurrent=True)
+    @pytest.mark.eval
     @pytest.mark.parametrize("n", range(2))
     async def test_async(self, n, class_resource):
         await entered(f"{M}-two-{n}", [])
