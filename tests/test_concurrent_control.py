@@ -200,14 +200,14 @@ def test_case(case, marks):
 class Interrupted:
     ret: int
     output: str
-    # Whether the process ended before the test wrote "release" (with ``release`` only).
+    # Whether the process ended before the test wrote "release".
     ended_unreleased: bool
 
 
-def interrupt(directory: Path, *, release: bool = False) -> Interrupted:
+def interrupt(directory: Path, *, release: float | None = None) -> Interrupted:
     """Run the suite in ``python -m pytest`` and press Ctrl-C once 4 cases have started. With
     ``release``, the cases' bodies may end once the session has printed its last line and
-    the process has had 10 s to end by itself."""
+    the process has had that many seconds to end by itself."""
     out = directory / "session.out"
     with open(out, "wb") as sink:
         process = subprocess.Popen(
@@ -228,14 +228,14 @@ def interrupt(directory: Path, *, release: bool = False) -> Interrupted:
     try:
         wait_until(lambda: len(marked(directory, "started")) == 4, process, "4 cases started")
         process.send_signal(signal.SIGINT)
-        if release:
+        if release is not None:
             wait_until(
                 lambda: re.search(r"\n=+ .* in [\d.]+s.* =+\n", out.read_text()) is not None,
                 process,
                 "the session printed its last line",
             )
             with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=10)
+                process.wait(timeout=release)
             (directory / "release").touch()
         ended_unreleased = process.poll() is not None
         # The cases wait 60 s each: the session ends within 30 s only if they are cancelled
@@ -280,7 +280,7 @@ def test_ctrl_c_reports_and_tears_down_the_sync_cases_running_on_threads(
 ) -> None:
     pytester.makeini(INI)
     pytester.makepyfile(test_cases=SYNC_SUITE)
-    done = interrupt(pytester.path, release=True)
+    done = interrupt(pytester.path, release=0)
     assert_interrupted(pytester.path, db, done.ret, done.output)
 
 
@@ -292,7 +292,7 @@ def test_ctrl_c_reports_and_tears_down_the_sync_cases_running_on_threads(
 def test_ctrl_c_does_not_wait_for_the_sync_bodies_it_gave_up_on(pytester: pytest.Pytester) -> None:
     pytester.makeini(INI)
     pytester.makepyfile(test_cases=SYNC_SUITE)
-    done = interrupt(pytester.path, release=True)
+    done = interrupt(pytester.path, release=5)
     assert done.ret == pytest.ExitCode.INTERRUPTED, done.output
     assert done.ended_unreleased, "the process waited for the case bodies after the session"
 
