@@ -37,6 +37,7 @@ from opentelemetry import trace
 HERE = pathlib.Path(__file__).parent
 CASES = [f"c{i:02d}" for i in range(@COUNT@)]
 GATHER = @GATHER@
+QUICK = @QUICK@
 
 
 async def gather():
@@ -60,7 +61,7 @@ async def test_case(case, marks, eval_row):
         await gather()
     with trace.get_tracer("suite").start_as_current_span(f"user-{case}"):
         eval_row.log(output=case)
-        await asyncio.sleep(@SLEEP@)
+        await asyncio.sleep(0 if case in QUICK else @SLEEP@)
     assert not (HERE / f"fail-{case}").exists(), f"{case} fails"
 """
 
@@ -76,11 +77,16 @@ def rid(case: str) -> str:
 
 
 def write_suite(
-    pytester: pytest.Pytester, count: int, sleep: float, gather: list[str] | None = None
+    pytester: pytest.Pytester,
+    count: int,
+    sleep: float,
+    gather: list[str] | None = None,
+    quick: list[str] | None = None,
 ) -> Path:
     pytester.makeini(INI)
     source = SUITE.replace("@COUNT@", str(count)).replace("@SLEEP@", repr(sleep))
     source = source.replace("@GATHER@", repr(gather or []))
+    source = source.replace("@QUICK@", repr(quick or []))
     pytester.makepyfile(test_cases=source)
     return pytester.path
 
@@ -204,10 +210,11 @@ class Interrupted:
     ended_unreleased: bool
 
 
-def interrupt(directory: Path, *, release: float | None = None) -> Interrupted:
-    """Run the suite in ``python -m pytest`` and press Ctrl-C once 4 cases have started. With
-    ``release``, the cases' bodies may end once the session has printed its last line and
-    the process has had that many seconds to end by itself."""
+def interrupt(directory: Path, *, release: float | None = None, started: int = 4) -> Interrupted:
+    """Run the suite in ``python -m pytest`` and press Ctrl-C once ``started`` cases have
+    started (the last 4 of them still running). With ``release``, the cases' bodies may end
+    once the session has printed its last line and the process has had that many seconds to
+    end by itself."""
     out = directory / "session.out"
     with open(out, "wb") as sink:
         process = subprocess.Popen(
@@ -226,7 +233,11 @@ def interrupt(directory: Path, *, release: float | None = None) -> Interrupted:
             env=dict(os.environ),
         )
     try:
-        wait_until(lambda: len(marked(directory, "started")) == 4, process, "4 cases started")
+        wait_until(
+            lambda: len(marked(directory, "started")) == started,
+            process,
+            f"{started} cases started",
+        )
         process.send_signal(signal.SIGINT)
         if release is not None:
             wait_until(
@@ -248,22 +259,28 @@ def interrupt(directory: Path, *, release: float | None = None) -> Interrupted:
     return Interrupted(ret, out.read_text(), ended_unreleased)
 
 
-def assert_interrupted(directory: Path, db: Path, ret: int, output: str) -> None:
-    """The 4 running cases were reported as failed, interrupted, torn down and recorded."""
+def assert_interrupted(
+    directory: Path, db: Path, ret: int, output: str, finished: frozenset[str] = frozenset()
+) -> None:
+    """The 4 running cases were reported as failed, interrupted, torn down and recorded,
+    and the ``finished`` ones as passed."""
     assert ret == pytest.ExitCode.INTERRUPTED, output
     started = marked(directory, "started")
-    assert started == set(cases(4)), output
+    running = started - finished
+    assert started == set(cases(len(finished) + 4)), output
     assert "Traceback" not in output
     assert "INTERNALERROR" not in output
     assert "!!! KeyboardInterrupt !!!" in output
-    for case in sorted(started):
+    for case in sorted(running):
         assert f"FAILED test_cases.py::test_case[{case}] - Failed: interrupted" in output
     assert output.count("interrupted: the case was cancelled by KeyboardInterrupt") == 4
-    assert "passed" not in output.splitlines()[-1]
+    last = output.splitlines()[-1]
+    assert re.search(r"=+ 4 failed(, \d+ passed)? in ", last), last
+    assert ("passed" in last) == bool(finished), last
     assert marked(directory, "teardown") == started
     found = stored(db, EXPERIMENT)
     assert {row_id: row.status for row_id, row in found.rows.items()} == {
-        rid(case): "failed" for case in started
+        rid(case): "failed" if case in running else "passed" for case in started
     }
 
 
@@ -273,6 +290,20 @@ def test_ctrl_c_cancels_the_running_cases_reports_them_and_tears_them_down(
     directory = write_suite(pytester, 10, 60, gather=cases(4))
     done = interrupt(directory)
     assert_interrupted(directory, db, done.ret, done.output)
+
+
+def test_ctrl_c_keeps_the_rows_of_the_cases_finished_before_it(
+    pytester: pytest.Pytester, db: Path
+) -> None:
+    # c00 and c01 end at once; c02..c05 take their places and are running at the Ctrl-C.
+    directory = write_suite(pytester, 10, 60, quick=["c00", "c01"])
+    done = interrupt(directory, started=6)
+    assert_interrupted(directory, db, done.ret, done.output, finished=frozenset({"c00", "c01"}))
+    found = stored(db, EXPERIMENT)
+    for case in cases(6):
+        names = [span.name for span in found.spans_of(rid(case)) if span.span_parents]
+        assert names == [f"user-{case}"], case
+    assert_no_stale_spans(found)
 
 
 def test_ctrl_c_reports_and_tears_down_the_sync_cases_running_on_threads(
