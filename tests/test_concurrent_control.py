@@ -266,6 +266,7 @@ def assert_interrupted(
     running = started - finished
     assert started == set(cases(len(finished) + 4)), output
     assert "Traceback" not in output
+    assert "During handling of the above exception" not in output
     assert "INTERNALERROR" not in output
     assert "!!! KeyboardInterrupt !!!" in output
     for case in sorted(running):
