@@ -290,11 +290,6 @@ def test_ctrl_c_cancels_the_running_cases_reports_them_and_tears_them_down(
     assert_interrupted(directory, db, done.ret, done.output)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: with --reruns the cases a Ctrl-C cancels are reported as rerun, never as "
-    "failed, and recorded as no row",
-)
 def test_ctrl_c_does_not_count_the_cancelled_cases_as_reruns(
     pytester: pytest.Pytester, db: Path
 ) -> None:
@@ -326,11 +321,6 @@ def test_ctrl_c_reports_and_tears_down_the_sync_cases_running_on_threads(
     assert_interrupted(pytester.path, db, done.ret, done.output)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: after Ctrl-C the process does not end until the bodies of the sync cases it "
-    "gave up on end (the case threads are joined at interpreter exit)",
-)
 def test_ctrl_c_does_not_wait_for_the_sync_bodies_it_gave_up_on(pytester: pytest.Pytester) -> None:
     pytester.makeini(INI)
     pytester.makepyfile(test_cases=SYNC_SUITE)

@@ -4,6 +4,8 @@ daemon thread), sync ones marked ``concurrent=True`` on a thread pool."""
 from __future__ import annotations
 
 import concurrent.futures
+import queue
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -24,7 +26,7 @@ class Bodies:
     def __init__(self, concurrency: int) -> None:
         self.concurrency = concurrency
         self._loop: LoopThread | None = None
-        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
+        self._threads: _DaemonThreads | None = None
 
     def start(self, run: CaseRun) -> concurrent.futures.Future[Any] | None:
         """Start the case's body in its context (a task takes a copy of it); None when the
@@ -54,18 +56,56 @@ class Bodies:
             self._loop = LoopThread(self.concurrency, name="evalrows-cases-loop")
         return self._loop
 
-    def thread_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+    def thread_pool(self) -> _DaemonThreads:
         if self._threads is None:
-            self._threads = concurrent.futures.ThreadPoolExecutor(
-                self.concurrency, thread_name_prefix="evalrows-case"
-            )
+            self._threads = _DaemonThreads(self.concurrency)
         return self._threads
 
     def close(self) -> None:
         if self._loop is not None:
             self._loop.close()
         if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads.close()
+
+
+_Job = tuple["concurrent.futures.Future[Any]", Callable[..., Any], tuple[Any, ...]]
+
+
+class _DaemonThreads:
+    """Threads for sync bodies. Daemon threads, unlike a ThreadPoolExecutor's, which the
+    interpreter waits for at exit: a body a Ctrl-C gave up on must not hold the process."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._jobs: queue.SimpleQueue[
+            tuple[concurrent.futures.Future[Any], Any, tuple[Any, ...]] | None
+        ] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        if len(self._threads) < self.size:
+            thread = threading.Thread(
+                target=self._work, name=f"evalrows-case_{len(self._threads)}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+        self._jobs.put((future, function, args))
+        return future
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, function, args = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(function(*args))
+            except BaseException as exc:  # the body's own errors are kept by _body_sync
+                future.set_exception(exc)
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
 
 
 async def _body_async(

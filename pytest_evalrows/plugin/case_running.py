@@ -43,8 +43,9 @@ class CaseRun:
     error: BaseException | None = None
     # The body returned or raised (set last, by the thread or task that ran it).
     ended: bool = False
-    # Cut short by Ctrl-C before its body ended.
+    # Cut short (Ctrl-C, pytest.exit) before its body ended; why, as the report says it.
     interrupted: bool = False
+    stopped_by: str = "KeyboardInterrupt"
     # A phase failed and pytest-rerunfailures' settings ask for another execution.
     rerun: bool = False
     execution: int = 0
@@ -73,7 +74,7 @@ class CaseRun:
         """In the replayed call phase: the body's outcome, as pytest would have seen it."""
         __tracebackhide__ = True
         if self.interrupted or _is_cancellation(self.error):
-            pytest.fail("interrupted: the case was cancelled by KeyboardInterrupt", pytrace=False)
+            pytest.fail(f"interrupted: the case was cancelled by {self.stopped_by}", pytrace=False)
         if self.error is not None:
             raise self.error
 
@@ -189,6 +190,8 @@ class Phases:
         reported as ``rerun``, and the case runs again once torn down."""
         report.rerun = run.execution - 1  # type: ignore[attr-defined]
         if not report.failed or hasattr(report, "wasxfail") or run.execution > run.reruns:
+            return
+        if run.interrupted:  # cancelled, not failed: the session is stopping
             return
         item = run.item
         if any(getattr(item, "_terminal_errors", {}).values()):

@@ -89,7 +89,7 @@ class CaseRunner:
             stopped = exc
         if stopped is not None:
             # Outside the handler, so that no case's report chains the interrupt to it.
-            self._abort()
+            self._abort(stopped)
             raise stopped
         return True
 
@@ -251,7 +251,7 @@ class CaseRunner:
         if run.rerun:
             self._retries.append(item)
 
-    def _abort(self) -> None:
+    def _abort(self, stopped: BaseException | None = None) -> None:
         """Ctrl-C or pytest.exit: cancel the running cases, report them and tear them down."""
         try:
             for run in self.running.values():
@@ -268,6 +268,8 @@ class CaseRunner:
             # Each is reported as cancelled, whatever its body did after the Ctrl-C.
             for run in list(self.running.values()):
                 run.interrupted = True
+                if stopped is not None and not isinstance(stopped, KeyboardInterrupt):
+                    run.stopped_by = f"{type(stopped).__name__}: {stopped}".rstrip(": ")
                 self._finish(run, None)
         except BaseException:  # a second Ctrl-C: what is left is left
             pass
