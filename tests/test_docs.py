@@ -57,7 +57,7 @@ def test_the_readme_commands_are_the_ci_commands() -> None:
     for script in (test, demo):
         assert ". scripts/venv.sh" in script
     # The test command runs what CI checks; CI runs it in a fresh virtual environment.
-    for command in ("ruff check .", "ruff format --check .", "mypy", 'pytest "$@"'):
+    for command in ("ruff check .", "ruff format --check .", "mypy", 'pytest -n 2 "$@"'):
         assert f"\n{command}\n" in test
     assert "\nrm -rf .venv\nscripts/test\n" in ci
     assert "pytest examples --eval-experiment=demo" in demo
