@@ -52,8 +52,7 @@ class CaseRunner:
     ) -> None:
         self.config = config
         self.kinds = kinds
-        self.concurrency = concurrency
-        self.group_limits = group_limits
+        self.slots = Slots(concurrency, group_limits)
         # False when cases may not overlap here (concurrency 1, --pdb, a pytest whose
         # internals parking does not know): async cases then run one at a time, in place.
         self.overlap = overlap
@@ -62,7 +61,6 @@ class CaseRunner:
         self.capture = CaseCapture(config, lambda: bool(self.running))
         self.bodies = Bodies(concurrency)
         self.running: dict[pytest.Item, CaseRun] = {}
-        self._groups: Counter[str] = Counter()
         self._done: queue.SimpleQueue[CaseRun] = queue.SimpleQueue()
         self._replays: dict[pytest.Item, CaseRun] = {}
         self._retries: list[pytest.Item] = []
@@ -133,7 +131,7 @@ class CaseRunner:
             self._drain(item)
         self._key = key
         self._harvest(upcoming=item)
-        while not self._stopping() and not self._has_room(kind):
+        while not self._stopping() and not self.slots.free_for(kind):
             self._harvest(upcoming=item, block=True)
         if self._stopping():  # -x, --maxfail: no new case; the running ones finish
             self._drain(None)
@@ -152,12 +150,6 @@ class CaseRunner:
         session = self._session
         return session is not None and bool(session.shouldfail or session.shouldstop)
 
-    def _has_room(self, kind: CaseKind) -> bool:
-        if len(self.running) >= self.concurrency:
-            return False
-        limit = self.group_limits.get(kind.group) if kind.group is not None else None
-        return limit is None or self._groups[kind.group or ""] < limit
-
     def _start(self, item: pytest.Item, kind: CaseKind, upcoming: pytest.Item | None) -> None:
         """Set the case up (main thread), park it and start its body."""
         parking = self._parking_for(item)
@@ -174,8 +166,7 @@ class CaseRunner:
             return
         self._start_overlapping()
         self.running[item] = run
-        if kind.group is not None:
-            self._groups[kind.group] += 1
+        self.slots.take(kind)
         future = self.bodies.start(run)
         if future is None:
             run.error = RuntimeError("the event loop of async eval cases is closed")
@@ -201,7 +192,7 @@ class CaseRunner:
         while self._retries:
             item = self._retries[0]
             kind = self.kinds[item]
-            if not self._has_room(kind):
+            if not self.slots.free_for(kind):
                 break
             self._retries.pop(0)
             self._start(item, kind, upcoming=upcoming)
@@ -225,8 +216,7 @@ class CaseRunner:
         """The case's body is done: replay its call phase, then tear it down."""
         item = run.item
         self.running.pop(item, None)
-        if run.kind.group is not None:
-            self._groups[run.kind.group] -= 1
+        self.slots.give_back(run.kind)
         run.settle()
         self._replays[item] = run
         try:
@@ -294,3 +284,29 @@ class CaseRunner:
     def _stop_overlapping(self) -> None:
         self.capture.stop()
         self._on_overlap(False)
+
+
+class Slots:
+    """How many cases may run at once, in all and per concurrency group."""
+
+    def __init__(self, concurrency: int, group_limits: dict[str, int]) -> None:
+        self.concurrency = concurrency
+        self.group_limits = group_limits
+        self.taken = 0
+        self._groups: Counter[str] = Counter()
+
+    def free_for(self, kind: CaseKind) -> bool:
+        if self.taken >= self.concurrency:
+            return False
+        limit = self.group_limits.get(kind.group) if kind.group is not None else None
+        return limit is None or self._groups[kind.group or ""] < limit
+
+    def take(self, kind: CaseKind) -> None:
+        self.taken += 1
+        if kind.group is not None:
+            self._groups[kind.group] += 1
+
+    def give_back(self, kind: CaseKind) -> None:
+        self.taken -= 1
+        if kind.group is not None:
+            self._groups[kind.group] -= 1
