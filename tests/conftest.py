@@ -5,6 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# In this process before any in-process pytester run: a module first imported inside one is
+# dropped from sys.modules after it, and an httpx imported anew maps httpcore's errors by the
+# classes of another httpcore than the one an older copy of httpx raises them from (seen as a
+# raw httpcore.ConnectError escaping an LLM judge's retries under xdist).
+import httpcore  # noqa: F401
+import httpx  # noqa: F401
 import pytest
 from support.store import default_db
 
