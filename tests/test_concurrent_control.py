@@ -259,7 +259,8 @@ def interrupt(
 def assert_interrupted(
     directory: Path, db: Path, ret: int, output: str, finished: frozenset[str] = frozenset()
 ) -> None:
-    """The 4 running cases were reported as failed, interrupted, torn down and recorded,
+    """The 4 running cases were reported as failed, interrupted, torn down and recorded as
+    errors (cut short, they neither passed nor failed),
     and the ``finished`` ones as passed."""
     assert ret == pytest.ExitCode.INTERRUPTED, output
     started = marked(directory, "started")
@@ -278,7 +279,7 @@ def assert_interrupted(
     assert marked(directory, "teardown") == started
     found = stored(db, EXPERIMENT)
     assert {row_id: row.status for row_id, row in found.rows.items()} == {
-        rid(case): "failed" if case in running else "passed" for case in started
+        rid(case): "error" if case in running else "passed" for case in started
     }
 
 

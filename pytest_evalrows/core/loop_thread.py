@@ -51,7 +51,7 @@ class LoopThread:
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
                 self._thread = threading.Thread(
-                    target=self._loop.run_forever, name=self.name, daemon=True
+                    target=_serve, args=(self._loop,), name=self.name, daemon=True
                 )
                 self._thread.start()
             return asyncio.run_coroutine_threadsafe(make(), self._loop)
@@ -83,3 +83,15 @@ async def _cancel_tasks() -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    """Run the loop until it is stopped. A task that raises SystemExit or KeyboardInterrupt
+    (asyncio lets those out of ``run_forever``) must not end the loop every other task and
+    every later caller waits on: the loop serves on."""
+    while True:
+        try:
+            loop.run_forever()
+            return
+        except (KeyboardInterrupt, SystemExit):
+            continue

@@ -9,6 +9,8 @@ from .records import Status
 
 # The phases key under which an execution notes that one of its subtests failed.
 SUBTESTS = "subtests"
+# A phase key for an execution cut short by an interrupt while its body ran (cases at once).
+INTERRUPTED = "interrupted"
 
 
 def row_status(phases: Mapping[str, tuple[str, bool]]) -> Status:
@@ -33,6 +35,8 @@ def row_status(phases: Mapping[str, tuple[str, bool]]) -> Status:
             status = "xfailed" if call_xfail else "skipped"
         else:
             status = "xpassed" if call_xfail else "passed"
+    if INTERRUPTED in phases:  # cut short while running: neither passed nor failed
+        return "error"
     if status != "error" and phases.get(SUBTESTS, ("passed", False))[0] == "failed":
         status = "failed"
     teardown, _ = phases.get("teardown", ("passed", False))

@@ -42,14 +42,16 @@ class Bodies:
         """An async case that runs alone: on the loop, the main thread waiting for it."""
         __tracebackhide__ = True
         function, arguments = case_running.body_of(item)
-        future = self.event_loop().submit(lambda: function(**arguments))
+        future = self.event_loop().submit(lambda: _outcome_of(function, arguments))
         if future is None:
             pytest.fail("evalrows: the event loop of async eval cases is closed", pytrace=False)
         try:
-            future.result()
+            error = future.result()
         except BaseException:
             future.cancel()
             raise
+        if error is not None:
+            raise error
 
     def event_loop(self) -> LoopThread:
         if self._loop is None:
@@ -106,6 +108,18 @@ class _DaemonThreads:
     def close(self) -> None:
         for _ in self._threads:
             self._jobs.put(None)
+
+
+async def _outcome_of(
+    function: Callable[..., Coroutine[Any, Any, Any]], arguments: dict[str, Any]
+) -> BaseException | None:
+    """What the body raised, handed back rather than raised on the loop: a SystemExit or
+    KeyboardInterrupt raised there would leave the loop, not reach the test."""
+    try:
+        await function(**arguments)
+    except BaseException as exc:
+        return exc
+    return None
 
 
 async def _body_async(

@@ -112,8 +112,8 @@ def concurrency_blocker(config: pytest.Config) -> str | None:
     for option, what in (
         ("usepdb", "--pdb"),
         ("trace", "--trace"),
+        ("setupplan", "--setup-plan"),  # before --setup-only, which pytest sets with it
         ("setuponly", "--setup-only"),
-        ("setupplan", "--setup-plan"),
         ("setupshow", "--setup-show"),
     ):
         if config.getoption(option, False):

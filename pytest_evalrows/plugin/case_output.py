@@ -35,11 +35,21 @@ class CaseOutput:
     stdout: io.StringIO = field(default_factory=io.StringIO)
     stderr: io.StringIO = field(default_factory=io.StringIO)
     records: list[logging.LogRecord] = field(default_factory=list)
+    # Replayed into pytest's capture: what a task the body left running writes later is no
+    # longer the case's, and goes where anyone else's goes.
+    closed: bool = False
 
 
 current_case: contextvars.ContextVar[CaseOutput | None] = contextvars.ContextVar(
     "evalrows_current_case", default=None
 )
+
+
+def _open_case() -> CaseOutput | None:
+    """The case whose body runs here, unless its output was already handed to pytest."""
+    case = current_case.get()
+    return None if case is None or case.closed else case
+
 
 # One lock for every case buffer: a body may hand its context to several threads or tasks, and
 # a body may keep a reference to an older router, so no single router sees all writers.
@@ -61,7 +71,7 @@ class _RoutedStream:
         return self._wrapped
 
     def write(self, text: str) -> int:
-        case = current_case.get()
+        case = _open_case()
         if case is None:
             written: int = self._wrapped.write(text)
             return written
@@ -90,7 +100,7 @@ class _KeepCaseRecords(logging.Handler):
         super().__init__(logging.NOTSET)
 
     def emit(self, record: logging.LogRecord) -> None:
-        case = current_case.get()
+        case = _open_case()
         if case is not None:
             case.records.append(record)
 
@@ -99,7 +109,7 @@ class _NotFromABody(logging.Filter):
     """Lets through only records emitted outside every case: a body's belong to its own case."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return current_case.get() is None
+        return _open_case() is None
 
 
 def _pytest_log_handlers() -> list[logging.Handler]:
@@ -198,6 +208,7 @@ class OutputRouting:
 def replay(case: CaseOutput) -> None:
     """In the main thread, inside pytest's capture of the case's replayed call phase: gives
     pytest the case's text and records as that phase's own."""
+    case.closed = True
     for text, stream_name in (
         (case.stdout.getvalue(), "stdout"),
         (case.stderr.getvalue(), "stderr"),

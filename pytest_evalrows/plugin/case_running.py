@@ -21,7 +21,7 @@ from typing import Any, Literal
 import pytest
 
 from .case_kinds import CaseKind
-from .case_output import CaseOutput
+from .case_output import CaseOutput, current_case
 
 __all__ = ["CaseRun", "Phases", "body_of", "drop_request", "fresh_request"]
 
@@ -68,21 +68,17 @@ class CaseRun:
         # An async body runs in a copy of its own: the case's context is never entered there.
         if self.ended or self.kind.is_async:
             return self.context
-        return self.context.copy()
+        copy = self.context.copy()
+        copy.run(current_case.set, None)  # the phases' output is pytest's, not the body's
+        return copy
 
     def raise_outcome(self) -> None:
         """In the replayed call phase: the body's outcome, as pytest would have seen it."""
         __tracebackhide__ = True
-        if self.interrupted or _is_cancellation(self.error):
+        if self.interrupted:
             pytest.fail(f"interrupted: the case was cancelled by {self.stopped_by}", pytrace=False)
         if self.error is not None:
             raise self.error
-
-
-def _is_cancellation(error: BaseException | None) -> bool:
-    return type(error).__name__ == "CancelledError" and type(error).__module__.startswith(
-        ("asyncio", "concurrent")
-    )
 
 
 def body_of(item: pytest.Item) -> tuple[Any, dict[str, Any]]:
@@ -178,6 +174,9 @@ class Phases:
         if when == "setup":
             # For an xdist controller whose worker dies: this case was running beside others.
             report.evalrows_overlapped = True  # type: ignore[attr-defined]
+        elif when == "call" and run.interrupted:
+            # Cut short, not failed: its row is an error, run again by --eval-resume=finished.
+            report.evalrows_interrupted = True  # type: ignore[attr-defined]
         if run.reruns:
             self._mark_rerun(run, report)
         ihook.pytest_runtest_logreport(report=report)

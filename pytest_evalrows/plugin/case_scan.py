@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from .case_kinds import CaseKind, case_kind, concurrency_blocker
-from .concurrency import CaseRunner
+from .concurrency import CaseRunner, Slots
 from .parking import problem
 from .settings import Settings
 
@@ -52,8 +52,7 @@ def runner_for(
     return CaseRunner(
         config,
         kinds,
-        concurrency=settings.concurrency,
-        group_limits=dict(settings.concurrency_limits),
+        slots=Slots(settings.concurrency, dict(settings.concurrency_limits)),
         overlap=overlap,
         on_overlap=on_overlap,
     )

@@ -14,6 +14,7 @@ OpenTelemetry context and its captured output travel with it.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import queue
 import time
@@ -29,7 +30,7 @@ from .case_capture import CaseCapture
 from .case_kinds import CaseKind, batch_key
 from .case_output import CaseOutput, replay
 from .case_running import CaseRun, Phases
-from .parking import Parking
+from .parking import Parking, set_up_key
 
 __all__ = ["CaseRunner"]
 
@@ -45,21 +46,20 @@ class CaseRunner:
         config: pytest.Config,
         kinds: dict[pytest.Item, CaseKind],
         *,
-        concurrency: int,
-        group_limits: dict[str, int],
+        slots: Slots,
         overlap: bool,
         on_overlap: Callable[[bool], None],
     ) -> None:
         self.config = config
         self.kinds = kinds
-        self.slots = Slots(concurrency, group_limits)
+        self.slots = slots
         # False when cases may not overlap here (concurrency 1, --pdb, a pytest whose
         # internals parking does not know): async cases then run one at a time, in place.
         self.overlap = overlap
         self._on_overlap = on_overlap
         self.phases = Phases(config)
         self.capture = CaseCapture(config, lambda: bool(self.running))
-        self.bodies = Bodies(concurrency)
+        self.bodies = Bodies(slots.concurrency)
         self.running: dict[pytest.Item, CaseRun] = {}
         self._done: queue.SimpleQueue[CaseRun] = queue.SimpleQueue()
         self._replays: dict[pytest.Item, CaseRun] = {}
@@ -105,6 +105,14 @@ class CaseRunner:
             return True
         return None
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> None:
+        # Every function-scoped definition a case's setup runs is parked with it.
+        if self.overlap and fixturedef.scope == "function" and request.node in self.kinds:
+            request.node.stash.setdefault(set_up_key, []).append(fixturedef)
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.close()
 
@@ -147,8 +155,9 @@ class CaseRunner:
         return kind is not None and kind.concurrent and batch_key(nextitem) == self._key
 
     def _stopping(self) -> bool:
-        session = self._session
-        return session is not None and bool(session.shouldfail or session.shouldstop)
+        return self._session is not None and bool(
+            self._session.shouldfail or self._session.shouldstop
+        )
 
     def _start(self, item: pytest.Item, kind: CaseKind, upcoming: pytest.Item | None) -> None:
         """Set the case up (main thread), park it and start its body."""
@@ -199,10 +208,8 @@ class CaseRunner:
 
     def _wait(self) -> CaseRun | None:
         while self.running:
-            try:
+            with contextlib.suppress(queue.Empty):
                 return self._done.get(timeout=0.25)
-            except queue.Empty:
-                continue
         return None
 
     def _drain(self, nextitem: pytest.Item | None) -> None:
@@ -244,17 +251,7 @@ class CaseRunner:
     def _abort(self, stopped: BaseException | None = None) -> None:
         """Ctrl-C or pytest.exit: cancel the running cases, report them and tear them down."""
         try:
-            for run in self.running.values():
-                if run.future is not None:
-                    run.future.cancel()
-            deadline = time.monotonic() + INTERRUPT_GRACE_S
-            ended = 0
-            while ended < len(self.running) and time.monotonic() < deadline:
-                try:
-                    self._done.get(timeout=0.05)
-                    ended += 1
-                except queue.Empty:
-                    continue
+            _cancel(list(self.running.values()), self._done)
             # Each is reported as cancelled, whatever its body did after the Ctrl-C.
             for run in list(self.running.values()):
                 run.interrupted = True
@@ -310,3 +307,17 @@ class Slots:
         self.taken -= 1
         if kind.group is not None:
             self._groups[kind.group] -= 1
+
+
+def _cancel(runs: list[CaseRun], done: queue.SimpleQueue[CaseRun]) -> None:
+    """Cancel the running cases' bodies and give them a moment to wind down: an async body
+    is cancelled at once, a sync one cannot be and has ``INTERRUPT_GRACE_S``."""
+    for run in runs:
+        if run.future is not None:
+            run.future.cancel()
+    deadline = time.monotonic() + INTERRUPT_GRACE_S
+    ended = 0
+    while ended < len(runs) and time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            done.get(timeout=0.05)
+            ended += 1

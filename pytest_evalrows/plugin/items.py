@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ..core import ids
-from ..core.outcomes import SUBTESTS, is_subtest, row_status, subtest_description
+from ..core.outcomes import INTERRUPTED, SUBTESTS, is_subtest, row_status, subtest_description
 from ..core.records import ErrorInfo, SpanDoc
 from ..core.row import RowDraft
 from ..delivery.totals import Totals, Unit
@@ -157,6 +157,8 @@ class ItemRows:
         if outcome == "rerun":
             draft.rerun = True
         draft.phases[report.when] = (outcome, hasattr(report, "wasxfail"))
+        if getattr(report, "evalrows_interrupted", False):
+            draft.phases[INTERRUPTED] = ("failed", False)
         if report.when == "teardown":
             del self.drafts[report.nodeid]
             self._finish(draft, report)

@@ -20,7 +20,11 @@ from typing import Any
 
 import pytest
 
-__all__ = ["Parked", "Parking", "problem"]
+__all__ = ["Parked", "Parking", "problem", "set_up_key"]
+
+# The function-scoped fixture definitions each case's setup ran, as they ran: one a fixture
+# reaches through request.getfixturevalue (an overridden one above all) is known nowhere else.
+set_up_key = pytest.StashKey[list[Any]]()
 
 _Finalizers = list[Callable[[], object]]
 
@@ -90,6 +94,8 @@ class Parking:
     def unpark(self, item: pytest.Item) -> None:
         """Before the item's teardown: put back what ``park`` took, for pytest to tear down."""
         parked = self.parked.pop(item, None)
+        if set_up_key in item.stash:  # a rerun's setup records its own
+            del item.stash[set_up_key]
         if parked is None:
             return
         for fixturedef, cached, finalizers in parked.fixtures:
@@ -113,6 +119,7 @@ def _function_fixturedefs(item: pytest.Item) -> Iterator[Any]:
     request = getattr(item, "_request", None)
     groups: list[Any] = list(getattr(info, "name2fixturedefs", {}).values())
     groups.append(list(getattr(request, "_fixture_defs", {}).values()))
+    groups.append(item.stash.get(set_up_key, []))
     for group in groups:
         for fixturedef in group:
             if id(fixturedef) in seen or getattr(fixturedef, "scope", None) != "function":

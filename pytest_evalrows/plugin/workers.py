@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ..core.compare import PASS
-from ..core.outcomes import SUBTESTS, is_subtest, row_status
+from ..core.outcomes import INTERRUPTED, SUBTESTS, is_subtest, row_status
 from ..core.records import RowDoc
 from ..delivery.delivery import Delivery
 from ..delivery.totals import Totals, Unit
@@ -59,6 +59,8 @@ class WorkerRows:
         outcome: str = report.outcome
         if report.when in ("setup", "call", "teardown"):
             info["phases"][report.when] = (outcome, hasattr(report, "wasxfail"))
+            if getattr(report, "evalrows_interrupted", False):
+                info["phases"][INTERRUPTED] = ("failed", False)
             info["rerun"] = info.get("rerun") or outcome == "rerun"
             if report.when == "teardown":
                 del self.in_flight[nodeid]
