@@ -181,3 +181,54 @@ def test_a_callable_rerun_condition_sees_the_error_of_the_execution(
         "test_condition.py::test_plain[0]": ("passed", 1),
         "test_condition.py::test_plain[1]": ("passed", 1),
     }
+
+
+# -- an xdist worker that dies with cases running at once ------------------------------------
+
+# Each case writes started-<n> (holding its process id) first; case 1 kills its worker while
+# the others in flight sleep.
+CRASH = textwrap.dedent(
+    """
+    import asyncio
+    import os
+    import pathlib
+
+    import pytest
+
+    HERE = pathlib.Path(__file__).parent
+
+
+    @pytest.mark.eval
+    @pytest.mark.parametrize("n", range(8))
+    async def test_case(n):
+        (HERE / f"started-{n}").write_text(str(os.getpid()))
+        if n == 1:
+            await asyncio.sleep(0.1)
+            os._exit(3)
+        await asyncio.sleep(0.3)
+    """
+)
+
+
+def test_every_case_a_dead_worker_was_running_is_reported_and_an_error_row(
+    pytester: pytest.Pytester, db: Path
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_crash=CRASH)
+    result = run(pytester, "-n", "1", "--eval-concurrency=4")
+
+    output = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, output
+    assert "INTERNALERROR" not in output
+    assert "1 worker(s) crashed" in output
+    started = {
+        path.name.split("-")[1]: path.read_text() for path in pytester.path.glob("started-*")
+    }
+    dead = started["1"]
+    on_dead = {n for n, pid in started.items() if pid == dead}
+    assert len(on_dead) >= 2, started  # cases ran at once on the worker that died
+    rows = stored(db, EXPERIMENT).rows
+    for n in sorted(on_dead):
+        result.stdout.fnmatch_lines([f"FAILED test_crash.py::test_case[[]{n}[]] - worker *"])
+        assert f"crashed while running 'test_crash.py::test_case[{n}]'" in output
+        assert rows[f"test_crash.py::test_case[{n}]"].status == "error", n
