@@ -281,7 +281,8 @@ def test_a_setup_option_that_keeps_cases_apart_is_named_as_itself(
 
 # -- pytest.exit in one case's body ----------------------------------------------------------
 
-# c00 calls pytest.exit once the other three are running; they would wait 60 s.
+# c00 calls pytest.exit once the other three are running; they would wait 60 s. Each case's
+# function fixture marks its teardown.
 EXIT_IN_BODY = textwrap.dedent(
     """
     import asyncio
@@ -294,9 +295,15 @@ EXIT_IN_BODY = textwrap.dedent(
     CASES = [f"c{i:02d}" for i in range(4)]
 
 
+    @pytest.fixture
+    def marks(case):
+        yield
+        (HERE / f"teardown-{case}").touch()
+
+
     @pytest.mark.eval
     @pytest.mark.parametrize("case", CASES)
-    async def test_case(case):
+    async def test_case(case, marks):
         (HERE / f"started-{case}").touch()
         if case == "c00":
             deadline = time.monotonic() + 20
@@ -330,3 +337,6 @@ def test_cases_cut_short_by_pytest_exit_in_another_body_are_reported_and_error_r
     found = statuses(db)
     for case in cut_short:
         assert found[f"test_stop.py::test_case[{case}]"] == "error", found
+    # Every case that started is torn down, the one that called pytest.exit too.
+    torn_down = sorted(path.name for path in pytester.path.glob("teardown-*"))
+    assert torn_down == [f"teardown-{case}" for case in ["c00", *cut_short]]

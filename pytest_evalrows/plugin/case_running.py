@@ -174,7 +174,7 @@ class Phases:
         if when == "setup":
             # For an xdist controller whose worker dies: this case was running beside others.
             report.evalrows_overlapped = True  # type: ignore[attr-defined]
-        elif when == "call" and run.interrupted:
+        elif run.interrupted:
             # Cut short, not failed: its row is an error, run again by --eval-resume=finished.
             report.evalrows_interrupted = True  # type: ignore[attr-defined]
         if run.reruns:

@@ -228,6 +228,11 @@ class CaseRunner:
         self._replays[item] = run
         try:
             run.main_context().run(self.phases.run, run, "call")
+        except BaseException:  # pytest.exit from the body: torn down before pytest stops
+            run.interrupted = True
+            with contextlib.suppress(BaseException):
+                self._end(run, None)
+            raise
         finally:
             self._replays.pop(item, None)
             self.capture.routing.reinstall()
