@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import clean_env, make_suite, summary_number
+from common import clean_env, make_suite, run_pytest_with_code, summary_number
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -158,19 +158,9 @@ asyncio.run(main())
 
 
 def pytest_run(suite: Path, *args: str) -> tuple[float, int, str]:
-    """Wall time, exit code and output of one pytest process (as common.run_pytest, plus the
-    exit code: a failed run must not pass for a fast one)."""
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly"]
-    start = time.perf_counter()
-    done = subprocess.run(
-        [*command, *args],
-        cwd=suite,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return time.perf_counter() - start, done.returncode, done.stdout + done.stderr
+    """Wall time, exit code and output of one pytest process: a failed run must not pass for
+    a fast one."""
+    return run_pytest_with_code(suite, *args)
 
 
 def passed_rows(store: Path) -> tuple[int, int]:

@@ -30,6 +30,12 @@ def make_suite(root: Path, name: str, test_file: str) -> Path:
 
 def run_pytest(suite: Path, *args: str) -> tuple[float, str]:
     """Wall time and output of one pytest process."""
+    elapsed, _, output = run_pytest_with_code(suite, *args)
+    return elapsed, output
+
+
+def run_pytest_with_code(suite: Path, *args: str) -> tuple[float, int, str]:
+    """Wall time, exit code and output of one pytest process."""
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly"]
     start = time.perf_counter()
     done = subprocess.run(
@@ -40,7 +46,7 @@ def run_pytest(suite: Path, *args: str) -> tuple[float, str]:
         text=True,
         check=False,
     )
-    return time.perf_counter() - start, done.stdout + done.stderr
+    return time.perf_counter() - start, done.returncode, done.stdout + done.stderr
 
 
 def summary_number(output: str, pattern: str) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..core import ids
@@ -89,21 +89,27 @@ def boolean(value: str) -> bool:
     raise ValueError("not a valid value; valid values: true, false (or 1, 0, yes, no, on, off)")
 
 
+def _pairs(value: str) -> Iterator[tuple[str, str, str]]:
+    """Each ``NAME=VALUE`` entry of a value (repeated flags, commas or new lines): the entry as
+    given, its name (stripped) and what follows ``=`` (empty when there is no ``=``, so that
+    a missing one reads as a bad value)."""
+    for part in re.split(r"[,\n]", value):
+        part = part.strip()
+        if part:
+            name, sep, given = part.partition("=")
+            yield part, name.strip(), given if sep else ""
+
+
 def score_bounds(value: str) -> tuple[tuple[str, float], ...]:
     """``NAME=VALUE`` pairs (repeated, or separated by commas or new lines): a score's name
     and the mean it must reach, in [0, 1]. ``pass`` is the pass rate."""
     found: dict[str, float] = {}
-    for part in re.split(r"[,\n]", value):
-        part = part.strip()
-        if not part:
-            continue
-        name, sep, bound = part.partition("=")
-        name = name.strip()
+    for part, name, bound in _pairs(value):
         try:
             number = float(bound)
         except ValueError:
             number = math.nan
-        if not sep or not name or not 0.0 <= number <= 1.0:
+        if not name or not 0.0 <= number <= 1.0:
             raise ValueError(
                 f"{part!r} is not NAME=VALUE with VALUE a number from 0 to 1 "
                 "(e.g. pass=0.9, exact=0.75)"
@@ -118,17 +124,12 @@ def group_limits(value: str) -> tuple[tuple[str, int], ...]:
     """``NAME=N`` pairs (repeated, or separated by commas or new lines): a concurrency group's
     name and the most of its cases that may run at once, sorted by name."""
     found: dict[str, int] = {}
-    for part in re.split(r"[,\n]", value):
-        part = part.strip()
-        if not part:
-            continue
-        name, sep, limit = part.partition("=")
-        name = name.strip()
+    for part, name, limit in _pairs(value):
         try:
             number = int(limit)
         except ValueError:
             number = 0
-        if not sep or not name or number < 1:
+        if not name or number < 1:
             raise ValueError(
                 f"{part!r} is not NAME=N with N a whole number of at least 1 (e.g. openai=8)"
             )
