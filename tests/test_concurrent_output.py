@@ -205,3 +205,47 @@ def test_each_failure_shows_only_its_own_prints_and_records(pytester: pytest.Pyt
             f"late-{n}",
             f"record-{n}",
         ], out
+
+
+# Cases on threads print without pause while the main thread sets up, reports and tears down
+# the others: every phase boundary meets a body writing.
+CHATTY = textwrap.dedent(
+    """
+    import logging
+    import time
+
+    import pytest
+
+
+    @pytest.mark.eval(concurrent=True)
+    @pytest.mark.parametrize("n", range(24))
+    def test_case(n):
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:
+            print(f"line-{n}")
+            logging.getLogger("chatty").warning("record-%s", n)
+            time.sleep(0.0002)
+        assert False
+    """
+)
+
+
+def test_a_body_writing_without_pause_never_writes_into_another_cases_phase(
+    pytester: pytest.Pytester,
+) -> None:
+    # pytest's default capture (fd); --capture=sys leaves a moment as the README says.
+    pytester.makeini(INI)
+    pytester.makepyfile(test_chatty=CHATTY)
+    result = pytester.runpytest_subprocess(
+        "--eval-concurrency=8", "--capture=fd", "-p", "no:randomly"
+    )
+    result.assert_outcomes(failed=24)
+    sections = re.split(r"\n_+ test_case\[(\d+)\] _+\n", result.stdout.str())
+    found = dict(zip(sections[1::2], sections[2::2], strict=True))
+    assert sorted(found, key=int) == [str(n) for n in range(24)]
+    for n, text in found.items():
+        # Each section holds its own case's lines and records only, and some of them.
+        lines = set(re.findall(r"^line-(\d+)$", text, re.M))
+        records = set(re.findall(r"record-(\d+)$", text, re.M))
+        assert lines == {n}, (n, lines)
+        assert records == {n}, (n, records)
