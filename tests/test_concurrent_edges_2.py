@@ -232,3 +232,46 @@ def test_every_case_a_dead_worker_was_running_is_reported_and_an_error_row(
         result.stdout.fnmatch_lines([f"FAILED test_crash.py::test_case[[]{n}[]] - worker *"])
         assert f"crashed while running 'test_crash.py::test_case[{n}]'" in output
         assert rows[f"test_crash.py::test_case[{n}]"].status == "error", n
+
+
+# A case of a parametrized test and one of a plain test in one module: each waits (bounded)
+# for the other to have started, which only cases running side by side can do.
+SIDE_BY_SIDE = textwrap.dedent(
+    """
+    import asyncio
+    import pathlib
+    import time
+
+    import pytest
+
+    HERE = pathlib.Path(__file__).parent
+
+
+    async def meet(me, other):
+        (HERE / f"started-{me}").touch()
+        deadline = time.monotonic() + 5
+        while not (HERE / f"started-{other}").exists():
+            assert time.monotonic() < deadline, f"{other} never ran beside {me}"
+            await asyncio.sleep(0.01)
+
+
+    @pytest.mark.eval
+    @pytest.mark.parametrize("n", [0])
+    async def test_param(n):
+        await meet("param", "plain")
+
+
+    @pytest.mark.eval
+    async def test_plain():
+        await meet("plain", "param")
+    """
+)
+
+
+def test_parametrized_and_plain_cases_of_one_module_run_side_by_side(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_side=SIDE_BY_SIDE)
+    result = pytester.runpytest_subprocess("--eval-concurrency=2", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)

@@ -125,8 +125,8 @@ def batch_key(item: pytest.Item) -> tuple[Any, ...]:
     """Cases with equal keys share every node and higher-scoped fixture above them: they may
     be set up side by side. A parameter of a wider scope than the function's is part of it."""
     callspec = getattr(item, "callspec", None)
-    if callspec is None:
-        return (item.parent,)
+    if callspec is None:  # no parameters: none of a wider scope either
+        return (item.parent, ())
     scopes: dict[str, Any] = getattr(callspec, "_arg2scope", None) or {}
     wider = tuple(
         (name, index)
