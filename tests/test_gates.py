@@ -4,43 +4,22 @@ and an unknown baseline, are usage errors."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from support.cli import session_report
 from support.output import summary_lines, usage_error
+from support.scored import SCORED_SUITE, scores
 from support.store import block_store
-
-SUITE = """
-import json
-import pathlib
-
-import pytest
-
-SCORES = json.loads(pathlib.Path(__file__).with_name("scores.json").read_text())
-
-
-@pytest.mark.eval
-@pytest.mark.parametrize("case", sorted(SCORES))
-def test_case(case, eval_row):
-    quality, ok = SCORES[case]
-    eval_row.score("q", quality)
-    assert ok
-"""
 
 # Case -> (score q, whether the test passes).
 GOOD = {"a": (0.2, True), "b": (0.4, True), "c": (0.6, True), "d": (0.8, True)}
 
 
-def scores(path: Path, cases: dict[str, tuple[float, bool]]) -> None:
-    (path / "scores.json").write_text(json.dumps(cases))
-
-
 @pytest.fixture
 def suite(pytester: pytest.Pytester) -> Path:
     pytester.makeini("[pytest]\n")
-    pytester.makepyfile(test_suite=SUITE)
+    pytester.makepyfile(test_suite=SCORED_SUITE)
     scores(pytester.path, GOOD)
     return pytester.path
 

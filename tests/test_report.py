@@ -11,33 +11,13 @@ from pathlib import Path
 import pytest
 from support.cli import session_report
 from support.output import summary_lines
+from support.scored import SCORED_SUITE, scores
 
 from pytest_evalrows.core.report import SessionReport
-
-SUITE = """
-import json
-import pathlib
-
-import pytest
-
-SCORES = json.loads(pathlib.Path(__file__).with_name("scores.json").read_text())
-
-
-@pytest.mark.eval
-@pytest.mark.parametrize("case", sorted(SCORES))
-def test_case(case, eval_row):
-    quality, ok = SCORES[case]
-    eval_row.score("q", quality)
-    assert ok
-"""
 
 BASE = {"a": (0.5, True), "b": (0.5, True), "c": (0.5, False), "d": (0.5, True), "x": (1, True)}
 # a up, b down, c passes now (pass up, q same), d unchanged; x only in the baseline, y only here.
 NEW = {"a": (0.9, True), "b": (0.1, True), "c": (0.5, True), "d": (0.5, True), "y": (0.0, True)}
-
-
-def scores(path: Path, cases: dict[str, tuple[float, bool]]) -> None:
-    (path / "scores.json").write_text(json.dumps(cases))
 
 
 def row(case: str) -> str:
@@ -47,7 +27,7 @@ def row(case: str) -> str:
 @pytest.fixture
 def suite(pytester: pytest.Pytester) -> Path:
     pytester.makeini("[pytest]\n")
-    pytester.makepyfile(test_suite=SUITE)
+    pytester.makepyfile(test_suite=SCORED_SUITE)
     return pytester.path
 
 
