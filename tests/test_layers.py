@@ -7,6 +7,7 @@ two modules import each other round a circle.
     braintrust  core, store.base, braintrust's own modules
     delivery    core, store.base, delivery's own modules
     judging     core, store.base, judging's own modules
+    web         core, store.base, web's own modules
     plugin, cli, testing, stores, models (the public re-export), the package itself: anything
 
 ``errors`` (the exception base) may be imported by any module, and imports nothing.
@@ -25,9 +26,9 @@ import pytest_evalrows
 PACKAGE = "pytest_evalrows"
 ROOT = Path(pytest_evalrows.__file__).parent
 
-LAYERS = ("core", "store", "braintrust", "delivery", "judging", "plugin")
+LAYERS = ("core", "store", "braintrust", "delivery", "judging", "web", "plugin")
 # Above the layers: they put the pieces together, and may import anything.
-TOP = ("cli", "cli_judging", "cli_reports", "testing", "stores", "models")
+TOP = ("cli", "cli_judging", "cli_reports", "cli_web", "testing", "stores", "models")
 ALLOWED = {
     "errors": (),
     "core": ("core",),
@@ -35,6 +36,7 @@ ALLOWED = {
     "braintrust": ("core", "store.base", "braintrust"),
     "delivery": ("core", "store.base", "delivery"),
     "judging": ("core", "store.base", "judging"),
+    "web": ("core", "store.base", "web"),
 }
 
 
