@@ -1,0 +1,352 @@
+"""The pages as HTML: the page shapes of ``pages`` through the Jinja2 templates of
+``web/templates``, for ``evalrows serve`` and, by their ``<main>`` markup alone, for the one-file
+report.
+
+Where a page links to is the caller's: ``Links`` says it (served paths, or the report's ``#/``
+routes), so templates never spell a path. One template environment, made on first use.
+Templates format nothing themselves but through the filters here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from http import HTTPStatus
+from importlib import resources
+from typing import Any, Protocol
+from urllib.parse import quote, urlencode
+
+from ..core.records import STATUSES
+from ..core.timestamps import to_iso
+from .pages import (
+    CHANGE_ORDER,
+    ComparePage,
+    ExperimentCard,
+    ExperimentPage,
+    ExperimentRef,
+    Histogram,
+    RowPage,
+    RowQuery,
+)
+from .views import query_params
+
+#: The rows table's columns besides the scores: (sort key, header).
+ROW_COLUMNS = (
+    ("row_id", "Row"),
+    ("status", "Status"),
+    ("version", "Version"),
+    ("attempt", "Attempt"),
+    ("duration", "Duration"),
+    ("tokens", "Tokens"),
+)
+#: The width of a trace bar's SVG, in its own units (the bar's x and width are in them).
+BAR_WIDTH = 1000
+# A zero-length span still shows as a sliver.
+_MIN_BAR = 2
+# A histogram's SVG, in its own units: bins side by side, labels below.
+HIST_WIDTH = 200
+HIST_HEIGHT = 60
+
+
+class Links(Protocol):
+    """Where a page's links go: the served paths, or the report's ``#/`` routes."""
+
+    def experiments(self) -> str: ...
+
+    def experiment(self, ref: ExperimentRef, params: Sequence[tuple[str, str]] = ()) -> str: ...
+
+    def row(self, ref: ExperimentRef, row_id: str) -> str: ...
+
+    def compare(self, a: ExperimentRef, b: ExperimentRef) -> str: ...
+
+    def static(self, name: str) -> str: ...
+
+
+def _segment(text: str) -> str:
+    # safe="": a "/" in a row id must not split the path.
+    return quote(text, safe="")
+
+
+class ServeLinks:
+    """The paths ``evalrows serve`` serves the pages at."""
+
+    login_path = "/login"
+    logout_path = "/logout"
+
+    def experiments(self) -> str:
+        return "/"
+
+    def experiment(self, ref: ExperimentRef, params: Sequence[tuple[str, str]] = ()) -> str:
+        path = f"/experiments/{_segment(ref.id)}"
+        return f"{path}?{urlencode(list(params))}" if params else path
+
+    def row(self, ref: ExperimentRef, row_id: str) -> str:
+        return f"/experiments/{_segment(ref.id)}/rows/{_segment(row_id)}"
+
+    def compare(self, a: ExperimentRef, b: ExperimentRef) -> str:
+        return "/compare?" + urlencode([("a", a.id), ("b", b.id)])
+
+    def static(self, name: str) -> str:
+        return f"/static/{_segment(name)}"
+
+
+# --- filters: every number, time and duration a page shows goes through one of these ---------
+
+
+def number(value: float | None) -> str:
+    """``10,000``; a float keeps two decimals; None is a dash."""
+    if value is None:
+        return "—"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.2f}"
+
+
+def utc_time(timestamp: float | None) -> str:
+    """``2026-12-02 08:10:03Z``: UTC, to the second."""
+    if timestamp is None:
+        return "—"
+    try:
+        return to_iso(timestamp, "seconds").replace("T", " ")
+    except ValueError:
+        return "—"
+
+
+def duration(seconds: float | None) -> str:
+    """``45 ms``, ``1.23 s``, ``2 min 3 s``, ``1 h 2 min``."""
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    seconds = max(seconds, 0.0)
+    if seconds < 0.01:
+        return f"{seconds * 1000:.1f} ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
+
+
+def score(value: float | None) -> str:
+    """Three decimals: ``0.875``; None is empty."""
+    return "" if value is None else f"{value:.3f}"
+
+
+def signed(value: float | None) -> str:
+    """A delta with its sign: ``+0.125``, ``-0.050``, ``0.000``."""
+    if value is None:
+        return ""
+    if round(value, 3) == 0:
+        return "0.000"
+    return f"+{value:.3f}" if value > 0 else f"{value:.3f}"
+
+
+def money(value: float | None) -> str:
+    """``$1,234.5678``: the four decimals the terminal report prints."""
+    return "—" if value is None else f"${value:,.4f}"
+
+
+def by_status(counts: dict[str, int]) -> list[tuple[str, int]]:
+    """A status -> count dict in the order statuses are listed everywhere (unknown ones last)."""
+    order: dict[str, int] = {status: index for index, status in enumerate(STATUSES)}
+    return sorted(counts.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
+
+
+def percent(value: float | None) -> str:
+    """A rate in [0, 1] as ``87.5%``."""
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+# --- geometry: SVG attributes computed here, as no style="" may carry them -------------------
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    width: float
+
+
+def span_bar(offset: float, length: float, total: float) -> Bar:
+    """A span's bar in a trace of ``total`` seconds, in units of ``BAR_WIDTH``."""
+    if total <= 0 or not math.isfinite(total):
+        return Bar(0.0, float(BAR_WIDTH))
+    x = min(max(offset / total, 0.0), 1.0) * BAR_WIDTH
+    width = min(max(length / total, 0.0), 1.0) * BAR_WIDTH
+    width = max(width, _MIN_BAR)
+    x = min(x, BAR_WIDTH - width)
+    return Bar(round(x, 2), round(width, 2))
+
+
+@dataclass(frozen=True)
+class HistogramBar:
+    x: float
+    y: float
+    width: float
+    height: float
+    low: float
+    high: float
+    count: int
+
+
+def histogram_bars(histogram: Histogram) -> list[HistogramBar]:
+    """One bar per bin, its height the bin's share of the fullest bin."""
+    bins = histogram.bins
+    if not bins:
+        return []
+    fullest = max(b.count for b in bins) or 1
+    step = HIST_WIDTH / len(bins)
+    plot = HIST_HEIGHT - 14  # room for the axis labels
+    bars = []
+    for index, b in enumerate(bins):
+        height = plot * b.count / fullest
+        if b.count and height < 1:
+            height = 1.0
+        bars.append(
+            HistogramBar(
+                x=round(index * step + 1, 2),
+                y=round(plot - height, 2),
+                width=round(step - 2, 2),
+                height=round(height, 2),
+                low=b.low,
+                high=b.high,
+                count=b.count,
+            )
+        )
+    return bars
+
+
+def sort_label(key: str) -> str:
+    """A sort key as the rows table's header names it."""
+    return dict(ROW_COLUMNS).get(key, key.removeprefix("score:"))
+
+
+def sort_state(query: RowQuery, key: str) -> str:
+    """A header's ``aria-sort``: how the table is sorted by that column, if it is."""
+    if query.sort != key:
+        return "none"
+    return "descending" if query.descending else "ascending"
+
+
+# --- the environment and the renderer --------------------------------------------------------
+
+
+@cache
+def environment() -> Any:
+    """The one Jinja2 environment of the web view (the report's templates load from it too).
+
+    Typed ``Any``: jinja2 is an optional dependency, imported on first use.
+    """
+    import jinja2
+
+    env = jinja2.Environment(
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        loader=jinja2.PackageLoader("pytest_evalrows.web", "templates"),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        number=number,
+        utc_time=utc_time,
+        duration=duration,
+        score=score,
+        signed=signed,
+        money=money,
+        percent=percent,
+        by_status=by_status,
+    )
+    env.globals.update(
+        STATUSES=STATUSES,
+        CHANGE_ORDER=CHANGE_ORDER,
+        ROW_COLUMNS=ROW_COLUMNS,
+        BAR_WIDTH=BAR_WIDTH,
+        HIST_WIDTH=HIST_WIDTH,
+        HIST_HEIGHT=HIST_HEIGHT,
+        span_bar=span_bar,
+        histogram_bars=histogram_bars,
+        sort_state=sort_state,
+        sort_label=sort_label,
+    )
+    return env
+
+
+def stylesheet() -> str:
+    """The pages' stylesheet, for the report to inline."""
+    return static_text("evalrows.css")
+
+
+def static_text(name: str) -> str:
+    """A file of ``web/static`` as text."""
+    static = resources.files("pytest_evalrows.web").joinpath("static")
+    return static.joinpath(name).read_text("utf-8")
+
+
+class Renderer:
+    """Every page as HTML, its links made by ``links``."""
+
+    def __init__(self, links: Links) -> None:
+        self.links = links
+
+    def _render(self, template: str, **context: Any) -> str:
+        text: str = environment().get_template(template).render(links=self.links, **context)
+        return text
+
+    def experiments(self, cards: Sequence[ExperimentCard], *, logout: bool) -> str:
+        return self._render("experiments.html", cards=cards, logout=self._logout(logout))
+
+    def experiment(self, page: ExperimentPage) -> str:
+        return self._render("experiment.html", page=page, **self._rows_context(page))
+
+    def row(self, page: RowPage) -> str:
+        return self._render("row.html", page=page)
+
+    def compare(self, page: ComparePage) -> str:
+        return self._render("compare.html", page=page)
+
+    def login(self, *, next: str, error: str | None) -> str:
+        action = getattr(self.links, "login_path", ServeLinks.login_path)
+        return self._render("login.html", next=next, error=error, action=action)
+
+    def error(self, status: int, message: str) -> str:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Error"
+        return self._render("error.html", status=status, reason=reason, message=message)
+
+    # The <main> content alone, for the report to embed: the same markup the pages hold.
+    def row_main(self, page: RowPage) -> str:
+        return self._render("row_main.html", page=page)
+
+    def compare_main(self, page: ComparePage) -> str:
+        return self._render("compare_main.html", page=page)
+
+    def experiment_head(self, page: ExperimentPage) -> str:
+        return self._render("experiment_head.html", page=page)
+
+    def _logout(self, shown: bool) -> str | None:
+        return getattr(self.links, "logout_path", ServeLinks.logout_path) if shown else None
+
+    def _rows_context(self, page: ExperimentPage) -> dict[str, Any]:
+        """The links of the rows table's headers and of the pager (the query string's)."""
+        ref, query = page.card.ref, page.query
+        keys = [key for key, _ in ROW_COLUMNS] + [f"score:{n}" for n in page.score_names]
+        sort_links = {
+            key: self.links.experiment(
+                ref,
+                query_params(
+                    query, sort=key, descending=query.sort == key and not query.descending, page=1
+                ),
+            )
+            for key in keys
+        }
+        prev_link = next_link = None
+        if query.page > 1:
+            prev_link = self.links.experiment(ref, query_params(query, page=query.page - 1))
+        if query.page < page.pages:
+            next_link = self.links.experiment(ref, query_params(query, page=query.page + 1))
+        return {"sort_links": sort_links, "prev_link": prev_link, "next_link": next_link}
