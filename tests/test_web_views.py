@@ -540,14 +540,14 @@ def test_an_experiment_page_on_a_memory_store() -> None:
 
 
 def test_experiment_cards_are_newest_first_with_their_baselines(store: SQLiteStore) -> None:
-    old = experiment(store, "old", version("r", scores={"pass": 1.0}, tokens=3, cost=0.1))
+    old = experiment(store, "a-old", version("r", scores={"pass": 1.0}, tokens=3, cost=0.1))
     new = experiment(
-        store, "new", version("r", status="failed", scores={"pass": 0.0}, attempt="attempt-9")
+        store, "b-new", version("r", status="failed", scores={"pass": 0.0}, attempt="attempt-9")
     )
-    session(store, new, "attempt-9", 5.0, report={"baseline": "old"})
+    session(store, new, "attempt-9", 5.0, report={"baseline": "a-old"})
     cards = views.experiment_cards(store)
-    assert [card.ref.name for card in cards] == ["new", "old"]
-    assert cards[0].baseline == ExperimentRef(old, "old", "proj")
+    assert [card.ref.name for card in cards] == ["b-new", "a-old"]
+    assert cards[0].baseline == ExperimentRef(old, "a-old", "proj")
     assert cards[0].pass_rate == 0.0 and cards[0].attempts == 1
     assert cards[0].last_attempt is not None and cards[0].last_attempt.latest_rows == 1
     assert (cards[1].tokens, cards[1].cost, cards[1].baseline) == (3, 0.1, None)
@@ -557,8 +557,8 @@ def test_experiment_cards_are_newest_first_with_their_baselines(store: SQLiteSto
 def test_the_baseline_is_the_last_report_s_one_looked_up_in_the_project_first(
     store: SQLiteStore,
 ) -> None:
+    there = experiment(store, "main", project="theirs")  # older: first when not ours
     here = experiment(store, "main", project="ours")
-    there = experiment(store, "main", project="theirs")
     only_there = experiment(store, "legacy", project="theirs")
     run = experiment(store, "run", project="ours")
     assert views.baseline_of(store, run) is None  # no session
