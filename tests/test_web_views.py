@@ -529,6 +529,14 @@ def test_all_row_lines_are_every_row_by_row_id(store: SQLiteStore) -> None:
     assert ids(views.all_row_lines(store, experiment_id)) == ["r1", "r2", "r3"]
 
 
+def test_the_page_and_every_line_come_from_one_read(store: SQLiteStore) -> None:
+    experiment_id = filled(store)
+    query = RowQuery(statuses=("failed",))
+    page, lines = views.experiment_page_and_lines(store, experiment_id, query)
+    assert page == views.experiment_page(store, experiment_id, query)
+    assert lines == views.all_row_lines(store, experiment_id) and len(lines) == 5
+
+
 def test_an_experiment_page_on_a_memory_store() -> None:
     with MemoryStore() as memory:
         experiment_id = experiment(memory, "e", version("b", status="failed"), version("a"))

@@ -64,6 +64,7 @@ __all__ = [
     "compare_page",
     "experiment_cards",
     "experiment_page",
+    "experiment_page_and_lines",
     "find_experiment",
     "histograms",
     "parse_query",
@@ -103,18 +104,26 @@ def experiment_page(store: Store, experiment_id: str, query: RowQuery) -> Experi
     """An experiment's page: its card, the rows table as the query asks, histograms and
     attempts. A score the experiment's rows do not have is a ``BadQuery``; a page beyond
     the last shows the last (and the page's query says which)."""
+    return experiment_page_and_lines(store, experiment_id, query)[0]
+
+
+def experiment_page_and_lines(
+    store: Store, experiment_id: str, query: RowQuery
+) -> tuple[ExperimentPage, list[RowLine]]:
+    """``experiment_page`` and ``all_row_lines`` from one read of the rows (the report
+    needs both)."""
     experiments = store.list_experiments()
     experiment = _find(experiments, experiment_id, store)
     rows = store.latest_rows(experiment_id)
     attempts = _attempts(store, experiment_id)
-    lines = [row_line(row) for row in rows]
+    lines = sorted((row_line(row) for row in rows), key=lambda line: line.row_id)
     names = sorted({name for line in lines for name in line.scores})
     _check_scores(query, names)
     shown, matched = select_rows(lines, query)
-    page = page_within(query, matched)
-    if page != query.page:
-        query = dataclasses.replace(query, page=page)
-    return ExperimentPage(
+    shown_page = page_within(query, matched)
+    if shown_page != query.page:
+        query = dataclasses.replace(query, page=shown_page)
+    page = ExperimentPage(
         card=experiment_card(experiment, rows, attempts, experiments),
         query=query,
         rows=shown,
@@ -125,6 +134,7 @@ def experiment_page(store: Store, experiment_id: str, query: RowQuery) -> Experi
         histograms=histograms(lines),
         attempts=attempt_lines(attempts, rows),
     )
+    return page, lines
 
 
 def all_row_lines(store: Store, experiment_id: str) -> list[RowLine]:
