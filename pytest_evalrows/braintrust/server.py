@@ -9,6 +9,10 @@ reaches the server through DNS rebinding names its own host) and declare a body 
 ``application/json`` (a page may send ``text/plain`` anywhere without asking; JSON takes a CORS
 preflight, which this server never grants); those checks are ``server_checks``. Bodies are
 limited to ``MAX_BODY_BYTES`` while they are read.
+
+The API is everything under ``/v1``. A caller may hand in ``pages``, an ASGI app for every
+other path (the command line passes the web view's: this layer imports no ``web``); those
+requests pass the Host check and nothing else here, and authenticate themselves.
 """
 
 from __future__ import annotations
@@ -67,10 +71,12 @@ def create_app(
     *,
     token: str | None = None,
     allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
+    pages: ASGIApp | None = None,
 ) -> ASGIApp:
     """The API over ``store``. Requests must name one of ``allowed_hosts`` (``host`` for any
-    port, ``host:port``, ``*`` for any host) in their ``Host`` header; with a token, they
-    must carry it as a bearer token."""
+    port, ``host:port``, ``*`` for any host) in their ``Host`` header; with a token, API
+    requests must carry it as a bearer token. ``pages`` answers every path outside ``/v1``
+    (without it, those are the API's 404s); it checks its own requests' token."""
     rules = HostRules(allowed_hosts)
     api = _Api(store)
     routes = [
@@ -93,7 +99,7 @@ def create_app(
     app: ASGIApp = Starlette(routes=routes, exception_handlers=handlers)
     if token:
         app = BearerAuth(app, token)
-    return RequestChecks(app, rules)
+    return RequestChecks(app, rules, pages)
 
 
 class _Api:
@@ -342,9 +348,11 @@ def serve(
     token: str | None,
     out: TextIO,
     allowed_hosts: Sequence[str] = (),
+    pages: ASGIApp | None = None,
 ) -> int:
     """Serve until SIGTERM or SIGINT; print one line once requests are answered. Requests
-    must name the bound address (see ``bound_hosts``) or one of ``allowed_hosts`` as Host."""
+    must name the bound address (see ``bound_hosts``) or one of ``allowed_hosts`` as Host.
+    ``pages``: as for ``create_app``."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say so, and without it
     # every response waits out the client's delayed ACK (40 ms).
@@ -356,7 +364,8 @@ def serve(
         sock.close()
         raise EvalrowsError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound = sock.getsockname()[1]
-    app = create_app(store, token=token, allowed_hosts=[*bound_hosts(host, bound), *allowed_hosts])
+    hosts = [*bound_hosts(host, bound), *allowed_hosts]
+    app = create_app(store, token=token, allowed_hosts=hosts, pages=pages)
     config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False)
     address = f"[{host}]" if family == socket.AF_INET6 else host
     ready = f"evalrows: serving {store.display_url} on http://{address}:{bound}"

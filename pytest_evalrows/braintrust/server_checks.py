@@ -1,6 +1,10 @@
 """What every request to ``evalrows serve`` goes through before the API reads it: its ``Host``
 must name this server, a body must be declared as JSON and not be declared too large, and with
-a token it must carry it. And the JSON answers the server gives, refusals included."""
+a token it must carry it. And the JSON answers the server gives, refusals included.
+
+A request outside ``/v1`` goes, once its Host is checked, to the pages the server was given
+(the web view), which check the rest themselves: they take a login form and a cookie, which
+the API never does."""
 
 from __future__ import annotations
 
@@ -110,26 +114,41 @@ class HostRules:
         )
 
 
-class RequestChecks:
-    """Refuses, before anything reads it, a request for another Host (400), a body not
-    declared as JSON (415) and a Content-Length over the limit (413)."""
+#: Where the API lives; every other path is the pages', when there are pages.
+API_PREFIX = "/v1"
 
-    def __init__(self, app: ASGIApp, hosts: HostRules) -> None:
+
+def is_api_path(path: str) -> bool:
+    return path == API_PREFIX or path.startswith(API_PREFIX + "/")
+
+
+class RequestChecks:
+    """Refuses, before anything reads it, a request for another Host (400); then, for the
+    API, a body not declared as JSON (415) and a Content-Length over the limit (413).
+    Requests outside ``/v1`` go to ``pages`` when given."""
+
+    def __init__(self, app: ASGIApp, hosts: HostRules, pages: ASGIApp | None = None) -> None:
         self.app = app
         self.hosts = hosts
+        self.pages = pages
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            refused = self.refusal(Headers(scope=scope))
+            headers = Headers(scope=scope)
+            host_refusal = self.hosts.refusal(headers.get("host"))
+            if host_refusal is not None:
+                await error_response(400, host_refusal)(scope, receive, send)
+                return
+            if self.pages is not None and not is_api_path(scope["path"]):
+                await self.pages(scope, receive, send)
+                return
+            refused = self.body_refusal(headers)
             if refused is not None:
                 await error_response(*refused)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def refusal(self, headers: Headers) -> tuple[int, str] | None:
-        refused = self.hosts.refusal(headers.get("host"))
-        if refused is not None:
-            return 400, refused
+    def body_refusal(self, headers: Headers) -> tuple[int, str] | None:
         length = headers.get("content-length")
         if length in (None, "0") and "transfer-encoding" not in headers:
             return None  # no body
