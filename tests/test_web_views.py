@@ -923,3 +923,81 @@ def test_an_experiment_compared_with_itself_is_unchanged(store: SQLiteStore) -> 
     page = views.compare_page(store, a, a)
     assert [line.change for line in page.rows] == ["unchanged", "unchanged"]
     assert page.counts["unchanged"] == 2 and page.scores[0].delta == 0.0
+
+
+# -- from a real session ----------------------------------------------------------------------
+
+RECORDED = """
+import pathlib
+
+import pytest
+from opentelemetry import trace
+
+tracer = trace.get_tracer("app")
+ANSWER = pathlib.Path(__file__).parent / "answer.txt"
+
+
+@pytest.mark.eval
+@pytest.mark.parametrize("city", ["paris", "rome"])
+def test_capital(city, eval_row):
+    answer = ANSWER.read_text()
+    with tracer.start_as_current_span("llm") as llm:
+        llm.set_attribute("gen_ai.usage.input_tokens", 12)
+        llm.set_attribute("gen_ai.usage.output_tokens", 3)
+        with tracer.start_as_current_span("parse") as parse:
+            parse.record_exception(ValueError("not a city"))
+    eval_row.log(input={"city": city}, output=answer, expected="Paris")
+    eval_row.score("exact", float(answer == "Paris" and city == "paris"))
+"""
+
+
+def test_the_pages_of_rows_a_real_session_recorded(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_capital=RECORDED)
+    (pytester.path / "answer.txt").write_text("Paris")
+    pytester.runpytest_subprocess("--eval-experiment=v1").assert_outcomes(passed=2)
+    (pytester.path / "answer.txt").write_text("Lyon")
+    second = pytester.runpytest_subprocess("--eval-experiment=v2", "--eval-baseline=v1")
+    second.assert_outcomes(passed=2)
+    db = pytester.path / ".evalrows" / "evalrows.db"
+    with SQLiteStore(db, create=False) as recorded:
+        found = {each.name: each for each in recorded.list_experiments()}
+        v1, v2 = found["v1"].id, found["v2"].id
+        assert views.baseline_of(recorded, v2) == ExperimentRef(v1, "v1", found["v1"].project)
+        assert views.baseline_of(recorded, v1) is None
+    pytester.runpytest_subprocess("--eval-experiment=v2").assert_outcomes(passed=2)
+
+    with SQLiteStore(db, create=False) as recorded:
+        assert views.baseline_of(recorded, v2) is None  # the last session named none
+
+        page = views.experiment_page(recorded, v2, views.parse_query({"q": ["lyon"]}))
+        assert page.total == 2 and page.matched == 2 and page.card.attempts == 2
+        assert page.score_names == ["exact", "pass"]
+        assert [a.latest_rows for a in page.attempts] == [0, 2]
+
+        row_id = "test_capital.py::test_capital[paris]"
+        row = views.row_page(recorded, v2, row_id)
+        assert [v.version for v in row.versions] == [2, 1]
+        output = row.sides[1]
+        assert (output.latest, output.previous, output.changed) == ("Lyon", "Lyon", False)
+        assert row.sides[0].latest == '{\n  "city": "paris"\n}'
+        (root,) = row.trace.roots
+        assert root.span_id == row_id_span(recorded, v2, row_id)
+        (llm,) = root.children
+        (parse,) = llm.children
+        assert (llm.name, llm.input_tokens, llm.output_tokens, llm.error) == ("llm", 12, 3, False)
+        assert parse.error and [e.name for e in parse.events] == ["exception"]
+        assert ("exception.message", "not a city") in parse.events[0].attributes
+        assert row.trace.spans == 3  # the first session's spans are not this version's
+
+        compare = views.compare_page(recorded, v1, v2)
+        assert [(line.row_id, line.change) for line in compare.rows] == [
+            (row_id, "regressed"),
+            ("test_capital.py::test_capital[rome]", "unchanged"),
+        ]
+        assert compare.rows[0].deltas == {"exact": -1.0, "pass": 0.0}
+
+
+def row_id_span(store: SQLiteStore, experiment_id: str, row_id: str) -> str:
+    (latest,) = store.latest_rows(experiment_id, [row_id])
+    return latest.span_id
