@@ -47,13 +47,6 @@ from .view_row import build_row_page
 from .view_text import CLIP, error_line, inline, pretty
 
 
-class LatestRow(ScoredRow, Protocol):
-    """A row's latest version as the pages sum it up: a ``RowScores`` or a ``RowVersion``."""
-
-    @property
-    def attempt_id(self) -> str: ...
-
-
 __all__ = [
     "CLIP",
     "BadQuery",
@@ -254,6 +247,13 @@ def baseline_of(store: Store, experiment_id: str) -> ExperimentRef | None:
 
 
 # -- shared ---------------------------------------------------------------------------------
+
+
+class LatestRow(ScoredRow, Protocol):
+    """A row's latest version as the pages sum it up: a ``RowScores`` or a ``RowVersion``."""
+
+    @property
+    def attempt_id(self) -> str: ...
 
 
 def ref_of(experiment: Experiment) -> ExperimentRef:
