@@ -46,7 +46,6 @@ from .view_query import (
 from .view_row import build_row_page
 from .view_text import CLIP, error_line, inline, pretty
 
-
 __all__ = [
     "CLIP",
     "BadQuery",
