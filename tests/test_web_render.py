@@ -774,7 +774,12 @@ def test_compare_keeps_the_order_it_is_given(renderer: Renderer) -> None:
         ("new one", "only-b"),
         ("gone", "only-a"),
     ]
-    assert "-1.000" in rows[0].text and "+1.000" in rows[1].text
+    assert rows[0].one("span", class_="delta").classes == ["delta", "down"]
+    assert rows[0].one("span", class_="delta").text == "-1.000"
+    assert rows[1].one("span", class_="delta").classes == ["delta", "up"]
+    assert rows[0].one("span", class_="ab").text == "1.000 → 0.000"
+    assert not rows[2].all(class_="delta")  # unchanged: no delta to read
+    assert rows[3].one("span", class_="ab").text == "— → 1.000"
     # A row gone from B links to A's version of it.
     assert rows[4].one("a").attrs["href"] == "/experiments/exp-0/rows/gone"
     assert rows[3].one("a").attrs["href"] == "/experiments/exp-1/rows/new%20one"
@@ -821,6 +826,7 @@ def test_numbers_times_scores_and_money_have_one_format_each() -> None:
         "-0.050",
         "0.000",
     )
+    assert (render.trend(0.01), render.trend(-0.01), render.trend(0.0004)) == ("up", "down", "")
     assert render.money(1234.5) == "$1,234.5000"
     assert render.percent(2 / 3) == "66.7%"
     assert render.by_status({"weird": 1, "error": 2, "passed": 3}) == [

@@ -145,6 +145,13 @@ def signed(value: float | None) -> str:
     return f"+{value:.3f}" if value > 0 else f"{value:.3f}"
 
 
+def trend(value: float | None) -> str:
+    """A delta's class: ``up``, ``down``, or empty when it shows as zero (``signed``)."""
+    if value is None or round(value, 3) == 0:
+        return ""
+    return "up" if value > 0 else "down"
+
+
 def money(value: float | None) -> str:
     """``$1,234.5678``: the four decimals the terminal report prints."""
     return "—" if value is None else f"${value:,.4f}"
@@ -255,6 +262,7 @@ def environment() -> Any:
         duration=duration,
         score=score,
         signed=signed,
+        trend=trend,
         money=money,
         percent=percent,
         by_status=by_status,
