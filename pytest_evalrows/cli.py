@@ -17,6 +17,7 @@ from . import __version__
 from .cli_judging import Shared, UsageError, add_commands
 from .cli_reports import Reports
 from .cli_reports import add_commands as add_report_commands
+from .cli_web import add_commands as add_web_commands
 from .core.timestamps import to_iso
 from .errors import EvalrowsError
 from .store.urls import DEFAULT_STORE, VALID_FORMS, api_key_from_env, parse_store_url
@@ -101,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve = add(
         "serve",
-        "serve the store over HTTP with the Braintrust REST API subset that an http:// "
-        "--eval-store speaks (needs pytest-evalrows[server])",
+        "serve the store over HTTP: the Braintrust REST API subset that an http:// "
+        "--eval-store speaks under /v1, and the web view of its experiments at / "
+        "(needs pytest-evalrows[server])",
         cmd_serve,
     )
     serve.add_argument(
@@ -114,8 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--token",
         default=os.environ.get("EVALROWS_SERVER_TOKEN") or None,
-        help="require 'Authorization: Bearer TOKEN' on every request (default: "
-        "$EVALROWS_SERVER_TOKEN; none)",
+        help="require 'Authorization: Bearer TOKEN' on every API request; the web pages "
+        "take it too, or a login with it that sets a cookie (default: "
+        "$EVALROWS_SERVER_TOKEN; none: the pages are open)",
     )
     serve.add_argument(
         "--allowed-host",
@@ -132,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands(shared)
     # summary, diff, export: in their own module too.
     add_report_commands(Reports(shared, row_record))
+    add_web_commands(shared)  # report: the one-file HTML report
     return parser
 
 
@@ -390,14 +394,17 @@ def cmd_flush(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     try:
+        import jinja2  # noqa: F401
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
         raise EvalrowsError(
-            'evalrows serve needs Starlette and uvicorn: pip install "pytest-evalrows[server]"'
+            "evalrows serve needs Starlette, uvicorn and Jinja2: "
+            'pip install "pytest-evalrows[server]"'
         ) from None
     from .braintrust.server import bound_hosts, parse_host, serve
     from .store.sqlite import SQLiteStore
+    from .web.app import create_pages
 
     if args.allowed_hosts is not None:
         allowed, source = args.allowed_hosts, "--allowed-host"
@@ -431,6 +438,8 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         raise EvalrowsError(f"evalrows serve serves a local SQLite store, not {url.display()}")
     store = SQLiteStore(url.path, create=True)
     try:
+        # The web view at / next to the API, over the same store and with the same token.
+        pages = create_pages(store, args.token)
         return serve(
             store,
             host=args.host,
@@ -438,6 +447,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             token=args.token,
             out=out,
             allowed_hosts=allowed,
+            pages=pages,
         )
     finally:
         store.close()

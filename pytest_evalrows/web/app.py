@@ -1,0 +1,324 @@
+"""The pages of ``evalrows serve``: an ASGI app the command line mounts next to the API (every
+path outside ``/v1``), over the same store and with the same token.
+
+The one module of ``web`` that imports Starlette. With a token, a page takes the bearer header
+the API takes or the session cookie ``POST /login`` sets (``auth``); without either, a GET goes
+to the login form. Only the login form, the logout button and the two static files are open.
+Every response carries the security headers (``SECURITY_HEADERS``): the pages run no inline
+script or style, and no other site may frame them. Store reads and rendering run on worker
+threads, as the API's store calls do: SQLite blocks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import StoreError, UnknownExperimentError
+from ..store.base import Store
+from . import auth, views
+from .render import Renderer, ServeLinks
+
+SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
+#: The files under ``/static/``, and nothing else from the disk.
+STATIC_TYPES = {
+    "evalrows.css": "text/css; charset=utf-8",
+    "evalrows.js": "text/javascript; charset=utf-8",
+}
+#: What a browser may fetch without logging in: the login form and what it looks with.
+OPEN_PATHS = frozenset({"/login", "/logout", *(f"/static/{name}" for name in STATIC_TYPES)})
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+Clock = Callable[[], float]
+
+
+def create_pages(store: Store, token: str | None, *, clock: Clock = time.time) -> ASGIApp:
+    """The web view over ``store``; ``token`` None: open to anyone who reaches it."""
+    pages = _Pages(store, token, clock)
+    routes = [
+        Route("/", pages.experiments, methods=["GET"]),
+        Route("/experiments/{experiment_id}", pages.experiment, methods=["GET"]),
+        Route("/experiments/{experiment_id}/compare", pages.baseline_compare, methods=["GET"]),
+        # A row id's "/" arrives decoded: the rest of the path is the row id.
+        Route("/experiments/{experiment_id}/rows/{row_id:path}", pages.row, methods=["GET"]),
+        Route("/compare", pages.compare, methods=["GET"]),
+        Route("/login", pages.login_form, methods=["GET"]),
+        Route("/login", pages.login, methods=["POST"]),
+        Route("/logout", pages.logout, methods=["POST"]),
+        Route("/static/{name}", pages.static, methods=["GET"]),
+    ]
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+        HTTPException: pages.http_error,
+        views.BadQuery: pages.status(400),
+        views.PageNotFound: pages.status(404),
+        UnknownExperimentError: pages.status(404),
+        # Locked or unreadable: it may pass.
+        StoreError: pages.status(503),
+        Exception: pages.internal_error,
+    }
+    app: ASGIApp = Starlette(routes=routes, exception_handlers=handlers)
+    if token is not None:
+        app = _Guard(app, pages)
+    return _SecurityHeaders(app)
+
+
+class _Pages:
+    def __init__(self, store: Store, token: str | None, clock: Clock) -> None:
+        self.store = store
+        self.token = token
+        self.clock = clock
+        self.render = Renderer(ServeLinks())
+
+    def signed_in(self, headers: Headers) -> bool:
+        if self.token is None:
+            return True
+        if auth.bearer_matches(headers.get("authorization"), self.token):
+            return True
+        cookie = auth.cookie_of(headers.get("cookie"))
+        return auth.valid_session(cookie, self.token, self.clock())
+
+    def page(self, html: str, status: int = 200) -> Response:
+        return HTMLResponse(html, status)
+
+    def error_page(
+        self, status: int, message: str, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        return HTMLResponse(self.render.error(status, message), status, dict(headers or {}))
+
+    # -- the pages ------------------------------------------------------------------------
+
+    async def experiments(self, request: Request) -> Response:
+        return self.page(await run_in_threadpool(self._experiments))
+
+    def _experiments(self) -> str:
+        cards = views.experiment_cards(self.store)
+        return self.render.experiments(cards, logout=self.token is not None)
+
+    async def experiment(self, request: Request) -> Response:
+        experiment_id = request.path_params["experiment_id"]
+        params: dict[str, list[str]] = {}
+        for key, value in request.query_params.multi_items():
+            params.setdefault(key, []).append(value)
+        return self.page(await run_in_threadpool(self._experiment, experiment_id, params))
+
+    def _experiment(self, experiment_id: str, params: dict[str, list[str]]) -> str:
+        query = views.parse_query(params)
+        return self.render.experiment(views.experiment_page(self.store, experiment_id, query))
+
+    async def row(self, request: Request) -> Response:
+        experiment_id = request.path_params["experiment_id"]
+        row_id = request.path_params["row_id"]
+        return self.page(await run_in_threadpool(self._row, experiment_id, row_id))
+
+    def _row(self, experiment_id: str, row_id: str) -> str:
+        return self.render.row(views.row_page(self.store, experiment_id, row_id))
+
+    async def baseline_compare(self, request: Request) -> Response:
+        experiment_id = request.path_params["experiment_id"]
+        return self.page(await run_in_threadpool(self._baseline_compare, experiment_id))
+
+    def _baseline_compare(self, experiment_id: str) -> str:
+        experiment = views.find_experiment(self.store, experiment_id)
+        baseline = views.baseline_of(self.store, experiment_id)
+        if baseline is None:
+            raise views.PageNotFound(
+                f"experiment {experiment.name!r} has no baseline (its last attempt ran without "
+                "--eval-baseline): compare two experiments at /compare?a=ID&b=ID"
+            )
+        return self.render.compare(views.compare_page(self.store, baseline.id, experiment_id))
+
+    async def compare(self, request: Request) -> Response:
+        sides = []
+        for name in ("a", "b"):
+            given = request.query_params.getlist(name)
+            if len(given) != 1 or not given[0]:
+                raise views.BadQuery(
+                    f"{name}: give one experiment id, as in /compare?a=BASELINE_ID&b=ID"
+                )
+            sides.append(given[0])
+        return self.page(await run_in_threadpool(self._compare, *sides))
+
+    def _compare(self, a_id: str, b_id: str) -> str:
+        return self.render.compare(views.compare_page(self.store, a_id, b_id))
+
+    async def static(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in STATIC_TYPES:
+            raise HTTPException(404, f"there is no static file {name!r}")
+        return Response(_static_bytes(name), media_type=STATIC_TYPES[name])
+
+    # -- logging in and out ---------------------------------------------------------------
+
+    async def login_form(self, request: Request) -> Response:
+        target = auth.safe_next(request.query_params.get("next"))
+        if self.token is None or self.signed_in(request.headers):
+            return RedirectResponse(target, 303)
+        return self.page(self.render.login(next=target, error=None))
+
+    async def login(self, request: Request) -> Response:
+        if self.token is None:
+            return RedirectResponse("/", 303)
+        refused = self.cross_origin(request)
+        if refused is not None:
+            return refused
+        declared = request.headers.get("content-type", "")
+        if declared.partition(";")[0].strip().lower() != FORM_TYPE:
+            return self.error_page(415, f"send the login form as {FORM_TYPE}")
+        form = await self.small_form(request)
+        if isinstance(form, Response):
+            return form
+        target = auth.safe_next(_first(form, "next"))
+        if not auth.token_matches(_first(form, "token") or "", self.token):
+            html = self.render.login(next=target, error="That is not the server's token.")
+            return self.page(html, 401)
+        response = RedirectResponse(target, 303)
+        value = auth.session_value(self.token, self.clock())
+        response.headers.append("set-cookie", auth.set_cookie(value, secure=_https(request)))
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        refused = self.cross_origin(request)
+        if refused is not None:
+            return refused
+        response = RedirectResponse("/login" if self.token is not None else "/", 303)
+        response.headers.append("set-cookie", auth.clear_cookie(secure=_https(request)))
+        return response
+
+    def cross_origin(self, request: Request) -> Response | None:
+        """A 403 for a form post another site's page made (login CSRF, a forced logout)."""
+        headers = request.headers
+        if auth.same_origin(headers.get("origin"), headers.get("referer"), headers.get("host")):
+            return None
+        return self.error_page(403, "This form was sent from another site's page: refused.")
+
+    async def small_form(self, request: Request) -> dict[str, list[str]] | Response:
+        """The login form's fields; a 413 or 400 page past ``auth.MAX_FORM_BYTES`` or for a
+        body that is not a form."""
+        too_large = f"The form is over {auth.MAX_FORM_BYTES} bytes: a login form is a token."
+        length = request.headers.get("content-length")
+        if length is not None and (not (length.isascii() and length.isdigit()) or len(length) > 18):
+            return self.error_page(400, "Content-Length is not a number.")
+        if length is not None and int(length) > auth.MAX_FORM_BYTES:
+            return self.error_page(413, too_large)
+        body = b""
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > auth.MAX_FORM_BYTES:
+                    return self.error_page(413, too_large)
+        except ClientDisconnect:
+            return self.error_page(400, "The form did not arrive whole.")
+        try:
+            return parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=16)
+        except ValueError:
+            return self.error_page(400, "The body is not a login form.")
+
+    # -- errors -----------------------------------------------------------------------------
+
+    def status(self, status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
+        async def handler(request: Request, exc: Exception) -> Response:
+            return self.error_page(status, str(exc))
+
+        return handler
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404 and exc.detail == "Not Found":
+            message = "There is no page at this address."
+        elif exc.status_code == 405:
+            message = f"{request.method} is not how this page is asked for: use GET."
+        else:
+            message = exc.detail
+        return self.error_page(exc.status_code, message, exc.headers)
+
+    async def internal_error(self, request: Request, exc: Exception) -> Response:
+        # A bug of ours: said plainly here, with its traceback in the server's log.
+        return self.error_page(500, "The server failed to make this page; its log says why.")
+
+
+def _first(form: dict[str, list[str]], name: str) -> str | None:
+    values = form.get(name)
+    return values[0] if values else None
+
+
+def _https(request: Request) -> bool:
+    # uvicorn sets the scheme from X-Forwarded-Proto for a proxy on loopback.
+    return request.url.scheme == "https"
+
+
+@cache
+def _static_bytes(name: str) -> bytes:
+    return (resources.files("pytest_evalrows.web") / "static" / name).read_bytes()
+
+
+class _Guard:
+    """With a token: a request without it (bearer header or session cookie) reaches only the
+    open paths; a GET elsewhere goes to the login form, which sends it back after."""
+
+    def __init__(self, app: ASGIApp, pages: _Pages) -> None:
+        self.app = app
+        self.pages = pages
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if self.pages.signed_in(Headers(scope=scope)):
+            await self.app(scope, receive, send)
+            return
+        response: Response
+        if scope["method"] in ("GET", "HEAD"):
+            # The path as sent (still percent-encoded), so the login sends back to it exactly.
+            raw = scope.get("raw_path") or scope["path"].encode()
+            query = scope.get("query_string") or b""
+            target = raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+            response = RedirectResponse("/login?" + urlencode({"next": target}), 303)
+        else:
+            response = self.pages.error_page(401, "Log in first: this page needs the token.")
+        await response(scope, receive, send)
+
+
+class _SecurityHeaders:
+    """Adds ``SECURITY_HEADERS`` to every response of the pages, redirects and errors too."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (name, value)
+                    for name, value in message.get("headers", [])
+                    if name.decode("latin-1").lower() not in SECURITY_HEADERS
+                ]
+                headers += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,113 @@
+"""Who may see the pages of ``evalrows serve`` when it has a token: the session cookie that
+``POST /login`` sets, the bearer header, and the checks around the login form (where it may
+send the browser next, which pages may post it).
+
+Pure: no web framework. The cookie is ``EXPIRY.MAC``: an expiry in Unix seconds and the
+HMAC-SHA256 of it keyed with the token, in hex. It never holds the token, only proves that
+whoever got it knew the token; a new token (a restart with another one) voids every cookie.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from urllib.parse import urlsplit
+
+COOKIE = "evalrows_session"
+#: How long a login lasts, in seconds: a working day.
+LIFETIME = 12 * 60 * 60
+#: A login form's body is a token and a path: anything bigger is not one.
+MAX_FORM_BYTES = 4 * 1024
+
+
+def _mac(token: str, expiry: str) -> str:
+    return hmac.new(token.encode(), expiry.encode(), hashlib.sha256).hexdigest()
+
+
+def session_value(token: str, now: float) -> str:
+    """A cookie value good for ``LIFETIME`` seconds from ``now``."""
+    expiry = str(int(now) + LIFETIME)
+    return f"{expiry}.{_mac(token, expiry)}"
+
+
+def valid_session(value: str | None, token: str, now: float) -> bool:
+    """Whether ``value`` is a cookie this token made and it has not expired."""
+    if not value:
+        return False
+    expiry, dot, mac = value.partition(".")
+    if not dot:
+        return False
+    # The MAC first, whatever the expiry says: the time taken tells nothing about either, and
+    # an expiry is read only once it is known to be one this server wrote (digits).
+    matches = hmac.compare_digest(mac.encode(), _mac(token, expiry).encode())
+    return matches and int(expiry) > now
+
+
+def token_matches(given: str, token: str) -> bool:
+    """A token typed into the login form, compared in constant time."""
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+def bearer_matches(authorization: str | None, token: str) -> bool:
+    """``Authorization: Bearer TOKEN``, as the API takes it."""
+    if authorization is None:
+        return False
+    return hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode())
+
+
+def cookie_of(header: str | None, name: str = COOKIE) -> str | None:
+    """The value of cookie ``name`` in a ``Cookie`` header (the first, if sent twice)."""
+    for part in (header or "").split(";"):
+        key, equals, value = part.strip().partition("=")
+        if equals and key == name:
+            return value.strip().strip('"')
+    return None
+
+
+def set_cookie(value: str, *, secure: bool) -> str:
+    """The ``Set-Cookie`` header of a login: script cannot read it, no other site's request
+    carries it (so no other site can make a page do anything in the user's name)."""
+    return _cookie(value, LIFETIME, secure)
+
+
+def clear_cookie(*, secure: bool) -> str:
+    """The ``Set-Cookie`` header of a logout."""
+    return _cookie("", 0, secure)
+
+
+def _cookie(value: str, max_age: int, secure: bool) -> str:
+    header = f"{COOKIE}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Strict"
+    return header + "; Secure" if secure else header
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after logging in: a path of this server, else ``/``.
+
+    Not ``//host`` or ``/\\host`` (browsers read both as another host), nothing with control
+    characters (browsers drop tabs and newlines, which would turn ``/\\t/host`` into
+    ``//host``), and nothing outside printable ASCII: it goes into a ``Location`` header.
+    """
+    if not target or not target.startswith("/") or target[1:2] in ("/", "\\"):
+        return "/"
+    if "\\" in target or not all("!" <= char <= "~" for char in target):
+        return "/"
+    return target
+
+
+def same_origin(origin: str | None, referer: str | None, host: str | None) -> bool:
+    """Whether a form post came from a page of this server (``host``, its ``Host`` header):
+    its ``Origin``, or else its ``Referer``, names that host. A request with neither came
+    from no browser page (browsers send Origin with every form post), so it is let through.
+
+    The scheme is not compared: behind a proxy that ends TLS, the page is https and this
+    server sees http."""
+    given = origin if origin is not None else referer
+    if given is None:
+        return True
+    if host is None:
+        return False
+    try:
+        netloc = urlsplit(given).netloc
+    except ValueError:
+        return False
+    return netloc.lower() == host.lower() and netloc != ""

@@ -1,0 +1,569 @@
+"""``evalrows serve``'s web pages next to its API: the login and its cookie, the redirects,
+the security headers, the pages over a store real pytest sessions wrote, and the API left as
+it was. Real ``evalrows serve`` subprocesses on 127.0.0.1, httpx as the browser."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+import httpx
+import pytest
+from support.scored import SCORED_SUITE, scores
+from support.servers import EvalrowsServer
+
+from pytest_evalrows.store.sqlite import SQLiteStore
+from pytest_evalrows.web import auth
+
+TOKEN = "web-serve-token-5e1c"
+SECURITY = {
+    "content-security-policy": (
+        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
+# A case whose row id holds a "/" and a "?": its page's path must carry them encoded.
+ODD_CASE = "x/y?z"
+
+
+# -- a store two real sessions wrote, and the servers over it ----------------------------------
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without the developer's evalrows settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EVALROWS_", "PYTEST_"))}
+    env.pop("BRAINTRUST_API_KEY", None)
+    return env
+
+
+def run_session(suite: Path, db: Path, *args: str) -> None:
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:xdist"]
+    command += ["-p", "no:cacheprovider", f"--eval-store={db}", *args]
+    done = subprocess.run(
+        command, cwd=suite, env=clean_env(), capture_output=True, text=True, timeout=300
+    )
+    # Exit code 1: a case failed on purpose (b regresses).
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Experiment ``base``, and ``new`` run against it as its baseline: ``b`` regressed (and
+    failed), ``a`` improved."""
+    suite = tmp_path_factory.mktemp("suite")
+    (suite / "test_suite.py").write_text(SCORED_SUITE)
+    store = suite / "served.db"
+    scores(suite, {"a": (0.5, True), "b": (0.9, True), "c": (0.7, True), ODD_CASE: (0.6, True)})
+    run_session(suite, store, "--eval-experiment=base")
+    scores(suite, {"a": (0.9, True), "b": (0.2, False), "c": (0.7, True), ODD_CASE: (0.6, True)})
+    run_session(suite, store, "--eval-experiment=new", "--eval-baseline=base")
+    return store
+
+
+def started(db: Path, directory: Path, token: str) -> Iterator[EvalrowsServer]:
+    env = {**clean_env(), "EVALROWS_SERVER_ALLOWED_HOSTS": ""}
+    server = EvalrowsServer(db, token, directory / "server.log", env=env)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    # Every error a request caused was a page, not a traceback.
+    assert server.exit_codes == [0] and "Traceback" not in log, log
+
+
+@pytest.fixture(scope="module")
+def server(db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EvalrowsServer]:
+    yield from started(db, tmp_path_factory.mktemp("with-token"), TOKEN)
+
+
+@pytest.fixture(scope="module")
+def open_server(db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EvalrowsServer]:
+    yield from started(db, tmp_path_factory.mktemp("open"), "")
+
+
+@pytest.fixture(scope="module")
+def ids(db: Path) -> dict[str, str]:
+    """Experiment name -> id, and ``row:CASE`` -> the row id of that case."""
+    with SQLiteStore(db, create=False) as store:
+        found = {experiment.name: experiment.id for experiment in store.list_experiments()}
+        for row in store.latest_rows(found["new"]):
+            case = row.nodeid.rpartition("[")[2].rstrip("]")
+            found[f"row:{case}"] = row.row_id
+    return found
+
+
+def browser(server: EvalrowsServer, **headers: str) -> httpx.Client:
+    """A client that keeps cookies and does not follow redirects (the tests read them)."""
+    return httpx.Client(base_url=server.url, headers=headers, timeout=60)
+
+
+def bearer(server: EvalrowsServer) -> httpx.Client:
+    return browser(server, Authorization=f"Bearer {server.token}")
+
+
+@contextmanager
+def logged_in(server: EvalrowsServer) -> Iterator[httpx.Client]:
+    with browser(server) as client:
+        response = client.post("/login", data={"token": server.token, "next": "/"})
+        assert response.status_code == 303, response.text
+        yield client
+
+
+def next_of(response: httpx.Response) -> str:
+    """The ``next`` of a redirect to the login form."""
+    location = urlsplit(response.headers["location"])
+    assert location.path == "/login", response.headers["location"]
+    (target,) = parse_qs(location.query)["next"]
+    return target
+
+
+def row_path(experiment_id: str, row_id: str) -> str:
+    return f"/experiments/{quote(experiment_id, safe='')}/rows/{quote(row_id, safe='')}"
+
+
+# -- the cookie and the checks around the login, as functions -----------------------------------
+
+
+def test_a_session_cookie_is_an_expiry_and_its_mac_and_never_the_token() -> None:
+    now = 1_800_000_000.0
+    value = auth.session_value(TOKEN, now)
+    expiry, _, mac = value.partition(".")
+    assert int(expiry) == now + auth.LIFETIME == now + 12 * 3600
+    expected = hmac.new(TOKEN.encode(), expiry.encode(), hashlib.sha256).hexdigest()
+    assert mac == expected and TOKEN not in value
+    assert auth.valid_session(value, TOKEN, now)
+    assert auth.valid_session(value, TOKEN, now + auth.LIFETIME - 1)
+    # Expired, made with another token, tampered with, or not a cookie of ours at all.
+    assert not auth.valid_session(value, TOKEN, now + auth.LIFETIME)
+    assert not auth.valid_session(value, "another-token", now)
+    later = str(int(expiry) + 3600)
+    assert not auth.valid_session(f"{later}.{mac}", TOKEN, now)
+    for forged in ("", TOKEN, f"{expiry}.", f".{mac}", f"+{expiry}.{mac}", f"{expiry}.{mac}0"):
+        assert not auth.valid_session(forged, TOKEN, now), forged
+    assert not auth.valid_session(None, TOKEN, now)
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("/experiments/e?status=failed&page=2", "/experiments/e?status=failed&page=2"),
+        ("/", "/"),
+        ("//evil.example/x", "/"),
+        ("/\\evil.example", "/"),
+        ("/x\\y", "/"),
+        ("/\t/evil.example", "/"),
+        ("/a\r\nSet-Cookie: x=1", "/"),
+        ("https://evil.example/", "/"),
+        ("evil.example", "/"),
+        ("/é", "/"),
+        ("", "/"),
+        (None, "/"),
+    ],
+)
+def test_after_the_login_only_a_path_of_this_server_is_followed(
+    given: str | None, kept: str
+) -> None:
+    assert auth.safe_next(given) == kept
+
+
+@pytest.mark.parametrize(
+    ("origin", "referer", "same"),
+    [
+        ("http://127.0.0.1:8000", None, True),
+        ("https://127.0.0.1:8000", None, True),  # TLS ended by a proxy in front
+        (None, "http://127.0.0.1:8000/login?next=%2F", True),
+        (None, None, True),  # no browser page sent it
+        ("http://evil.example", None, False),
+        ("http://127.0.0.1:8001", None, False),
+        ("null", None, False),
+        (None, "http://evil.example/127.0.0.1:8000", False),
+        # Origin decides when both are there.
+        ("http://evil.example", "http://127.0.0.1:8000/login", False),
+    ],
+)
+def test_a_form_post_is_same_origin_when_origin_or_referer_names_the_host(
+    origin: str | None, referer: str | None, same: bool
+) -> None:
+    assert auth.same_origin(origin, referer, "127.0.0.1:8000") is same
+
+
+# -- with a token: who gets in ---------------------------------------------------------------
+
+
+def test_a_page_without_the_token_redirects_to_the_login_and_back(
+    server: EvalrowsServer, ids: dict[str, str]
+) -> None:
+    path = f"/experiments/{ids['new']}?status=failed&sort=score%3Aq"
+    with browser(server) as client:
+        for method in ("GET", "HEAD"):
+            response = client.request(method, path)
+            assert response.status_code == 303, (method, response.text)
+            assert next_of(response) == path
+        # Every path, known or not: nothing says which pages exist.
+        assert next_of(client.get("/no/such/page")) == "/no/such/page"
+        assert next_of(client.get(row_path(ids["new"], ids[f"row:{ODD_CASE}"]))) == row_path(
+            ids["new"], ids[f"row:{ODD_CASE}"]
+        )
+        # Not a GET: nothing to go back to.
+        refused = client.post("/", data={"a": "b"})
+        assert refused.status_code == 401
+        assert refused.headers["content-type"].startswith("text/html")
+        # The login form carries next along.
+        form = client.get("/login", params={"next": path})
+        assert form.status_code == 200
+        assert 'id="login"' in form.text and 'name="token"' in form.text
+        assert f'value="{path.replace("&", "&amp;")}"' in form.text
+
+
+def test_logging_in_sets_a_session_cookie_and_goes_to_next(
+    server: EvalrowsServer, ids: dict[str, str]
+) -> None:
+    target = f"/experiments/{ids['new']}?status=failed"
+    with browser(server) as client:
+        response = client.post("/login", data={"token": TOKEN, "next": target})
+        assert response.status_code == 303, response.text
+        assert response.headers["location"] == target
+        (set_cookie,) = response.headers.get_list("set-cookie")
+        name_value, *attributes = [part.strip() for part in set_cookie.split(";")]
+        name, _, value = name_value.partition("=")
+        assert name == "evalrows_session"
+        assert sorted(attributes) == sorted(
+            ["Max-Age=43200", "Path=/", "HttpOnly", "SameSite=Strict"]
+        )
+        # Not the token, nor anything holding it: a proof that the token was known.
+        assert TOKEN not in value and value != TOKEN
+        assert TOKEN not in str(response.headers) and TOKEN not in response.text
+        assert auth.valid_session(value, TOKEN, time.time())
+        page = client.get(target)
+        assert page.status_code == 200, page.text
+        assert f'data-row-id="{ids["row:b"]}"' in page.text
+        assert client.get("/").status_code == 200
+
+
+def test_the_cookie_is_secure_when_the_request_came_over_https(server: EvalrowsServer) -> None:
+    # What a proxy on loopback that ends TLS says (uvicorn trusts it from 127.0.0.1).
+    with browser(server, **{"X-Forwarded-Proto": "https"}) as client:
+        response = client.post("/login", data={"token": TOKEN})
+        assert response.status_code == 303
+        assert response.headers["set-cookie"].endswith("; Secure")
+        logout = client.post("/logout")
+        assert logout.headers["set-cookie"].endswith("; Secure")
+    with browser(server) as client:
+        assert "Secure" not in client.post("/login", data={"token": TOKEN}).headers["set-cookie"]
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["//evil.example/", "https://evil.example/", "/\\evil.example", "evil.example", "/\t/e.x"],
+)
+def test_the_login_sends_nowhere_but_this_server(server: EvalrowsServer, target: str) -> None:
+    with browser(server) as client:
+        form = client.get("/login", params={"next": target})
+        assert 'name="next" value="/"' in form.text
+        response = client.post("/login", data={"token": TOKEN, "next": target})
+        assert response.status_code == 303
+        assert response.headers["location"] == "/"
+
+
+def test_a_wrong_token_shows_the_login_again_with_a_401(server: EvalrowsServer) -> None:
+    with browser(server) as client:
+        for given in ("wrong", "", TOKEN + "x", TOKEN[:-1]):
+            response = client.post("/login", data={"token": given, "next": "/compare"})
+            assert response.status_code == 401, given
+            assert "set-cookie" not in response.headers
+            assert 'id="login"' in response.text and 'value="/compare"' in response.text
+            assert "not the server" in response.text
+        assert client.post("/login", data={"next": "/"}).status_code == 401
+        assert client.get("/").status_code == 303
+
+
+def test_a_login_from_another_site_is_refused(server: EvalrowsServer) -> None:
+    """Login CSRF: another site's page must not log a browser in (to a session of its own)."""
+    with browser(server) as client:
+        for headers in (
+            {"Origin": "http://evil.example"},
+            {"Origin": "null"},
+            {"Referer": "http://evil.example/page"},
+            {"Origin": f"http://127.0.0.1:{server.port + 1}"},
+        ):
+            response = client.post("/login", data={"token": TOKEN}, headers=headers)
+            assert response.status_code == 403, headers
+            assert "set-cookie" not in response.headers
+            assert "another site" in response.text
+        same = client.post("/login", data={"token": TOKEN}, headers={"Origin": server.url})
+        assert same.status_code == 303 and "set-cookie" in same.headers
+
+
+def test_the_login_takes_a_small_form_and_nothing_else(server: EvalrowsServer) -> None:
+    with browser(server) as client:
+        json_body = client.post("/login", json={"token": TOKEN})
+        assert json_body.status_code == 415 and "set-cookie" not in json_body.headers
+        assert "x-www-form-urlencoded" in json_body.text
+        padding = "p" * auth.MAX_FORM_BYTES
+        large = client.post("/login", data={"token": TOKEN, "pad": padding})
+        assert large.status_code == 413 and "set-cookie" not in large.headers
+        # Without a length: counted as it arrives.
+        body = f"token={TOKEN}&pad={padding}".encode()
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        chunked = client.post("/login", content=iter([body]), headers=form)
+        assert chunked.status_code == 413
+        not_utf8 = client.post("/login", content=b"token=\xff", headers=form)
+        assert not_utf8.status_code == 400
+        # With a charset, as browsers may send it, the form is a form.
+        ok = client.post(
+            "/login",
+            content=f"token={TOKEN}".encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"},
+        )
+        assert ok.status_code == 303
+
+
+def test_a_forged_or_expired_cookie_is_refused(server: EvalrowsServer) -> None:
+    expired = str(int(time.time()) - 1)
+    expired_mac = hmac.new(TOKEN.encode(), expired.encode(), hashlib.sha256).hexdigest()
+    future = str(int(time.time()) + 3600)
+    for value in (
+        f"{expired}.{expired_mac}",  # a real cookie, past its time
+        auth.session_value("another-token", time.time()),
+        f"{future}.{'0' * 64}",
+        TOKEN,
+        f"{future}.{TOKEN}",
+    ):
+        with browser(server, Cookie=f"evalrows_session={value}") as client:
+            assert client.get("/").status_code == 303, value
+    good = auth.session_value(TOKEN, time.time())
+    with browser(server, Cookie=f"evalrows_session={good}") as client:
+        assert client.get("/").status_code == 200
+
+
+def test_the_cookie_does_not_open_the_api(server: EvalrowsServer) -> None:
+    """A cookie goes with every request a browser makes, other sites' forms' too: the API
+    takes the bearer header alone, as before the pages."""
+    with logged_in(server) as client:
+        assert client.get("/").status_code == 200
+        response = client.get("/v1/project")
+        assert response.status_code == 401
+        assert response.json() == {"error": "missing token: send 'Authorization: Bearer <token>'"}
+        # And the API's answers are its own, not pages.
+        with bearer(server) as api:
+            missing = api.get("/v1/nothing")
+            assert missing.status_code == 404
+            assert missing.headers["content-type"] == "application/json"
+            assert "content-security-policy" not in missing.headers
+            form = api.post("/v1/project", data={"name": "p"})
+            assert form.status_code == 415 and "application/json" in form.json()["error"]
+
+
+def test_the_bearer_header_opens_the_pages(server: EvalrowsServer) -> None:
+    with bearer(server) as client:
+        response = client.get("/")
+        assert response.status_code == 200
+        assert "set-cookie" not in response.headers
+        # Already in: the login form sends on.
+        assert client.get("/login", params={"next": "/compare"}).headers["location"] == "/compare"
+    with browser(server, Authorization="Bearer wrong") as client:
+        assert client.get("/").status_code == 303
+    with browser(server, Authorization=TOKEN) as client:
+        assert client.get("/").status_code == 303
+
+
+def test_logging_out_clears_the_cookie(server: EvalrowsServer) -> None:
+    with logged_in(server) as client:
+        assert client.get("/").status_code == 200
+        # The page offers it.
+        assert 'action="/logout"' in client.get("/").text
+        elsewhere = client.post("/logout", headers={"Origin": "http://evil.example"})
+        assert elsewhere.status_code == 403 and "set-cookie" not in elsewhere.headers
+        assert client.get("/").status_code == 200
+        response = client.post("/logout")
+        assert response.status_code == 303 and response.headers["location"] == "/login"
+        assert response.headers["set-cookie"].startswith("evalrows_session=; Max-Age=0; Path=/")
+        assert client.get("/").status_code == 303
+
+
+def test_the_host_check_applies_to_the_pages(server: EvalrowsServer) -> None:
+    with bearer(server) as client:
+        for path in ("/", "/login", "/static/evalrows.css", "/nothing"):
+            response = client.get(path, headers={"Host": f"evil.example:{server.port}"})
+            assert response.status_code == 400, path
+            assert "--allowed-host" in response.json()["error"]
+        login = client.post(
+            "/login", data={"token": TOKEN}, headers={"Host": f"evil.example:{server.port}"}
+        )
+        assert login.status_code == 400 and "set-cookie" not in login.headers
+
+
+# -- the pages -----------------------------------------------------------------------------------
+
+
+def test_every_page_and_answer_carries_the_security_headers(
+    server: EvalrowsServer, ids: dict[str, str]
+) -> None:
+    new = ids["new"]
+    with bearer(server) as client:
+        answers = {
+            path: client.get(path)
+            for path in (
+                "/",
+                f"/experiments/{new}",
+                row_path(new, ids["row:a"]),
+                f"/experiments/{new}/compare",
+                f"/compare?a={ids['base']}&b={new}",
+                "/static/evalrows.css",
+                "/static/evalrows.js",
+                "/nothing",
+                f"/experiments/{new}?page=zero",
+            )
+        }
+    with browser(server) as client:
+        answers["redirect"] = client.get("/")
+        answers["login"] = client.get("/login")
+        answers["login refused"] = client.post("/login", data={"token": "x"})
+        answers["logout"] = client.post("/logout")
+    for name, response in answers.items():
+        for header, value in SECURITY.items():
+            assert response.headers.get(header) == value, (name, header)
+
+
+def test_the_pages_show_what_the_sessions_wrote(
+    server: EvalrowsServer, ids: dict[str, str]
+) -> None:
+    with bearer(server) as client:
+        home = client.get("/")
+        for name in ("base", "new"):
+            assert f'data-experiment-id="{ids[name]}"' in home.text
+        page = client.get(f"/experiments/{ids['new']}")
+        assert page.status_code == 200
+        for case in ("a", "b", "c", ODD_CASE):
+            assert f'data-row-id="{ids["row:" + case]}"' in page.text
+        assert f'data-row-id="{ids["row:b"]}" data-status="failed"' in page.text
+        failed = client.get(f"/experiments/{ids['new']}", params={"status": "failed"})
+        assert f'data-row-id="{ids["row:b"]}"' in failed.text
+        assert f'data-row-id="{ids["row:a"]}"' not in failed.text
+        # A row id with a "/" and a "?" in it: its own page, by the encoded path.
+        row = client.get(row_path(ids["new"], ids[f"row:{ODD_CASE}"]))
+        assert row.status_code == 200, row.text
+        assert 'id="versions"' in row.text and ODD_CASE in row.text
+        # Against the baseline the session named: b regressed, and comes first.
+        compare = client.get(f"/experiments/{ids['new']}/compare")
+        assert compare.status_code == 200, compare.text
+        changes = [
+            line.partition('data-change="')[2].partition('"')[0]
+            for line in compare.text.splitlines()
+            if "data-change=" in line
+        ]
+        assert changes[0] == "regressed" and "improved" in changes
+        both = client.get("/compare", params={"a": ids["base"], "b": ids["new"]})
+        assert both.status_code == 200 and both.text.count('data-change="regressed"') == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("page", "zero"), ("sort", "nope"), ("status", "great"), ("min", "x")],
+)
+def test_a_bad_query_is_a_400_page_naming_the_parameter(
+    server: EvalrowsServer, ids: dict[str, str], name: str, value: str
+) -> None:
+    query = {name: value, "score": "q"} if name == "min" else {name: value}
+    with bearer(server) as client:
+        response = client.get(f"/experiments/{ids['new']}", params=query)
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    # The message names the parameter and quotes the value (escaped, as all text is).
+    assert f"{name} &#39;{value}&#39;" in response.text
+
+
+def test_compare_needs_both_sides(server: EvalrowsServer, ids: dict[str, str]) -> None:
+    with bearer(server) as client:
+        for query in ({"a": ids["base"]}, {"b": ids["new"]}, {"a": "", "b": ids["new"]}):
+            response = client.get("/compare", params=query)
+            assert response.status_code == 400, query
+            missing = "b" if "b" not in query else "a"
+            assert f"{missing}: give one experiment id" in response.text
+        # The baseline of an experiment that has none is not a page.
+        response = client.get(f"/experiments/{ids['base']}/compare")
+        assert response.status_code == 404 and "no baseline" in response.text
+
+
+def test_what_is_not_there_is_a_404_page(server: EvalrowsServer, ids: dict[str, str]) -> None:
+    with bearer(server) as client:
+        for path in (
+            "/experiments/no-such-experiment",
+            row_path(ids["new"], "no-such-row"),
+            f"/compare?a={ids['base']}&b=no-such-experiment",
+            "/no/such/page",
+        ):
+            response = client.get(path)
+            assert response.status_code == 404, path
+            assert response.headers["content-type"] == "text/html; charset=utf-8"
+            assert "<h1" in response.text and "Traceback" not in response.text
+        wrong_method = client.delete("/")
+        assert wrong_method.status_code == 405 and "GET" in wrong_method.text
+
+
+def test_the_static_files_and_nothing_else_from_the_disk(server: EvalrowsServer) -> None:
+    static = resources.files("pytest_evalrows.web") / "static"
+    with browser(server) as client:  # open without the token: the login page uses them
+        css = client.get("/static/evalrows.css")
+        assert css.status_code == 200 and css.headers["content-type"] == "text/css; charset=utf-8"
+        assert css.content == (static / "evalrows.css").read_bytes()
+        js = client.get("/static/evalrows.js")
+        assert js.headers["content-type"] == "text/javascript; charset=utf-8"
+        assert js.content == (static / "evalrows.js").read_bytes()
+        for path in ("/static/app.py", "/static/..%2Fapp.py", "/static/", "/static/x.css"):
+            assert client.get(path).status_code in (303, 404), path
+    with bearer(server) as client:
+        # report.js is in the package's static folder, but it is the report's, not the pages'.
+        for path in (
+            "/static/report.js",
+            "/static/app.py",
+            "/static/..%2Fapp.py",
+            "/static/%2e%2e%2fauth.py",
+        ):
+            response = client.get(path)
+            assert response.status_code == 404, path
+            assert "import" not in response.text
+
+
+def test_head_answers_as_get_without_a_body(server: EvalrowsServer, ids: dict[str, str]) -> None:
+    with bearer(server) as client:
+        for path in ("/", f"/experiments/{ids['new']}", "/static/evalrows.css"):
+            got, head = client.get(path), client.head(path)
+            assert head.status_code == got.status_code == 200
+            assert head.content == b""
+            assert head.headers["content-type"] == got.headers["content-type"]
+
+
+# -- without a token -------------------------------------------------------------------------
+
+
+def test_without_a_token_the_pages_are_open_and_there_is_no_login(
+    open_server: EvalrowsServer, ids: dict[str, str]
+) -> None:
+    with browser(open_server) as client:
+        home = client.get("/")
+        assert home.status_code == 200 and f'data-experiment-id="{ids["new"]}"' in home.text
+        assert 'action="/logout"' not in home.text
+        assert client.get(f"/experiments/{ids['new']}").status_code == 200
+        form = client.get("/login", params={"next": "/compare"})
+        assert form.status_code == 303 and form.headers["location"] == "/compare"
+        posted = client.post("/login", data={"token": "anything"})
+        assert posted.status_code == 303 and posted.headers["location"] == "/"
+        assert "set-cookie" not in posted.headers
+        assert home.headers["content-security-policy"] == SECURITY["content-security-policy"]
+        # The API is open too, as it always was without a token.
+        assert client.get("/v1/project").status_code == 200
