@@ -1,33 +1,36 @@
 // evalrows: progressive enhancement only; every page works without it.
-// Expand all / collapse all on a row's trace. Runs on any page: finds nothing, does nothing.
+// "Expand all" / "Collapse all" on a row's trace: the buttons are in the page, hidden until
+// this script shows them. Clicks are caught on the document, and traces put in later (the
+// report swaps a row's page in) get their buttons shown too. On a page with no trace it
+// finds nothing and does nothing.
 (function () {
   "use strict";
 
-  function enhanceTrace(root) {
-    var tools = root.querySelector(".trace-tools");
-    if (!tools || tools.hasAttribute("data-enhanced")) {
-      return;
-    }
-    tools.setAttribute("data-enhanced", "");
-    tools.hidden = false;
-    tools.addEventListener("click", function (event) {
-      var target = event.target;
-      if (!(target instanceof Element)) {
-        return;
-      }
-      var button = target.closest("button[data-trace]");
-      if (!button) {
-        return;
-      }
-      var open = button.getAttribute("data-trace") === "expand";
-      root.querySelectorAll("details.span").forEach(function (details) {
-        details.open = open;
-      });
+  function showTools() {
+    document.querySelectorAll("#trace .trace-tools[hidden]").forEach(function (tools) {
+      tools.hidden = false;
     });
   }
 
+  document.addEventListener("click", function (event) {
+    var target = event.target;
+    if (!(target instanceof Element)) {
+      return;
+    }
+    var button = target.closest("#trace button[data-trace]");
+    if (!button) {
+      return;
+    }
+    var open = button.getAttribute("data-trace") === "expand";
+    var trace = button.closest("#trace");
+    trace.querySelectorAll("details.span").forEach(function (details) {
+      details.open = open;
+    });
+  });
+
   function start() {
-    document.querySelectorAll("#trace").forEach(enhanceTrace);
+    showTools();
+    new MutationObserver(showTools).observe(document.body, { childList: true, subtree: true });
   }
 
   if (document.readyState === "loading") {
@@ -35,6 +38,4 @@
   } else {
     start();
   }
-  // The report swaps a row's <main> in place: it can call this again on the new content.
-  window.evalrowsEnhance = start;
 })();
