@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("EVALROWS_SERVER_TOKEN") or None,
         help="require 'Authorization: Bearer TOKEN' on every API request; the web pages "
         "take it too, or a login with it that sets a cookie (default: "
-        "$EVALROWS_SERVER_TOKEN; none: the pages are open)",
+        "$EVALROWS_SERVER_TOKEN; none: the API and the pages are open)",
     )
     serve.add_argument(
         "--allowed-host",
