@@ -1,0 +1,562 @@
+"""``evalrows report``: one experiment's web view as one self-contained HTML file, written by
+the real command from a real SQLite store and read back with ``html.parser``: nothing in it
+loads a URL, each row's packed page is the page the server renders for that row, hostile text
+stays text, and the comparison is there exactly when there is a baseline.
+
+What the file does in a browser is tested in ``tests/browser``.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import re
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.cli import evalrows
+
+from pytest_evalrows.core.judgments import Evaluation, Judgment, Step
+from pytest_evalrows.models import Attempt, ErrorInfo, Metrics, RowVersion, SpanRecord
+from pytest_evalrows.store.sqlite import SQLiteStore
+from pytest_evalrows.web import views
+from pytest_evalrows.web.render import Renderer
+from pytest_evalrows.web.report import CHUNK_ROWS, COLUMNS, PACKED_TYPE, ReportLinks, unpack
+
+HOSTILE = "</script><script>alert(1)</script><!-- <b>bold</b> &amp; \u2028"
+HOSTILE_ID = "case[</script><img src=x onerror=alert(1)>/?#%]"
+
+
+# -- a store ----------------------------------------------------------------------------------
+
+
+def version(
+    row_id: str,
+    attempt: str,
+    start: float,
+    *,
+    status: str = "passed",
+    scores: dict[str, float] | None = None,
+    **fields: Any,
+) -> RowVersion:
+    return RowVersion(
+        row_id=row_id,
+        version_id=str(uuid.uuid4()),
+        nodeid=f"tests/test_cases.py::test_case[{row_id}]",
+        attempt_id=attempt,
+        execution=1,
+        status=status,
+        scores=scores if scores is not None else {},
+        metrics=Metrics(start=start, end=start + 1.5, duration=1.5, tokens=42),
+        root_span_id=uuid.uuid4().hex,
+        span_id=uuid.uuid4().hex[:16],
+        **fields,
+    )
+
+
+def trace_of(row: RowVersion, attribute: str = "a model call") -> list[SpanRecord]:
+    """The row's root span and one child, a model call that raised."""
+    start = row.metrics.start
+    root = SpanRecord(
+        span_id=row.span_id,
+        root_span_id=row.root_span_id,
+        row_id=row.row_id,
+        attempt_id=row.attempt_id,
+        name="test_case",
+        start=start,
+        end=start + 1.4,
+    )
+    call = SpanRecord(
+        span_id=uuid.uuid4().hex[:16],
+        root_span_id=row.root_span_id,
+        span_parents=[row.span_id],
+        row_id=row.row_id,
+        attempt_id=row.attempt_id,
+        name="chat",
+        start=start + 0.1,
+        end=start + 1.0,
+        status="error",
+        attributes={"gen_ai.usage.input_tokens": 30, "note": attribute},
+        events=[
+            {
+                "name": "exception",
+                "timestamp": start + 0.9,
+                "attributes": {"exception.type": "TimeoutError", "exception.message": attribute},
+            }
+        ],
+    )
+    return [root, call]
+
+
+@dataclass
+class Seeded:
+    db: Path
+    experiment_id: str
+    row_ids: list[str] = field(default_factory=list)
+
+
+def seed(db: Path, rows: int = 3, *, hostile: bool = False, baseline: bool = True) -> Seeded:
+    """Experiment 'now' of project 'demo' (two sessions, the second naming 'base' its
+    baseline; each row with a trace, half of them judged) and 'base', 'other' besides.
+
+    Against 'base': every third row regressed (exact 1 -> 0), the last row is only in 'now'
+    and 'gone' only in 'base'."""
+    with SQLiteStore(db) as store:
+        base = store.get_or_create_experiment("demo", "base")
+        now = store.get_or_create_experiment("demo", "now")
+        store.get_or_create_experiment("demo", "other")
+        store.save_attempt(Attempt(id="attempt-base", experiment_id=base.id, started=10.0))
+        store.save_attempt(Attempt(id="attempt-first", experiment_id=now.id, started=20.0))
+        report = {"baseline": "base"} if baseline else {}
+        store.save_attempt(
+            Attempt(id="attempt-second", experiment_id=now.id, started=30.0, report=report)
+        )
+        ids = [f"case-{index:05d}" for index in range(rows)]
+        if hostile:
+            ids.append(HOSTILE_ID)
+        text = HOSTILE if hostile else "a question"
+        store.write(
+            base.id,
+            [version(i, "attempt-base", 10.0, scores={"exact": 1.0}) for i in [*ids[:-1], "gone"]],
+            [],
+        )
+        first = [version(i, "attempt-first", 20.0, scores={"exact": 1.0}) for i in ids[:2]]
+        store.write(now.id, first, [])
+        latest, spans = [], []
+        for index, row_id in enumerate(ids):
+            failed = index % 3 == 0
+            row = version(
+                row_id,
+                "attempt-second",
+                30.0 + index,
+                status="failed" if failed else "passed",
+                scores={"exact": 0.0 if failed else 1.0, "tone": (index % 10) / 10},
+                input={"question": text, "n": index},
+                output="Lyon" if failed else "Paris",
+                expected="Paris",
+                error=ErrorInfo("AssertionError", text, "Traceback ...") if failed else None,
+            )
+            latest.append(row)
+            spans += trace_of(row, text)
+        store.write(now.id, latest, spans)
+        store.save_evaluations(
+            now.id,
+            [
+                Evaluation(
+                    id=f"judged-{row.row_id}",
+                    row_id=row.row_id,
+                    trace_id=row.root_span_id,
+                    version_id=row.version_id,
+                    judge_id="tone",
+                    created_at=40.0,
+                    status="success",
+                    result=Judgment(
+                        score=0.5,
+                        reasoning=text,
+                        steps=[Step(span_id=None, name="look", result={"said": text})],
+                    ),
+                )
+                for row in latest[::2]
+            ],
+        )
+    return Seeded(db, now.id, sorted(ids))
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> Seeded:
+    return seed(tmp_path / "rows.db")
+
+
+# -- the command and the file read back -------------------------------------------------------
+
+
+def report(
+    seeded: Seeded, *args: str | Path, experiment: str = "now"
+) -> subprocess.CompletedProcess[str]:
+    return evalrows("report", experiment, *args, "--store", seeded.db, cwd=seeded.db.parent)
+
+
+def written(seeded: Seeded, *args: str | Path) -> Path:
+    """The report the command writes (to report.html beside the store), after its one line."""
+    path = seeded.db.parent / "report.html"
+    done = report(seeded, "-o", path, *args)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    size = path.stat().st_size
+    rows = len(seeded.row_ids)
+    assert re.fullmatch(
+        rf"{re.escape(str(path))}: {rows} rows?, [\d.]+ (KiB|MiB|bytes)\n", done.stdout
+    )
+    assert size > 0
+    return path
+
+
+def one_error(done: subprocess.CompletedProcess[str], code: int = 1) -> str:
+    assert (done.returncode, done.stdout) == (code, ""), done.stdout + done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("evalrows: error: "), line
+    return line.removeprefix("evalrows: error: ")
+
+
+@dataclass
+class Element:
+    tag: str
+    attrs: dict[str, str | None]
+    text: str = ""
+
+
+class Document(HTMLParser):
+    """Every element with its attributes, and the text of each <script> and <style>."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[Element] = []
+        self._raw: Element | None = None
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        element = Element(tag, dict(attrs))
+        self.elements.append(element)
+        if tag in ("script", "style"):
+            self._raw = element
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self._raw = None
+
+    def handle_data(self, data: str) -> None:
+        if self._raw is not None:
+            self._raw.text += data
+
+    def all(self, tag: str, **attrs: str) -> list[Element]:
+        return [
+            e
+            for e in self.elements
+            if e.tag == tag and all(e.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())
+        ]
+
+    def one(self, tag: str, **attrs: str) -> Element:
+        (found,) = self.all(tag, **attrs)
+        return found
+
+
+def index_of(document: Document) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(document.one("script", id="rows-data").text)
+    return data
+
+
+def pages_of(document: Document) -> dict[str, str]:
+    """Every row's packed page, unpacked: row id -> markup, in the index's order."""
+    chunks = [
+        e for e in document.all("script", type=PACKED_TYPE) if e.attrs["id"] != "compare-data"
+    ]
+    assert [e.attrs["id"] for e in chunks] == [f"rows-chunk-{n}" for n in range(len(chunks))]
+    pages: dict[str, str] = {}
+    for chunk in chunks:
+        pairs = unpack(chunk.text)
+        assert 0 < len(pairs) <= CHUNK_ROWS
+        pages.update((row_id, markup) for row_id, markup in pairs)
+    return pages
+
+
+# Attributes that make a browser load or go to a URL.
+URL_ATTRIBUTES = ("href", "src", "srcset", "action", "formaction", "poster", "data", "xlink:href")
+
+
+def links_in(markup: str) -> list[tuple[str, str, str]]:
+    """(tag, attribute, value) of every URL-taking attribute of the markup."""
+    return [
+        (e.tag, name, value or "")
+        for e in Document(markup).elements
+        for name, value in e.attrs.items()
+        if name in URL_ATTRIBUTES
+    ]
+
+
+def assert_loads_nothing(markup: str) -> None:
+    for tag, name, value in links_in(markup):
+        assert value.startswith(("#", "data:")), (tag, name, value)
+    # Base64 has no ":", "(" or "@": the packed data cannot hide these.
+    assert not re.search(r"https?:|url\(|@import", markup, re.IGNORECASE)
+
+
+def sha256(text: str) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+
+
+# -- tests ------------------------------------------------------------------------------------
+
+
+def test_the_report_is_one_file_that_loads_nothing_from_anywhere(seeded: Seeded) -> None:
+    html = written(seeded).read_text("utf-8")
+    document = Document(html)
+    assert_loads_nothing(html)
+    pages = pages_of(document)
+    for markup in pages.values():
+        assert_loads_nothing(markup)
+    (compare,) = document.all("script", id="compare-data")
+    assert_loads_nothing(unpack(compare.text))
+    # No external script, stylesheet or frame; the icon is a data: URL, as on served pages.
+    assert not document.all("link", rel="stylesheet")
+    assert all("src" not in e.attrs for e in document.all("script"))
+    assert not [e for e in document.elements if e.tag in ("iframe", "object", "embed", "base")]
+    assert document.one("link", rel="icon").attrs["href"] == "data:,"
+    assert document.one("html").attrs["lang"] == "en"
+
+
+def test_its_policy_lets_only_its_own_style_and_scripts_run_and_nothing_connect(
+    seeded: Seeded,
+) -> None:
+    document = Document(written(seeded).read_text("utf-8"))
+    meta = document.one("meta", http_equiv="Content-Security-Policy")
+    policy = dict(
+        [*part.split(" ", 1), ""][:2] for part in (meta.attrs["content"] or "").split("; ")
+    )
+    assert policy["default-src"] == "'none'"
+    assert policy["connect-src"] == "'none'"
+    assert policy["img-src"] == "data:"
+    assert policy["form-action"] == "'none'"
+    runnable = [e for e in document.all("script") if "type" not in e.attrs]
+    assert len(runnable) == 2  # evalrows.js (the trace's tools) and report.js
+    assert policy["script-src"].split() == [f"'{sha256(e.text)}'" for e in runnable]
+    (style,) = document.all("style")
+    assert policy["style-src"] == f"'{sha256(style.text)}'"
+    # The meta comes before anything it governs.
+    tags = [e.tag for e in document.elements]
+    assert tags.index("meta") < tags.index("style") < tags.index("script")
+
+
+def test_every_rows_packed_page_is_the_page_the_server_renders_for_it(tmp_path: Path) -> None:
+    # More rows than a chunk holds, so that the pages span two chunks.
+    seeded = seed(tmp_path / "rows.db", rows=CHUNK_ROWS + 5)
+    document = Document(written(seeded).read_text("utf-8"))
+    pages = pages_of(document)
+    assert list(pages) == seeded.row_ids
+    assert len(document.all("script", type=PACKED_TYPE)) == 3  # two chunks and the comparison
+    with SQLiteStore(seeded.db, create=False) as store:
+        ref = views.ref_of(views.find_experiment(store, seeded.experiment_id))
+        renderer = Renderer(ReportLinks(ref))
+        for row_id in seeded.row_ids:
+            page = views.row_page(store, seeded.experiment_id, row_id)
+            assert pages[row_id] == renderer.row_main(page), row_id
+    judged = pages[seeded.row_ids[0]]
+    assert 'data-judge="tone"' in judged
+    assert 'class="event exception"' in judged
+
+
+def test_the_index_holds_every_row_and_the_html_the_first_page_of_them(seeded: Seeded) -> None:
+    document = Document(written(seeded).read_text("utf-8"))
+    index = index_of(document)
+    assert index["columns"] == list(COLUMNS)
+    assert index["experiment"]["name"] == "now"
+    assert index["baseline"]["name"] == "base"
+    assert index["scoreNames"] == ["exact", "judge:tone", "tone"]  # the judge's score too
+    rows = [dict(zip(COLUMNS, row, strict=True)) for row in index["rows"]]
+    assert [row["row_id"] for row in rows] == seeded.row_ids
+    first = rows[0]
+    assert (first["status"], first["version"], first["attempt_short"]) == ("failed", 2, "attempt-")
+    assert first["scores"] == [0.0, 0.5, 0.0]
+    assert rows[1]["scores"] == [1.0, None, 0.1]  # not judged
+    assert first["error"] == "AssertionError: a question"
+    assert json.loads(first["input"]) == {"question": "a question", "n": 0}
+    assert (first["output"], first["expected"]) == ("Lyon", "Paris")
+    # Without JavaScript: the first rows in the table, the same hooks as the served page.
+    shown = document.all("tr")
+    assert [e.attrs["data-row-id"] for e in shown if "data-row-id" in e.attrs] == seeded.row_ids
+    assert next(e.attrs["data-status"] for e in shown if "data-status" in e.attrs) == "failed"
+    assert document.one("form", id="filters").attrs["method"] == "get"
+    sorts = document.all("th", scope="col")
+    assert {e.attrs.get("aria-sort") for e in sorts if "data-sort-key" in e.attrs} == {
+        "ascending",
+        "none",
+    }
+    assert document.all("nav", id="pager")
+    assert document.one("a", id="compare-link").attrs["href"] == "#/compare"
+    assert document.all("noscript")
+
+
+def test_more_rows_than_a_page_show_the_first_page_and_a_link_to_the_next(tmp_path: Path) -> None:
+    seeded = seed(tmp_path / "rows.db", rows=60)
+    document = Document(written(seeded).read_text("utf-8"))
+    shown = [e.attrs["data-row-id"] for e in document.all("tr") if "data-row-id" in e.attrs]
+    assert shown == seeded.row_ids[:50]
+    assert document.one("a", rel="next").attrs["href"] == "#/?page=2"
+    assert not document.all("a", rel="prev")
+    assert len(index_of(document)["rows"]) == 60
+
+
+def test_row_links_are_hash_routes_with_the_row_id_encoded_as_the_browser_encodes_it(
+    tmp_path: Path,
+) -> None:
+    seeded = seed(tmp_path / "rows.db", hostile=True)
+    html = written(seeded).read_text("utf-8")
+    (line,) = [e for e in Document(html).all("tr") if e.attrs.get("data-row-id") == HOSTILE_ID]
+    assert line.attrs["data-status"] == "failed"  # the fourth row, as every third
+    # encodeURIComponent leaves A-Z a-z 0-9 - _ . ! ~ * ' ( ) as they are.
+    encoded = "case%5B%3C%2Fscript%3E%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E%2F%3F%23%25%5D"
+    assert f"#/rows/{encoded}" in [href for _, _, href in links_in(html)]
+
+
+def test_hostile_text_stays_text_in_the_index_the_table_and_the_packed_pages(
+    tmp_path: Path,
+) -> None:
+    seeded = seed(tmp_path / "rows.db", hostile=True)
+    html = written(seeded).read_text("utf-8")
+    document = Document(html)
+    # Nothing broke out of a data block: the scripts are exactly the file's own.
+    scripts = document.all("script")
+    assert [e.attrs.get("type") for e in scripts] == [
+        "application/json",
+        *[PACKED_TYPE] * 2,  # the rows' pages and the comparison
+        None,
+        None,
+    ]
+    assert not document.all("img")
+    assert not document.all("b")
+    # ... and the index still says exactly what was stored.
+    rows = {row[0]: dict(zip(COLUMNS, row, strict=True)) for row in index_of(document)["rows"]}
+    assert json.loads(rows[HOSTILE_ID]["input"])["question"] == HOSTILE
+    assert rows["case-00000"]["error"] == "AssertionError: " + HOSTILE.splitlines()[0]
+    index_text = document.one("script", id="rows-data").text
+    assert "<" not in index_text
+    # A row's page shows the text escaped, its every element the template's own.
+    markup = pages_of(document)[HOSTILE_ID]
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in markup
+    assert not Document(markup).all("script")
+    assert not Document(markup).all("b")
+
+
+def test_without_a_baseline_the_report_has_no_comparison(tmp_path: Path) -> None:
+    seeded = seed(tmp_path / "rows.db", baseline=False)
+    html = written(seeded).read_text("utf-8")
+    document = Document(html)
+    assert index_of(document)["baseline"] is None
+    assert not document.all("script", id="compare-data")
+    assert not document.all("a", id="compare-link")
+    assert "#/compare" not in html.split('id="rows-data"')[0]
+
+
+def test_baseline_names_the_experiment_compared_with_instead_of_the_stored_one(
+    seeded: Seeded,
+) -> None:
+    document = Document(written(seeded, "--baseline", "other").read_text("utf-8"))
+    assert index_of(document)["baseline"]["name"] == "other"
+    compare = Document(unpack(document.one("script", id="compare-data").text))
+    changes = [e.attrs["data-change"] for e in compare.all("tr") if "data-change" in e.attrs]
+    assert changes == ["only-b"] * len(seeded.row_ids)  # 'other' has no rows
+    assert document.one("a", id="compare-link").attrs["href"] == "#/compare"
+
+
+def test_the_stored_baseline_is_compared_with_regressions_first(seeded: Seeded) -> None:
+    document = Document(written(seeded).read_text("utf-8"))
+    compare_markup = unpack(document.one("script", id="compare-data").text)
+    compare = Document(compare_markup)
+    lines = [
+        (e.attrs["data-row-id"], e.attrs["data-change"])
+        for e in compare.all("tr")
+        if "data-change" in e.attrs
+    ]
+    assert lines == [
+        ("case-00000", "regressed"),
+        ("case-00001", "unchanged"),
+        ("case-00002", "only-b"),
+        ("gone", "only-a"),
+    ]
+    # Rows of this experiment link to their pages; the baseline's own row to a route that
+    # says it is not in this report.
+    hrefs = [href for _, _, href in links_in(compare_markup)]
+    assert "#/rows/case-00000" in hrefs
+    with SQLiteStore(seeded.db, create=False) as store:
+        base = store.get_experiment("base", "demo")
+    assert f"#/experiment/{base.id}/rows/gone" in hrefs
+
+
+def test_a_baseline_that_is_not_there_is_one_line_naming_the_projects_experiments(
+    seeded: Seeded,
+) -> None:
+    target = seeded.db.parent / "report.html"
+    line = one_error(report(seeded, "-o", target, "--baseline", "nope"))
+    assert line == (
+        "--baseline 'nope': project 'demo' has no such experiment "
+        "(its experiments: 'base', 'now', 'other')"
+    )
+    assert not target.exists()
+    line = one_error(report(seeded, "--baseline", "base", "--baseline-project", "elsewhere"))
+    assert line.startswith("--baseline 'base': project 'elsewhere' has no such experiment")
+
+
+def test_an_experiment_that_is_not_there_is_one_line(seeded: Seeded) -> None:
+    assert "no experiment 'nope'" in one_error(report(seeded, experiment="nope"))
+
+
+def test_a_file_that_cannot_be_written_is_one_line_and_leaves_nothing_behind(
+    seeded: Seeded,
+) -> None:
+    target = seeded.db.parent / "missing" / "report.html"
+    line = one_error(report(seeded, "-o", target))
+    assert line == f"cannot write {target}: No such file or directory"
+    assert sorted(p.name for p in seeded.db.parent.iterdir()) == ["rows.db"]
+
+
+def test_without_output_it_writes_evalrows_report_html_and_says_so_as_json(seeded: Seeded) -> None:
+    done = report(seeded, "--json")
+    assert (done.returncode, done.stderr) == (0, "")
+    path = seeded.db.parent / "evalrows-report.html"
+    assert json.loads(done.stdout) == {
+        "path": "evalrows-report.html",
+        "rows": len(seeded.row_ids),
+        "bytes": path.stat().st_size,
+    }
+    # Written whole, then renamed: no temporary file is left beside it.
+    assert sorted(p.name for p in seeded.db.parent.iterdir()) == ["evalrows-report.html", "rows.db"]
+
+
+def test_a_10000_row_report_and_its_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The figure for the README: how large a report of 10,000 rows is, and how long it took
+    (printed, not asserted: the machine is shared)."""
+    db = tmp_path / "big.db"
+    with SQLiteStore(db) as store:
+        big = store.get_or_create_experiment("demo", "big")
+        rows = []
+        spans = []
+        for index in range(10_000):
+            row = version(
+                f"case-{index:05d}",
+                "attempt-1",
+                float(index),
+                status="failed" if index % 10 == 0 else "passed",
+                scores={"exact": float(index % 10 != 0), "tone": (index % 100) / 100},
+                input={"question": f"What is the capital of country {index}?"},
+                output="Paris",
+                expected="Paris",
+            )
+            rows.append(row)
+            spans += trace_of(row)
+        store.write(big.id, rows, spans)
+    target = tmp_path / "big.html"
+    started = time.perf_counter()
+    done = evalrows("report", "big", "-o", target, "--store", db, cwd=tmp_path, timeout=600)
+    took = time.perf_counter() - started
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert done.stdout.startswith(f"{target}: 10000 rows, ")
+    data = target.read_bytes()
+    packed = len(gzip.compress(data))
+    with capsys.disabled():
+        print(
+            f"\n10,000-row report: {len(data) / 2**20:.1f} MiB "
+            f"({packed / 2**20:.1f} MiB gzip'd), written in {took:.1f} s"
+        )
+    document = Document(data.decode("utf-8"))
+    assert len(index_of(document)["rows"]) == 10_000
+    assert len([e for e in document.all("tr") if "data-row-id" in e.attrs]) == 50
+    assert len(data) < 100 * 2**20  # generous: a CI artifact, not a size test
