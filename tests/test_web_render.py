@@ -708,6 +708,7 @@ def test_a_row_shows_its_versions_and_each_field_beside_the_previous(renderer: R
     assert output.one("pre", class_="previous").text == "4"
     assert output.one(class_="changed-marker") and not sides[0].all(class_="changed-marker")
     assert "no previous version" in sides[2].one("pre", class_="previous").text
+    assert [h.text for h in output.all("h4")] == ["Latest (version 2)", "Previous (version 1)"]
     assert "Traceback" in document.one("div", class_="error-box").text
 
 

@@ -69,11 +69,13 @@ def _segment(text: str) -> str:
     return quote(text, safe="")
 
 
+#: Where the login form posts, and the logout button: ``evalrows serve`` alone has them.
+LOGIN_PATH = "/login"
+LOGOUT_PATH = "/logout"
+
+
 class ServeLinks:
     """The paths ``evalrows serve`` serves the pages at."""
-
-    login_path = "/login"
-    logout_path = "/logout"
 
     def experiments(self) -> str:
         return "/"
@@ -304,7 +306,7 @@ class Renderer:
         return text
 
     def experiments(self, cards: Sequence[ExperimentCard], *, logout: bool) -> str:
-        return self._render("experiments.html", cards=cards, logout=self._logout(logout))
+        return self._render("experiments.html", cards=cards, logout=LOGOUT_PATH if logout else None)
 
     def experiment(self, page: ExperimentPage) -> str:
         return self._render("experiment.html", page=page, **self._rows_context(page))
@@ -316,8 +318,7 @@ class Renderer:
         return self._render("compare.html", page=page)
 
     def login(self, *, next: str, error: str | None) -> str:
-        action = getattr(self.links, "login_path", ServeLinks.login_path)
-        return self._render("login.html", next=next, error=error, action=action)
+        return self._render("login.html", next=next, error=error, action=LOGIN_PATH)
 
     def error(self, status: int, message: str) -> str:
         try:
@@ -335,9 +336,6 @@ class Renderer:
 
     def experiment_head(self, page: ExperimentPage) -> str:
         return self._render("experiment_head.html", page=page)
-
-    def _logout(self, shown: bool) -> str | None:
-        return getattr(self.links, "logout_path", ServeLinks.logout_path) if shown else None
 
     def _rows_context(self, page: ExperimentPage) -> dict[str, Any]:
         """The links of the rows table's headers and of the pager (the query string's)."""
