@@ -12,7 +12,9 @@ import base64
 import gzip
 import hashlib
 import json
+import os
 import re
+import shutil
 import subprocess
 import time
 import uuid
@@ -560,3 +562,64 @@ def test_a_10000_row_report_and_its_size(
     assert len(index_of(document)["rows"]) == 10_000
     assert len([e for e in document.all("tr") if "data-row-id" in e.attrs]) == 50
     assert len(data) < 100 * 2**20  # generous: a CI artifact, not a size test
+
+
+# -- the script against the template ----------------------------------------------------------
+
+# The parts of the experiment's page the script makes again for every page of rows.
+REDRAWN = ("#rows", "#row-count", "#pager", "#filters")
+SNAPSHOT = """(selectors) => selectors.map((selector) => {
+  const copy = document.querySelector(selector).cloneNode(true);
+  const walker = document.createTreeWalker(copy, NodeFilter.SHOW_TEXT);
+  const blank = [];
+  while (walker.nextNode()) if (!walker.currentNode.data.trim()) blank.push(walker.currentNode);
+  for (const node of blank) node.remove();
+  return copy.outerHTML;
+})"""
+
+
+def chromium() -> str:
+    found = os.environ.get("EVALROWS_CHROMIUM") or shutil.which("chromium")
+    debian = Path("/usr/lib/chromium/chromium")
+    if found is None and debian.exists():
+        found = str(debian)
+    if found is None:
+        pytest.fail("no chromium found (set EVALROWS_CHROMIUM, or apt-get install chromium)")
+    return found
+
+
+def test_the_script_draws_the_first_page_of_rows_as_the_template_does(tmp_path: Path) -> None:
+    """The rows table, its count, pager and filters, as the script draws them from the index
+    (any page), are the markup the template wrote (the first page, read without JavaScript):
+    the script keeps the served page's DOM hooks because it makes the same elements."""
+    from playwright.sync_api import sync_playwright
+
+    seeded = seed(tmp_path / "rows.db", rows=55)
+    uri = written(seeded).as_uri()
+    problems: list[str] = []
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium(), headless=True)
+        try:
+            context = browser.new_context(java_script_enabled=False)
+            page = context.new_page()
+            page.goto(uri)
+            written_by_template = page.evaluate(SNAPSHOT, REDRAWN)
+            context.close()
+            context = browser.new_context()
+            page = context.new_page()
+            page.on("console", lambda message: problems.append(message.text))
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            # Another page first, then back: the first page is the script's own drawing.
+            page.goto(uri + "#/?page=2")
+            page.wait_for_function("document.querySelectorAll('#rows tbody tr').length === 5")
+            page.evaluate("location.hash = '#/'")
+            page.wait_for_function("document.querySelectorAll('#rows tbody tr').length === 50")
+            drawn_by_script = page.evaluate(SNAPSHOT, REDRAWN)
+            context.close()
+        finally:
+            browser.close()
+    assert problems == []
+    for selector, template, script in zip(
+        REDRAWN, written_by_template, drawn_by_script, strict=True
+    ):
+        assert script == template, selector

@@ -36,7 +36,7 @@ from ..core.records import STATUSES
 from ..store.base import Store, UnsupportedError
 from . import views
 from .pages import PAGE_SIZE, SORT_KEYS, ExperimentPage, ExperimentRef, RowLine, RowQuery
-from .render import Renderer, environment, static_text, stylesheet
+from .render import ROW_COLUMNS, Renderer, environment, static_text, stylesheet
 
 #: Rows whose pages share one gzip'd chunk: the browser inflates a chunk when one of its rows
 #: is opened, so a chunk stays small enough to inflate at once, and large enough to compress.
@@ -184,6 +184,7 @@ def index_of(
         "scoreNames": names,
         "statuses": STATUSES,
         "sortKeys": SORT_KEYS,
+        "sortLabels": dict(ROW_COLUMNS),  # the caption names the sort as the header does
         "pageSize": PAGE_SIZE,
         "chunkSize": CHUNK_ROWS,
         "rows": [

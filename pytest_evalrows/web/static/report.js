@@ -292,7 +292,7 @@
       const value = row[COLUMN.scores][scoreIndex];
       cells.push(element("td", { "data-col": `score:${name}`, class: "num" }, format.score(value)));
     });
-    cells.push(element("td", { "data-col": "input", class: "clip" }, row[COLUMN.input]));
+    cells.push(element("td", { "data-col": "input" }, element("span", { class: "clip" }, row[COLUMN.input])));
     return element("tr", { "data-row-id": rowId, "data-status": status }, ...cells);
   }
 
@@ -343,8 +343,9 @@
     body.replaceChildren(fragment);
 
     const order = query.descending ? "descending" : "ascending";
+    const sortLabel = data.sortLabels[query.sort] ?? query.sort.replace(/^score:/, "");
     table.caption.textContent =
-      `Rows of ${data.experiment.name}, sorted by ${query.sort} ${order}, ` +
+      `Rows of ${data.experiment.name}, sorted by ${sortLabel}, ${order}, ` +
       `page ${format.number(page)} of ${format.number(pages)}`;
     for (const header of table.tHead.querySelectorAll("th[data-sort-key]")) {
       const key = header.dataset.sortKey;
