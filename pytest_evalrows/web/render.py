@@ -3,8 +3,14 @@
 report.
 
 Where a page links to is the caller's: ``Links`` says it (served paths, or the report's ``#/``
-routes), so templates never spell a path. One template environment, made on first use.
-Templates format nothing themselves but through the filters here.
+routes), so templates never spell a path. One template environment, made on first use (jinja2
+is an optional dependency). Templates format nothing themselves but through the filters here.
+
+The report builds its own page around the same pieces, from ``environment()``:
+``experiment_head`` (the card, histograms and attempts), then the partials
+``_filters.html`` (needs ``page``, ``action``), ``_rows_table.html`` (``page``, and
+``sort_links``: sort key -> href, or None for ``<button>`` headers the script handles) and
+``_pager.html`` (``page``, ``prev_link``, ``next_link``: href or None).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from dataclasses import dataclass
 from functools import cache
 from http import HTTPStatus
 from importlib import resources
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode
 
 from ..core.records import STATUSES
@@ -31,6 +37,9 @@ from .pages import (
     RowQuery,
 )
 from .views import query_params
+
+if TYPE_CHECKING:
+    import jinja2
 
 #: The rows table's columns besides the scores: (sort key, header).
 ROW_COLUMNS = (
@@ -244,11 +253,8 @@ def sort_state(query: RowQuery, key: str) -> str:
 
 
 @cache
-def environment() -> Any:
-    """The one Jinja2 environment of the web view (the report's templates load from it too).
-
-    Typed ``Any``: jinja2 is an optional dependency, imported on first use.
-    """
+def environment() -> jinja2.Environment:
+    """The one Jinja2 environment of the web view (the report's templates load from it too)."""
     import jinja2
 
     env = jinja2.Environment(
