@@ -851,3 +851,28 @@ def test_the_stylesheet_and_script_ship_with_the_package() -> None:
     assert "position: sticky" in css
     script = render.static_text("evalrows.js")
     assert "data-trace" in script and "</script" not in script.lower()
+
+
+def test_pages_with_nothing_in_them_still_render(renderer: Renderer) -> None:
+    """An experiment with no rows, a row with one version and no metadata, a comparison of
+    no rows: every optional part left out, nothing undefined."""
+    bare = card(rows=0, statuses={}, pass_rate=None, means={}, attempts=0, last_attempt=None,
+                tokens=None, cost=None)  # fmt: skip
+    empty = experiment_page(card=bare, rows=[], matched=0, total=0, pages=1, score_names=[],
+                            histograms=[], attempts=[])  # fmt: skip
+    document = parse(renderer.experiment(empty))
+    assert not document.all("figure") and not document.one("table", id="rows").one("tbody").all()
+    assert [th.attrs["data-sort-key"] for th in document.all("th", data_sort_key=...)][-1] == (
+        "tokens"
+    )
+    cells = parse(renderer.experiments([bare], logout=False)).all("td", class_="num")
+    assert [td.text for td in cells] == ["0", "—", "—", "—"]  # rows, pass rate, tokens, cost
+    one = version(1)
+    alone = row_page(latest=one, versions=[one], metadata="", tags=[], judgments=[],
+                     sides=[FieldSides("input", "x", None, changed=False)])  # fmt: skip
+    row = parse(renderer.row(alone))
+    assert not row.all("section", id="metadata") and not row.all(class_="error-box")
+    assert [h.text for h in row.all("h4")] == ["Latest (version 1)", "Previous"]
+    nothing = replace(compare_page(), rows=[], scores=[], counts={}, compared=0)
+    compare = parse(renderer.compare(nothing))
+    assert not compare.one("table", id="compare").one("tbody").all()
