@@ -31,7 +31,8 @@ SECURITY = {
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    # Not no-referrer: under it, Chromium sends the login form with "Origin: null".
+    "referrer-policy": "same-origin",
     "cache-control": "no-store",
 }
 # A case whose row id holds a "/" and a "?": its page's path must carry them encoded.
@@ -181,24 +182,31 @@ def test_after_the_login_only_a_path_of_this_server_is_followed(
 
 
 @pytest.mark.parametrize(
-    ("origin", "referer", "same"),
+    ("origin", "referer", "fetch_site", "same"),
     [
-        ("http://127.0.0.1:8000", None, True),
-        ("https://127.0.0.1:8000", None, True),  # TLS ended by a proxy in front
-        (None, "http://127.0.0.1:8000/login?next=%2F", True),
-        (None, None, True),  # no browser page sent it
-        ("http://evil.example", None, False),
-        ("http://127.0.0.1:8001", None, False),
-        ("null", None, False),
-        (None, "http://evil.example/127.0.0.1:8000", False),
+        ("http://127.0.0.1:8000", None, None, True),
+        ("https://127.0.0.1:8000", None, None, True),  # TLS ended by a proxy in front
+        (None, "http://127.0.0.1:8000/login?next=%2F", None, True),
+        (None, None, None, True),  # no browser page sent it
+        ("http://evil.example", None, None, False),
+        ("http://127.0.0.1:8001", None, None, False),
+        ("null", None, None, False),
+        (None, "http://evil.example/127.0.0.1:8000", None, False),
         # Origin decides when both are there.
-        ("http://evil.example", "http://127.0.0.1:8000/login", False),
+        ("http://evil.example", "http://127.0.0.1:8000/login", None, False),
+        # What Chromium sends from a no-referrer page of this server, and from other sites'.
+        ("null", None, "same-origin", True),
+        ("http://127.0.0.1:8000", None, "same-origin", True),
+        ("http://evil.example", None, "same-origin", False),
+        ("null", None, "cross-site", False),
+        ("http://127.0.0.1:8000", None, "same-site", False),
+        (None, None, "none", False),
     ],
 )
-def test_a_form_post_is_same_origin_when_origin_or_referer_names_the_host(
-    origin: str | None, referer: str | None, same: bool
+def test_a_form_post_is_same_origin_when_the_browser_and_origin_or_referer_say_so(
+    origin: str | None, referer: str | None, fetch_site: str | None, same: bool
 ) -> None:
-    assert auth.same_origin(origin, referer, "127.0.0.1:8000") is same
+    assert auth.same_origin(origin, referer, "127.0.0.1:8000", fetch_site) is same
 
 
 # -- with a token: who gets in ---------------------------------------------------------------
@@ -304,8 +312,21 @@ def test_a_login_from_another_site_is_refused(server: EvalrowsServer) -> None:
             assert response.status_code == 403, headers
             assert "set-cookie" not in response.headers
             assert "another site" in response.text
-        same = client.post("/login", data={"token": TOKEN}, headers={"Origin": server.url})
-        assert same.status_code == 303 and "set-cookie" in same.headers
+        for headers in (
+            {"Sec-Fetch-Site": "cross-site", "Origin": "null"},
+            {"Sec-Fetch-Site": "same-site", "Origin": f"http://localhost:{server.port}"},
+        ):
+            response = client.post("/login", data={"token": TOKEN}, headers=headers)
+            assert response.status_code == 403, headers
+        # What a browser sends from the login form itself: its Origin, or (from a page whose
+        # referrer policy is no-referrer) "null" where it says the request is same-origin.
+        for headers in (
+            {"Origin": server.url},
+            {"Origin": server.url, "Sec-Fetch-Site": "same-origin"},
+            {"Origin": "null", "Sec-Fetch-Site": "same-origin"},
+        ):
+            same = client.post("/login", data={"token": TOKEN}, headers=headers)
+            assert same.status_code == 303 and "set-cookie" in same.headers, headers
 
 
 def test_the_login_takes_a_small_form_and_nothing_else(server: EvalrowsServer) -> None:

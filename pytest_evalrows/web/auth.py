@@ -94,13 +94,25 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def same_origin(origin: str | None, referer: str | None, host: str | None) -> bool:
-    """Whether a form post came from a page of this server (``host``, its ``Host`` header):
-    its ``Origin``, or else its ``Referer``, names that host. A request with neither came
-    from no browser page (browsers send Origin with every form post), so it is let through.
+def same_origin(
+    origin: str | None, referer: str | None, host: str | None, fetch_site: str | None = None
+) -> bool:
+    """Whether a form post came from a page of this server (``host``, its ``Host`` header).
+
+    ``fetch_site`` (``Sec-Fetch-Site``) is the browser's own word, which no page can set; it
+    is sent to https and loopback servers only, so ``Origin`` (or else ``Referer``) must name
+    the host too when given. Chromium sends ``Origin: null`` from a page whose referrer
+    policy is ``no-referrer``: taken as no Origin when the browser says same-origin. A request
+    with none of them came from no browser page (browsers send Origin with every form post),
+    so it is let through.
 
     The scheme is not compared: behind a proxy that ends TLS, the page is https and this
     server sees http."""
+    if fetch_site is not None:
+        if fetch_site != "same-origin":
+            return False
+        if origin == "null":
+            origin = None
     given = origin if origin is not None else referer
     if given is None:
         return True
