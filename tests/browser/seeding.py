@@ -259,16 +259,16 @@ def big_row(number: int, attempt_id: str) -> RowVersion:
     )
 
 
-def write_big(store: SQLiteStore, project: str) -> str:
-    """Experiment 'big': BIG_ROWS rows by one attempt, written in batches. Its id."""
+def write_big(store: SQLiteStore, project: str, rows: int = BIG_ROWS) -> str:
+    """Experiment 'big': ``rows`` rows by one attempt, written in batches. Its id."""
     experiment = store.get_or_create_experiment(project, "big")
     attempt_id = "b" * 8 + "-0000-4000-8000-" + "0" * 12
     started = time.time()
-    for first in range(0, BIG_ROWS, BIG_BATCH):
-        rows = [big_row(n, attempt_id) for n in range(first, min(first + BIG_BATCH, BIG_ROWS))]
-        store.write(experiment.id, rows, [])
+    for first in range(0, rows, BIG_BATCH):
+        batch = [big_row(n, attempt_id) for n in range(first, min(first + BIG_BATCH, rows))]
+        store.write(experiment.id, batch, [])
     counts = {"passed": 0, "failed": 0, "error": 0}
-    for number in range(BIG_ROWS):
+    for number in range(rows):
         counts[big_row(number, attempt_id).status] += 1
     store.save_attempt(
         Attempt(
