@@ -588,3 +588,18 @@ def test_without_a_token_the_pages_are_open_and_there_is_no_login(
         assert home.headers["content-security-policy"] == SECURITY["content-security-policy"]
         # The API is open too, as it always was without a token.
         assert client.get("/v1/project").status_code == 200
+
+
+def test_an_empty_token_is_no_token_for_the_pages_as_for_the_api(
+    db: Path, tmp_path: Path, ids: dict[str, str]
+) -> None:
+    env = {**clean_env(), "EVALROWS_SERVER_ALLOWED_HOSTS": ""}
+    server = EvalrowsServer(db, "", tmp_path / "server.log", args=["--token", ""], env=env)
+    server.start()
+    try:
+        with browser(server) as client:
+            assert client.get("/v1/project").status_code == 200
+            home = client.get("/")
+            assert home.status_code == 200 and f'data-experiment-id="{ids["new"]}"' in home.text
+    finally:
+        server.stop()

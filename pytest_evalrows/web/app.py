@@ -57,8 +57,9 @@ Clock = Callable[[], float]
 
 
 def create_pages(store: Store, token: str | None, *, clock: Clock = time.time) -> ASGIApp:
-    """The web view over ``store``; ``token`` None: open to anyone who reaches it."""
-    pages = _Pages(store, token, clock)
+    """The web view over ``store``; ``token`` None or empty: open to anyone who reaches it,
+    as the API is then."""
+    pages = _Pages(store, token or None, clock)
     routes = [
         Route("/", pages.experiments, methods=["GET"]),
         Route("/experiments/{experiment_id}", pages.experiment, methods=["GET"]),
@@ -81,7 +82,7 @@ def create_pages(store: Store, token: str | None, *, clock: Clock = time.time) -
         Exception: pages.internal_error,
     }
     app: ASGIApp = Starlette(routes=routes, exception_handlers=handlers)
-    if token is not None:
+    if pages.token is not None:
         app = _Guard(app, pages)
     return _SecurityHeaders(app)
 
