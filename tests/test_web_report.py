@@ -481,6 +481,18 @@ def test_the_stored_baseline_is_compared_with_regressions_first(seeded: Seeded) 
     assert f"#/experiment/{base.id}/rows/gone" in hrefs
 
 
+def test_an_experiment_without_rows_makes_a_report_that_says_so(seeded: Seeded) -> None:
+    target = seeded.db.parent / "report.html"
+    done = report(seeded, "-o", target, experiment="other")
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert re.fullmatch(rf"{re.escape(str(target))}: 0 rows, [\d.]+ KiB\n", done.stdout)
+    document = Document(target.read_text("utf-8"))
+    assert index_of(document)["rows"] == []
+    assert not document.all("script", type=PACKED_TYPE)
+    assert not [e for e in document.all("tr") if "data-row-id" in e.attrs]
+    assert document.all("table", id="rows")
+
+
 def test_a_baseline_that_is_not_there_is_one_line_naming_the_projects_experiments(
     seeded: Seeded,
 ) -> None:

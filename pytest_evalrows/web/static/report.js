@@ -560,13 +560,31 @@
   main.addEventListener("click", (event) => {
     const button = event.target.closest("th[data-sort-key] button");
     if (button && main.contains(button)) sortBy(button.closest("th").dataset.sortKey);
+    // A link to where the page already is changes no hash: show it again all the same (the
+    // filters' Clear puts back the fields typed into and not submitted).
+    const link = event.target.closest('a[href^="#"]');
+    if (link && link.getAttribute("href") === location.hash) route().catch(reportFailure);
   });
   main.addEventListener("submit", (event) => {
     if (event.target.id === "filters") submitFilters(event);
   });
   window.addEventListener("hashchange", () => {
-    route().catch(reportFailure);
+    route()
+      .then(focusHeading)
+      .catch(reportFailure);
   });
+
+  // After a move to another view, its heading has the focus (where a screen reader starts
+  // reading, as on a new page); a new query of the rows table keeps it where it was.
+  let focusedView = shownView;
+  function focusHeading() {
+    if (shownView === "experiment" && focusedView === "experiment") return;
+    focusedView = shownView;
+    const heading = main.querySelector("h1");
+    if (heading === null) return;
+    heading.setAttribute("tabindex", "-1");
+    heading.focus({ preventScroll: true });
+  }
 
   function reportFailure(error) {
     showMissing("This page could not be shown", String(error && error.message ? error.message : error));
