@@ -32,13 +32,13 @@ from playwright.sync_api import Browser, Page, sync_playwright
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from browser import seeding
+from browser.watching import INSTALL, chromium_path
 from support.servers import EvalrowsServer
 
 from pytest_evalrows.store.sqlite import SQLiteStore
 
 TOKEN = "bench-web"
 ROWS = "#rows tbody tr[data-row-id]"
-CHROMIUM = "/usr/lib/chromium/chromium"
 # Put in every page before its own scripts: notes the time since the navigation started (ms)
 # when the page first holds COUNT elements matching SELECTOR (the rows table's first page,
 # or a row page's versions), as the parser or a script puts them in.
@@ -132,8 +132,11 @@ def main() -> None:
                 "report row": (f"{report.as_uri()}#/rows/{quote(row_id, safe='')}", None, True),
             }
             times: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
+            chromium = chromium_path()
+            if chromium is None:
+                raise SystemExit(f"bench_web: {INSTALL}")
             with sync_playwright() as driver:
-                browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True)
+                browser = driver.chromium.launch(executable_path=chromium, headless=True)
                 try:
                     for _ in range(args.rounds):
                         for name, (url, token, row) in targets.items():

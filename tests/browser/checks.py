@@ -137,21 +137,24 @@ def shows_a_page_of_big(page: Page) -> None:
     assert page.locator("tr").count() < 200
 
 
-def pages_through_big(page: Page) -> None:
+def pages_through_big(page: Page, *, back: bool = True) -> None:
+    """The pager's next link shows rows 51-100; its previous link (followed when ``back``)
+    the first 50 again."""
     pager = page.locator('#pager[aria-label="Pages"]')
     expect(pager.locator('a[rel="prev"]')).to_have_count(0)
     pager.locator('a[rel="next"]').click()
-    expect(
-        page.locator(f'{ROW_LINES}[data-row-id="test_big.py::test_case[00050]"]')
-    ).to_be_visible()
+    second = f'{ROW_LINES}[data-row-id="test_big.py::test_case[00050]"]'
+    expect(page.locator(second)).to_be_visible()
     ids = row_ids(page)
     assert ids == [f"test_big.py::test_case[{n:05d}]" for n in range(50, 100)]
     expect(page.locator("#row-count")).to_contain_text("51")
-    pager.locator('a[rel="prev"]').click()
-    expect(
-        page.locator(f'{ROW_LINES}[data-row-id="test_big.py::test_case[00000]"]')
-    ).to_be_visible()
-    assert len(row_ids(page)) == 50
+    previous = pager.locator('a[rel="prev"]')
+    expect(previous).to_have_count(1)
+    if back:
+        previous.click()
+        first = f'{ROW_LINES}[data-row-id="test_big.py::test_case[00000]"]'
+        expect(page.locator(first)).to_be_visible()
+        assert len(row_ids(page)) == 50
 
 
 # -- a row's page ------------------------------------------------------------------------------

@@ -17,45 +17,22 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import (
-    Browser,
-    ConsoleMessage,
-    Dialog,
-    Page,
-    Playwright,
-    Request,
-    Response,
-    sync_playwright,
-)
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 from support.servers import EvalrowsServer
 
 from .seeding import Seeded, clean_env, report_command, seed
+from .watching import INSTALL, Watched, chromium_path
 
 # Read now: tests/conftest.py takes every EVALROWS_* variable away while a test runs.
 SCREENSHOTS = os.environ.get("EVALROWS_SCREENSHOTS")
-CHROMIUM = os.environ.get("EVALROWS_CHROMIUM")
 
 TOKEN = "evk-browser-tests"
 WIDTH, HEIGHT = 1280, 800
-INSTALL = (
-    "no chromium found (set EVALROWS_CHROMIUM, or install it: "
-    "apt-get install chromium fonts-dejavu-core; .ci/run does)"
-)
-
-
-def chromium_path() -> str | None:
-    """The chromium the tests drive: $EVALROWS_CHROMIUM, Debian's, or one on PATH."""
-    if CHROMIUM:
-        return CHROMIUM
-    debian = Path("/usr/lib/chromium/chromium")
-    if debian.exists():
-        return str(debian)
-    return shutil.which("chromium")
 
 
 # -- the store, the server and the reports ----------------------------------------------------
@@ -175,42 +152,11 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     """Headless chromium, one per xdist worker. No chromium fails the tests (a skipped
     browser suite would hide breakage)."""
     path = chromium_path()
-    if path is None or not Path(path).exists():
+    if path is None:
         pytest.fail(INSTALL, pytrace=False)
     launched = playwright.chromium.launch(executable_path=path, headless=True)
     yield launched
     launched.close()
-
-
-@dataclass
-class Watched:
-    """A page and what went wrong on it."""
-
-    page: Page
-    problems: list[str] = field(default_factory=list)
-
-    def watch(self) -> None:
-        self.page.on("console", self._console)
-        self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
-        self.page.on("requestfailed", self._request_failed)
-        self.page.on("response", self._response)
-        self.page.on("dialog", self._dialog)
-
-    def _console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            where = message.location.get("url", "")
-            self.problems.append(f"console error: {message.text} ({where})")
-
-    def _request_failed(self, request: Request) -> None:
-        self.problems.append(f"request failed: {request.url}: {request.failure}")
-
-    def _response(self, response: Response) -> None:
-        if response.status >= 400:
-            self.problems.append(f"HTTP {response.status}: {response.url}")
-
-    def _dialog(self, dialog: Dialog) -> None:
-        self.problems.append(f"dialog ({dialog.type}): {dialog.message}")
-        dialog.dismiss()
 
 
 class Browsing:
