@@ -48,10 +48,10 @@ def built_once(root: Path, name: str) -> Iterator[Path]:
         yield root / name
 
 
-def shared_root(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
-    """A directory all xdist workers of this run share."""
+def shared_root(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory all xdist workers of this run share (the run's own without xdist)."""
     base = tmp_path_factory.getbasetemp()
-    return base if worker_id == "master" else base.parent
+    return base.parent if hasattr(config, "workerinput") else base
 
 
 @dataclass(frozen=True)
@@ -84,11 +84,13 @@ def report_record(report: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def seeded(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[Seeded]:
+def seeded(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Seeded]:
     """The seeded store (see ``seeding``), built by one worker for all; that worker also
     starts making the reports of it, in the background."""
     started: list[subprocess.Popen[bytes]] = []
-    with built_once(shared_root(tmp_path_factory, worker_id), "browser-seed") as directory:
+    with built_once(shared_root(pytestconfig, tmp_path_factory), "browser-seed") as directory:
         record = directory / "seeded.json"
         if not record.exists():
             shutil.rmtree(directory, ignore_errors=True)
@@ -184,6 +186,10 @@ class Browsing:
         watched.watch()
         self.opened.append(watched)
         return watched.page
+
+    def requested(self) -> list[str]:
+        """Every URL the test's pages asked for so far."""
+        return [url for watched in self.opened for url in watched.requested]
 
     def close(self) -> list[str]:
         """Screenshot every page, close them; the problems seen, by page."""

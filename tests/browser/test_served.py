@@ -74,12 +74,16 @@ def test_the_experiments_page_lists_each_experiment_with_a_link(
 
 
 def test_the_experiment_page_filters_by_status(
-    page: Page, server: EvalrowsServer, seeded: Seeded
+    browsing: Browsing, page: Page, server: EvalrowsServer, seeded: Seeded
 ) -> None:
     page.goto(experiment_url(server, seeded.capitals))
     checks.shows_every_row(page)
     checks.filters_by_status(page)
     expect(page).to_have_url(re.compile(r"[?&]status=failed"))
+    # No CDN: the page and its style and script come from the server alone.
+    requested = browsing.requested()
+    assert all(url.startswith(server.url + "/") for url in requested), requested
+    assert any(url.endswith(".css") for url in requested), requested
 
 
 def test_the_experiment_page_searches_text(

@@ -24,10 +24,17 @@ def open_row(page: Page, row_id: str) -> None:
     expect(page.locator("#versions")).to_be_visible()
 
 
-def test_the_report_shows_every_row_and_filters_by_status(page: Page, reports: Reports) -> None:
+def test_the_report_shows_every_row_and_filters_by_status(
+    browsing: Browsing, page: Page, reports: Reports
+) -> None:
     open_report(page, reports.capitals)
     checks.shows_every_row(page)
     checks.filters_by_status(page)
+    open_row(page, RERUN_ROW)
+    page.locator("#main a", has_text="capitals").first.click()
+    expect(page.locator(checks.ROW_LINES).first).to_be_visible()
+    # One file: the page asked for nothing but itself (no script, style or data elsewhere).
+    assert {url.partition("#")[0] for url in browsing.requested()} == {reports.capitals.as_uri()}
 
 
 def test_the_report_searches_text(page: Page, reports: Reports) -> None:

@@ -34,8 +34,10 @@ class Watched:
 
     page: Page
     problems: list[str] = field(default_factory=list)
+    requested: list[str] = field(default_factory=list)  # every URL the page asked for
 
     def watch(self) -> None:
+        self.page.on("request", lambda request: self.requested.append(request.url))
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
         self.page.on("requestfailed", self._request_failed)
