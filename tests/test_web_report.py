@@ -17,20 +17,24 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.parse
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, Page
 from support.cli import evalrows
 
 from pytest_evalrows.core.judgments import Evaluation, Judgment, Step
 from pytest_evalrows.models import Attempt, ErrorInfo, Metrics, RowVersion, SpanRecord
 from pytest_evalrows.store.sqlite import SQLiteStore
 from pytest_evalrows.web import views
-from pytest_evalrows.web.render import Renderer
+from pytest_evalrows.web.render import Renderer, environment
 from pytest_evalrows.web.report import CHUNK_ROWS, COLUMNS, PACKED_TYPE, ReportLinks, unpack
 
 HOSTILE = "</script><script>alert(1)</script><!-- <b>bold</b> &amp; \u2028"
@@ -47,6 +51,8 @@ def version(
     *,
     status: str = "passed",
     scores: dict[str, float] | None = None,
+    duration: float = 1.5,
+    tokens: int | None = 42,
     **fields: Any,
 ) -> RowVersion:
     return RowVersion(
@@ -57,7 +63,7 @@ def version(
         execution=1,
         status=status,
         scores=scores if scores is not None else {},
-        metrics=Metrics(start=start, end=start + 1.5, duration=1.5, tokens=42),
+        metrics=Metrics(start=start, end=start + duration, duration=duration, tokens=tokens),
         root_span_id=uuid.uuid4().hex,
         span_id=uuid.uuid4().hex[:16],
         **fields,
@@ -105,12 +111,27 @@ class Seeded:
     row_ids: list[str] = field(default_factory=list)
 
 
-def seed(db: Path, rows: int = 3, *, hostile: bool = False, baseline: bool = True) -> Seeded:
+# Values whose display text is easy to get wrong: the rounding of a value exactly halfway
+# (0.0625 to three places), each unit of a duration, thousands, none at all.
+DURATIONS = (0.0, 0.00425, 0.0625, 0.2505, 1.005, 12.345, 59.996, 75.5, 3599.5, 7384.0)
+TOKENS = (None, 0, 7, 1234, 1234567)
+TONES = (0.0625, 0.1875, 1 / 3, 2 / 3, 0.9995, 1.0, 0.0, 0.5)
+
+
+def seed(
+    db: Path,
+    rows: int = 3,
+    *,
+    hostile: bool = False,
+    baseline: bool = True,
+    varied: bool = False,
+) -> Seeded:
     """Experiment 'now' of project 'demo' (two sessions, the second naming 'base' its
     baseline; each row with a trace, half of them judged) and 'base', 'other' besides.
 
     Against 'base': every third row regressed (exact 1 -> 0), the last row is only in 'now'
-    and 'gone' only in 'base'."""
+    and 'gone' only in 'base'. ``varied``: durations, tokens and tone scores from
+    ``DURATIONS``, ``TOKENS`` and ``TONES`` in turn."""
     with SQLiteStore(db) as store:
         base = store.get_or_create_experiment("demo", "base")
         now = store.get_or_create_experiment("demo", "now")
@@ -135,12 +156,20 @@ def seed(db: Path, rows: int = 3, *, hostile: bool = False, baseline: bool = Tru
         latest, spans = [], []
         for index, row_id in enumerate(ids):
             failed = index % 3 == 0
+            tone = TONES[index % len(TONES)] if varied else (index % 10) / 10
+            shape: dict[str, Any] = {}
+            if varied:
+                shape = {
+                    "duration": DURATIONS[index % len(DURATIONS)],
+                    "tokens": TOKENS[index % len(TOKENS)],
+                }
             row = version(
                 row_id,
                 "attempt-second",
                 30.0 + index,
                 status="failed" if failed else "passed",
-                scores={"exact": 0.0 if failed else 1.0, "tone": (index % 10) / 10},
+                scores={"exact": 0.0 if failed else 1.0, "tone": tone},
+                **shape,
                 input={"question": text, "n": index},
                 output="Lyon" if failed else "Paris",
                 expected="Paris",
@@ -600,38 +629,110 @@ def chromium() -> str:
     return found
 
 
-def test_the_script_draws_the_first_page_of_rows_as_the_template_does(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=chromium(), headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@contextmanager
+def opened(browser: Browser, uri: str, *, script: bool = True) -> Iterator[Page]:
+    """A page at ``uri`` in a context of its own; no console message or error on it."""
+    context = browser.new_context(java_script_enabled=script)
+    problems: list[str] = []
+    try:
+        page = context.new_page()
+        page.on("console", lambda message: problems.append(message.text))
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.goto(uri)
+        yield page
+    finally:
+        context.close()
+    assert problems == []
+
+
+def rows_shown(page: Page, count: int) -> None:
+    page.wait_for_function(f"document.querySelectorAll('#rows tbody tr').length === {count}")
+
+
+def test_the_script_draws_the_first_page_of_rows_as_the_template_does(
+    tmp_path: Path, browser: Browser
+) -> None:
     """The rows table, its count, pager and filters, as the script draws them from the index
     (any page), are the markup the template wrote (the first page, read without JavaScript):
     the script keeps the served page's DOM hooks because it makes the same elements."""
-    from playwright.sync_api import sync_playwright
-
-    seeded = seed(tmp_path / "rows.db", rows=55)
+    seeded = seed(tmp_path / "rows.db", rows=55, varied=True)
     uri = written(seeded).as_uri()
-    problems: list[str] = []
-    with sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=chromium(), headless=True)
-        try:
-            context = browser.new_context(java_script_enabled=False)
-            page = context.new_page()
-            page.goto(uri)
-            written_by_template = page.evaluate(SNAPSHOT, REDRAWN)
-            context.close()
-            context = browser.new_context()
-            page = context.new_page()
-            page.on("console", lambda message: problems.append(message.text))
-            page.on("pageerror", lambda error: problems.append(str(error)))
-            # Another page first, then back: the first page is the script's own drawing.
-            page.goto(uri + "#/?page=2")
-            page.wait_for_function("document.querySelectorAll('#rows tbody tr').length === 5")
-            page.evaluate("location.hash = '#/'")
-            page.wait_for_function("document.querySelectorAll('#rows tbody tr').length === 50")
-            drawn_by_script = page.evaluate(SNAPSHOT, REDRAWN)
-            context.close()
-        finally:
-            browser.close()
-    assert problems == []
-    for selector, template, script in zip(
-        REDRAWN, written_by_template, drawn_by_script, strict=True
-    ):
+    with opened(browser, uri, script=False) as page:
+        by_template = page.evaluate(SNAPSHOT, REDRAWN)
+    # Another page first, then back: the first page is the script's own drawing.
+    with opened(browser, uri + "#/?page=2") as page:
+        rows_shown(page, 5)
+        page.evaluate("location.hash = '#/'")
+        rows_shown(page, 50)
+        by_script = page.evaluate(SNAPSHOT, REDRAWN)
+    for selector, template, script in zip(REDRAWN, by_template, by_script, strict=True):
         assert script == template, selector
+
+
+# Queries of the rows table: each filter, each kind of sort (rows lacking the value last,
+# equal values in row id order), a page beyond the last.
+QUERIES = (
+    "status=failed&sort=duration&order=desc",
+    "status=passed&status=error&sort=tokens",
+    "sort=tokens&order=desc&page=2",
+    "q=%22N%22%3A+1&sort=status",
+    "score=judge%3Atone&min=0.4&max=0.6&sort=attempt&order=desc",
+    "score=tone&min=0.0625&sort=score%3Atone&order=desc",
+    "sort=score%3Ajudge%3Atone",
+    "sort=version&order=desc&page=9",
+    "q=nothing+like+it",
+)
+
+
+@pytest.fixture(scope="module")
+def varied(tmp_path_factory: pytest.TempPathFactory) -> tuple[Seeded, str]:
+    """70 rows of varied values and their report's URI (the query tests only read them)."""
+    seeded = seed(tmp_path_factory.mktemp("varied") / "rows.db", rows=70, varied=True)
+    return seeded, written(seeded).as_uri()
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_the_script_selects_the_rows_the_server_selects(
+    varied: tuple[Seeded, str], browser: Browser, query: str
+) -> None:
+    """The rows, count and pager the script draws for a query are what the served page's
+    views and templates make of it (``views.experiment_page``): the same filters, the same
+    order."""
+    seeded, uri = varied
+    with SQLiteStore(seeded.db, create=False) as store:
+        params = urllib.parse.parse_qs(query)
+        served = views.experiment_page(store, seeded.experiment_id, views.parse_query(params))
+        served = replace(served, card=replace(served.card, baseline=None))
+    ref, shown = served.card.ref, served.query
+    links = ReportLinks(ref)
+    prev_link = next_link = None
+    if shown.page > 1:
+        prev_link = links.experiment(ref, views.query_params(shown, page=shown.page - 1))
+    if shown.page < served.pages:
+        next_link = links.experiment(ref, views.query_params(shown, page=shown.page + 1))
+    markup = environment().get_template("_rows_table.html").render(
+        page=served, links=links, sort_links=None
+    ) + environment().get_template("_pager.html").render(
+        page=served, prev_link=prev_link, next_link=next_link
+    )
+    assert served.rows or "nothing" in query  # each query but the last shows rows
+    with opened(browser, "about:blank", script=False) as page:
+        page.set_content(markup)
+        by_server = page.evaluate(SNAPSHOT, REDRAWN[:3])
+    with opened(browser, f"{uri}#/?{query}") as page:
+        rows_shown(page, len(served.rows))
+        by_script = page.evaluate(SNAPSHOT, REDRAWN[:3])
+    for selector, server, script in zip(REDRAWN[:3], by_server, by_script, strict=True):
+        assert script == server, selector
