@@ -13,8 +13,10 @@ from playwright.sync_api import ConsoleMessage, Dialog, Page, Request, Response
 # Read at import: tests/conftest.py takes every EVALROWS_* variable away while a test runs.
 CHROMIUM = os.environ.get("EVALROWS_CHROMIUM")
 INSTALL = (
-    "no chromium found (set EVALROWS_CHROMIUM, or install it: "
-    "apt-get install chromium fonts-dejavu-core; .ci/run does)"
+    f"no chromium at EVALROWS_CHROMIUM={CHROMIUM}"
+    if CHROMIUM
+    else "no chromium found (install it: apt-get install chromium fonts-dejavu-core, as "
+    ".ci/run does; or name one in EVALROWS_CHROMIUM)"
 )
 
 
