@@ -736,3 +736,25 @@ def test_the_script_selects_the_rows_the_server_selects(
         by_script = page.evaluate(SNAPSHOT, REDRAWN[:3])
     for selector, server, script in zip(REDRAWN[:3], by_server, by_script, strict=True):
         assert script == server, selector
+
+
+def test_back_from_a_row_returns_to_the_same_rows_at_the_same_place(
+    varied: tuple[Seeded, str], browser: Browser
+) -> None:
+    _, uri = varied
+    with opened(browser, f"{uri}#/?sort=duration&order=desc") as page:
+        page.set_viewport_size({"width": 1000, "height": 500})
+        links = page.locator("#rows tbody tr td[data-col=row_id] a")
+        link = links.nth(45)
+        opened_row = link.inner_text()
+        link.scroll_into_view_if_needed()
+        place = page.evaluate("scrollY")
+        assert place > 0
+        link.click()
+        page.wait_for_function(f"document.title.startsWith({json.dumps(opened_row)})")
+        assert page.locator("main h1").count() == 1
+        page.go_back()
+        rows_shown(page, 50)
+        assert page.evaluate("location.hash") == "#/?sort=duration&order=desc"
+        assert page.evaluate("scrollY") == place
+        assert links.nth(45).inner_text() == opened_row

@@ -245,9 +245,10 @@
 
   function showView(view, nodes) {
     if (shownView === "experiment" || shownView === "compare") {
+      const scroll = window.scrollY; // before the view leaves: the page is shorter without it
       const kept = document.createDocumentFragment();
       kept.append(...main.childNodes);
-      keptViews.set(shownView, { nodes: kept, scroll: window.scrollY });
+      keptViews.set(shownView, { nodes: kept, scroll });
     }
     main.replaceChildren(nodes);
     shownView = view;
