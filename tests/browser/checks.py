@@ -12,6 +12,7 @@ import re
 from playwright.sync_api import Locator, Page, expect
 
 from .seeding import (
+    BIG_ROWS,
     BREVITY,
     FAILED,
     HOSTILE_INPUT,
@@ -23,6 +24,7 @@ from .seeding import (
     RERUN_ANSWER,
     RERUN_ROW,
     ROWS,
+    big_row_status,
 )
 
 ROW_LINES = "#rows tbody tr[data-row-id]"
@@ -135,6 +137,17 @@ def shows_a_page_of_big(page: Page) -> None:
     assert row_ids(page)[0] == "test_big.py::test_case[00000]"
     # A page, not all of them hidden away: the whole document holds few rows.
     assert page.locator("tr").count() < 200
+
+
+def filters_big_by_status(page: Page) -> None:
+    """The rows in error among the 10,000: a page of them, and the count of all."""
+    errors = sum(big_row_status(number) == "error" for number in range(BIG_ROWS))
+    page.locator('#filters input[name="status"][value="error"]').check()
+    submit_filters(page)
+    expect(page.locator("#row-count")).to_contain_text(f"{errors:,}")
+    expect(page.locator(ROW_LINES)).to_have_count(50)
+    statuses = page.locator(ROW_LINES).evaluate_all("rows => rows.map(r => r.dataset.status)")
+    assert statuses == ["error"] * 50
 
 
 def pages_through_big(page: Page, *, back: bool = True) -> None:

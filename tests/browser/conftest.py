@@ -187,6 +187,11 @@ class Browsing:
         self.opened.append(watched)
         return watched.page
 
+    def snap(self, page: Page, label: str) -> None:
+        """A screenshot of the page as it is now (teardown takes each page's last state)."""
+        self.screenshots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(self.screenshots / f"{self.name}-{label}.png"), full_page=True)
+
     def requested(self) -> list[str]:
         """Every URL the test's pages asked for so far."""
         return [url for watched in self.opened for url in watched.requested]

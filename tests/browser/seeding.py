@@ -228,9 +228,14 @@ def _judge(store: SQLiteStore, experiment_id: str) -> None:
     store.save_evaluations(experiment_id, evaluations)
 
 
+def big_row_status(number: int) -> str:
+    """Row ``number`` of 'big': every 50th in error, every other 7th failed."""
+    return "error" if number % 50 == 0 else "failed" if number % 7 == 0 else "passed"
+
+
 def big_row(number: int, attempt_id: str) -> RowVersion:
-    """Row ``number`` of 'big': every 7th failed, every 50th in error; two scores."""
-    status = "error" if number % 50 == 0 else "failed" if number % 7 == 0 else "passed"
+    """Row ``number`` of 'big', with two scores (and pass, unless in error)."""
+    status = big_row_status(number)
     big_id = f"test_big.py::test_case[{number:05d}]"
     start = 1_700_000_000.0 + number
     duration = 0.05 + (number % 97) / 100

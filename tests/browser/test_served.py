@@ -31,6 +31,7 @@ def test_the_login_form_sets_a_cookie_every_page_then_opens_with(
     page.goto(wanted)
     expect(page).to_have_url(re.compile(r"/login\?next="))
     checks.common_hooks(page)
+    browsing.snap(page, "login")
     form = page.locator('form#login[method="post"][action="/login"]')
     expect(form.locator('input[type="hidden"][name="next"]')).to_have_count(1)
     form.locator('input[type="password"][name="token"]').fill(TOKEN)
@@ -57,10 +58,11 @@ def test_a_wrong_token_stays_on_the_login_form(browsing: Browsing, server: Evalr
 
 
 def test_the_experiments_page_lists_each_experiment_with_a_link(
-    page: Page, server: EvalrowsServer, seeded: Seeded
+    browsing: Browsing, page: Page, server: EvalrowsServer, seeded: Seeded
 ) -> None:
     page.goto(server.url + "/")
     checks.common_hooks(page)
+    browsing.snap(page, "experiments")
     lines = page.locator("#experiments tbody tr[data-experiment-id]")
     expect(lines).to_have_count(3)
     found = lines.evaluate_all("rows => rows.map(r => r.dataset.experimentId)")
@@ -114,6 +116,7 @@ def test_a_10000_row_experiment_shows_a_page_of_rows_and_pages_on(
     checks.shows_a_page_of_big(page)
     # Back is one more 10,000-row page to render; the report's test follows it.
     checks.pages_through_big(page, back=False)
+    checks.filters_big_by_status(page)
 
 
 def test_the_row_page_shows_versions_sides_judgments_and_a_trace_that_expands(
