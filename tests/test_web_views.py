@@ -450,7 +450,7 @@ def test_an_experiment_page_shows_its_card_rows_histograms_and_attempts(store: S
     assert page.rows[0].input == "Rome?"
     assert [line.version for line in page.rows] == [1, 2, 1, 1, 2]
 
-    assert [(h.score, h.rows) for h in page.histograms] == [("exact", 3), ("pass", 4)]
+    assert [(h.score, h.rows) for h in page.histograms] == [("exact", 3), ("pass", 5)]
     assert [(a.id, a.latest_rows, a.counts, a.host) for a in page.attempts] == [
         ("attempt-1", 3, {"passed": 4, "failed": 1}, "ci"),
         ("attempt-2", 2, {"passed": 1, "error": 1}, ""),
@@ -466,10 +466,28 @@ def test_an_experiment_page_filters_sorts_and_pages_with_histograms_of_every_row
     page = views.experiment_page(store, experiment_id, query)
     assert ids(page.rows) == ["r1", "r2"]  # both at 1.0: by row id; r5 has no score now
     assert (page.matched, page.total) == (2, 5)
-    assert [(h.score, h.rows) for h in page.histograms] == [("exact", 3), ("pass", 4)]
+    assert [(h.score, h.rows) for h in page.histograms] == [("exact", 3), ("pass", 5)]
 
     text = views.experiment_page(store, experiment_id, views.parse_query({"q": ["roma"]}))
     assert ids(text.rows) == ["r3"]
+
+
+def test_a_row_in_error_counts_as_a_fail_in_the_table_filter_sort_and_histogram(
+    store: SQLiteStore,
+) -> None:
+    """r5 is in error without a pass score: the card's pass rate counts it as 0, and so do
+    its cell, the score filter, the score sort and the histogram (as ``evalrows summary``)."""
+    experiment_id = filled(store)
+    page = views.experiment_page(store, experiment_id, RowQuery())
+    r5 = page.rows[-1]
+    assert r5.row_id == "r5" and r5.scores == {"pass": 0.0}
+    (passes,) = [h for h in page.histograms if h.score == "pass"]
+    assert passes.rows == 5 and passes.mean == pytest.approx(page.card.pass_rate)
+    assert passes.bins[0].count == 2  # r3 failed, r5 in error
+    failing = views.parse_query({"score": ["pass"], "max": ["0"]})
+    assert ids(views.experiment_page(store, experiment_id, failing).rows) == ["r3", "r5"]
+    by_pass = views.parse_query({"sort": ["score:pass"]})
+    assert ids(views.experiment_page(store, experiment_id, by_pass).rows)[:2] == ["r3", "r5"]
 
 
 def test_a_page_beyond_the_last_is_the_last_page_in_the_query_too(store: SQLiteStore) -> None:

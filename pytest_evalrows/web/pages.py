@@ -87,7 +87,7 @@ class RowLine:
     row_id: str
     nodeid: str
     status: str
-    scores: dict[str, float]  # as stored (no ``pass`` added for errors)
+    scores: dict[str, float]  # as counted (``core.compare.scores_of``): an error's pass is 0
     version: int | None
     attempt_id: str
     attempt_short: str

@@ -4,8 +4,10 @@ filtered, sorted and paged, and a histogram per score.
 Pure: works on ``RowLine``s, whoever built them. The one-file report's script mirrors these
 rules (the same filters, the same order), so they are kept simple to state:
 
-- a score filter compares the score as the row stores it, bounds included; a row without
-  that score never matches a range;
+- scores are as aggregates count them (``RowLine.scores``: a row in error without a pass
+  score has pass 0);
+- a score filter compares that score, bounds included; a row without it never matches a
+  range;
 - rows lacking the sort value (a score, tokens, version, time) come last in both orders;
   equal values keep row id order (ascending, in both orders);
 - status sorts by name; attempt by attempt id.
@@ -205,7 +207,7 @@ def _sort_value(sort: str) -> Callable[[RowLine], Any]:
 
 
 def histograms(lines: Sequence[RowLine]) -> list[Histogram]:
-    """One histogram per score (by name) over the rows that have it, as stored."""
+    """One histogram per score (by name) over the rows that have it, as counted."""
     values: dict[str, list[float]] = {}
     for line in lines:
         for name, value in line.scores.items():

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from ..core.compare import ScoredRow, compare, scores_of, summarize
+from ..core.compare import ScoredRow, compare, counted_scores, scores_of, summarize
 from ..core.judgments import Evaluation
 from ..core.models import RowVersion
 from ..core.records import Attempt, Experiment
@@ -142,7 +142,8 @@ def row_line(row: RowVersion) -> RowLine:
         row_id=row.row_id,
         nodeid=row.nodeid,
         status=row.status,
-        scores=row.scores,
+        # As the card's pass rate and ``evalrows summary`` count them: an error's pass is 0.
+        scores=counted_scores(row.scores, row.status),
         version=row.version,
         attempt_id=row.attempt_id,
         attempt_short=row.attempt_id[:8],
