@@ -27,6 +27,7 @@ from .seeding import (
     big_row_status,
 )
 
+WIDTH = 1280  # the tests' window
 ROW_LINES = "#rows tbody tr[data-row-id]"
 
 

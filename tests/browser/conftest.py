@@ -25,6 +25,7 @@ from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 from support.servers import EvalrowsServer
 
+from . import checks
 from .seeding import Seeded, clean_env, report_command, seed
 from .watching import INSTALL, Watched, chromium_path
 
@@ -32,7 +33,7 @@ from .watching import INSTALL, Watched, chromium_path
 SCREENSHOTS = os.environ.get("EVALROWS_SCREENSHOTS")
 
 TOKEN = "evk-browser-tests"
-WIDTH, HEIGHT = 1280, 800
+WIDTH, HEIGHT = checks.WIDTH, 800
 
 
 # -- the store, the server and the reports ----------------------------------------------------

@@ -164,3 +164,25 @@ def test_without_javascript_the_served_page_shows_and_filters_its_rows(
     checks.filters_by_status(page)
     page.goto(row_url(server, seeded.capitals, RERUN_ROW))
     checks.shows_the_rerun_row(page)
+
+
+def test_the_main_pages_fit_a_1280_px_window(
+    browsing: Browsing, page: Page, server: EvalrowsServer, seeded: Seeded
+) -> None:
+    """No page scrolls sideways at 1280 px (a wide table scrolls in its own box)."""
+    capitals = experiment_url(server, seeded.capitals)
+    wide = []
+    for url in (
+        server.url + "/",
+        capitals,
+        experiment_url(server, seeded.big),
+        row_url(server, seeded.capitals, RERUN_ROW),
+        f"{capitals}/compare",
+    ):
+        page.goto(url)
+        checks.common_hooks(page)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > checks.WIDTH:
+            wide.append(f"{url}: {width} px")
+            browsing.snap(page, f"wide-{len(wide)}")
+    assert not wide, wide
