@@ -93,3 +93,17 @@ def test_without_javascript_the_report_still_shows_its_first_rows(
     open_report(page, reports.big)
     expect(page.locator(checks.ROW_LINES)).to_have_count(50)
     expect(page.locator("#row-count")).to_contain_text("10,000")
+
+
+def test_the_reports_views_fit_a_1280_px_window(page: Page, reports: Reports) -> None:
+    """No view of the report scrolls sideways at 1280 px."""
+    open_report(page, reports.capitals)
+    expect(page.locator(checks.ROW_LINES).first).to_be_visible()
+    views = {"#/": page.evaluate("document.documentElement.scrollWidth")}
+    open_row(page, RERUN_ROW)
+    views["#/rows/"] = page.evaluate("document.documentElement.scrollWidth")
+    open_report(page, reports.capitals, "#/compare")
+    expect(page.locator("#compare tbody tr").first).to_be_visible()
+    views["#/compare"] = page.evaluate("document.documentElement.scrollWidth")
+    wide = {route: width for route, width in views.items() if width > checks.WIDTH}
+    assert not wide, wide
