@@ -200,6 +200,7 @@ def line(row_id: str, status: str = "passed", **changes: object) -> RowLine:
         input="what is 2+2",
         output="4",
         expected="4",
+        search_text="what is 2+2\n4\n4",
     )
     return replace(built, **changes)  # type: ignore[arg-type]
 

@@ -85,6 +85,9 @@ def line(row_id: str, **fields: Any) -> RowLine:
         "expected": "",
     }
     values.update(fields)
+    values.setdefault(
+        "search_text", "\n".join([values["input"], values["output"], values["expected"]]).casefold()
+    )
     return RowLine(**values)
 
 
@@ -396,6 +399,27 @@ def test_a_row_line_clips_long_values_to_one_line(store: SQLiteStore) -> None:
     assert found.input == '{"q": "hi"}'
     assert len(found.output) == views.CLIP and found.output.endswith("…")
     assert found.expected == ""
+
+
+def test_text_search_sees_all_of_a_long_value_not_the_clipped_cell(store: SQLiteStore) -> None:
+    long_text = "x" * 500 + " The NEEDLE at the end"
+    experiment_id = experiment(
+        store,
+        "e",
+        version("long", output=long_text),
+        version("json", input={"question": "Ünïcode " + "y" * 300 + " straße"}),
+        version("short", input="no match here"),
+    )
+    lines = {line.row_id: line for line in views.all_row_lines(store, experiment_id)}
+    assert "needle" not in lines["long"].output.casefold()  # the cell is clipped
+    assert lines["long"].search_text == "\n" + long_text.casefold() + "\n"
+    for text, found in [
+        ("the needle", ["long"]),
+        ("STRASSE", ["json"]),
+        ('"question": "ü', ["json"]),
+    ]:
+        query = views.parse_query({"q": [text]})
+        assert ids(views.experiment_page(store, experiment_id, query).rows) == found, text
 
 
 # -- the experiment's page --------------------------------------------------------------------

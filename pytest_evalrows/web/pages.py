@@ -70,7 +70,7 @@ class RowQuery:
     """
 
     statuses: tuple[str, ...] = ()  # empty: every status
-    text: str = ""  # case-insensitive substring of input, output or expected (as shown)
+    text: str = ""  # case-insensitive substring of input, output or expected (``search_text``)
     score: str | None = None  # with ``low``/``high``: rows whose score is within [low, high]
     low: float | None = None
     high: float | None = None
@@ -98,6 +98,9 @@ class RowLine:
     input: str  # display text, clipped (``views.CLIP``)
     output: str
     expected: str
+    # What text search looks in: input, output and expected whole (as the cells show them,
+    # unclipped), casefolded, one per line. The report embeds it for its script's search.
+    search_text: str
 
 
 @dataclass(frozen=True)

@@ -165,11 +165,7 @@ def filter_rows(lines: Sequence[RowLine], query: RowQuery) -> list[RowLine]:
     for line in lines:
         if statuses and line.status not in statuses:
             continue
-        if text and not (
-            text in line.input.casefold()
-            or text in line.output.casefold()
-            or text in line.expected.casefold()
-        ):
+        if text and text not in line.search_text:
             continue
         if ranged:
             value = line.scores.get(query.score or "")

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..core.records import ErrorInfo
 
-#: Characters of input, output and expected a row of the rows table shows (and searches).
+#: Characters of input, output and expected a row of the rows table shows (search sees all).
 CLIP = 200
 _CLIPPED = "…"
 # One line, made once: a page of 10,000 rows encodes 30,000 values.
@@ -30,13 +30,22 @@ def pretty(value: Any) -> str:
 def inline(value: Any) -> str:
     """A value on one line (compact JSON for containers), clipped to ``CLIP`` characters:
     what a cell of the rows table shows."""
+    return clip(one_line(value))
+
+
+def one_line(value: Any) -> str:
+    """A value on one line (compact JSON for containers), whole."""
     if value is None:
-        text = ""
-    elif isinstance(value, str):
-        text = value
-    else:
-        text = _ONE_LINE.encode(value)
-    return clip(text)
+        return ""
+    if isinstance(value, str):
+        return value
+    return _ONE_LINE.encode(value)
+
+
+def search_text(*values: Any) -> str:
+    """What text search looks in: the values whole, each on one line as a cell shows it (not
+    clipped), casefolded, one per line."""
+    return "\n".join(one_line(value) for value in values).casefold()
 
 
 def clip(text: str, limit: int = CLIP) -> str:

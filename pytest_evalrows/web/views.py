@@ -44,7 +44,7 @@ from .view_query import (
     select_rows,
 )
 from .view_row import build_row_page
-from .view_text import CLIP, error_line, inline, pretty
+from .view_text import CLIP, error_line, inline, pretty, search_text
 
 __all__ = [
     "CLIP",
@@ -154,6 +154,7 @@ def row_line(row: RowVersion) -> RowLine:
         input=inline(row.input),
         output=inline(row.output),
         expected=inline(row.expected),
+        search_text=search_text(row.input, row.output, row.expected),
     )
 
 
