@@ -43,6 +43,12 @@ def test_the_login_form_sets_a_cookie_every_page_then_opens_with(
     assert all(cookie["httpOnly"] for cookie in cookies), cookies
     page.goto(f"{wanted}/compare")
     checks.lists_regressions_first(page)
+    # Logging out ends it: the cookie is gone and a page asks for the login again.
+    page.goto(server.url + "/")
+    page.locator('form.logout[method="post"] button').click()
+    expect(page).to_have_url(re.compile(r"/login"))
+    page.goto(wanted)
+    expect(page.locator("form#login")).to_be_visible()
 
 
 def test_a_wrong_token_stays_on_the_login_form(browsing: Browsing, server: EvalrowsServer) -> None:

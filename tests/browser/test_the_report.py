@@ -53,7 +53,7 @@ def test_the_report_sorts_by_a_score_both_ways(page: Page, reports: Reports) -> 
 
 
 def test_the_reports_row_page_shows_its_versions_and_a_trace_that_expands(
-    page: Page, reports: Reports
+    browsing: Browsing, page: Page, reports: Reports
 ) -> None:
     open_report(page, reports.capitals)
     open_row(page, RERUN_ROW)
@@ -61,6 +61,14 @@ def test_the_reports_row_page_shows_its_versions_and_a_trace_that_expands(
     checks.expands_the_trace(page)
     page.go_back()
     expect(page.locator(checks.ROW_LINES).first).to_be_visible()
+    # The row's address opens it in a fresh window too (a link to it in a CI log).
+    route = page.locator(f'tr[data-row-id="{RERUN_ROW}"] td[data-col="row_id"] a').get_attribute(
+        "href"
+    )
+    assert route is not None and route.startswith("#/rows/")
+    fresh = browsing.new_page()
+    open_report(fresh, reports.capitals, route)
+    checks.shows_the_rerun_row(fresh)
 
 
 def test_the_report_shows_hostile_text_as_text(page: Page, reports: Reports) -> None:
