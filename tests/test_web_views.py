@@ -901,6 +901,39 @@ def test_judgments_are_newest_first_and_say_which_judged_the_latest_version(
     assert (old.score, old.passed, old.version_id) == (0.0, False, older.version_id)
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_a_row_page_reads_that_row_s_evaluations_alone(tmp_path: Path, kind: str) -> None:
+    """Not every evaluation of the experiment (tens of thousands, each parsed) to show one
+    row's: the store reads the row's in SQL."""
+    with SQLiteStore(tmp_path / "rows.db") if kind == "sqlite" else MemoryStore() as store:
+        mine, theirs = version("r"), version("r/other")
+        experiment_id = experiment(store, "e", mine, theirs)
+        other_id = experiment(store, "other", version("r"))
+        store.save_evaluations(
+            experiment_id,
+            [evaluation(theirs, "tone", float(n), status="pending") for n in range(5)]
+            + [evaluation(mine, "tone", 9.0, status="pending")]
+            + [evaluation(mine, "facts", 3.0, status="pending")],
+        )
+        assert [(e.judge_id, e.created_at) for e in store.row_evaluations(experiment_id, "r")] == [
+            ("facts", 3.0),
+            ("tone", 9.0),
+        ]
+        assert store.row_evaluations(experiment_id, "nothing") == []
+        assert store.row_evaluations(other_id, "r") == []
+        assert len(store.list_evaluations(experiment_id)) == 7  # and the whole list as before
+
+        statements: list[str] = []
+        store._db._db.set_trace_callback(statements.append)
+        try:
+            page = views.row_page(store, experiment_id, "r")
+        finally:
+            store._db._db.set_trace_callback(None)
+        assert [j.judge_id for j in page.judgments] == ["tone", "facts"]
+        reads = [each for each in statements if "FROM evaluations" in each]
+        assert reads and all("row_id = " in each for each in reads), reads
+
+
 # -- compare ----------------------------------------------------------------------------------
 
 

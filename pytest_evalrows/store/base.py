@@ -169,6 +169,11 @@ class Store(abc.ABC):
         """The experiment's evaluations, oldest first (by ``created_at``)."""
         raise UnsupportedError(f"{self.display_url or type(self).__name__} keeps no evaluations")
 
+    def row_evaluations(self, experiment_id: str, row_id: str) -> list[Evaluation]:
+        """One row's evaluations (of any of its versions), oldest first: what a row's page
+        shows. A store that can read them alone overrides this."""
+        return [each for each in self.list_evaluations(experiment_id) if each.row_id == row_id]
+
     def get_evaluation(self, experiment_id: str, evaluation_id: str) -> Evaluation | None:
         for evaluation in self.list_evaluations(experiment_id):
             if evaluation.id == evaluation_id:

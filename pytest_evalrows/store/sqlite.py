@@ -251,6 +251,9 @@ class SQLiteStore(ReadsScores, Store):
     def list_evaluations(self, experiment_id: str) -> list[Evaluation]:
         return self._evaluations.all_of(experiment_id)
 
+    def row_evaluations(self, experiment_id: str, row_id: str) -> list[Evaluation]:
+        return self._evaluations.of_row(experiment_id, row_id)
+
     def get_evaluation(self, experiment_id: str, evaluation_id: str) -> Evaluation | None:
         return self._evaluations.get(experiment_id, evaluation_id)
 

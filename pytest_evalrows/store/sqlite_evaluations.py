@@ -173,6 +173,16 @@ class Evaluations:
         )
         return [_evaluation(body) for (body,) in rows]
 
+    def of_row(self, experiment_id: str, row_id: str) -> list[Evaluation]:
+        # Filtered in SQL: the bodies of the experiment's other rows are never parsed.
+        rows = self._db.read(
+            "reading evaluations",
+            "SELECT body FROM evaluations WHERE experiment_id = ? AND row_id = ? "
+            "ORDER BY created_at, id",
+            (experiment_id, row_id),
+        )
+        return [_evaluation(body) for (body,) in rows]
+
     def get(self, experiment_id: str, evaluation_id: str) -> Evaluation | None:
         row = self._db.read_one(
             "reading evaluations",

@@ -168,7 +168,8 @@ def row_page(store: Store, experiment_id: str, row_id: str) -> RowPage:
     if not history:
         raise PageNotFound(f"experiment {experiment.name!r} has no row {row_id!r}")
     spans = store.list_spans(experiment_id, row_id)
-    return build_row_page(ref_of(experiment), history, spans, _evaluations(store, experiment_id))
+    evaluations = _row_evaluations(store, experiment_id, row_id)
+    return build_row_page(ref_of(experiment), history, spans, evaluations)
 
 
 # -- compare --------------------------------------------------------------------------------
@@ -333,11 +334,12 @@ def _attempts(store: Store, experiment_id: str) -> list[Attempt]:
         return []
 
 
-def _evaluations(store: Store, experiment_id: str) -> list[Evaluation]:
+def _row_evaluations(store: Store, experiment_id: str, row_id: str) -> list[Evaluation]:
+    # The row's alone: an experiment may hold tens of thousands.
     if not store.evaluations:
         return []
     try:
-        return store.list_evaluations(experiment_id)
+        return store.row_evaluations(experiment_id, row_id)
     except UnsupportedError:
         return []
 
