@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page
 from support.cli import evalrows
+from support.servers import Servers
 
 from pytest_evalrows.core.judgments import Evaluation, Judgment, Step
 from pytest_evalrows.models import Attempt, ErrorInfo, Metrics, RowVersion, SpanRecord
@@ -319,6 +320,12 @@ def assert_loads_nothing(markup: str) -> None:
     assert not re.search(r"https?:|url\(|@import", markup, re.IGNORECASE)
 
 
+def versions_in(markup: str) -> list[str | None]:
+    """The versions a row's page lists, newest first."""
+    rows = Document(markup).all("tr")
+    return [e.attrs["data-version"] for e in rows if "data-version" in e.attrs]
+
+
 def sha256(text: str) -> str:
     return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
 
@@ -381,6 +388,8 @@ def test_every_rows_packed_page_is_the_page_the_server_renders_for_it(tmp_path: 
     judged = pages[seeded.row_ids[0]]
     assert 'data-judge="tone"' in judged
     assert 'class="event exception"' in judged
+    assert versions_in(judged) == ["2", "1"]
+    assert not document.all("span", id="latest-only")
 
 
 def test_the_index_holds_every_row_and_the_html_the_first_page_of_them(seeded: Seeded) -> None:
@@ -520,6 +529,32 @@ def test_an_experiment_without_rows_makes_a_report_that_says_so(seeded: Seeded) 
     assert not document.all("script", type=PACKED_TYPE)
     assert not [e for e in document.all("tr") if "data-row-id" in e.attrs]
     assert document.all("table", id="rows")
+
+
+def test_from_an_http_store_the_rows_pages_show_their_latest_version_and_say_so(
+    tmp_path: Path,
+) -> None:
+    """Reading one row's history from the HTTP store reads the whole experiment: the report
+    reads it a fixed number of times, whatever the rows, and says what that leaves out."""
+    servers = Servers(tmp_path)
+    seeded = seed(tmp_path / "served.db")  # the file the server serves
+    server = servers.make("evk-report")
+    server.start()
+    try:
+        target = tmp_path / "report.html"
+        done = evalrows(
+            "report", "now", "-o", target, "--store", server.url, key="evk-report", cwd=tmp_path
+        )
+    finally:
+        servers.stop_all()
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert done.stdout.startswith(f"{target}: 3 rows, ")
+    document = Document(target.read_text("utf-8"))
+    assert document.all("span", id="latest-only")
+    pages = pages_of(document)
+    assert list(pages) == seeded.row_ids
+    assert versions_in(pages["case-00000"]) == ["2"]  # of two
+    assert document.all("script", id="compare-data")  # the baseline read through it too
 
 
 def test_a_baseline_that_is_not_there_is_one_line_naming_the_projects_experiments(

@@ -25,13 +25,13 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from ..core.judgments import Evaluation
-from ..core.models import SpanRecord
+from ..core.models import RowVersion, SpanRecord
 from ..core.records import STATUSES
 from ..store.base import Store, UnsupportedError
 from . import views
@@ -141,6 +141,7 @@ def build_report(
             scripts=scripts,
             policy=content_policy(css, scripts),
             generated=time.time(),
+            latest_only=latest_only(store),
         )
     )
     return BuiltReport(html=html, rows=len(lines))
@@ -232,6 +233,7 @@ def row_chunks(
 ) -> Iterator[str]:
     """Each row's page in chunks of ``CHUNK_ROWS``, packed. Reads the store in bulk (every
     span and evaluation once) but for each row's history, which the store reads by row."""
+    history_of = _histories(store, ref.id)
     spans: dict[str | None, list[SpanRecord]] = {}
     for span in store.list_spans(ref.id):
         spans.setdefault(span.row_id, []).append(span)
@@ -241,12 +243,28 @@ def row_chunks(
     for start in range(0, len(lines), CHUNK_ROWS):
         pages = []
         for line in lines[start : start + CHUNK_ROWS]:
-            history = store.history(ref.id, line.row_id)
+            history = history_of(line.row_id)
+            if not history:  # gone since the rows were read: the script says "no such row"
+                continue
             row = views.build_row_page(
                 ref, history, spans.get(line.row_id, ()), evaluations.get(line.row_id, ())
             )
             pages.append([line.row_id, renderer.row_main(row)])
         yield pack(pages)
+
+
+def latest_only(store: Store) -> bool:
+    """Whether the report's row pages show each row's latest version alone: so with a store
+    that does not promise every version (``history_complete``), the HTTP store, whose one
+    row's history is a read of the whole experiment (10,000 of them would take hours)."""
+    return not store.history_complete
+
+
+def _histories(store: Store, experiment_id: str) -> Callable[[str], list[RowVersion]]:
+    if not latest_only(store):
+        return lambda row_id: store.history(experiment_id, row_id)
+    latest = {row.row_id: row for row in store.latest_rows(experiment_id)}
+    return lambda row_id: [latest[row_id]] if row_id in latest else []
 
 
 def _evaluations(store: Store, experiment_id: str) -> Iterable[Evaluation]:
