@@ -31,7 +31,12 @@ from ..errors import StoreError, UnknownExperimentError
 from . import sqlite_schema as schema
 from .base import Project, Store, StoredEvent
 from .sqlite_connection import Connection
-from .sqlite_evaluations import HAS_EVALUATIONS, MERGE_INTO_NEW_VERSIONS, Evaluations
+from .sqlite_evaluations import (
+    HAS_EVALUATIONS,
+    MERGE_INTO_NEW_VERSIONS,
+    Evaluations,
+    ReadsRowEvaluations,
+)
 from .sqlite_reads import Reads, ReadsScores
 
 if TYPE_CHECKING:
@@ -40,7 +45,7 @@ if TYPE_CHECKING:
     from ..core.trace import Trace
 
 
-class SQLiteStore(ReadsScores, Store):
+class SQLiteStore(ReadsScores, ReadsRowEvaluations, Store):
     """Rows in one SQLite file (WAL, busy timeout); ``SQLiteStore(":memory:")`` keeps them
     in memory. Also the ``ServerBackend`` behind ``evalrows serve``."""
 
@@ -250,9 +255,6 @@ class SQLiteStore(ReadsScores, Store):
 
     def list_evaluations(self, experiment_id: str) -> list[Evaluation]:
         return self._evaluations.all_of(experiment_id)
-
-    def row_evaluations(self, experiment_id: str, row_id: str) -> list[Evaluation]:
-        return self._evaluations.of_row(experiment_id, row_id)
 
     def get_evaluation(self, experiment_id: str, evaluation_id: str) -> Evaluation | None:
         return self._evaluations.get(experiment_id, evaluation_id)

@@ -231,3 +231,12 @@ def _evaluation(body: str) -> Evaluation:
     from ..core.judgments import Evaluation
 
     return Evaluation.model_validate_json(body)
+
+
+class ReadsRowEvaluations:
+    """``Store.row_evaluations`` of the embedded store: one row's, filtered in SQL."""
+
+    _evaluations: Evaluations
+
+    def row_evaluations(self, experiment_id: str, row_id: str) -> list[Evaluation]:
+        return self._evaluations.of_row(experiment_id, row_id)
