@@ -54,12 +54,14 @@ def add_commands(shared: Shared) -> None:
 
 def cmd_report(args: argparse.Namespace, out: TextIO, *, shared: Shared) -> int:
     try:
-        from .web import report, views
-        from .web.pages import ExperimentRef
-    except ImportError as exc:  # jinja2, an optional dependency
+        import jinja2  # noqa: F401 - the templates' engine, an optional dependency
+    except ImportError:
         raise EvalrowsError(
-            f'evalrows report needs {exc.name or "jinja2"}: pip install "pytest-evalrows[report]"'
+            'evalrows report needs Jinja2: pip install "pytest-evalrows[report]"'
         ) from None
+    from .web import report, views
+    from .web.pages import ExperimentRef
+
     target = Path(args.output)
     with shared.open_store(args) as store:
         experiment = store.get_experiment(args.experiment, args.project)

@@ -571,6 +571,21 @@ def test_a_baseline_that_is_not_there_is_one_line_naming_the_projects_experiment
     assert line.startswith("--baseline 'base': project 'elsewhere' has no such experiment")
 
 
+def test_without_jinja2_the_command_says_what_to_install(seeded: Seeded, tmp_path: Path) -> None:
+    hidden = tmp_path / "hidden" / "jinja2"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ModuleNotFoundError('no jinja2', name='jinja2')\n")
+    done = evalrows(
+        "report",
+        "now",
+        "--store",
+        seeded.db,
+        cwd=tmp_path,
+        env={"PYTHONPATH": os.pathsep.join([str(hidden.parent), os.environ.get("PYTHONPATH", "")])},
+    )
+    assert one_error(done) == 'evalrows report needs Jinja2: pip install "pytest-evalrows[report]"'
+
+
 def test_an_experiment_that_is_not_there_is_one_line(seeded: Seeded) -> None:
     assert "no experiment 'nope'" in one_error(report(seeded, experiment="nope"))
 
