@@ -141,21 +141,23 @@ def row_path(experiment_id: str, row_id: str) -> str:
 
 def test_a_session_cookie_is_an_expiry_and_its_mac_and_never_the_token() -> None:
     now = 1_800_000_000.0
-    value = auth.session_value(TOKEN, now)
+    key = auth.new_session_key()
+    value = auth.session_value(key, now)
     expiry, _, mac = value.partition(".")
     assert int(expiry) == now + auth.LIFETIME == now + 12 * 3600
-    expected = hmac.new(TOKEN.encode(), expiry.encode(), hashlib.sha256).hexdigest()
+    expected = hmac.new(key, expiry.encode(), hashlib.sha256).hexdigest()
     assert mac == expected and TOKEN not in value
-    assert auth.valid_session(value, TOKEN, now)
-    assert auth.valid_session(value, TOKEN, now + auth.LIFETIME - 1)
-    # Expired, made with another token, tampered with, or not a cookie of ours at all.
-    assert not auth.valid_session(value, TOKEN, now + auth.LIFETIME)
-    assert not auth.valid_session(value, "another-token", now)
+    assert auth.valid_session(value, key, now)
+    assert auth.valid_session(value, key, now + auth.LIFETIME - 1)
+    # Expired, made with another key (before a logout), tampered with, or not ours at all.
+    assert not auth.valid_session(value, key, now + auth.LIFETIME)
+    assert auth.new_session_key() != key
+    assert not auth.valid_session(value, auth.new_session_key(), now)
     later = str(int(expiry) + 3600)
-    assert not auth.valid_session(f"{later}.{mac}", TOKEN, now)
+    assert not auth.valid_session(f"{later}.{mac}", key, now)
     for forged in ("", TOKEN, f"{expiry}.", f".{mac}", f"+{expiry}.{mac}", f"{expiry}.{mac}0"):
-        assert not auth.valid_session(forged, TOKEN, now), forged
-    assert not auth.valid_session(None, TOKEN, now)
+        assert not auth.valid_session(forged, key, now), forged
+    assert not auth.valid_session(None, key, now)
 
 
 @pytest.mark.parametrize(
@@ -255,7 +257,7 @@ def test_logging_in_sets_a_session_cookie_and_goes_to_next(
         # Not the token, nor anything holding it: a proof that the token was known.
         assert TOKEN not in value and value != TOKEN
         assert TOKEN not in str(response.headers) and TOKEN not in response.text
-        assert auth.valid_session(value, TOKEN, time.time())
+        assert len(value.partition(".")[2]) == 64
         page = client.get(target)
         assert page.status_code == 200, page.text
         assert f'data-row-id="{ids["row:b"]}"' in page.text
@@ -354,21 +356,40 @@ def test_the_login_takes_a_small_form_and_nothing_else(server: EvalrowsServer) -
 
 
 def test_a_forged_or_expired_cookie_is_refused(server: EvalrowsServer) -> None:
-    expired = str(int(time.time()) - 1)
-    expired_mac = hmac.new(TOKEN.encode(), expired.encode(), hashlib.sha256).hexdigest()
     future = str(int(time.time()) + 3600)
+    token_mac = hmac.new(TOKEN.encode(), future.encode(), hashlib.sha256).hexdigest()
     for value in (
-        f"{expired}.{expired_mac}",  # a real cookie, past its time
-        auth.session_value("another-token", time.time()),
+        f"{future}.{token_mac}",  # keyed with the token: the server's key is its own
+        auth.session_value(auth.new_session_key(), time.time()),
         f"{future}.{'0' * 64}",
         TOKEN,
         f"{future}.{TOKEN}",
     ):
         with browser(server, Cookie=f"evalrows_session={value}") as client:
             assert client.get("/").status_code == 303, value
-    good = auth.session_value(TOKEN, time.time())
+    with logged_in(server) as client:
+        good = client.cookies["evalrows_session"]
     with browser(server, Cookie=f"evalrows_session={good}") as client:
         assert client.get("/").status_code == 200
+
+
+def test_logging_out_ends_the_session_for_a_copy_of_the_cookie_too(
+    server: EvalrowsServer,
+) -> None:
+    """A cookie copied before the logout (another tab, another machine, a thief) is void after
+    it: the server draws a new session key, so every session it gave ends."""
+    with logged_in(server) as client:
+        copied = client.cookies["evalrows_session"]
+        with logged_in(server) as elsewhere:
+            assert elsewhere.get("/").status_code == 200
+            assert client.post("/logout").status_code == 303
+            assert elsewhere.get("/").status_code == 303  # every session ends
+    with browser(server, Cookie=f"evalrows_session={copied}") as replay:
+        response = replay.get("/")
+        assert response.status_code == 303 and next_of(response) == "/"
+    # Logging in again works at once.
+    with logged_in(server) as again:
+        assert again.get("/").status_code == 200
 
 
 def test_the_cookie_does_not_open_the_api(server: EvalrowsServer) -> None:

@@ -3,10 +3,11 @@ path outside ``/v1``), over the same store and with the same token.
 
 The one module of ``web`` that imports Starlette. With a token, a page takes the bearer header
 the API takes or the session cookie ``POST /login`` sets (``auth``); without either, a GET goes
-to the login form. Only the login form, the logout button and the two static files are open.
-Every response carries the security headers (``SECURITY_HEADERS``): the pages run no inline
-script or style, and no other site may frame them. Store reads and rendering run on worker
-threads, as the API's store calls do: SQLite blocks.
+to the login form. ``POST /logout`` ends every session (a restart does too). Only the login
+form, the logout button and the two static files are open. Every response carries the
+security headers (``SECURITY_HEADERS``): the pages run no inline script or style, and no other
+site may frame them. Store reads and rendering run on worker threads, as the API's store calls
+do: SQLite blocks.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ class _Pages:
         self.store = store
         self.token = token
         self.clock = clock
+        # Drawn again at each logout: every session cookie made before is void.
+        self.session_key = auth.new_session_key()
         self.render = Renderer(ServeLinks())
 
     def signed_in(self, headers: Headers) -> bool:
@@ -100,7 +103,7 @@ class _Pages:
         if auth.bearer_matches(headers.get("authorization"), self.token):
             return True
         cookie = auth.cookie_of(headers.get("cookie"))
-        return auth.valid_session(cookie, self.token, self.clock())
+        return auth.valid_session(cookie, self.session_key, self.clock())
 
     def page(self, html: str, status: int = 200) -> Response:
         return HTMLResponse(html, status)
@@ -197,7 +200,7 @@ class _Pages:
             html = self.render.login(next=target, error="That is not the server's token.")
             return self.page(html, 401)
         response = RedirectResponse(target, 303)
-        value = auth.session_value(self.token, self.clock())
+        value = auth.session_value(self.session_key, self.clock())
         response.headers.append("set-cookie", auth.set_cookie(value, secure=_https(request)))
         return response
 
@@ -205,6 +208,8 @@ class _Pages:
         refused = self.cross_origin(request)
         if refused is not None:
             return refused
+        # Not only this browser's cookie: a copy of it, and every other session, end here.
+        self.session_key = auth.new_session_key()
         response = RedirectResponse("/login" if self.token is not None else "/", 303)
         response.headers.append("set-cookie", auth.clear_cookie(secure=_https(request)))
         return response

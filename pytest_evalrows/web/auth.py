@@ -3,14 +3,17 @@
 send the browser next, which pages may post it).
 
 Pure: no web framework. The cookie is ``EXPIRY.MAC``: an expiry in Unix seconds and the
-HMAC-SHA256 of it keyed with the token, in hex. It never holds the token, only proves that
-whoever got it knew the token; a new token (a restart with another one) voids every cookie.
+HMAC-SHA256 of it, in hex, keyed with a session key: random, drawn when the server starts and
+drawn again at every logout. It never holds the token, only proves that the server let its
+bearer in. So a logout voids every session cookie the server gave (a copied one too; and
+everyone's, as the token is one for all), and so does a restart.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from urllib.parse import urlsplit
 
 COOKIE = "evalrows_session"
@@ -20,18 +23,23 @@ LIFETIME = 12 * 60 * 60
 MAX_FORM_BYTES = 4 * 1024
 
 
-def _mac(token: str, expiry: str) -> str:
-    return hmac.new(token.encode(), expiry.encode(), hashlib.sha256).hexdigest()
+def new_session_key() -> bytes:
+    """A key for session cookies: a new one voids every cookie made with the one before."""
+    return secrets.token_bytes(32)
 
 
-def session_value(token: str, now: float) -> str:
+def _mac(key: bytes, expiry: str) -> str:
+    return hmac.new(key, expiry.encode(), hashlib.sha256).hexdigest()
+
+
+def session_value(key: bytes, now: float) -> str:
     """A cookie value good for ``LIFETIME`` seconds from ``now``."""
     expiry = str(int(now) + LIFETIME)
-    return f"{expiry}.{_mac(token, expiry)}"
+    return f"{expiry}.{_mac(key, expiry)}"
 
 
-def valid_session(value: str | None, token: str, now: float) -> bool:
-    """Whether ``value`` is a cookie this token made and it has not expired."""
+def valid_session(value: str | None, key: bytes, now: float) -> bool:
+    """Whether ``value`` is a cookie made with this key and it has not expired."""
     if not value:
         return False
     expiry, dot, mac = value.partition(".")
@@ -39,7 +47,7 @@ def valid_session(value: str | None, token: str, now: float) -> bool:
         return False
     # The MAC first, whatever the expiry says: the time taken tells nothing about either, and
     # an expiry is read only once it is known to be one this server wrote (digits).
-    matches = hmac.compare_digest(mac.encode(), _mac(token, expiry).encode())
+    matches = hmac.compare_digest(mac.encode(), _mac(key, expiry).encode())
     return matches and int(expiry) > now
 
 
