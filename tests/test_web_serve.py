@@ -132,6 +132,11 @@ def next_of(response: httpx.Response) -> str:
     return target
 
 
+def cookie(server: EvalrowsServer) -> str:
+    """The name of the server's session cookie: its port's."""
+    return f"evalrows_session_{server.port}"
+
+
 def row_path(experiment_id: str, row_id: str) -> str:
     return f"/experiments/{quote(experiment_id, safe='')}/rows/{quote(row_id, safe='')}"
 
@@ -250,7 +255,7 @@ def test_logging_in_sets_a_session_cookie_and_goes_to_next(
         (set_cookie,) = response.headers.get_list("set-cookie")
         name_value, *attributes = [part.strip() for part in set_cookie.split(";")]
         name, _, value = name_value.partition("=")
-        assert name == "evalrows_session"
+        assert name == cookie(server)
         assert sorted(attributes) == sorted(
             ["Max-Age=43200", "Path=/", "HttpOnly", "SameSite=Strict"]
         )
@@ -266,14 +271,47 @@ def test_logging_in_sets_a_session_cookie_and_goes_to_next(
 
 def test_the_cookie_is_secure_when_the_request_came_over_https(server: EvalrowsServer) -> None:
     # What a proxy on loopback that ends TLS says (uvicorn trusts it from 127.0.0.1).
-    with browser(server, **{"X-Forwarded-Proto": "https"}) as client:
+    https = {"X-Forwarded-Proto": "https"}
+    with browser(server, **https) as client:
         response = client.post("/login", data={"token": TOKEN})
         assert response.status_code == 303
-        assert response.headers["set-cookie"].endswith("; Secure")
+        set_cookie = response.headers["set-cookie"]
+        # __Host-: only this host may set it (Secure, Path=/, no Domain).
+        name, _, rest = set_cookie.partition("=")
+        assert name == f"__Host-{cookie(server)}" and set_cookie.endswith("; Secure")
+        assert "; Path=/;" in set_cookie and "domain" not in set_cookie.lower()
+        value = rest.partition(";")[0]
+    with browser(server, Cookie=f"{name}={value}", **https) as client:
+        assert client.get("/").status_code == 200
         logout = client.post("/logout")
+        assert logout.headers["set-cookie"].startswith(f"{name}=; Max-Age=0;")
         assert logout.headers["set-cookie"].endswith("; Secure")
     with browser(server) as client:
-        assert "Secure" not in client.post("/login", data={"token": TOKEN}).headers["set-cookie"]
+        plain = client.post("/login", data={"token": TOKEN}).headers["set-cookie"]
+        assert plain.startswith(f"{cookie(server)}=") and "Secure" not in plain
+
+
+def test_two_servers_on_one_host_keep_their_own_sessions(
+    db: Path, server: EvalrowsServer, tmp_path: Path
+) -> None:
+    """A browser keeps cookies by host, not port: one jar for both servers. Each server's
+    cookie has its port in its name, so a login to one does not replace the other's and a
+    logout of one leaves the other."""
+    with (
+        contextmanager(started)(db, tmp_path, "second-token") as second,
+        httpx.Client(timeout=60) as jar,
+    ):
+        for each in (server, second):
+            login = jar.post(f"{each.url}/login", data={"token": each.token, "next": "/"})
+            assert login.status_code == 303, login.text
+        assert sorted(each.name for each in jar.cookies.jar) == sorted(
+            [cookie(server), cookie(second)]
+        )
+        for each in (server, second):
+            assert jar.get(f"{each.url}/").status_code == 200, each.url
+        assert jar.post(f"{second.url}/logout").status_code == 303
+        assert jar.get(f"{second.url}/").status_code == 303
+        assert jar.get(f"{server.url}/").status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -365,11 +403,11 @@ def test_a_forged_or_expired_cookie_is_refused(server: EvalrowsServer) -> None:
         TOKEN,
         f"{future}.{TOKEN}",
     ):
-        with browser(server, Cookie=f"evalrows_session={value}") as client:
+        with browser(server, Cookie=f"{cookie(server)}={value}") as client:
             assert client.get("/").status_code == 303, value
     with logged_in(server) as client:
-        good = client.cookies["evalrows_session"]
-    with browser(server, Cookie=f"evalrows_session={good}") as client:
+        good = client.cookies[cookie(server)]
+    with browser(server, Cookie=f"{cookie(server)}={good}") as client:
         assert client.get("/").status_code == 200
 
 
@@ -379,12 +417,12 @@ def test_logging_out_ends_the_session_for_a_copy_of_the_cookie_too(
     """A cookie copied before the logout (another tab, another machine, a thief) is void after
     it: the server draws a new session key, so every session it gave ends."""
     with logged_in(server) as client:
-        copied = client.cookies["evalrows_session"]
+        copied = client.cookies[cookie(server)]
         with logged_in(server) as elsewhere:
             assert elsewhere.get("/").status_code == 200
             assert client.post("/logout").status_code == 303
             assert elsewhere.get("/").status_code == 303  # every session ends
-    with browser(server, Cookie=f"evalrows_session={copied}") as replay:
+    with browser(server, Cookie=f"{cookie(server)}={copied}") as replay:
         response = replay.get("/")
         assert response.status_code == 303 and next_of(response) == "/"
     # Logging in again works at once.
@@ -433,7 +471,7 @@ def test_logging_out_clears_the_cookie(server: EvalrowsServer) -> None:
         assert client.get("/").status_code == 200
         response = client.post("/logout")
         assert response.status_code == 303 and response.headers["location"] == "/login"
-        assert response.headers["set-cookie"].startswith("evalrows_session=; Max-Age=0; Path=/")
+        assert response.headers["set-cookie"].startswith(f"{cookie(server)}=; Max-Age=0; Path=/")
         assert client.get("/").status_code == 303
 
 

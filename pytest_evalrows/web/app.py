@@ -97,12 +97,13 @@ class _Pages:
         self.session_key = auth.new_session_key()
         self.render = Renderer(ServeLinks())
 
-    def signed_in(self, headers: Headers) -> bool:
+    def signed_in(self, scope: Scope) -> bool:
         if self.token is None:
             return True
+        headers = Headers(scope=scope)
         if auth.bearer_matches(headers.get("authorization"), self.token):
             return True
-        cookie = auth.cookie_of(headers.get("cookie"))
+        cookie = auth.cookie_of(headers.get("cookie"), _cookie_name(scope))
         return auth.valid_session(cookie, self.session_key, self.clock())
 
     def page(self, html: str, status: int = 200) -> Response:
@@ -179,7 +180,7 @@ class _Pages:
 
     async def login_form(self, request: Request) -> Response:
         target = auth.safe_next(request.query_params.get("next"))
-        if self.token is None or self.signed_in(request.headers):
+        if self.token is None or self.signed_in(request.scope):
             return RedirectResponse(target, 303)
         return self.page(self.render.login(next=target, error=None))
 
@@ -201,7 +202,10 @@ class _Pages:
             return self.page(html, 401)
         response = RedirectResponse(target, 303)
         value = auth.session_value(self.session_key, self.clock())
-        response.headers.append("set-cookie", auth.set_cookie(value, secure=_https(request)))
+        response.headers.append(
+            "set-cookie",
+            auth.set_cookie(_cookie_name(request.scope), value, secure=_https(request.scope)),
+        )
         return response
 
     async def logout(self, request: Request) -> Response:
@@ -211,7 +215,10 @@ class _Pages:
         # Not only this browser's cookie: a copy of it, and every other session, end here.
         self.session_key = auth.new_session_key()
         response = RedirectResponse("/login" if self.token is not None else "/", 303)
-        response.headers.append("set-cookie", auth.clear_cookie(secure=_https(request)))
+        response.headers.append(
+            "set-cookie",
+            auth.clear_cookie(_cookie_name(request.scope), secure=_https(request.scope)),
+        )
         return response
 
     def cross_origin(self, request: Request) -> Response | None:
@@ -274,9 +281,16 @@ def _first(form: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
-def _https(request: Request) -> bool:
+def _https(scope: Scope) -> bool:
     # uvicorn sets the scheme from X-Forwarded-Proto for a proxy on loopback.
-    return request.url.scheme == "https"
+    return bool(scope.get("scheme") == "https")
+
+
+def _cookie_name(scope: Scope) -> str:
+    """The session cookie of the port the server is bound to (``auth.cookie_name``)."""
+    server = scope.get("server")
+    port = server[1] if server else None
+    return auth.cookie_name(port if isinstance(port, int) else None, secure=_https(scope))
 
 
 @cache
@@ -296,7 +310,7 @@ class _Guard:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        if self.pages.signed_in(Headers(scope=scope)):
+        if self.pages.signed_in(scope):
             await self.app(scope, receive, send)
             return
         response: Response

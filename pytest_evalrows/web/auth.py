@@ -16,7 +16,11 @@ import hmac
 import secrets
 from urllib.parse import urlsplit
 
+#: The session cookie's name, before the port (``cookie_name``).
 COOKIE = "evalrows_session"
+#: Over https: a cookie only its own host may set (no Domain, Path=/, Secure), so no
+#: sibling subdomain can plant one.
+HOST_PREFIX = "__Host-"
 #: How long a login lasts, in seconds: a working day.
 LIFETIME = 12 * 60 * 60
 #: A login form's body is a token and a path: anything bigger is not one.
@@ -63,7 +67,18 @@ def bearer_matches(authorization: str | None, token: str) -> bool:
     return hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode())
 
 
-def cookie_of(header: str | None, name: str = COOKIE) -> str | None:
+def cookie_name(port: int | None, *, secure: bool) -> str:
+    """The session cookie's name for a server on ``port``: ``evalrows_session_PORT``.
+
+    Browsers keep cookies by host, not port: with one name, two servers on one host would
+    overwrite each other's session (each logging the other out). The name does not keep the
+    cookie from another port's service (nothing does): the cookie proves a login to this
+    server alone."""
+    name = f"{COOKIE}_{port}" if port else COOKIE
+    return HOST_PREFIX + name if secure else name
+
+
+def cookie_of(header: str | None, name: str) -> str | None:
     """The value of cookie ``name`` in a ``Cookie`` header (the first, if sent twice)."""
     for part in (header or "").split(";"):
         key, equals, value = part.strip().partition("=")
@@ -72,19 +87,19 @@ def cookie_of(header: str | None, name: str = COOKIE) -> str | None:
     return None
 
 
-def set_cookie(value: str, *, secure: bool) -> str:
+def set_cookie(name: str, value: str, *, secure: bool) -> str:
     """The ``Set-Cookie`` header of a login: script cannot read it, no other site's request
     carries it (so no other site can make a page do anything in the user's name)."""
-    return _cookie(value, LIFETIME, secure)
+    return _cookie(name, value, LIFETIME, secure)
 
 
-def clear_cookie(*, secure: bool) -> str:
+def clear_cookie(name: str, *, secure: bool) -> str:
     """The ``Set-Cookie`` header of a logout."""
-    return _cookie("", 0, secure)
+    return _cookie(name, "", 0, secure)
 
 
-def _cookie(value: str, max_age: int, secure: bool) -> str:
-    header = f"{COOKIE}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Strict"
+def _cookie(name: str, value: str, max_age: int, secure: bool) -> str:
+    header = f"{name}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Strict"
     return header + "; Secure" if secure else header
 
 
