@@ -58,6 +58,9 @@ COLUMNS = (
     "output",
     "expected",
 )
+#: The scripts the report runs, in order: the served pages' own (the trace's expand and
+#: collapse tools), the rows table's rules, then the report's routes and views.
+SCRIPTS = ("evalrows.js", "report_rows.js", "report.js")
 # The compressed chunks' script type: a data block the browser neither runs nor shows.
 PACKED_TYPE = "application/gzip+base64"
 
@@ -119,8 +122,7 @@ def build_report(
     compare = None
     if baseline is not None:
         compare = renderer.compare_main(views.compare_page(store, baseline.id, experiment_id))
-    # evalrows.js: the trace's expand and collapse tools, as on the served row page.
-    scripts = [_inline(static_text(name), "script") for name in ("evalrows.js", "report.js")]
+    scripts = [_inline(static_text(name), "script") for name in SCRIPTS]
     css = _inline(stylesheet(), "style")
     html = (
         environment()

@@ -1,0 +1,201 @@
+"""The one-file report's script in chromium, held to the server's own rules: the rows table it
+draws (any filter, sort or page) is the markup the served page's views and templates make of
+the same query, and it finds its way back from a row.
+
+The pages as a user sees them, served and in the report, are tested in ``tests/browser``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page
+from support.web_report import Seeded, seed, written
+
+from pytest_evalrows.store.sqlite import SQLiteStore
+from pytest_evalrows.web import views
+from pytest_evalrows.web.render import environment
+from pytest_evalrows.web.report import ReportLinks
+
+# The parts of the experiment's page the script makes again for every page of rows.
+REDRAWN = ("#rows", "#row-count", "#pager", "#filters")
+SNAPSHOT = """(selectors) => selectors.map((selector) => {
+  const copy = document.querySelector(selector).cloneNode(true);
+  const walker = document.createTreeWalker(copy, NodeFilter.SHOW_TEXT);
+  const blank = [];
+  while (walker.nextNode()) if (!walker.currentNode.data.trim()) blank.push(walker.currentNode);
+  for (const node of blank) node.remove();
+  return copy.outerHTML;
+})"""
+
+
+def chromium() -> str:
+    found = os.environ.get("EVALROWS_CHROMIUM") or shutil.which("chromium")
+    debian = Path("/usr/lib/chromium/chromium")
+    if found is None and debian.exists():
+        found = str(debian)
+    if found is None:
+        pytest.fail("no chromium found (set EVALROWS_CHROMIUM, or apt-get install chromium)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=chromium(), headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@contextmanager
+def opened(browser: Browser, uri: str, *, script: bool = True) -> Iterator[Page]:
+    """A page at ``uri`` in a context of its own; no console message or error on it."""
+    context = browser.new_context(java_script_enabled=script)
+    problems: list[str] = []
+    try:
+        page = context.new_page()
+        page.on("console", lambda message: problems.append(message.text))
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.goto(uri)
+        yield page
+    finally:
+        context.close()
+    assert problems == []
+
+
+def rows_shown(page: Page, count: int) -> None:
+    page.wait_for_function(f"document.querySelectorAll('#rows tbody tr').length === {count}")
+
+
+def test_the_script_draws_the_first_page_of_rows_as_the_template_does(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """The rows table, its count, pager and filters, as the script draws them from the index
+    (any page), are the markup the template wrote (the first page, read without JavaScript):
+    the script keeps the served page's DOM hooks because it makes the same elements."""
+    seeded = seed(tmp_path / "rows.db", rows=55, varied=True)
+    uri = written(seeded).as_uri()
+    with opened(browser, uri, script=False) as page:
+        by_template = page.evaluate(SNAPSHOT, REDRAWN)
+    # Another page first, then back: the first page is the script's own drawing.
+    with opened(browser, uri + "#/?page=2") as page:
+        rows_shown(page, 5)
+        page.evaluate("location.hash = '#/'")
+        rows_shown(page, 50)
+        by_script = page.evaluate(SNAPSHOT, REDRAWN)
+    for selector, template, script in zip(REDRAWN, by_template, by_script, strict=True):
+        assert script == template, selector
+
+
+# Queries of the rows table: each filter, each kind of sort (rows lacking the value last,
+# equal values in row id order), a page beyond the last.
+QUERIES = (
+    "status=failed&sort=duration&order=desc",
+    "status=passed&status=error&sort=tokens",
+    "sort=tokens&order=desc&page=2",
+    "q=%22N%22%3A+1&sort=status",
+    "score=judge%3Atone&min=0.4&max=0.6&sort=attempt&order=desc",
+    "score=tone&min=0.0625&sort=score%3Atone&order=desc",
+    "sort=score%3Ajudge%3Atone",
+    "sort=version&order=desc&page=9",
+    "q=nothing+like+it",
+)
+
+
+@pytest.fixture(scope="module")
+def varied(tmp_path_factory: pytest.TempPathFactory) -> tuple[Seeded, str]:
+    """70 rows of varied values and their report's URI (the query tests only read them)."""
+    seeded = seed(tmp_path_factory.mktemp("varied") / "rows.db", rows=70, varied=True)
+    return seeded, written(seeded).as_uri()
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_the_script_selects_the_rows_the_server_selects(
+    varied: tuple[Seeded, str], browser: Browser, query: str
+) -> None:
+    """The rows, count and pager the script draws for a query are what the served page's
+    views and templates make of it (``views.experiment_page``): the same filters, the same
+    order."""
+    seeded, uri = varied
+    with SQLiteStore(seeded.db, create=False) as store:
+        params = urllib.parse.parse_qs(query)
+        served = views.experiment_page(store, seeded.experiment_id, views.parse_query(params))
+        served = replace(served, card=replace(served.card, baseline=None))
+    ref, shown = served.card.ref, served.query
+    links = ReportLinks(ref)
+    prev_link = next_link = None
+    if shown.page > 1:
+        prev_link = links.experiment(ref, views.query_params(shown, page=shown.page - 1))
+    if shown.page < served.pages:
+        next_link = links.experiment(ref, views.query_params(shown, page=shown.page + 1))
+    markup = environment().get_template("_rows_table.html").render(
+        page=served, links=links, sort_links=None
+    ) + environment().get_template("_pager.html").render(
+        page=served, prev_link=prev_link, next_link=next_link
+    )
+    assert served.rows or "nothing" in query  # each query but the last shows rows
+    with opened(browser, "about:blank", script=False) as page:
+        page.set_content(markup)
+        by_server = page.evaluate(SNAPSHOT, REDRAWN[:3])
+    with opened(browser, f"{uri}#/?{query}") as page:
+        rows_shown(page, len(served.rows))
+        by_script = page.evaluate(SNAPSHOT, REDRAWN[:3])
+    for selector, server, script in zip(REDRAWN[:3], by_server, by_script, strict=True):
+        assert script == server, selector
+
+
+def test_back_from_a_row_returns_to_the_same_rows_at_the_same_place(
+    varied: tuple[Seeded, str], browser: Browser
+) -> None:
+    _, uri = varied
+    with opened(browser, f"{uri}#/?sort=duration&order=desc") as page:
+        page.set_viewport_size({"width": 1000, "height": 500})
+        links = page.locator("#rows tbody tr td[data-col=row_id] a")
+        link = links.nth(45)
+        opened_row = link.inner_text()
+        link.scroll_into_view_if_needed()
+        place = page.evaluate("scrollY")
+        assert place > 0
+        link.click()
+        page.wait_for_function(f"document.title.startsWith({json.dumps(opened_row)})")
+        assert page.locator("main h1").count() == 1
+        page.go_back()
+        rows_shown(page, 50)
+        assert page.evaluate("location.hash") == "#/?sort=duration&order=desc"
+        assert page.evaluate("scrollY") == place
+        assert links.nth(45).inner_text() == opened_row
+
+
+@pytest.mark.parametrize(
+    ("query", "bad"),
+    [
+        ("status=bogus", {"status": ["bogus"]}),
+        ("score=nope&min=0.5", {"score": ["nope"], "min": ["0.5"]}),
+        ("sort=score%3Anope", {"sort": ["score:nope"]}),
+        ("min=0.5", {"min": ["0.5"]}),
+        ("page=0", {"page": ["0"]}),
+    ],
+)
+def test_a_bad_query_says_what_the_server_says_and_shows_every_row(
+    varied: tuple[Seeded, str], browser: Browser, query: str, bad: dict[str, list[str]]
+) -> None:
+    seeded, uri = varied
+    with SQLiteStore(seeded.db, create=False) as store, pytest.raises(views.BadQuery) as said:
+        views.experiment_page(store, seeded.experiment_id, views.parse_query(bad))
+    with opened(browser, f"{uri}#/?{query}") as page:
+        rows_shown(page, 50)
+        note = page.locator("#query-error").inner_text()
+        assert note == f"{said.value}; showing every row instead."
+        assert " of 70 matching " in page.locator("#row-count").inner_text()
