@@ -501,6 +501,30 @@ def test_experiments_link_each_experiment_and_logout_only_with_a_token(renderer:
     assert not empty.all("table") and "No experiment" in empty.one("main").text
 
 
+def test_the_experiments_page_has_a_form_to_compare_any_two(renderer: Renderer) -> None:
+    other = ExperimentRef("exp/2", "older <run>", "proj & co")
+    document = parse(renderer.experiments([card(), card(ref=other)], logout=False))
+    form = document.one("form", id="compare-form")
+    assert (form.attrs["method"], form.attrs["action"]) == ("get", "/compare")
+    # What the form sends is the compare page's own link.
+    assert ServeLinks().compare(other, card().ref).startswith(form.attrs["action"] + "?")
+    sides = {}
+    for name in ("a", "b"):
+        select = form.one("select", name=name)
+        label = form.one("label", for_=select.attrs["id"])
+        assert label.text.strip()
+        options = select.all("option")
+        assert [o.attrs["value"] for o in options] == ["exp-1", "exp/2"]
+        assert "older <run> · proj & co" in options[1].text
+        (chosen,) = [o.attrs["value"] for o in options if "selected" in o.attrs]
+        sides[name] = chosen
+    # The newest against the one before it, unless the reader picks others.
+    assert sides == {"a": "exp/2", "b": "exp-1"}
+    assert form.one("button", type="submit")
+    # One experiment: nothing to compare it with.
+    assert not parse(renderer.experiments([card()], logout=False)).all("form")
+
+
 # --- an experiment's page ------------------------------------------------------------------------
 
 

@@ -81,6 +81,9 @@ def _segment(text: str) -> str:
 #: Where the login form posts, and the logout button: ``evalrows serve`` alone has them.
 LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
+#: Where the experiments page's compare form goes (a GET of ``a`` and ``b``): the report has
+#: no experiments page, so no ``Links`` needs it.
+COMPARE_PATH = "/compare"
 
 
 class ServeLinks:
@@ -97,7 +100,7 @@ class ServeLinks:
         return f"/experiments/{_segment(ref.id)}/rows/{_segment(row_id)}"
 
     def compare(self, a: ExperimentRef, b: ExperimentRef) -> str:
-        return "/compare?" + urlencode([("a", a.id), ("b", b.id)])
+        return f"{COMPARE_PATH}?" + urlencode([("a", a.id), ("b", b.id)])
 
     def static(self, name: str) -> str:
         return f"/static/{_segment(name)}"
@@ -312,7 +315,12 @@ class Renderer:
         return text
 
     def experiments(self, cards: Sequence[ExperimentCard], *, logout: bool) -> str:
-        return self._render("experiments.html", cards=cards, logout=LOGOUT_PATH if logout else None)
+        return self._render(
+            "experiments.html",
+            cards=cards,
+            logout=LOGOUT_PATH if logout else None,
+            compare_action=COMPARE_PATH,
+        )
 
     def experiment(self, page: ExperimentPage) -> str:
         return self._render("experiment.html", page=page, **self._rows_context(page))
