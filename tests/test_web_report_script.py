@@ -199,3 +199,28 @@ def test_a_bad_query_says_what_the_server_says_and_shows_every_row(
         note = page.locator("#query-error").inner_text()
         assert note == f"{said.value}; showing every row instead."
         assert " of 70 matching " in page.locator("#row-count").inner_text()
+
+
+def test_the_comparison_shows_regressions_first_and_a_baseline_row_is_said_to_be_elsewhere(
+    varied: tuple[Seeded, str], browser: Browser
+) -> None:
+    _, uri = varied
+    with opened(browser, uri) as page:
+        page.locator("#compare-link").click()
+        page.wait_for_selector("#compare")
+        changes = page.locator("#compare tbody tr").evaluate_all(
+            "rows => rows.map(row => row.dataset.change)"
+        )
+        assert changes[0] == "regressed"
+        assert changes[-1] == "only-a"
+        assert page.title() == "now against base · evalrows"
+        page.locator('#compare tr[data-row-id="gone"] a').click()
+        page.wait_for_function(
+            "document.querySelector('main h1').textContent === 'Not in this report'"
+        )
+        assert (
+            "Row gone of experiment base is not in this report" in page.locator("main").inner_text()
+        )
+        page.go_back()
+        page.wait_for_selector("#compare")
+        assert page.locator("#compare tbody tr").count() == len(changes)
