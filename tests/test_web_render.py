@@ -472,6 +472,21 @@ def test_serve_links_percent_encode_every_id() -> None:
     assert links.static("evalrows.css") == "/static/evalrows.css"
 
 
+def test_rows_named_dot_and_dot_dot_are_linked_by_the_query_and_read_back() -> None:
+    """A browser drops "." and ".." path segments, even as %2E: those two go in the query."""
+    links = ServeLinks()
+    assert links.row(EXPERIMENT, ".") == "/experiments/exp-1/rows/?row=."
+    assert links.row(EXPERIMENT, "..") == "/experiments/exp-1/rows/?row=.."
+    assert links.row(EXPERIMENT, "...") == "/experiments/exp-1/rows/..."
+    assert links.row(EXPERIMENT, "./x") == "/experiments/exp-1/rows/.%2Fx"
+    for row_id in (".", ".."):
+        assert render.row_id_of("", row_id) == row_id
+    # Only an empty last part and a dot segment: every other row's link is its path.
+    assert render.row_id_of("", "x") == ""
+    assert render.row_id_of("...", "..") == "..."
+    assert render.row_id_of("", None) == ""
+
+
 def test_row_links_in_the_table_are_percent_encoded(renderer: Renderer) -> None:
     rows = parse(renderer.experiment(experiment_page())).one("table", id="rows")
     cell = rows.one("tr", data_row_id="with/slash and space").one("td", data_col="row_id")

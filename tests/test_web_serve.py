@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,6 +23,7 @@ import pytest
 from support.scored import SCORED_SUITE, scores
 from support.servers import EvalrowsServer
 
+from pytest_evalrows.models import Metrics, RowVersion
 from pytest_evalrows.store.sqlite import SQLiteStore
 from pytest_evalrows.web import auth
 
@@ -617,6 +620,49 @@ def test_the_static_files_and_nothing_else_from_the_disk(server: EvalrowsServer)
             response = client.get(path)
             assert response.status_code == 404, path
             assert "import" not in response.text
+
+
+def test_rows_named_dot_and_dot_dot_open_from_their_links(tmp_path: Path) -> None:
+    """Browsers (and httpx) drop "." and ".." from a path even percent-encoded: those two
+    rows' links carry their ids in the query, and the route reads them back."""
+    db = tmp_path / "dots.db"
+    names = [".", "..", "...", "./x"]
+    with SQLiteStore(db) as store:
+        experiment_id = store.get_or_create_experiment("p", "dots").id
+        rows = [
+            RowVersion(
+                row_id=name,
+                version_id=f"v{number}",
+                nodeid=f"test_dots.py::test_it[{number}]",
+                attempt_id="attempt-1",
+                execution=1,
+                status="passed",
+                metrics=Metrics(start=1.0, end=2.0, duration=1.0),
+                root_span_id=f"{number:032x}",
+                span_id=f"{number:016x}",
+                output=f"output of [{name}]",
+            )
+            for number, name in enumerate(names, start=1)
+        ]
+        store.write(experiment_id, rows, [])
+    with contextmanager(started)(db, tmp_path, TOKEN) as server, bearer(server) as client:
+        page = client.get(f"/experiments/{experiment_id}")
+        assert page.status_code == 200
+        for name in names:
+            match = re.search(
+                rf'<tr data-row-id="{re.escape(html.escape(name))}".*?<a href="([^"]+)"',
+                page.text,
+                re.S,
+            )
+            assert match is not None, name
+            link = html.unescape(match[1])
+            row = client.get(link)
+            assert row.status_code == 200, (name, link)
+            assert f"output of [{name}]" in row.text, (name, link)
+        # The query names a row only after an empty last part, and only a dot segment.
+        rows_path = f"/experiments/{experiment_id}/rows/"
+        assert "output of [...]" in client.get(rows_path + "...?row=..").text
+        assert client.get(rows_path + "?row=...").status_code == 404
 
 
 def test_head_answers_as_get_without_a_body(server: EvalrowsServer, ids: dict[str, str]) -> None:

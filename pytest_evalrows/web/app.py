@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import StoreError, UnknownExperimentError
 from ..store.base import Store
-from . import auth, views
+from . import auth, render, views
 from .render import Renderer, ServeLinks
 
 SECURITY_HEADERS = {
@@ -136,7 +136,9 @@ class _Pages:
 
     async def row(self, request: Request) -> Response:
         experiment_id = request.path_params["experiment_id"]
-        row_id = request.path_params["row_id"]
+        row_id = render.row_id_of(
+            request.path_params["row_id"], request.query_params.get(render.DOT_ROW_PARAM)
+        )
         return self.page(await run_in_threadpool(self._row, experiment_id, row_id))
 
     def _row(self, experiment_id: str, row_id: str) -> str:

@@ -78,6 +78,21 @@ def _segment(text: str) -> str:
     return quote(text, safe="")
 
 
+#: Row ids a browser would drop from a path as dot segments, even percent-encoded (``%2E``):
+#: their link names them in the query after an empty segment, ``rows/?row=..``, which no
+#: other row's link has (``row_id_of`` reads it back).
+DOT_SEGMENTS = (".", "..")
+DOT_ROW_PARAM = "row"
+
+
+def row_id_of(path_row_id: str, dot_row: str | None) -> str:
+    """The row id a row page's path (its last part, decoded) and its ``row`` query parameter
+    name: the parameter only for an empty path and a dot segment."""
+    if path_row_id == "" and dot_row in DOT_SEGMENTS:
+        return dot_row
+    return path_row_id
+
+
 #: Where the login form posts, and the logout button: ``evalrows serve`` alone has them.
 LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
@@ -97,7 +112,10 @@ class ServeLinks:
         return f"{path}?{urlencode(list(params))}" if params else path
 
     def row(self, ref: ExperimentRef, row_id: str) -> str:
-        return f"/experiments/{_segment(ref.id)}/rows/{_segment(row_id)}"
+        rows = f"/experiments/{_segment(ref.id)}/rows/"
+        if row_id in DOT_SEGMENTS:
+            return f"{rows}?{urlencode([(DOT_ROW_PARAM, row_id)])}"
+        return rows + _segment(row_id)
 
     def compare(self, a: ExperimentRef, b: ExperimentRef) -> str:
         return f"{COMPARE_PATH}?" + urlencode([("a", a.id), ("b", b.id)])
