@@ -120,9 +120,9 @@ def test_a_10000_row_experiment_shows_a_page_of_rows_and_pages_on(
 ) -> None:
     page.goto(experiment_url(server, seeded.big))
     checks.shows_a_page_of_big(page)
-    # Back is one more 10,000-row page to render; the report's test follows it.
+    # Each 10,000-row page costs the server a read of them all: going back and filtering
+    # them are left to the report's test (the served filters are tested on 'capitals').
     checks.pages_through_big(page, back=False)
-    checks.filters_big_by_status(page)
 
 
 def test_the_row_page_shows_versions_sides_judgments_and_a_trace_that_expands(
@@ -181,7 +181,6 @@ def test_the_main_pages_fit_a_1280_px_window(
     for url in (
         server.url + "/",
         capitals,
-        experiment_url(server, seeded.big),
         row_url(server, seeded.capitals, RERUN_ROW),
         f"{capitals}/compare",
     ):
