@@ -154,10 +154,15 @@ def test_the_compare_view_lists_the_known_regressions_first(
     checks.lists_regressions_first(page)
 
 
-def test_compare_of_two_named_experiments(
+def test_the_experiments_page_compares_any_two_experiments(
     page: Page, server: EvalrowsServer, seeded: Seeded
 ) -> None:
-    page.goto(f"{server.url}/compare?a={seeded.base}&b={seeded.capitals}")
+    page.goto(server.url + "/")
+    form = page.locator('form#compare-form[method="get"]')
+    form.locator('select[name="a"]').select_option(seeded.base)
+    form.locator('select[name="b"]').select_option(seeded.capitals)
+    form.locator('button[type="submit"]').click()
+    expect(page).to_have_url(f"{server.url}/compare?a={seeded.base}&b={seeded.capitals}")
     checks.lists_regressions_first(page)
 
 
