@@ -556,7 +556,14 @@ def test_the_pages_show_what_the_sessions_wrote(
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("page", "zero"), ("sort", "nope"), ("status", "great"), ("min", "x")],
+    [
+        ("page", "zero"),
+        ("sort", "nope"),
+        ("status", "great"),
+        ("min", "x"),
+        ("min", "1_0"),
+        ("page", "\uff12"),
+    ],
 )
 def test_a_bad_query_is_a_400_page_naming_the_parameter(
     server: EvalrowsServer, ids: dict[str, str], name: str, value: str

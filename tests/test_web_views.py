@@ -178,6 +178,12 @@ def test_a_single_value_given_as_text_is_one_value_not_its_characters() -> None:
     assert views.parse_query(params) == RowQuery(statuses=("failed",), text="abc")
 
 
+def test_numbers_in_the_query_string_are_plain_ascii_decimals() -> None:
+    for given, low in [("0.5", 0.5), (".5", 0.5), ("1.", 1.0), ("-0", 0.0), ("5e-1", 0.5)]:
+        assert views.parse_query({"score": ["s"], "min": [given]}).low == low, given
+    assert views.parse_query({"page": ["007"]}).page == 7
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
@@ -193,6 +199,16 @@ def test_a_single_value_given_as_text_is_one_value_not_its_characters() -> None:
         ({"page": ["0"]}, "page '0' is not a page number"),
         ({"page": ["-2"]}, "page '-2' is not a page number"),
         ({"page": ["two"]}, "page 'two' is not a page number"),
+        # What int() and float() take but a query string should not: only ASCII digits.
+        ({"page": ["1_0"]}, "page '1_0' is not a page number"),
+        ({"page": ["\uff12"]}, "page '\uff12' is not a page number"),  # full-width 2
+        ({"page": ["\u0663"]}, "page '\u0663' is not a page number"),  # Arabic-Indic 3
+        ({"page": ["+2"]}, "page '+2' is not a page number"),
+        ({"page": ["1" * 400]}, "is not a page number"),
+        ({"score": ["exact"], "min": ["1_0"]}, "min '1_0' is not a number"),
+        ({"score": ["exact"], "max": ["\uff10.\uff15"]}, "max '\uff10.\uff15' is not a number"),
+        ({"score": ["exact"], "min": ["0x1"]}, "min '0x1' is not a number"),
+        ({"score": ["exact"], "min": ["1e999"]}, "min '1e999' is not a number"),
     ],
 )
 def test_a_wrong_parameter_is_a_bad_query_naming_it_and_the_valid_values(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -29,6 +30,10 @@ ORDERS = ("asc", "desc")
 HISTOGRAM_BINS = 10
 # A score read back may differ from the bound typed in its last bits: still within it.
 _SAME = 1e-9
+# What min, max and page may be, checked before float() and int(), which also take "1_0",
+# full-width and other scripts' digits. A page past 9 digits is no page.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_PAGE = re.compile(r"[0-9]{1,9}", re.ASCII)
 
 
 # -- the query string -----------------------------------------------------------------------
@@ -113,10 +118,7 @@ def _number(params: Mapping[str, Sequence[str]], name: str) -> float | None:
     value = _last(params, name)
     if value is None:
         return None
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
+    number = float(value) if _NUMBER.fullmatch(value) else math.nan
     if not math.isfinite(number):
         raise BadQuery(f"{name} {value!r} is not a number (a score is from 0 to 1)")
     return number
@@ -125,10 +127,7 @@ def _number(params: Mapping[str, Sequence[str]], name: str) -> float | None:
 def _page(value: str | None) -> int:
     if value is None:
         return 1
-    try:
-        page = int(value)
-    except ValueError:
-        page = 0
+    page = int(value) if _PAGE.fullmatch(value) else 0
     if page < 1:
         raise BadQuery(f"page {value!r} is not a page number: 1, 2, 3 ...")
     return page
