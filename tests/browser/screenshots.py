@@ -90,7 +90,7 @@ def main() -> None:
         try:
             capitals = f"{server.url}/experiments/{seeded.capitals}"
             shots = [
-                Shot("experiments", f"{server.url}/", 700),
+                Shot("experiments", f"{server.url}/", 520),
                 Shot("experiment", capitals, 1500),
                 Shot("row", f"{capitals}/rows/{quote(RERUN_ROW, safe='')}", 2200, open_trace),
                 Shot("compare", f"{capitals}/compare", 1100),
