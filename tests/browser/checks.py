@@ -31,14 +31,40 @@ WIDTH = 1280  # the tests' window
 ROW_LINES = "#rows tbody tr[data-row-id]"
 
 
+# What a screen reader would miss on the page: a control with no name, a table with no
+# caption or a column header with no scope, a picture with no words.
+UNNAMED = """() => {
+  const missing = [];
+  const controls = "input:not([type=hidden]), select, textarea, button";
+  for (const control of document.querySelectorAll(controls)) {
+    const label = control.labels && control.labels.length ? control.labels[0].textContent : "";
+    const own = control.tagName === "BUTTON" ? control.textContent : "";
+    if (!(label || own || control.getAttribute("aria-label") || "").trim()) {
+      missing.push(control.outerHTML.slice(0, 100));
+    }
+  }
+  for (const table of document.querySelectorAll("table")) {
+    if (!table.querySelector(":scope > caption")) missing.push(`table ${table.id}: no caption`);
+  }
+  for (const header of document.querySelectorAll("thead th:not([scope=col])")) {
+    missing.push(`column header without scope: ${header.textContent.trim()}`);
+  }
+  for (const picture of document.querySelectorAll('svg[role="img"]:not([aria-label])')) {
+    missing.push(`picture without a label: ${picture.outerHTML.slice(0, 100)}`);
+  }
+  return missing;
+}"""
+
+
 def common_hooks(page: Page) -> None:
     """What every page has: a language, a favicon that needs no request, a title, one main
-    with one heading."""
+    with one heading; and nothing a screen reader would miss."""
     expect(page.locator("html")).to_have_attribute("lang", "en")
     expect(page.locator('link[rel="icon"]')).to_have_attribute("href", "data:,")
     expect(page).to_have_title(re.compile(r"\S"))
     expect(page.locator("main#main")).to_have_count(1)
     expect(page.locator("main#main h1")).to_have_count(1)
+    assert page.evaluate(UNNAMED) == []
 
 
 def row_ids(page: Page) -> list[str]:
