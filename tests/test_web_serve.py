@@ -478,6 +478,28 @@ def test_logging_out_clears_the_cookie(server: EvalrowsServer) -> None:
         assert client.get("/").status_code == 303
 
 
+def test_every_page_has_the_logout_button_when_logged_in_with_the_cookie(
+    server: EvalrowsServer, ids: dict[str, str]
+) -> None:
+    new = ids["new"]
+    paths = [
+        "/",
+        f"/experiments/{new}",
+        row_path(new, ids["row:a"]),
+        f"/experiments/{new}/compare",
+        f"/compare?a={ids['base']}&b={new}",
+        "/experiments/nothing",  # an error page too
+        f"/experiments/{new}?page=zero",
+    ]
+    with logged_in(server) as client:
+        for path in paths:
+            assert 'action="/logout"' in client.get(path).text, path
+    # The bearer header is no session: there is nothing to log out of.
+    with bearer(server) as client:
+        for path in paths:
+            assert 'action="/logout"' not in client.get(path).text, path
+
+
 def test_the_host_check_applies_to_the_pages(server: EvalrowsServer) -> None:
     with bearer(server) as client:
         for path in ("/", "/login", "/static/evalrows.css", "/nothing"):

@@ -96,6 +96,8 @@ class _Pages:
         # Drawn again at each logout: every session cookie made before is void.
         self.session_key = auth.new_session_key()
         self.render = Renderer(ServeLinks())
+        # For a browser logged in with the cookie: the same pages with the logout button.
+        self.render_in_session = Renderer(ServeLinks(), logout=True)
 
     def signed_in(self, scope: Scope) -> bool:
         if self.token is None:
@@ -103,52 +105,74 @@ class _Pages:
         headers = Headers(scope=scope)
         if auth.bearer_matches(headers.get("authorization"), self.token):
             return True
-        cookie = auth.cookie_of(headers.get("cookie"), _cookie_name(scope))
+        return self.in_session(scope)
+
+    def in_session(self, scope: Scope) -> bool:
+        """Whether the request carries a valid session cookie (one a logout can end)."""
+        if self.token is None:
+            return False
+        cookie = auth.cookie_of(Headers(scope=scope).get("cookie"), _cookie_name(scope))
         return auth.valid_session(cookie, self.session_key, self.clock())
+
+    def renderer(self, scope: Scope | None) -> Renderer:
+        if scope is not None and self.in_session(scope):
+            return self.render_in_session
+        return self.render
 
     def page(self, html: str, status: int = 200) -> Response:
         return HTMLResponse(html, status)
 
     def error_page(
-        self, status: int, message: str, headers: Mapping[str, str] | None = None
+        self,
+        status: int,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        scope: Scope | None = None,
     ) -> Response:
-        return HTMLResponse(self.render.error(status, message), status, dict(headers or {}))
+        html = self.renderer(scope).error(status, message)
+        return HTMLResponse(html, status, dict(headers or {}))
 
     # -- the pages ------------------------------------------------------------------------
 
     async def experiments(self, request: Request) -> Response:
-        return self.page(await run_in_threadpool(self._experiments))
+        renderer = self.renderer(request.scope)
+        return self.page(await run_in_threadpool(self._experiments, renderer))
 
-    def _experiments(self) -> str:
-        cards = views.experiment_cards(self.store)
-        return self.render.experiments(cards, logout=self.token is not None)
+    def _experiments(self, renderer: Renderer) -> str:
+        return renderer.experiments(views.experiment_cards(self.store))
 
     async def experiment(self, request: Request) -> Response:
         experiment_id = request.path_params["experiment_id"]
         params: dict[str, list[str]] = {}
         for key, value in request.query_params.multi_items():
             params.setdefault(key, []).append(value)
-        return self.page(await run_in_threadpool(self._experiment, experiment_id, params))
+        renderer = self.renderer(request.scope)
+        return self.page(await run_in_threadpool(self._experiment, renderer, experiment_id, params))
 
-    def _experiment(self, experiment_id: str, params: dict[str, list[str]]) -> str:
+    def _experiment(
+        self, renderer: Renderer, experiment_id: str, params: dict[str, list[str]]
+    ) -> str:
         query = views.parse_query(params)
-        return self.render.experiment(views.experiment_page(self.store, experiment_id, query))
+        return renderer.experiment(views.experiment_page(self.store, experiment_id, query))
 
     async def row(self, request: Request) -> Response:
         experiment_id = request.path_params["experiment_id"]
         row_id = render.row_id_of(
             request.path_params["row_id"], request.query_params.get(render.DOT_ROW_PARAM)
         )
-        return self.page(await run_in_threadpool(self._row, experiment_id, row_id))
+        renderer = self.renderer(request.scope)
+        return self.page(await run_in_threadpool(self._row, renderer, experiment_id, row_id))
 
-    def _row(self, experiment_id: str, row_id: str) -> str:
-        return self.render.row(views.row_page(self.store, experiment_id, row_id))
+    def _row(self, renderer: Renderer, experiment_id: str, row_id: str) -> str:
+        return renderer.row(views.row_page(self.store, experiment_id, row_id))
 
     async def baseline_compare(self, request: Request) -> Response:
         experiment_id = request.path_params["experiment_id"]
-        return self.page(await run_in_threadpool(self._baseline_compare, experiment_id))
+        renderer = self.renderer(request.scope)
+        return self.page(await run_in_threadpool(self._baseline_compare, renderer, experiment_id))
 
-    def _baseline_compare(self, experiment_id: str) -> str:
+    def _baseline_compare(self, renderer: Renderer, experiment_id: str) -> str:
         experiment = views.find_experiment(self.store, experiment_id)
         baseline = views.baseline_of(self.store, experiment_id)
         if baseline is None:
@@ -156,7 +180,7 @@ class _Pages:
                 f"experiment {experiment.name!r} has no baseline (its last attempt ran without "
                 "--eval-baseline): compare two experiments at /compare?a=ID&b=ID"
             )
-        return self.render.compare(views.compare_page(self.store, baseline.id, experiment_id))
+        return renderer.compare(views.compare_page(self.store, baseline.id, experiment_id))
 
     async def compare(self, request: Request) -> Response:
         sides = []
@@ -167,10 +191,11 @@ class _Pages:
                     f"{name}: give one experiment id, as in /compare?a=BASELINE_ID&b=ID"
                 )
             sides.append(given[0])
-        return self.page(await run_in_threadpool(self._compare, *sides))
+        renderer = self.renderer(request.scope)
+        return self.page(await run_in_threadpool(self._compare, renderer, *sides))
 
-    def _compare(self, a_id: str, b_id: str) -> str:
-        return self.render.compare(views.compare_page(self.store, a_id, b_id))
+    def _compare(self, renderer: Renderer, a_id: str, b_id: str) -> str:
+        return renderer.compare(views.compare_page(self.store, a_id, b_id))
 
     async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -259,7 +284,7 @@ class _Pages:
 
     def status(self, status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
         async def handler(request: Request, exc: Exception) -> Response:
-            return self.error_page(status, str(exc))
+            return self.error_page(status, str(exc), scope=request.scope)
 
         return handler
 
@@ -271,11 +296,12 @@ class _Pages:
             message = f"{request.method} is not how this page is asked for: use GET."
         else:
             message = exc.detail
-        return self.error_page(exc.status_code, message, exc.headers)
+        return self.error_page(exc.status_code, message, exc.headers, scope=request.scope)
 
     async def internal_error(self, request: Request, exc: Exception) -> Response:
         # A bug of ours: said plainly here, with its traceback in the server's log.
-        return self.error_page(500, "The server failed to make this page; its log says why.")
+        message = "The server failed to make this page; its log says why."
+        return self.error_page(500, message, scope=request.scope)
 
 
 def _first(form: dict[str, list[str]], name: str) -> str | None:

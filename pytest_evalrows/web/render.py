@@ -323,20 +323,25 @@ def static_text(name: str) -> str:
 
 
 class Renderer:
-    """Every page as HTML, its links made by ``links``."""
+    """Every page as HTML, its links made by ``links``; with ``logout``, every full page has
+    the logout button (``evalrows serve``'s pages for a browser logged in with its cookie)."""
 
-    def __init__(self, links: Links) -> None:
+    def __init__(self, links: Links, *, logout: bool = False) -> None:
         self.links = links
+        self.logout = logout
 
     def _render(self, template: str, **context: Any) -> str:
+        context.setdefault("logout", LOGOUT_PATH if self.logout else None)
         text: str = environment().get_template(template).render(links=self.links, **context)
         return text
 
-    def experiments(self, cards: Sequence[ExperimentCard], *, logout: bool) -> str:
+    def experiments(self, cards: Sequence[ExperimentCard], *, logout: bool | None = None) -> str:
+        """The experiments page; ``logout`` None: as the renderer says."""
+        shown = self.logout if logout is None else logout
         return self._render(
             "experiments.html",
             cards=cards,
-            logout=LOGOUT_PATH if logout else None,
+            logout=LOGOUT_PATH if shown else None,
             compare_action=COMPARE_PATH,
         )
 
