@@ -506,6 +506,15 @@ def test_the_host_check_applies_to_the_pages(server: EvalrowsServer) -> None:
             response = client.get(path, headers={"Host": f"evil.example:{server.port}"})
             assert response.status_code == 400, path
             assert "--allowed-host" in response.json()["error"]
+            # JSON, but with the pages' guards: not sniffed, cached or framed.
+            assert response.headers["x-content-type-options"] == "nosniff", path
+            assert response.headers["cache-control"] == "no-store", path
+            assert response.headers["referrer-policy"] == "same-origin", path
+            policy = response.headers["content-security-policy"]
+            assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+        # The API's refusal is as it was.
+        api = client.get("/v1/project", headers={"Host": f"evil.example:{server.port}"})
+        assert api.status_code == 400 and "content-security-policy" not in api.headers
         login = client.post(
             "/login", data={"token": TOKEN}, headers={"Host": f"evil.example:{server.port}"}
         )

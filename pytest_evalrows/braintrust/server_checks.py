@@ -114,6 +114,15 @@ class HostRules:
         )
 
 
+#: What a refusal of a request for the pages carries, as the pages' own answers do (a JSON
+#: answer needs no script, style or frame at all): not sniffed as HTML, not cached, not framed.
+PAGE_REFUSAL_HEADERS = {
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "cache-control": "no-store",
+}
+
 #: Where the API lives; every other path is the pages', when there are pages.
 API_PREFIX = "/v1"
 
@@ -135,11 +144,13 @@ class RequestChecks:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers = Headers(scope=scope)
+            for_pages = self.pages is not None and not is_api_path(scope["path"])
             host_refusal = self.hosts.refusal(headers.get("host"))
             if host_refusal is not None:
-                await error_response(400, host_refusal)(scope, receive, send)
+                extra = PAGE_REFUSAL_HEADERS if for_pages else None
+                await error_response(400, host_refusal, extra)(scope, receive, send)
                 return
-            if self.pages is not None and not is_api_path(scope["path"]):
+            if self.pages is not None and for_pages:
                 await self.pages(scope, receive, send)
                 return
             refused = self.body_refusal(headers)
