@@ -330,6 +330,27 @@ def test_the_login_sends_nowhere_but_this_server(server: EvalrowsServer, target:
         assert response.headers["location"] == "/"
 
 
+def test_a_deep_link_too_long_for_the_login_form_logs_in_to_the_home_page(
+    server: EvalrowsServer, ids: dict[str, str]
+) -> None:
+    """The login form carries ``next`` in a body of at most 4 KB: a longer deep link is
+    dropped for / (the login then works), a shorter one kept."""
+    base = f"/experiments/{ids['new']}?q="
+    long_link, short_link = base + "x" * 4500, base + "y" * 1500
+    assert auth.safe_next(long_link) == "/" and auth.safe_next(short_link) == short_link
+    for link, kept in ((long_link, "/"), (short_link, short_link)):
+        with browser(server) as client:
+            redirect = client.get(link)
+            assert redirect.status_code == 303 and next_of(redirect) == kept
+            assert client.get(redirect.headers["location"]).status_code == 200
+            login = client.post("/login", data={"token": TOKEN, "next": next_of(redirect)})
+            assert login.status_code == 303 and login.headers["location"] == kept
+    with browser(server) as client:
+        # A next that long typed into the login page's own address is dropped too.
+        form = client.get("/login", params={"next": long_link})
+        assert form.status_code == 200 and base not in form.text
+
+
 def test_a_wrong_token_shows_the_login_again_with_a_401(server: EvalrowsServer) -> None:
     with browser(server) as client:
         for given in ("wrong", "", TOKEN + "x", TOKEN[:-1]):

@@ -347,6 +347,8 @@ class _Guard:
             raw = scope.get("raw_path") or scope["path"].encode()
             query = scope.get("query_string") or b""
             target = raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+            # Too long a deep link would not fit in the login form: the login goes to / then.
+            target = auth.safe_next(target)
             response = RedirectResponse("/login?" + urlencode({"next": target}), 303)
         else:
             response = self.pages.error_page(401, "Log in first: this page needs the token.")

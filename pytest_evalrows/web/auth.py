@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 #: The session cookie's name, before the port (``cookie_name``).
 COOKIE = "evalrows_session"
@@ -25,6 +25,9 @@ HOST_PREFIX = "__Host-"
 LIFETIME = 12 * 60 * 60
 #: A login form's body is a token and a path: anything bigger is not one.
 MAX_FORM_BYTES = 4 * 1024
+#: The longest ``next`` (form-encoded) the login keeps; a longer one, say a deep link with a
+#: long search, is dropped for ``/``: with the token it would not fit in the form.
+MAX_NEXT_BYTES = 2 * 1024
 
 
 def new_session_key() -> bytes:
@@ -109,10 +112,13 @@ def safe_next(target: str | None) -> str:
     Not ``//host`` or ``/\\host`` (browsers read both as another host), nothing with control
     characters (browsers drop tabs and newlines, which would turn ``/\\t/host`` into
     ``//host``), and nothing outside printable ASCII: it goes into a ``Location`` header.
+    Nor one past ``MAX_NEXT_BYTES``: the login form could not send it back.
     """
     if not target or not target.startswith("/") or target[1:2] in ("/", "\\"):
         return "/"
     if "\\" in target or not all("!" <= char <= "~" for char in target):
+        return "/"
+    if len(quote(target, safe="")) > MAX_NEXT_BYTES:
         return "/"
     return target
 
