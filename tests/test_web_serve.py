@@ -653,6 +653,7 @@ def test_what_is_not_there_is_a_404_page(server: EvalrowsServer, ids: dict[str, 
             assert response.status_code == 404, path
             assert response.headers["content-type"] == "text/html; charset=utf-8"
             assert "<h1" in response.text and "Traceback" not in response.text
+            assert str(server.db) not in response.text and server.db.name not in response.text
         wrong_method = client.delete("/")
         assert wrong_method.status_code == 405 and "GET" in wrong_method.text
 

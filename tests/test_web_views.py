@@ -563,8 +563,10 @@ def test_an_unknown_experiment_is_page_not_found(store: SQLiteStore) -> None:
         lambda: views.row_page(store, "nope", "r"),
         lambda: views.baseline_of(store, "nope"),
     ):
-        with pytest.raises(PageNotFound, match="no experiment 'nope'"):
+        with pytest.raises(PageNotFound, match="no experiment 'nope'") as raised:
             build()
+        # A 404 page shows it, to anyone: not where the store's file is.
+        assert str(store.path) not in str(raised.value) and "rows.db" not in str(raised.value)
     with pytest.raises(PageNotFound):
         views.compare_page(store, "nope", "nope")
 

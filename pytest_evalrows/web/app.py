@@ -77,7 +77,8 @@ def create_pages(store: Store, token: str | None, *, clock: Clock = time.time) -
         HTTPException: pages.http_error,
         views.BadQuery: pages.status(400),
         views.PageNotFound: pages.status(404),
-        UnknownExperimentError: pages.status(404),
+        # Its message may name the store's file: not for a page anyone may see.
+        UnknownExperimentError: pages.status(404, "There is no such experiment in this store."),
         # Locked or unreadable: it may pass.
         StoreError: pages.status(503),
         Exception: pages.internal_error,
@@ -282,9 +283,13 @@ class _Pages:
 
     # -- errors -----------------------------------------------------------------------------
 
-    def status(self, status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
+    def status(
+        self, status: int, message: str | None = None
+    ) -> Callable[[Request, Exception], Awaitable[Response]]:
+        """A handler answering an exception with a page: its message, or ``message``."""
+
         async def handler(request: Request, exc: Exception) -> Response:
-            return self.error_page(status, str(exc), scope=request.scope)
+            return self.error_page(status, message or str(exc), scope=request.scope)
 
         return handler
 

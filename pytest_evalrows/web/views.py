@@ -89,7 +89,7 @@ def experiment_cards(store: Store) -> list[ExperimentCard]:
 
 def find_experiment(store: Store, experiment_id: str) -> Experiment:
     """The experiment of that id; ``PageNotFound`` when there is none."""
-    return _find(store.list_experiments(), experiment_id, store)
+    return _find(store.list_experiments(), experiment_id)
 
 
 def experiment_page(store: Store, experiment_id: str, query: RowQuery) -> ExperimentPage:
@@ -105,7 +105,7 @@ def experiment_page_and_lines(
     """``experiment_page`` and ``all_row_lines`` from one read of the rows (the report
     needs both)."""
     experiments = store.list_experiments()
-    experiment = _find(experiments, experiment_id, store)
+    experiment = _find(experiments, experiment_id)
     rows = store.latest_rows(experiment_id)
     attempts = _attempts(store, experiment_id)
     lines = sorted((row_line(row) for row in rows), key=lambda line: line.row_id)
@@ -178,7 +178,7 @@ def row_page(store: Store, experiment_id: str, row_id: str) -> RowPage:
 def compare_page(store: Store, a_id: str, b_id: str) -> ComparePage:
     """Experiment B against experiment A (its baseline), row by row: regressions first."""
     experiments = store.list_experiments()
-    a, b = _find(experiments, a_id, store), _find(experiments, b_id, store)
+    a, b = _find(experiments, a_id), _find(experiments, b_id)
     a_rows = {row.row_id: row for row in store.latest_scores(a_id)}
     b_rows = {row.row_id: row for row in store.latest_scores(b_id)}
     found = compare(a_rows.values(), b_rows.values(), a_name=a.name, b_name=b.name)
@@ -244,7 +244,7 @@ def baseline_of(store: Store, experiment_id: str) -> ExperimentRef | None:
     in another project when that one has none of the name. None when no session named one,
     the store keeps no attempts, or no experiment has that name."""
     experiments = store.list_experiments()
-    experiment = _find(experiments, experiment_id, store)
+    experiment = _find(experiments, experiment_id)
     return _baseline(experiment, _attempts(store, experiment_id), experiments)
 
 
@@ -318,11 +318,12 @@ def _baseline(
     return ref_of(found[0]) if found else None
 
 
-def _find(experiments: Sequence[Experiment], experiment_id: str, store: Store) -> Experiment:
+def _find(experiments: Sequence[Experiment], experiment_id: str) -> Experiment:
     for experiment in experiments:
         if experiment.id == experiment_id:
             return experiment
-    raise PageNotFound(f"no experiment {experiment_id!r} in {store.display_url or 'the store'}")
+    # Not the store's path: a 404 page shows this to whoever asks, logged in or not.
+    raise PageNotFound(f"no experiment {experiment_id!r} in this store")
 
 
 def _attempts(store: Store, experiment_id: str) -> list[Attempt]:
