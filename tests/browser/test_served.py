@@ -166,7 +166,7 @@ def test_the_experiments_page_compares_any_two_experiments(
     checks.lists_regressions_first(page)
 
 
-def test_without_javascript_the_served_page_shows_and_filters_its_rows(
+def test_without_javascript_the_served_pages_show_filter_and_expand(
     browsing: Browsing, server: EvalrowsServer, seeded: Seeded
 ) -> None:
     page = browsing.new_page(javascript=False)
@@ -175,6 +175,7 @@ def test_without_javascript_the_served_page_shows_and_filters_its_rows(
     checks.filters_by_status(page)
     page.goto(row_url(server, seeded.capitals, RERUN_ROW))
     checks.shows_the_rerun_row(page)
+    checks.expands_the_trace(page)  # <details> open by themselves
 
 
 def test_the_main_pages_fit_a_1280_px_window(
