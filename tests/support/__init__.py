@@ -16,6 +16,9 @@ on ``sys.path`` (rootdir-relative ``prepend`` import mode, as ``tests/`` is no p
   counts what it is asked;
 - ``traces``: row versions and traces built by hand, for judges;
 - ``judge_project``: a store and a judges module for the ``evalrows judge`` commands.
+- ``web_pages``: the web view's pages (``web.pages``) built by hand, for rendering;
+- ``html_tree``: rendered HTML read back as a small tree, strict about nesting;
+- ``web_report``: a store filled for ``evalrows report`` and the report file read back.
 
 No module here imports a test module.
 """
