@@ -184,6 +184,20 @@ def test_row_links_in_the_table_are_percent_encoded(renderer: Renderer) -> None:
     assert cell.one("a").text == "with/slash and space"
 
 
+def test_row_ids_may_wrap_only_after_a_path_separator_or_before_parameters() -> None:
+    wrapped = render.breakable("tests/test_capitals.py::test_capital[<Paris>]")
+    assert str(wrapped) == ("tests/<wbr>test_capitals.py::<wbr>test_capital<wbr>[&lt;Paris&gt;]")
+    assert str(render.breakable("plain_name")) == "plain_name"
+
+
+def test_row_links_carry_their_wrap_points_and_keep_their_text(renderer: Renderer) -> None:
+    rows = parse(renderer.experiment(experiment_page())).one("table", id="rows")
+    html = renderer.experiment(experiment_page())
+    assert '<a href="/experiments/exp-1/rows/with%2Fslash%20and%20space">with/<wbr>slash' in html
+    cell = rows.one("tr", data_row_id="with/slash and space").one("td", data_col="row_id")
+    assert cell.one("a").text == "with/slash and space"
+
+
 # --- the experiments page ------------------------------------------------------------------------
 
 

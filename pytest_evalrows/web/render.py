@@ -16,6 +16,7 @@ The report builds its own page around the same pieces, from ``environment()``:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -23,6 +24,8 @@ from http import HTTPStatus
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode
+
+from markupsafe import Markup, escape
 
 from ..core.records import STATUSES
 from ..core.timestamps import to_iso
@@ -195,6 +198,18 @@ def by_status(counts: dict[str, int]) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
 
 
+#: Where a long row id may wrap: after a "::" or a "/" of its path, or before the "[" of its
+#: parameters; never inside a name. Escaping makes none of these characters, so they are
+#: found in the escaped text as they were in the id.
+_ID_BREAK = re.compile(r"::|/|(?=\[)(?<!^)")
+
+
+def breakable(text: str) -> Markup:
+    """An id, escaped, with ``<wbr>`` where it may wrap (``_ID_BREAK``): its text unchanged."""
+    escaped = str(escape(text))
+    return Markup(_ID_BREAK.sub(lambda found: found.group() + "<wbr>", escaped))
+
+
 def percent(value: float | None) -> str:
     """A rate in [0, 1] as ``87.5%``."""
     return "—" if value is None else f"{value * 100:.1f}%"
@@ -295,6 +310,7 @@ def environment() -> jinja2.Environment:
         money=money,
         percent=percent,
         by_status=by_status,
+        breakable=breakable,
     )
     env.globals.update(
         STATUSES=STATUSES,
