@@ -7,6 +7,7 @@ on an element closed out of order; the pages are built by hand (``support.web_pa
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,6 +27,7 @@ from support.web_pages import (
 from pytest_evalrows.core.records import STATUSES
 from pytest_evalrows.web import render
 from pytest_evalrows.web.pages import (
+    CompareLine,
     ExperimentPage,
     ExperimentRef,
     FieldSides,
@@ -33,6 +35,7 @@ from pytest_evalrows.web.pages import (
     Waterfall,
 )
 from pytest_evalrows.web.render import BAR_WIDTH, Renderer, ServeLinks, environment
+from pytest_evalrows.web.views import BadQuery
 
 
 @pytest.fixture
@@ -102,7 +105,11 @@ def test_hostile_text_is_shown_as_text_everywhere(renderer: Renderer) -> None:
 def test_the_report_gets_the_same_main_as_the_served_pages(renderer: Renderer) -> None:
     page, compare, experiment = row_page(), compare_page(), experiment_page()
     assert squash(renderer.row_main(page)) == squash(main_of(renderer.row(page)))
-    assert squash(renderer.compare_main(compare)) == squash(main_of(renderer.compare(compare)))
+    # The served compare page adds its pager (the report's script pages its own table).
+    served = squash(main_of(renderer.compare(compare)))
+    pager = re.search(r' <nav id="compare-pager".*?</nav>', served)
+    assert pager is not None
+    assert squash(renderer.compare_main(compare)) == served.replace(pager[0], " ")
     head = squash(renderer.experiment_head(experiment))
     assert squash(main_of(renderer.experiment(experiment))).startswith(head)
     assert 'id="attempts"' in head and 'class="histogram"' in head and "<h1>" in head
@@ -528,6 +535,54 @@ def test_compare_keeps_the_order_it_is_given(renderer: Renderer) -> None:
     # A row gone from B links to A's version of it.
     assert rows[4].one("a").attrs["href"] == "/experiments/exp-0/rows/gone"
     assert rows[3].one("a").attrs["href"] == "/experiments/exp-1/rows/new%20one"
+
+
+def many_compared(count: int) -> list[CompareLine]:
+    return [
+        CompareLine(f"r{n:05d}", "unchanged", "passed", "passed", {}, {}, {}) for n in range(count)
+    ]
+
+
+def test_the_served_compare_page_shows_a_page_of_rows_with_a_pager(renderer: Renderer) -> None:
+    big = replace(compare_page(), rows=many_compared(10_000))
+    first = parse(renderer.compare(big))
+    rows = first.one("table", id="compare").one("tbody").all("tr")
+    assert [tr.attrs["data-row-id"] for tr in rows] == [f"r{n:05d}" for n in range(500)]
+    pager = first.one("nav", id="compare-pager")
+    assert pager.attrs["aria-label"] == "Pages"
+    assert "Rows 1\N{EN DASH}500 of 10,000" in pager.text
+    assert not pager.all("a", rel="prev")
+    assert pager.one("a", rel="next").attrs["href"] == "/compare?a=exp-0&b=exp-1&page=2"
+    middle = parse(renderer.compare(big, page_number=7))
+    rows = middle.one("table", id="compare").one("tbody").all("tr")
+    assert rows[0].attrs["data-row-id"] == "r03000" and len(rows) == 500
+    pager = middle.one("nav", id="compare-pager")
+    assert "Rows 3,001\N{EN DASH}3,500 of 10,000" in pager.text
+    assert pager.one("a", rel="prev").attrs["href"] == "/compare?a=exp-0&b=exp-1&page=6"
+    assert pager.one("a", rel="next").attrs["href"] == "/compare?a=exp-0&b=exp-1&page=8"
+    # Beyond the last page: the last, as the rows page does.
+    last = parse(renderer.compare(big, page_number=99)).one("nav", id="compare-pager")
+    assert "Rows 9,501\N{EN DASH}10,000 of 10,000" in last.text and not last.all("a", rel="next")
+
+
+def test_the_reports_compare_main_keeps_every_row_and_no_pager(renderer: Renderer) -> None:
+    main = parse(renderer.compare_main(replace(compare_page(), rows=many_compared(501))))
+    assert len(main.one("table", id="compare").one("tbody").all("tr")) == 501
+    assert not main.all("nav", id="compare-pager")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1_0", "\uff12", "1234567890", " "])
+def test_a_compare_page_number_is_ascii_digits(value: str) -> None:
+    if not value.strip():
+        assert render.page_number(value) == 1
+        return
+    with pytest.raises(BadQuery, match=f"page {value!r} is not a page number"):
+        render.page_number(value)
+
+
+def test_a_compare_page_number_read() -> None:
+    assert render.page_number(None) == 1
+    assert render.page_number("12") == 12
 
 
 def test_login_posts_the_token_and_where_to_go_next(renderer: Renderer) -> None:

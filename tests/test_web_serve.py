@@ -768,3 +768,71 @@ def test_an_empty_token_is_no_token_for_the_pages_as_for_the_api(
             assert home.status_code == 200 and f'data-experiment-id="{ids["new"]}"' in home.text
     finally:
         server.stop()
+
+
+def compared_rows(side: str, count: int, failed: set[int]) -> list[RowVersion]:
+    return [
+        RowVersion(
+            row_id=f"r{number:04d}",
+            version_id=f"{side}-v{number}",
+            nodeid=f"test_many.py::test_it[{number}]",
+            attempt_id=f"{side}-attempt",
+            execution=1,
+            status="failed" if number in failed else "passed",
+            metrics=Metrics(start=1.0, end=2.0, duration=1.0),
+            root_span_id=f"{side}{number + 1:031x}",
+            span_id=f"{side}{number + 1:015x}",
+            output=f"output {number}",
+            scores={"pass": 0.0 if number in failed else 1.0},
+        )
+        for number in range(count)
+    ]
+
+
+def test_the_compare_page_shows_500_rows_at_a_time_regressions_first(tmp_path: Path) -> None:
+    """Two big experiments' compare table in one page takes a browser seconds to lay out: the
+    served page shows a page of it, in the table's order, with links to the next and previous."""
+    db = tmp_path / "many.db"
+    regressed = {700, 999, 1000}
+    with SQLiteStore(db) as store:
+        a_id = store.get_or_create_experiment("p", "before").id
+        store.write(a_id, compared_rows("a", 1001, set()), [])
+        b_id = store.get_or_create_experiment("p", "after").id
+        store.write(b_id, compared_rows("b", 1001, regressed), [])
+    with contextmanager(started)(db, tmp_path, TOKEN) as server, bearer(server) as client:
+
+        def page(number: str | None) -> httpx.Response:
+            params = {"a": a_id, "b": b_id} | ({} if number is None else {"page": number})
+            return client.get("/compare", params=params)
+
+        def shown(response: httpx.Response) -> list[str]:
+            table = response.text.partition('<table id="compare">')[2].partition("</table>")[0]
+            return re.findall(r'<tr data-row-id="([^"]+)"', table)
+
+        def pager(response: httpx.Response) -> str:
+            found = re.search(r'<nav id="compare-pager" aria-label="Pages">(.*?)</nav>',
+                              response.text, re.S)  # fmt: skip
+            assert found is not None, response.text[-2000:]
+            return html.unescape(found[1])
+
+        first = page(None)
+        assert first.status_code == 200, first.text
+        rows = shown(first)
+        assert len(rows) == 500
+        assert rows[:3] == ["r0700", "r0999", "r1000"]  # the regressions first
+        assert rows[3:6] == ["r0000", "r0001", "r0002"]
+        nav = pager(first)
+        assert "Rows 1\N{EN DASH}500 of 1,001" in nav and 'rel="prev"' not in nav
+        assert f'rel="next" href="/compare?a={a_id}&b={b_id}&page=2"' in nav
+        second = page("2")
+        assert shown(second)[0] == "r0497" and len(shown(second)) == 500
+        last = page("3")
+        assert shown(last) == ["r0998"]
+        nav = pager(last)
+        assert "Rows 1,001\N{EN DASH}1,001 of 1,001" in nav and 'rel="next"' not in nav
+        assert f'rel="prev" href="/compare?a={a_id}&b={b_id}&page=2"' in nav
+        assert shown(page("99")) == ["r0998"]  # beyond the last: the last, as the rows page
+        for bad in ("0", "two", "\uff12", "1_0", "-1"):
+            response = page(bad)
+            assert response.status_code == 400, bad
+            assert f"page &#39;{bad}&#39;" in response.text

@@ -170,10 +170,13 @@ class _Pages:
 
     async def baseline_compare(self, request: Request) -> Response:
         experiment_id = request.path_params["experiment_id"]
+        number = _compare_page_number(request)
         renderer = self.renderer(request.scope)
-        return self.page(await run_in_threadpool(self._baseline_compare, renderer, experiment_id))
+        return self.page(
+            await run_in_threadpool(self._baseline_compare, renderer, experiment_id, number)
+        )
 
-    def _baseline_compare(self, renderer: Renderer, experiment_id: str) -> str:
+    def _baseline_compare(self, renderer: Renderer, experiment_id: str, number: int) -> str:
         experiment = views.find_experiment(self.store, experiment_id)
         baseline = views.baseline_of(self.store, experiment_id)
         if baseline is None:
@@ -181,7 +184,8 @@ class _Pages:
                 f"experiment {experiment.name!r} has no baseline (its last attempt ran without "
                 "--eval-baseline): compare two experiments at /compare?a=ID&b=ID"
             )
-        return renderer.compare(views.compare_page(self.store, baseline.id, experiment_id))
+        page = views.compare_page(self.store, baseline.id, experiment_id)
+        return renderer.compare(page, page_number=number)
 
     async def compare(self, request: Request) -> Response:
         sides = []
@@ -192,11 +196,15 @@ class _Pages:
                     f"{name}: give one experiment id, as in /compare?a=BASELINE_ID&b=ID"
                 )
             sides.append(given[0])
+        number = _compare_page_number(request)
         renderer = self.renderer(request.scope)
-        return self.page(await run_in_threadpool(self._compare, renderer, *sides))
+        return self.page(
+            await run_in_threadpool(self._compare, renderer, sides[0], sides[1], number)
+        )
 
-    def _compare(self, renderer: Renderer, a_id: str, b_id: str) -> str:
-        return renderer.compare(views.compare_page(self.store, a_id, b_id))
+    def _compare(self, renderer: Renderer, a_id: str, b_id: str, number: int) -> str:
+        page = views.compare_page(self.store, a_id, b_id)
+        return renderer.compare(page, page_number=number)
 
     async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -383,3 +391,9 @@ class _SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _compare_page_number(request: Request) -> int:
+    """The compare page's ``page`` (the last one given, as the rows page reads it)."""
+    given = request.query_params.getlist("page")
+    return render.page_number(given[-1] if given else None)

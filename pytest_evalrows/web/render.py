@@ -31,6 +31,7 @@ from ..core.records import STATUSES
 from ..core.timestamps import to_iso
 from .pages import (
     CHANGE_ORDER,
+    CompareLine,
     ComparePage,
     ExperimentCard,
     ExperimentPage,
@@ -39,7 +40,7 @@ from .pages import (
     RowPage,
     RowQuery,
 )
-from .views import query_params
+from .views import BadQuery, query_params
 
 if TYPE_CHECKING:
     import jinja2
@@ -285,6 +286,64 @@ def sort_state(query: RowQuery, key: str) -> str:
     return "descending" if query.descending else "ascending"
 
 
+# --- the served compare page, a page of rows at a time ------------------------------------------
+
+#: Rows the served compare page shows at once: all 10,000 of two big experiments in one table
+#: take the browser seconds to lay out. (The report pages its compare table in its script.)
+COMPARE_PAGE_SIZE = 500
+# A page number as the rows page takes it: ASCII digits (int() also reads "1_0" and other
+# scripts' digits), at most 9 of them.
+_PAGE_NUMBER = re.compile(r"[0-9]{1,9}", re.ASCII)
+
+
+def page_number(value: str | None) -> int:
+    """A ``page`` query parameter's page (1 when absent or empty); BadQuery naming it if it is
+    not one."""
+    if value is None or not value.strip():
+        return 1
+    value = value.strip()
+    number = int(value) if _PAGE_NUMBER.fullmatch(value) else 0
+    if number < 1:
+        raise BadQuery(f"page {value!r} is not a page number: 1, 2, 3 ...")
+    return number
+
+
+def _with_page(link: str, number: int) -> str:
+    return f"{link}{'&' if '?' in link else '?'}{urlencode([('page', str(number))])}"
+
+
+@dataclass(frozen=True)
+class ComparePager:
+    """Which rows of the compare table a served page shows, and links to its neighbours."""
+
+    first: int  # 1-based position of the first row shown; 0 with no rows
+    last: int
+    total: int
+    prev_link: str | None
+    next_link: str | None
+
+
+def compare_slice(
+    page: ComparePage, number: int, links: Links, size: int = COMPARE_PAGE_SIZE
+) -> tuple[list[CompareLine], ComparePager]:
+    """Page ``number`` of the compare rows, in their order (a page beyond the last shows the
+    last, as the rows page does), and its pager."""
+    total = len(page.rows)
+    pages = max(1, -(-total // size))
+    number = min(number, pages)
+    start = (number - 1) * size
+    rows = page.rows[start : start + size]
+    here = links.compare(page.a, page.b)
+    pager = ComparePager(
+        first=start + 1 if rows else 0,
+        last=start + len(rows),
+        total=total,
+        prev_link=_with_page(here, number - 1) if number > 1 else None,
+        next_link=_with_page(here, number + 1) if number < pages else None,
+    )
+    return rows, pager
+
+
 # --- the environment and the renderer --------------------------------------------------------
 
 
@@ -367,8 +426,10 @@ class Renderer:
     def row(self, page: RowPage) -> str:
         return self._render("row.html", page=page)
 
-    def compare(self, page: ComparePage) -> str:
-        return self._render("compare.html", page=page)
+    def compare(self, page: ComparePage, *, page_number: int = 1) -> str:
+        """The served compare page: page ``page_number`` of its rows (``COMPARE_PAGE_SIZE``)."""
+        rows, pager = compare_slice(page, page_number, self.links)
+        return self._render("compare.html", page=page, compare_rows=rows, compare_pager=pager)
 
     def login(self, *, next: str, error: str | None) -> str:
         return self._render("login.html", next=next, error=error, action=LOGIN_PATH)
