@@ -131,7 +131,8 @@ def test_the_index_holds_every_row_and_the_html_the_first_page_of_them(seeded: S
     assert rows[1]["scores"] == [1.0, None, 0.1]  # not judged
     assert first["error"] == "AssertionError: a question"
     assert json.loads(first["input"]) == {"question": "a question", "n": 0}
-    assert (first["output"], first["expected"]) == ("Lyon", "Paris")
+    # What search looks in, as the server looks: input, output and expected, casefolded.
+    assert first["search"] == '{"question": "a question", "n": 0}\nlyon\nparis'
     # Without JavaScript: the first rows in the table, the same hooks as the served page.
     shown = document.all("tr")
     assert [e.attrs["data-row-id"] for e in shown if "data-row-id" in e.attrs] == seeded.row_ids
@@ -367,12 +368,14 @@ def test_a_10000_row_report_and_its_size(
     assert done.stdout.startswith(f"{target}: 10000 rows, ")
     data = target.read_bytes()
     packed = len(gzip.compress(data))
+    document = Document(data.decode("utf-8"))
+    index = len(document.one("script", id="rows-data").text.encode("utf-8"))
     with capsys.disabled():
         print(
-            f"\n10,000-row report: {len(data) / 2**20:.1f} MiB "
-            f"({packed / 2**20:.1f} MiB gzip'd), written in {took:.1f} s"
+            f"\n10,000-row report: {len(data) / 2**20:.2f} MiB "
+            f"({packed / 2**20:.2f} MiB gzip'd; its row index {index / 2**20:.2f} MiB), "
+            f"written in {took:.1f} s"
         )
-    document = Document(data.decode("utf-8"))
     assert len(index_of(document)["rows"]) == 10_000
     assert len([e for e in document.all("tr") if "data-row-id" in e.attrs]) == 50
     assert len(data) < 100 * 2**20  # generous: a CI artifact, not a size test

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import unicodedata
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,8 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page
-from support.web_report import Seeded, seed, written
+from playwright.sync_api import Browser, Page, expect
+from support.web_report import Seeded, seed, seed_texts, written
 
 from pytest_evalrows.store.sqlite import SQLiteStore
 from pytest_evalrows.web import views
@@ -76,7 +77,8 @@ def opened(browser: Browser, uri: str, *, script: bool = True) -> Iterator[Page]
 
 
 def rows_shown(page: Page, count: int) -> None:
-    page.wait_for_function(f"document.querySelectorAll('#rows tbody tr').length === {count}")
+    # A locator's wait, not wait_for_function: the report's policy refuses a string's eval.
+    expect(page.locator("#rows tbody tr")).to_have_count(count)
 
 
 def test_the_script_draws_the_first_page_of_rows_as_the_template_does(
@@ -128,7 +130,13 @@ def test_the_script_selects_the_rows_the_server_selects(
     """The rows, count and pager the script draws for a query are what the served page's
     views and templates make of it (``views.experiment_page``): the same filters, the same
     order."""
-    seeded, uri = varied
+    served = selected_as_served(*varied, browser, query)
+    assert served or "nothing" in query  # each query but the last shows rows
+
+
+def selected_as_served(seeded: Seeded, uri: str, browser: Browser, query: str) -> list[str]:
+    """Asserts that the rows table, count and pager the report's script draws for ``query``
+    are the markup the served page makes of it; the row ids it shows."""
     with SQLiteStore(seeded.db, create=False) as store:
         params = urllib.parse.parse_qs(query)
         served = views.experiment_page(store, seeded.experiment_id, views.parse_query(params))
@@ -145,15 +153,116 @@ def test_the_script_selects_the_rows_the_server_selects(
     ) + environment().get_template("_pager.html").render(
         page=served, prev_link=prev_link, next_link=next_link
     )
-    assert served.rows or "nothing" in query  # each query but the last shows rows
     with opened(browser, "about:blank", script=False) as page:
         page.set_content(markup)
         by_server = page.evaluate(SNAPSHOT, REDRAWN[:3])
+        count = page.locator("#row-count").inner_text()
     with opened(browser, f"{uri}#/?{query}") as page:
         rows_shown(page, len(served.rows))
+        # The count too: the first page the file holds may have as many rows as the query.
+        expect(page.locator("#row-count")).to_have_text(count)
         by_script = page.evaluate(SNAPSHOT, REDRAWN[:3])
     for selector, server, script in zip(REDRAWN[:3], by_server, by_script, strict=True):
         assert script == server, selector
+    return [line.row_id for line in served.rows]
+
+
+# Rows for text search: a word the rows table's cells clip away (past character 200 of an
+# output, of an input), and text that JavaScript's lower case does not fold as Python's
+# casefold does (the server's search is a casefold: views.row_line's search_text).
+FILLER = "and so on " * 25
+DOTLESS = "\N{LATIN SMALL LETTER DOTLESS I}"
+SEARCHED: dict[str, tuple[object, object, object]] = {
+    "far-output": ("where is it?", FILLER + "Zanzibar", "an island"),
+    "far-input": ({"prompt": FILLER, "place": "Zanzibar"}, "yes", "yes"),
+    "near": ("where is it?", "Zanzibar, near", "an island"),
+    "sharp-s": ("an address", "Hauptstraße 1", None),
+    "double-s": ("an address", "HAUPTSTRASSE 2", None),
+    "capital-sharp-s": ("an address", "HAUPTSTRAẞE 3", None),
+    "dotless-i": ("a word", f"{DOTLESS}l{DOTLESS}k", None),
+    "dotted-i": ("a word", "ilik", None),
+    "greek": ("a name", "ΟΔΥΣΣΕΥΣ", "Οδυσσεύς"),
+    "ligature": ("a word", "the ﬁnal answer", None),
+    "plain": ("a word", "THE FINAL ANSWER", None),
+}
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Seeded, str]:
+    seeded = seed_texts(tmp_path_factory.mktemp("searched") / "rows.db", SEARCHED)
+    return seeded, written(seeded).as_uri()
+
+
+def search(query: str) -> str:
+    return urllib.parse.urlencode({"q": query})
+
+
+@pytest.mark.parametrize("query", ["zanzibar", "ZANZIBAR", "so on Zanzibar"])
+def test_search_finds_a_word_past_the_clipped_cells_as_the_server_does(
+    searched: tuple[Seeded, str], browser: Browser, query: str
+) -> None:
+    """The table's cells show 200 characters of a value; search looks in the whole of it,
+    in the report as on the served page."""
+    found = selected_as_served(*searched, browser, search(query))
+    assert "far-output" in found
+    if query != "so on Zanzibar":
+        assert set(found) == {"far-input", "far-output", "near"}
+
+
+@pytest.mark.parametrize(
+    ("query", "rows"),
+    [
+        ("STRAẞE", {"sharp-s", "double-s", "capital-sharp-s"}),  # casefold: "strasse"
+        ("hauptstrasse", {"sharp-s", "double-s", "capital-sharp-s"}),
+        ("Straße 1", {"sharp-s"}),
+        ("ILIK", {"dotted-i"}),  # casefold keeps a dotless i
+        (f"{DOTLESS}l{DOTLESS}k", {"dotless-i"}),
+        ("οδυσσευς", {"greek"}),  # a final sigma folds to sigma
+        ("ΣΕΎΣ", {"greek"}),
+        ("ﬁnal", {"ligature", "plain"}),
+    ],
+)
+def test_search_folds_case_as_the_server_does(
+    searched: tuple[Seeded, str], browser: Browser, query: str, rows: set[str]
+) -> None:
+    assert set(selected_as_served(*searched, browser, search(query))) == rows
+
+
+def test_the_scripts_case_folding_is_pythons_casefold(
+    searched: tuple[Seeded, str], browser: Browser
+) -> None:
+    """For every character both this Python's and the browser's Unicode tables know (the
+    comment of report_rows.js's ``folded`` says why only those), and for words whose last
+    letter folds by its place (a final sigma)."""
+    characters = [
+        chr(point)
+        for point in range(0x110000)
+        if unicodedata.category(chr(point)) not in ("Cn", "Co", "Cs")
+    ]
+    words = [
+        "ὈΔΥΣΣΕΎΣ ΟΔΥΣΣΕΥΣ.",
+        "Σίσυφος",
+        "STRAẞE Straße",
+        f"{DOTLESS}I İi",
+        "ﬁnal ﬀ \N{LATIN SMALL LETTER LONG S} µ",
+    ]
+    with opened(browser, searched[1]) as page:
+        folded = page.evaluate(
+            """(texts) => {
+              const data = JSON.parse(document.getElementById("rows-data").textContent);
+              const { folded } = evalrowsRows(data);
+              return texts.map((text) => (/^\\p{Cn}$/u.test(text) ? null : folded(text)));
+            }""",
+            characters + words,
+        )
+    unknown = sum(fold is None for fold in folded)
+    assert unknown < len(characters) // 100  # the browser knows nearly all of them
+    wrong = {
+        text: fold
+        for text, fold in zip(characters + words, folded, strict=True)
+        if fold is not None and fold != text.casefold()
+    }
+    assert wrong == {}
 
 
 def test_back_from_a_row_returns_to_the_same_rows_at_the_same_place(

@@ -42,7 +42,10 @@ from .render import ROW_COLUMNS, Renderer, environment, static_text, stylesheet
 #: is opened, so a chunk stays small enough to inflate at once, and large enough to compress.
 CHUNK_ROWS = 200
 #: The fields of a row in the index, in order: ``scores`` is a list in the order of
-#: ``scoreNames`` (null where the row has no such score).
+#: ``scoreNames`` (null where the row has no such score); ``input`` is the cell the table
+#: shows (clipped), ``search`` what text search looks in (``RowLine.search_text``: input,
+#: output and expected whole, casefolded by Python, so that the script finds what the server
+#: finds, past the clipped cells too).
 COLUMNS = (
     "row_id",
     "status",
@@ -55,8 +58,7 @@ COLUMNS = (
     "error",
     "scores",
     "input",
-    "output",
-    "expected",
+    "search",
 )
 #: The scripts the report runs, in order: the served pages' own (the trace's expand and
 #: collapse tools), the rows table's rules, then the report's routes and views.
@@ -203,8 +205,7 @@ def index_of(
                 line.error,
                 [line.scores.get(name) for name in names],
                 line.input,
-                line.output,
-                line.expected,
+                line.search_text,
             ]
             for line in lines
         ],

@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -184,6 +185,20 @@ def seed(
             ],
         )
     return Seeded(db, now.id, sorted(ids))
+
+
+def seed_texts(db: Path, texts: Mapping[str, tuple[object, object, object]]) -> Seeded:
+    """Experiment 'now' of project 'demo' with one row per entry of ``texts``: row id ->
+    (input, output, expected), for tests of text search."""
+    with SQLiteStore(db) as store:
+        now = store.get_or_create_experiment("demo", "now")
+        store.save_attempt(Attempt(id="attempt-texts", experiment_id=now.id, started=10.0))
+        rows = [
+            version(row_id, "attempt-texts", 10.0, input=given, output=said, expected=wanted)
+            for row_id, (given, said, wanted) in texts.items()
+        ]
+        store.write(now.id, rows, [])
+    return Seeded(db, now.id, sorted(texts))
 
 
 # -- the command and the file read back -------------------------------------------------------

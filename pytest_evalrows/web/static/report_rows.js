@@ -64,10 +64,25 @@ function evalrowsRows(data) {
     return floor % 2 === 0 ? floor : floor + 1;
   }
 
-  // Python's str.casefold(), near enough for a substring test: upper then lower folds
-  // "ß" to "ss" and final sigma to sigma as it does.
+  // Python's str.casefold() of the query: the index holds each row's search text casefolded
+  // by Python (RowLine.search_text), so the query must fold to the same text. JavaScript has
+  // no casefold. Upper then lower case folds most of what toLowerCase alone leaves as it is
+  // ("ß" to "ss", ligatures such as "ﬁ", "ſ", "µ", the Greek symbol letters and iota
+  // subscripts); then what that gets wrong is put right: "ẞ" lowers to "ß" (casefold: "ss"),
+  // a sigma ending a word lowers to "ς" (casefold: "σ" everywhere), dotless "ı" uppers to "I"
+  // (casefold keeps it), and Cherokee lowers to its small letters (casefold: its capitals).
+  // What remains: a character one side's Unicode tables know and the other's do not (the
+  // browser's are often newer than Python's), which the two may fold differently.
+  const CHEROKEE_SMALL = /[\u13F8-\u13FD\uAB70-\uABBF]/g;
+
   function folded(text) {
-    return text.toUpperCase().toLowerCase();
+    return text
+      .split("\u0131") // dotless i
+      .map((part) => part.toUpperCase().toLowerCase())
+      .join("\u0131")
+      .replace(/\u00DF/g, "ss") // sharp s
+      .replace(/\u03C2/g, "\u03C3") // final sigma to sigma
+      .replace(CHEROKEE_SMALL, (letter) => letter.toUpperCase());
   }
 
   // -- the query: web/view_query.py's parse_query and query_params ---------------------------
@@ -151,8 +166,6 @@ function evalrowsRows(data) {
 
   // -- rows: filtered, sorted, paged (web/view_query.py's select_rows) -----------------------
 
-  let searchText = null; // each row's input, output and expected, folded, made on first search
-
   function filterRows(query) {
     const statuses = new Set(query.statuses);
     const text = folded(query.text);
@@ -160,16 +173,11 @@ function evalrowsRows(data) {
     const ranged = query.score !== null && (query.low !== null || query.high !== null);
     const low = query.low === null ? -Infinity : query.low - SAME;
     const high = query.high === null ? Infinity : query.high + SAME;
-    if (text && searchText === null) {
-      searchText = rows.map((row) =>
-        [row[COLUMN.input], row[COLUMN.output], row[COLUMN.expected]].map(folded),
-      );
-    }
     const found = [];
     for (let index = 0; index < rows.length; index++) {
       const row = rows[index];
       if (statuses.size && !statuses.has(row[COLUMN.status])) continue;
-      if (text && !searchText[index].some((field) => field.includes(text))) continue;
+      if (text && !row[COLUMN.search].includes(text)) continue;
       if (ranged) {
         const value = scoreIndex < 0 ? null : row[COLUMN.scores][scoreIndex];
         if (value === null || !(low <= value && value <= high)) continue;
@@ -212,5 +220,14 @@ function evalrowsRows(data) {
     return { shown: matched.slice(start, start + PAGE_SIZE), matched: matched.length, pages, page };
   }
 
-  return { BadQuery, format, parseQuery, queryParams, selectRows, DEFAULT_QUERY, COLUMN };
+  return {
+    BadQuery,
+    format,
+    folded,
+    parseQuery,
+    queryParams,
+    selectRows,
+    DEFAULT_QUERY,
+    COLUMN,
+  };
 }
