@@ -191,16 +191,21 @@ def test_row_links_in_the_table_are_percent_encoded(renderer: Renderer) -> None:
     assert cell.one("a").text == "with/slash and space"
 
 
-def test_row_ids_may_wrap_only_after_a_path_separator_or_before_parameters() -> None:
-    wrapped = render.breakable("tests/test_capitals.py::test_capital[<Paris>]")
-    assert str(wrapped) == ("tests/<wbr>test_capitals.py::<wbr>test_capital<wbr>[&lt;Paris&gt;]")
-    assert str(render.breakable("plain_name")) == "plain_name"
+def test_row_ids_may_wrap_only_between_their_parts() -> None:
+    """After "::" or "/", before "[": each part a span tables keep on one line (not mid-name,
+    not at a "-")."""
+    wrapped = render.breakable("tests/test_capitals.py::test_capital[<Paris-France>]")
+    parts = ["tests/", "test_capitals.py::", "test_capital", "[&lt;Paris-France&gt;]"]
+    assert str(wrapped) == "<wbr>".join(f'<span class="id-part">{part}</span>' for part in parts)
+    assert str(render.breakable("plain-name")) == "plain-name"
+    assert 'td[data-col="row_id"] .id-part' in render.stylesheet()
 
 
-def test_row_links_carry_their_wrap_points_and_keep_their_text(renderer: Renderer) -> None:
-    rows = parse(renderer.experiment(experiment_page())).one("table", id="rows")
+def test_row_links_carry_their_parts_and_keep_their_text(renderer: Renderer) -> None:
     html = renderer.experiment(experiment_page())
-    assert '<a href="/experiments/exp-1/rows/with%2Fslash%20and%20space">with/<wbr>slash' in html
+    link = '<a href="/experiments/exp-1/rows/with%2Fslash%20and%20space">'
+    assert link + '<span class="id-part">with/</span><wbr><span class="id-part">slash' in html
+    rows = parse(html).one("table", id="rows")
     cell = rows.one("tr", data_row_id="with/slash and space").one("td", data_col="row_id")
     assert cell.one("a").text == "with/slash and space"
 

@@ -200,15 +200,19 @@ def by_status(counts: dict[str, int]) -> list[tuple[str, int]]:
 
 
 #: Where a long row id may wrap: after a "::" or a "/" of its path, or before the "[" of its
-#: parameters; never inside a name. Escaping makes none of these characters, so they are
-#: found in the escaped text as they were in the id.
-_ID_BREAK = re.compile(r"::|/|(?=\[)(?<!^)")
+#: parameters; never inside a name.
+_ID_BREAK = re.compile(r"(?<=::)|(?<=/)|(?=\[)")
 
 
 def breakable(text: str) -> Markup:
-    """An id, escaped, with ``<wbr>`` where it may wrap (``_ID_BREAK``): its text unchanged."""
-    escaped = str(escape(text))
-    return Markup(_ID_BREAK.sub(lambda found: found.group() + "<wbr>", escaped))
+    """An id, escaped, in parts that may wrap between them (``<wbr>``, ``_ID_BREAK``), each
+    a ``<span class="id-part">`` that tables keep on one line (a "-" would break it); its
+    text unchanged."""
+    parts = [part for part in _ID_BREAK.split(text) if part]
+    if len(parts) < 2:
+        return escape(text)
+    spans = (Markup('<span class="id-part">{}</span>').format(part) for part in parts)
+    return Markup("<wbr>").join(spans)
 
 
 def percent(value: float | None) -> str:
