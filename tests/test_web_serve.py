@@ -454,6 +454,18 @@ def test_logging_out_ends_the_session_for_a_copy_of_the_cookie_too(
         assert again.get("/").status_code == 200
 
 
+def test_a_logout_without_a_session_ends_no_one_else_s(server: EvalrowsServer) -> None:
+    """/logout is open (a browser whose session expired must still be able to use it), so
+    one without a valid session only clears its own cookie: anybody who can reach the server
+    cannot log everyone out."""
+    with logged_in(server) as client:
+        with browser(server) as stranger:
+            assert stranger.post("/logout").status_code == 303
+        with browser(server, Cookie=f"{cookie(server)}=99999999999.forged") as forger:
+            assert forger.post("/logout").status_code == 303
+        assert client.get("/").status_code == 200
+
+
 def test_the_cookie_does_not_open_the_api(server: EvalrowsServer) -> None:
     """A cookie goes with every request a browser makes, other sites' forms' too: the API
     takes the bearer header alone, as before the pages."""

@@ -249,7 +249,10 @@ class _Pages:
         if refused is not None:
             return refused
         # Not only this browser's cookie: a copy of it, and every other session, end here.
-        self.session_key = auth.new_session_key()
+        # Only a session may end them all: /logout needs no token, so without one anybody
+        # who can reach the server could log everyone out.
+        if self.in_session(request.scope):
+            self.session_key = auth.new_session_key()
         response = RedirectResponse("/login" if self.token is not None else "/", 303)
         response.headers.append(
             "set-cookie",
