@@ -143,16 +143,19 @@ def server(seeded: Seeded, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 # -- the browser and its pages ---------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+# Module-scoped, not session-scoped: while Playwright's sync driver is started, its event loop
+# runs on the main thread, and a test of another module that calls asyncio.run() on the same
+# xdist worker would fail. pytest finishes a module's fixtures before the next module's tests.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     driver = sync_playwright().start()
     yield driver
     driver.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    """Headless chromium, one per xdist worker. No chromium fails the tests (a skipped
+    """Headless chromium, one per module's tests on each xdist worker. No chromium fails the tests (a skipped
     browser suite would hide breakage)."""
     path = chromium_path()
     if path is None:
