@@ -155,8 +155,8 @@ def playwright() -> Iterator[Playwright]:
 
 @pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    """Headless chromium, one per module's tests on each xdist worker. No chromium fails the tests (a skipped
-    browser suite would hide breakage)."""
+    """Headless chromium, one per module's tests on each xdist worker. No chromium fails the
+    tests (a skipped browser suite would hide breakage)."""
     path = chromium_path()
     if path is None:
         pytest.fail(INSTALL, pytrace=False)
