@@ -95,8 +95,20 @@ def _baseline(store: Any, name: str, project: str) -> Any:
 
 
 def _write(target: Path, html: str) -> int:
-    """Write the file whole or not at all (a reader never sees half a report); its size."""
+    """Write the file whole or not at all (a reader never sees half a report); its size.
+
+    Only a regular file (or none) is replaced by a rename: a link is written through, and a
+    device or pipe (``-o /dev/stdout``) is written into, never replaced by a file."""
     data = html.encode("utf-8")
+    if not str(target) or target.is_dir():
+        raise EvalrowsError(f"-o: {str(target)!r} is not a file name")
+    if target.is_symlink() or (target.exists() and not target.is_file()):
+        try:
+            with open(target, "wb") as stream:
+                stream.write(data)
+        except OSError as exc:
+            raise EvalrowsError(f"cannot write {target}: {exc.strerror or exc}") from None
+        return len(data)
     directory = target.parent
     try:
         handle, temporary = tempfile.mkstemp(

@@ -14,7 +14,9 @@ import gzip
 import json
 import os
 import re
+import stat
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -321,6 +323,29 @@ def test_a_file_that_cannot_be_written_is_one_line_and_leaves_nothing_behind(
     line = one_error(report(seeded, "-o", target))
     assert line == f"cannot write {target}: No such file or directory"
     assert sorted(p.name for p in seeded.db.parent.iterdir()) == ["rows.db"]
+
+
+def test_a_link_or_a_pipe_is_written_through_not_replaced(seeded: Seeded) -> None:
+    """-o through a symbolic link writes the file it points to; into a pipe (as into
+    /dev/stdout) writes the report into it: neither is replaced by a file of its own."""
+    folder = seeded.db.parent
+    (folder / "arts").mkdir()
+    link = folder / "link.html"
+    link.symlink_to(folder / "arts" / "real.html")
+    assert report(seeded, "-o", link).returncode == 0
+    assert link.is_symlink()
+    assert (folder / "arts" / "real.html").read_text(encoding="utf-8").startswith("<!doctype html>")
+    pipe = folder / "pipe"
+    os.mkfifo(pipe)
+    with ThreadPoolExecutor(1) as reader:
+        read = reader.submit(pipe.read_bytes)
+        assert report(seeded, "-o", pipe).returncode == 0
+        assert read.result(timeout=60).startswith(b"<!doctype html>")
+    assert stat.S_ISFIFO(pipe.stat().st_mode)
+
+
+def test_an_empty_output_name_is_one_line(seeded: Seeded) -> None:
+    assert one_error(report(seeded, "-o", "")) == "-o: '.' is not a file name"
 
 
 def test_without_output_it_writes_evalrows_report_html_and_says_so_as_json(seeded: Seeded) -> None:
