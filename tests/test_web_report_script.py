@@ -8,8 +8,6 @@ The pages as a user sees them, served and in the report, are tested in ``tests/b
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import unicodedata
 import urllib.parse
 from collections.abc import Iterator
@@ -18,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from browser.watching import INSTALL, chromium_path
 from playwright.sync_api import Browser, Page, expect
 from support.web_report import Seeded, seed, seed_texts, written
 
@@ -39,12 +38,11 @@ SNAPSHOT = """(selectors) => selectors.map((selector) => {
 
 
 def chromium() -> str:
-    found = os.environ.get("EVALROWS_CHROMIUM") or shutil.which("chromium")
-    debian = Path("/usr/lib/chromium/chromium")
-    if found is None and debian.exists():
-        found = str(debian)
+    # The browser tests' lookup: it reads EVALROWS_CHROMIUM at import, before tests/conftest.py
+    # takes the EVALROWS_* variables away from each test.
+    found = chromium_path()
     if found is None:
-        pytest.fail("no chromium found (set EVALROWS_CHROMIUM, or apt-get install chromium)")
+        pytest.fail(INSTALL, pytrace=False)
     return found
 
 
