@@ -1,8 +1,10 @@
-"""Shared fixtures: a clean environment for every test, and the store the inner sessions write."""
+"""Shared fixtures: a clean environment for every test, the store the inner sessions write, and
+PostgreSQL databases for the tests that need one."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 # In this process before any in-process pytester run: a module first imported inside one is
@@ -12,6 +14,7 @@ from pathlib import Path
 import httpcore  # noqa: F401
 import httpx  # noqa: F401
 import pytest
+from support import postgres
 from support.store import default_db
 
 from pytest_evalrows.plugin.settings import OPTIONS
@@ -38,3 +41,28 @@ def _no_evalrows_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def db(pytester: pytest.Pytester) -> Path:
     """Where the inner sessions' default store lives: ``<rootdir>/.evalrows/evalrows.db``."""
     return default_db(pytester)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server's URL, with rights to create databases: $EVALROWS_TEST_POSTGRES
+    (read when this file was imported), else a throwaway cluster of this test process, started
+    on first use and stopped at the end of the session."""
+    if postgres.SERVER_FROM_ENV is not None:
+        yield postgres.SERVER_FROM_ENV
+        return
+    server = postgres.ThrowawayServer()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """The URL of a fresh empty database, dropped after the test."""
+    database = postgres.new_database(postgres_server)
+    try:
+        yield database
+    finally:
+        postgres.drop_database(postgres_server, database)
