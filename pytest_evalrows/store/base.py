@@ -22,6 +22,7 @@ from ..errors import StoreError
 
 if TYPE_CHECKING:
     from ..core.judgments import Evaluation
+    from ..core.merging import Patch
     from ..core.models import RowVersion, SpanRecord
     from ..core.trace import Trace
 
@@ -289,7 +290,13 @@ class ServerBackend(Protocol):
         delete_span_ids: Collection[str] = (),
     ) -> WriteResult:
         """One insert request, all or nothing. A row's root is its row event: the roots of
-        the versions it replaces are history, not spans to clean up later."""
+        the versions it replaces are history, not spans to clean up later.
+
+        A span under no row (``row_id`` None) in the trace of a row (its ``root_span_id`` is
+        the ``root_span_id`` of a row's latest version) goes under that row, whichever came
+        first: another client sends a trace's spans without row ids, and may send children
+        before their root. Only spans of the traces this request writes (rows' and spans')
+        are looked at; ``row_id`` changes in the column and in the stored body alike."""
         ...
 
     def save_attempt(self, attempt: Attempt) -> None: ...
@@ -310,4 +317,22 @@ class ServerBackend(Protocol):
         """Merge scores into rows' versions (the API's ``_is_merge``), all or nothing: row
         id -> (version id, or None for the row's latest; scores, a None score removing
         one). Returns the row ids without such a version; then nothing is merged."""
+        ...
+
+    def merge_events(self, experiment_id: str, patches: Sequence[tuple[str, Patch]]) -> list[str]:
+        """Partial updates of stored events (the API's ``_is_merge``), in the order given,
+        in place, all or nothing: (event id, patch) pairs, each merged into the stored body
+        with ``core.merging.merge_body``.
+
+        An event id names, in this order of precedence: the row with that row id (its latest
+        version's body is merged, no new version is made); else the span with that span id;
+        else the span whose ``attributes[core.merging.EVENT_ID_ATTRIBUTE]`` is that id. Two
+        patches of one id are merged one after the other into the same body.
+
+        What the store derives from a body follows the merged one: a version's status and
+        params hash where the row's latest is listed, a span's start. Nothing else moves: a
+        merge changes no version's number, order, attempt or trace, no span's row.
+
+        Returns the event ids found nowhere, in the order given (each once); then nothing at
+        all is merged."""
         ...
