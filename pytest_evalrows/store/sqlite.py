@@ -37,17 +37,16 @@ from .sqlite_evaluations import (
     Evaluations,
     ReadsRowEvaluations,
 )
-from .sqlite_merges import ADOPT_SPANS, Merges
+from .sqlite_merges import MergesEvents, adopt_spans
 from .sqlite_reads import Reads, ReadsScores
 
 if TYPE_CHECKING:
     from ..core.judgments import Evaluation
-    from ..core.merging import Patch
     from ..core.models import RowVersion, SpanRecord
     from ..core.trace import Trace
 
 
-class SQLiteStore(ReadsScores, ReadsRowEvaluations, Store):
+class SQLiteStore(ReadsScores, ReadsRowEvaluations, MergesEvents, Store):
     """Rows in one SQLite file (WAL, busy timeout); ``SQLiteStore(":memory:")`` keeps them
     in memory. Also the ``ServerBackend`` behind ``evalrows serve``."""
 
@@ -76,7 +75,6 @@ class SQLiteStore(ReadsScores, ReadsRowEvaluations, Store):
         self._db = Connection(self.path)
         self._reads = Reads(self._db, self.unreadable)
         self._evaluations = Evaluations(self._db, self._reads)
-        self._merges = Merges(self._db)
 
     def applied_migrations(self) -> list[str]:
         return self._db.applied_migrations()
@@ -183,11 +181,10 @@ class SQLiteStore(ReadsScores, ReadsRowEvaluations, Store):
         replace_roots: bool = False,
     ) -> WriteResult:
         """Also deletes the spans named by ``delete_span_ids``, in the same transaction (what
-        one insert request of the HTTP API does). With ``replace_roots`` the root spans of the
-        written rows that are not their latest version's go too (the HTTP API's model, where
-        a row's root is its row event and older versions are history, not spans), and spans
-        under no row in a written trace go under its row (``ServerBackend.insert_events``). ``late``
-        changes nothing here: versions are ordered by when their execution started."""
+        one insert request of the HTTP API does). With ``replace_roots``, the HTTP API's model
+        (``ServerBackend.insert_events``): the written rows' root spans that are not their
+        latest version's go, and a written trace's spans under no row go under its row.
+        ``late`` changes nothing here: versions are ordered by when their execution started."""
         # Set-based: the batch goes in as one JSON array per statement, so a batch of any size
         # is a handful of statements. That matters beyond SQLite: every statement releases and
         # retakes the GIL, and a writer thread that does so per row slows the tests' thread.
@@ -216,9 +213,7 @@ class SQLiteStore(ReadsScores, ReadsRowEvaluations, Store):
                 rows_json = json.dumps(sorted({doc["row_id"] for doc in docs}))
                 db.execute(schema.DELETE_REPLACED_ROOTS, (experiment_id, rows_json))
             if replace_roots:
-                traces = {doc["root_span_id"] for doc in [*docs, *map(as_doc, spans)]}
-                adopt = {"experiment": experiment_id, "traces": json.dumps(sorted(traces))}
-                db.execute(ADOPT_SPANS, adopt)
+                adopt_spans(db, experiment_id, [*docs, *map(as_doc, spans)])
         return result
 
     def insert_events(
@@ -272,10 +267,6 @@ class SQLiteStore(ReadsScores, ReadsRowEvaluations, Store):
     ) -> list[str]:
         """``ServerBackend.merge_scores``: all or nothing; the row ids it cannot find."""
         return self._evaluations.merge_scores(experiment_id, merges)
-
-    def merge_events(self, experiment_id: str, patches: Sequence[tuple[str, Patch]]) -> list[str]:
-        """``ServerBackend.merge_events`` (``sqlite_merges``)."""
-        return self._merges.merge_events(experiment_id, patches)
 
     def find_trace(self, experiment_id: str, trace_id: str) -> Trace | None:
         return self._evaluations.find_trace(experiment_id, trace_id)

@@ -8,6 +8,7 @@ transaction: no other writer runs in between, and a failure writes nothing.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -63,11 +64,10 @@ WHERE spans.experiment_id = :experiment AND spans.span_id = json_extract(m.value
 """
 
 
-class Merges:
-    """``ServerBackend.merge_events`` over the store's file."""
+class MergesEvents:
+    """``ServerBackend.merge_events`` of the embedded store."""
 
-    def __init__(self, db: Connection) -> None:
-        self._db = db
+    _db: Connection
 
     def merge_events(self, experiment_id: str, patches: Sequence[tuple[str, Patch]]) -> list[str]:
         wanted = list(dict.fromkeys(event_id for event_id, _ in patches))
@@ -99,7 +99,7 @@ class Merges:
 
     @staticmethod
     def _find(
-        db: Any, query: str, experiment_id: str, ids: list[str]
+        db: sqlite3.Connection, query: str, experiment_id: str, ids: list[str]
     ) -> dict[str, tuple[Any, str]]:
         """Event id -> (where the body is: rowid or span id, body text)."""
         args = {"experiment": experiment_id, "ids": json.dumps(ids)}
@@ -133,3 +133,10 @@ WHERE spans.experiment_id = :experiment AND spans.row_id IS NULL
   AND l.experiment_id = spans.experiment_id
   AND l.root_span_id = json_extract(spans.body, '$.root_span_id')
 """
+
+
+def adopt_spans(db: sqlite3.Connection, experiment_id: str, written: list[dict[str, Any]]) -> None:
+    """The spans under no row in the traces of ``written`` (rows and spans) go under the row
+    whose latest version has that trace."""
+    traces = sorted({doc["root_span_id"] for doc in written})
+    db.execute(ADOPT_SPANS, {"experiment": experiment_id, "traces": json.dumps(traces)})
