@@ -1,7 +1,8 @@
 """Opening the store a URL names: the one place that knows every kind of store.
 
 Above the layers (like ``cli`` and ``plugin``): it picks between ``store.sqlite`` and
-``braintrust.client``, which may not import each other.
+``braintrust.client``, which may not import each other. Each store's module is imported
+only when its URL is opened (psycopg only for a ``postgresql://`` one).
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ def open_store(
         from .braintrust.client import HTTPStore
 
         return HTTPStore(url.text, api_key=api_key, timeout=timeout, retries=retries)
+    if url.scheme == "postgresql":
+        from .store.postgres import PostgresStore
+
+        return PostgresStore(url.text, create=create)
     from .store.sqlite import SQLiteStore
 
     assert url.path is not None

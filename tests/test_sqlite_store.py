@@ -14,14 +14,22 @@ from pytest_evalrows import MemoryStore, SQLiteStore, StoreError, UnknownExperim
 from pytest_evalrows.models import Attempt, Metrics, RowVersion, SpanRecord, StaleSpan
 from pytest_evalrows.store import sqlite_schema
 from pytest_evalrows.store.base import Store
+from pytest_evalrows.store.postgres import PostgresStore
 from pytest_evalrows.store.sqlite_schema import MIGRATIONS
 
 MIGRATION_NAMES = ["0001_experiments_attempts_rows", "0002_spans"]
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStore]:
-    made = SQLiteStore(tmp_path / "sub" / "rows.db") if request.param == "sqlite" else MemoryStore()
+@pytest.fixture(params=["sqlite", "memory", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStore | PostgresStore]:
+    """The store contract runs on each kind of store that keeps everything."""
+    made: SQLiteStore | PostgresStore
+    if request.param == "postgresql":
+        made = PostgresStore(request.getfixturevalue("postgres_url"))
+    elif request.param == "sqlite":
+        made = SQLiteStore(tmp_path / "sub" / "rows.db")
+    else:
+        made = MemoryStore()
     with made:
         yield made
 

@@ -15,12 +15,20 @@ from pytest_evalrows import MemoryStore, SQLiteStore
 from pytest_evalrows.core.judgments import SCORE_PREFIX, Evaluation, Judgment, Step
 from pytest_evalrows.models import RowVersion, SpanRecord
 from pytest_evalrows.store import sqlite_evaluations
+from pytest_evalrows.store.postgres import PostgresStore
 from pytest_evalrows.store.sqlite_schema import MIGRATIONS
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStore]:
-    made = SQLiteStore(tmp_path / "rows.db") if request.param == "sqlite" else MemoryStore()
+@pytest.fixture(params=["sqlite", "memory", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStore | PostgresStore]:
+    """The store contract runs on each kind of store that keeps everything."""
+    made: SQLiteStore | PostgresStore
+    if request.param == "postgresql":
+        made = PostgresStore(request.getfixturevalue("postgres_url"))
+    elif request.param == "sqlite":
+        made = SQLiteStore(tmp_path / "rows.db")
+    else:
+        made = MemoryStore()
     with made:
         yield made
 

@@ -1,4 +1,5 @@
-"""Where rows live: the interface, the embedded SQLite store and an in-memory store.
+"""Where rows live: the interface, the embedded SQLite store, an in-memory store and the
+PostgreSQL store.
 
 Imported lazily: `store.urls` is needed to validate settings in every session, the stores
 themselves only when recording.
@@ -12,11 +13,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .base import Store
     from .memory import MemoryStore
+    from .postgres import PostgresStore
     from .sqlite import SQLiteStore
 
-_LAZY = {"Store": ".base", "MemoryStore": ".memory", "SQLiteStore": ".sqlite"}
+_LAZY = {
+    "Store": ".base",
+    "MemoryStore": ".memory",
+    "SQLiteStore": ".sqlite",
+    "PostgresStore": ".postgres",
+}
 
-__all__ = ["MemoryStore", "SQLiteStore", "Store"]
+__all__ = ["MemoryStore", "PostgresStore", "SQLiteStore", "Store"]
 
 
 def __getattr__(name: str) -> Any:

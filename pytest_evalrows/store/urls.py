@@ -11,13 +11,20 @@ from ..core.redaction import public_url, scrub_url_credentials
 DEFAULT_STORE = "sqlite:///.evalrows/evalrows.db"
 VALID_FORMS = (
     "sqlite:///RELATIVE/PATH.db, sqlite:////ABSOLUTE/PATH.db, sqlite:///:memory:, "
-    "a plain file path, or http(s)://HOST for a Braintrust-compatible API"
+    "a plain file path, postgresql://USER:PASSWORD@HOST:PORT/DATABASE (or postgres://, "
+    "with libpq parameters such as ?sslmode=require) for a PostgreSQL database, "
+    "or http(s)://HOST for a Braintrust-compatible API"
 )
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+# The parameters of a PostgreSQL URL that say which database it is: the display keeps these
+# and drops the others (a password among them).
+_POSTGRES_NAMING = ("host", "port", "dbname", "user")
 
 
 @dataclass(frozen=True)
 class StoreURL:
-    """A parsed store URL. ``path`` is absolute (or ":memory:") for SQLite."""
+    """A parsed store URL. ``path`` is absolute (or ":memory:") for SQLite; ``text`` is the
+    URL as given for HTTP and PostgreSQL."""
 
     scheme: str
     path: Path | None
@@ -29,6 +36,8 @@ class StoreURL:
             return public_url(self.text)
         if self.scheme == "sqlite" and self.path is not None:
             return f"sqlite:///{self.path}" if str(self.path) != ":memory:" else self.text
+        if self.scheme == "postgresql":
+            return _postgres_display(self.text)
         return self.text
 
 
@@ -62,7 +71,49 @@ def parse_store_url(value: str, base: Path) -> StoreURL:
         if not host or any(char.isspace() for char in host):
             raise ValueError(f"{shown!r} names no valid host; use {VALID_FORMS}")
         return StoreURL("http", None, text)
+    if scheme in POSTGRES_SCHEMES:
+        _check_postgres_url(text, shown)
+        return StoreURL("postgresql", None, text)
     raise ValueError(f"unknown store scheme {scheme!r} in {shown!r}; use {VALID_FORMS}")
+
+
+def _check_postgres_url(text: str, shown: str) -> None:
+    """A libpq URI (``postgresql://[user[:password]@][host][:port][,...][/dbname][?k=v...]``)
+    that names a host or a database, with ports that are numbers. What else libpq refuses
+    (an unknown parameter) is said when the store is opened."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    parts = urlsplit(text)
+    hosts = parts.netloc.rpartition("@")[2]
+    query = parse_qs(parts.query, keep_blank_values=True)
+    for host in hosts.split(","):
+        name, port = host, ""
+        if host.startswith("["):
+            name, _, rest = host.partition("]")
+            port = rest.removeprefix(":") if rest.startswith(":") else rest
+            if rest and not rest.startswith(":"):
+                raise ValueError(f"{shown!r} is not a valid URL (host {host!r}); use {VALID_FORMS}")
+        elif ":" in host:
+            name, _, port = host.rpartition(":")
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"{shown!r} has a bad port {port!r}; use {VALID_FORMS}")
+        if any(char.isspace() for char in unquote(name)):
+            raise ValueError(f"{shown!r} names no valid host; use {VALID_FORMS}")
+    database = unquote(parts.path.removeprefix("/"))
+    if not hosts.strip(",") and not database and not query.get("host") and not query.get("dbname"):
+        raise ValueError(f"{shown!r} names neither a host nor a database; use {VALID_FORMS}")
+
+
+def _postgres_display(text: str) -> str:
+    """``postgresql://user@host:port/dbname``: what names the database, never a password."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    parts = urlsplit(text)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    naming = [(k, v) for k, v in parse_qsl(parts.query) if k in _POSTGRES_NAMING]
+    query = f"?{urlencode(naming, safe='/')}" if naming else ""
+    return f"postgresql://{user}{'@' if at and user else ''}{hosts}{parts.path}{query}"
 
 
 def _absolute(path: Path, base: Path) -> Path:

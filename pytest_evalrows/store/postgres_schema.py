@@ -1,0 +1,287 @@
+"""The PostgreSQL store's schema and the set-based SQL of a write: the ideas of the embedded
+store's (``sqlite_schema``), in PostgreSQL's terms. A batch goes in as one JSON parameter per
+statement (``jsonb_array_elements``), never a statement per row.
+
+Ids are compared and sorted byte by byte (``COLLATE "C"``), as SQLite and Python do, whatever
+the database's locale. Experiments are never deleted, so the tables carry no foreign keys: a
+key checked per inserted row would cost every write and protect nothing.
+"""
+
+from __future__ import annotations
+
+ID = 'text COLLATE "C"'
+
+# Named migrations, applied in order under an advisory lock and recorded in
+# `evalrows_migrations`. Append only: databases hold these names.
+MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "0001_experiments_attempts_rows",
+        (
+            f"""
+            CREATE TABLE experiments (
+                id {ID} PRIMARY KEY,
+                project {ID} NOT NULL,
+                name {ID} NOT NULL,
+                created double precision NOT NULL,
+                git_commit text,
+                git_branch text,
+                UNIQUE (project, name)
+            )
+            """,
+            f"""
+            CREATE TABLE projects (
+                id {ID} PRIMARY KEY,
+                name {ID} NOT NULL UNIQUE,
+                created double precision NOT NULL
+            )
+            """,
+            f"""
+            CREATE TABLE attempts (
+                experiment_id {ID} NOT NULL,
+                id {ID} NOT NULL,
+                started double precision NOT NULL,
+                body jsonb NOT NULL,
+                PRIMARY KEY (experiment_id, id)
+            )
+            """,
+            # One counter orders every row version and span written (the API's `_xact_id`).
+            # Numbers are taken under the experiment's write lock: within an experiment their
+            # order is the order of commits.
+            "CREATE SEQUENCE evalrows_xact AS bigint",
+            f"""
+            CREATE TABLE row_versions (
+                experiment_id {ID} NOT NULL,
+                row_id {ID} NOT NULL,
+                version integer NOT NULL,
+                version_id {ID} NOT NULL UNIQUE,
+                attempt_id {ID} NOT NULL,
+                created double precision NOT NULL,
+                -- When the execution started: versions are ordered by it, not by arrival.
+                started double precision NOT NULL,
+                xact bigint NOT NULL,
+                root_span_id {ID},
+                body jsonb NOT NULL,
+                PRIMARY KEY (experiment_id, row_id, version)
+            )
+            """,
+            "CREATE INDEX row_versions_by_xact ON row_versions (experiment_id, xact)",
+            # A trace is found by its id: the version whose root span it is.
+            "CREATE INDEX row_versions_by_trace ON row_versions (experiment_id, root_span_id)",
+            # One line per row pointing at its latest version, kept up to date on write so that
+            # reading the latest rows (and resuming) is one indexed query.
+            f"""
+            CREATE TABLE latest_rows (
+                experiment_id {ID} NOT NULL,
+                row_id {ID} NOT NULL,
+                version integer NOT NULL,
+                attempt_id {ID} NOT NULL,
+                execution integer NOT NULL,
+                status text NOT NULL,
+                params_hash text,
+                created double precision NOT NULL,
+                root_span_id {ID},
+                started double precision NOT NULL,
+                PRIMARY KEY (experiment_id, row_id)
+            )
+            """,
+        ),
+    ),
+    (
+        "0002_spans",
+        (
+            f"""
+            CREATE TABLE spans (
+                experiment_id {ID} NOT NULL,
+                span_id {ID} NOT NULL,
+                row_id {ID},
+                attempt_id {ID} NOT NULL,
+                execution integer NOT NULL,
+                start double precision NOT NULL,
+                root_span_id {ID},
+                -- No parents: the root of its trace (a row's root is the row's own event).
+                is_root boolean NOT NULL,
+                xact bigint NOT NULL,
+                created double precision NOT NULL,
+                body jsonb NOT NULL,
+                PRIMARY KEY (experiment_id, span_id)
+            )
+            """,
+            "CREATE INDEX spans_by_row ON spans (experiment_id, row_id)",
+            "CREATE INDEX spans_by_xact ON spans (experiment_id, xact)",
+        ),
+    ),
+    (
+        "0003_evaluations",
+        (
+            # Judgments of row versions' traces (see `postgres_evaluations`).
+            f"""
+            CREATE TABLE evaluations (
+                id {ID} PRIMARY KEY,
+                experiment_id {ID} NOT NULL,
+                row_id {ID} NOT NULL,
+                trace_id {ID} NOT NULL,
+                version_id {ID} NOT NULL,
+                judge_id {ID} NOT NULL,
+                status text NOT NULL,
+                created_at double precision NOT NULL,
+                -- What the version shows as `judge:<judge_id>`: NULL unless a success says one.
+                score double precision,
+                body jsonb NOT NULL
+            )
+            """,
+            "CREATE INDEX evaluations_by_time ON evaluations (experiment_id, created_at)",
+            "CREATE INDEX evaluations_by_version ON evaluations (version_id)",
+        ),
+    ),
+)
+
+CREATE_MIGRATIONS = f"""
+CREATE TABLE IF NOT EXISTS evalrows_migrations (
+    name {ID} PRIMARY KEY, applied double precision NOT NULL
+)
+"""
+
+# In the schema the connection's search path names first (`?options=-csearch_path=...`).
+HAS_STORE = "SELECT to_regclass('evalrows_migrations')"
+
+INSERT_PROJECT = "INSERT INTO projects VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
+
+# The batch as (document, position); a JSON parameter, typed here.
+_BATCH = "jsonb_array_elements(%(batch)s::jsonb) WITH ORDINALITY AS j(doc, ord)"
+
+# When a version's execution started; one that does not say (an event from another client)
+# started when it arrived.
+_STARTED = """
+CASE WHEN jsonb_typeof(doc #> '{metrics,start}') = 'number'
+     THEN CASE WHEN (doc #>> '{metrics,start}')::float8 > 0
+               THEN (doc #>> '{metrics,start}')::float8 END END
+"""
+
+# One round of versions (no row id twice): insert those not stored yet (a redelivered
+# version_id is a no-op), numbered after the row's latest; move each row's latest unless the
+# stored latest started later (a late delivery of an older attempt); then count. Returns
+# new, updated, superseded, inserted, the superseded rows' ids, and the inserted versions'
+# ids when an evaluation of one was saved before it arrived.
+WRITE_VERSIONS = f"""
+WITH numbered AS (
+    SELECT doc, nextval('evalrows_xact') AS xact
+    FROM (SELECT doc FROM {_BATCH} ORDER BY ord OFFSET 0) b
+), inserted AS (
+    INSERT INTO row_versions AS v
+        (experiment_id, row_id, version, version_id, attempt_id, created, started, xact,
+         root_span_id, body)
+    SELECT %(experiment)s, n.doc ->> 'row_id', coalesce(l.version, 0) + 1,
+           n.doc ->> 'version_id', n.doc ->> 'attempt_id', %(now)s,
+           coalesce({_STARTED.replace("doc", "n.doc")}, %(now)s), n.xact,
+           n.doc ->> 'root_span_id', n.doc
+    FROM numbered n LEFT JOIN latest_rows l
+      ON l.experiment_id = %(experiment)s AND l.row_id = n.doc ->> 'row_id'
+    ON CONFLICT (version_id) DO NOTHING
+    RETURNING row_id, version, version_id, attempt_id, created, started, root_span_id, body
+), moved AS (
+    INSERT INTO latest_rows AS l
+        (experiment_id, row_id, version, attempt_id, execution, status, params_hash, created,
+         root_span_id, started)
+    SELECT %(experiment)s, row_id, version, attempt_id, (body ->> 'execution')::integer,
+           body ->> 'status', body #>> '{{metadata,params_hash}}', created, root_span_id, started
+    FROM inserted
+    ON CONFLICT (experiment_id, row_id) DO UPDATE SET
+        version = excluded.version, attempt_id = excluded.attempt_id,
+        execution = excluded.execution, status = excluded.status,
+        params_hash = excluded.params_hash, created = excluded.created,
+        root_span_id = excluded.root_span_id, started = excluded.started
+    WHERE l.started <= excluded.started
+    RETURNING row_id
+)
+SELECT count(*) FILTER (WHERE i.version = 1),
+       count(*) FILTER (WHERE i.version > 1 AND m.row_id IS NOT NULL),
+       count(*) FILTER (WHERE m.row_id IS NULL),
+       count(*),
+       coalesce(array_agg(i.row_id) FILTER (WHERE m.row_id IS NULL), '{{}}'),
+       CASE WHEN EXISTS (SELECT 1 FROM evaluations e WHERE e.experiment_id = %(experiment)s
+                         AND e.version_id IN (SELECT version_id FROM inserted))
+            THEN array_agg(i.version_id) ELSE '{{}}' END
+FROM inserted i LEFT JOIN moved m ON m.row_id = i.row_id
+"""
+
+# A superseded version is filed in its place by start: the row's versions are numbered again
+# in that order (through negative numbers, as the primary key holds at every step), and the
+# latest row points at the highest.
+RENUMBER_VERSIONS = (
+    """
+UPDATE row_versions v SET version = -ranked.number
+FROM (SELECT version_id, row_number() OVER (PARTITION BY row_id ORDER BY started, xact) AS number
+      FROM row_versions WHERE experiment_id = %(experiment)s AND row_id = ANY(%(late)s)) ranked
+WHERE v.version_id = ranked.version_id
+""",
+    """
+UPDATE row_versions SET version = -version
+WHERE experiment_id = %(experiment)s AND row_id = ANY(%(late)s)
+""",
+    """
+UPDATE latest_rows l SET version = (
+    SELECT max(v.version) FROM row_versions v
+    WHERE v.experiment_id = l.experiment_id AND v.row_id = l.row_id)
+WHERE experiment_id = %(experiment)s AND row_id = ANY(%(late)s)
+""",
+)
+
+# Spans are upserted by (experiment, span_id); a span twice in one batch counts as its last.
+INSERT_SPANS = f"""
+WITH latest AS (
+    SELECT DISTINCT ON (doc ->> 'span_id') doc, ord FROM {_BATCH}
+    ORDER BY doc ->> 'span_id', ord DESC
+), numbered AS (
+    SELECT doc, nextval('evalrows_xact') AS xact
+    FROM (SELECT doc FROM latest ORDER BY ord OFFSET 0) b
+)
+INSERT INTO spans AS s
+    (experiment_id, span_id, row_id, attempt_id, execution, start, root_span_id, is_root, xact,
+     created, body)
+SELECT %(experiment)s, doc ->> 'span_id', doc ->> 'row_id', doc ->> 'attempt_id',
+       (doc ->> 'execution')::integer, (doc ->> 'start')::float8, doc ->> 'root_span_id',
+       coalesce(jsonb_array_length(CASE WHEN jsonb_typeof(doc -> 'span_parents') = 'array'
+                                        THEN doc -> 'span_parents' END), 0) = 0,
+       xact, %(now)s, doc
+FROM numbered
+ON CONFLICT (experiment_id, span_id) DO UPDATE SET
+    row_id = excluded.row_id, attempt_id = excluded.attempt_id,
+    execution = excluded.execution, start = excluded.start,
+    root_span_id = excluded.root_span_id, is_root = excluded.is_root, xact = excluded.xact,
+    created = excluded.created, body = excluded.body
+"""
+
+DELETE_SPANS = "DELETE FROM spans WHERE experiment_id = %s AND span_id = ANY(%s)"
+
+# The root spans of the given rows that are not their latest version's own.
+DELETE_REPLACED_ROOTS = """
+DELETE FROM spans s USING latest_rows l
+WHERE s.experiment_id = %(experiment)s AND s.row_id = ANY(%(rows)s) AND s.is_root
+  AND l.experiment_id = s.experiment_id AND l.row_id = s.row_id
+  AND l.root_span_id != s.root_span_id
+"""
+
+# A span is stale when its row's latest version came from another attempt, another execution,
+# or another trace (the same attempt id reused). Rows without any version, and spans under no
+# row, never match. `{rows}` narrows it to some rows, or is empty.
+STALE_SPANS = """
+FROM spans s USING latest_rows l
+WHERE s.experiment_id = %(experiment)s AND s.row_id IS NOT NULL {rows}
+  AND l.experiment_id = s.experiment_id AND l.row_id = s.row_id
+  AND (l.attempt_id != s.attempt_id OR l.execution != s.execution
+       OR l.root_span_id != s.root_span_id)
+"""
+
+STALE_SPAN_COLUMNS = "s.row_id, s.span_id, s.attempt_id, s.execution, s.body ->> 'name'"
+
+# One statement, whatever the number of spans: what it deleted comes back in a stable order.
+DELETE_STALE_SPANS = f"""
+WITH gone AS (DELETE {STALE_SPANS} RETURNING {STALE_SPAN_COLUMNS})
+SELECT * FROM gone ORDER BY 1, 2
+"""
+
+FIND_STALE_SPANS = (
+    f"SELECT {STALE_SPAN_COLUMNS} "
+    + STALE_SPANS.replace("FROM spans s USING latest_rows l", "FROM spans s, latest_rows l")
+    + " ORDER BY 1, 2"
+)
