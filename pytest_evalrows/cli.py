@@ -103,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = add(
         "serve",
         "serve the store over HTTP: the Braintrust REST API subset that an http:// "
-        "--eval-store speaks under /v1, and the web view of its experiments at / "
-        "(needs pytest-evalrows[server])",
+        "--eval-store speaks under /v1, and the web view of its experiments at /; the store "
+        "is a SQLite file or a postgresql:// database (needs pytest-evalrows[server], and "
+        "pytest-evalrows[postgres] for PostgreSQL)",
         cmd_serve,
     )
     serve.add_argument(
@@ -403,6 +404,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             'pip install "pytest-evalrows[server]"'
         ) from None
     from .braintrust.server import bound_hosts, parse_host, serve
+    from .store.postgres import PostgresStore  # psycopg is imported when one is opened
     from .store.sqlite import SQLiteStore
     from .web.app import create_pages
 
@@ -434,9 +436,15 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         url = parse_store_url(args.store, Path.cwd())
     except ValueError as exc:
         raise EvalrowsError(f"--store: {exc}") from None
-    if url.scheme != "sqlite" or url.path is None:
-        raise EvalrowsError(f"evalrows serve serves a local SQLite store, not {url.display()}")
-    store = SQLiteStore(url.path, create=True)
+    store: SQLiteStore | PostgresStore
+    if url.scheme == "postgresql":
+        store = PostgresStore(url.text, create=True)
+    elif url.scheme == "sqlite" and url.path is not None:
+        store = SQLiteStore(url.path, create=True)
+    else:
+        raise EvalrowsError(
+            f"evalrows serve serves a SQLite file or a PostgreSQL database, not {url.display()}"
+        )
     try:
         # The web view at / next to the API, over the same store and with the same token.
         pages = create_pages(store, args.token)

@@ -559,6 +559,6 @@ def test_serve_serves_only_a_local_store(capsys: pytest.CaptureFixture[str]) -> 
     _, err = capsys.readouterr()
     assert code == 1
     assert err.splitlines() == [
-        "evalrows: error: evalrows serve serves a local SQLite store, not "
+        "evalrows: error: evalrows serve serves a SQLite file or a PostgreSQL database, not "
         "https://api.braintrust.dev"
     ]

@@ -16,15 +16,22 @@ from pytest_evalrows import MemoryStore, SQLiteStore
 from pytest_evalrows.core.merging import EVENT_ID_ATTRIBUTE, Patch, merge_bodies, merge_body
 from pytest_evalrows.models import RowVersion, SpanRecord
 from pytest_evalrows.store.base import ServerBackend
+from pytest_evalrows.store.postgres import PostgresStore
 
 
 class Backend(ServerBackend, Protocol):
     def list_spans(self, experiment_id: str, row_id: str | None = None) -> list[SpanRecord]: ...
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    made = SQLiteStore(tmp_path / "rows.db") if request.param == "sqlite" else MemoryStore()
+    made: SQLiteStore | PostgresStore
+    if request.param == "postgresql":
+        made = PostgresStore(request.getfixturevalue("postgres_url"))
+    elif request.param == "sqlite":
+        made = SQLiteStore(tmp_path / "rows.db")
+    else:
+        made = MemoryStore()
     with made:
         yield made
 
