@@ -201,11 +201,11 @@ def test_a_missing_store_is_an_error_and_is_not_created(
 
 
 def test_a_bad_store_url_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "rows", "x", "--store", "postgres://db")
+    code, out, err = run(capsys, "rows", "x", "--store", "mysql://db")
 
     assert (code, out) == (1, "")
     assert err == (
-        f"evalrows: error: --store: unknown store scheme 'postgres' in 'postgres://db'; "
+        f"evalrows: error: --store: unknown store scheme 'mysql' in 'mysql://db'; "
         f"use {VALID_FORMS}\n"
     )
 

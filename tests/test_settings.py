@@ -121,9 +121,9 @@ ATTEMPT_RULE = (
     ("args", "env", "message"),
     [
         pytest.param(
-            ["--eval-store=postgres://x"],
+            ["--eval-store=mysql://x"],
             {},
-            "--eval-store='postgres://x': unknown store scheme 'postgres' in 'postgres://x'; "
+            "--eval-store='mysql://x': unknown store scheme 'mysql' in 'mysql://x'; "
             f"use {VALID_FORMS}",
             id="unknown-scheme",
         ),
