@@ -23,14 +23,16 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "postgres"
 
 
 class ThrowawayServer:
-    """A PostgreSQL cluster in a directory of its own, started by ``scripts/postgres``;
-    ``stop`` stops it and removes the directory."""
+    """A PostgreSQL cluster in a directory of its own, started by ``scripts/postgres`` on a
+    free port (or ``port``); ``stop`` stops it and removes the directory."""
 
-    def __init__(self, *, durable: bool = False) -> None:
+    def __init__(self, *, durable: bool = False, port: int | None = None) -> None:
         # Under /tmp, not pytest's tmp_path: the socket's path must stay short, and as root
         # the server's user "postgres" must reach the directory (/tmp/pytest-of-root is private).
         self.directory = Path(tempfile.mkdtemp(prefix="evalrows-pg-"))
-        command = [str(SCRIPT), str(self.directory), *(["--durable"] if durable else [])]
+        command = [str(SCRIPT), str(self.directory)]
+        command += ["--durable"] if durable else []
+        command += ["--port", str(port)] if port is not None else []
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             shutil.rmtree(self.directory, ignore_errors=True)
