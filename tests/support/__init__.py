@@ -18,7 +18,9 @@ on ``sys.path`` (rootdir-relative ``prepend`` import mode, as ``tests/`` is no p
 - ``judge_project``: a store and a judges module for the ``evalrows judge`` commands.
 - ``web_pages``: the web view's pages (``web.pages``) built by hand, for rendering;
 - ``html_tree``: rendered HTML read back as a small tree, strict about nesting;
-- ``web_report``: a store filled for ``evalrows report`` and the report file read back.
+- ``web_report``: a store filled for ``evalrows report`` and the report file read back;
+- ``postgres``: a PostgreSQL server for the tests (``EVALROWS_TEST_POSTGRES``, or a throwaway
+  cluster started on first use) and fresh databases on it.
 
 No module here imports a test module.
 """
