@@ -34,7 +34,7 @@ from ..core.records import (
 from . import postgres_schema as schema
 from .base import Store, StoredEvent
 from .postgres_catalog import Catalog
-from .postgres_connection import Connection
+from .postgres_connection import Connection, storable
 from .postgres_evaluations import Evaluations, ReadsRowEvaluations
 from .postgres_merges import MergesEvents, adopt_spans
 from .postgres_reads import Reads, ReadsScores
@@ -96,8 +96,10 @@ class PostgresStore(Catalog, ReadsScores, ReadsRowEvaluations, MergesEvents, Sto
         docs = [as_doc(row) for row in rows]
         # Serialized before the transaction: a value that cannot be stored fails the batch
         # without taking the experiment's lock.
-        rounds = [(pydantic_core.to_json(group).decode(), len(group)) for group in _rounds(docs)]
-        spans_json = pydantic_core.to_json([as_doc(span) for span in spans]).decode()
+        rounds = [
+            (storable(pydantic_core.to_json(group).decode()), len(group)) for group in _rounds(docs)
+        ]
+        spans_json = storable(pydantic_core.to_json([as_doc(span) for span in spans]).decode())
 
         def write(db: psycopg.Cursor[Any]) -> WriteResult:
             result = WriteResult()  # afresh for each try of the transaction

@@ -12,7 +12,7 @@ from ..core.records import Attempt, Experiment
 from ..errors import UnknownExperimentError
 from . import postgres_schema as schema
 from .base import Project
-from .postgres_connection import Connection
+from .postgres_connection import Connection, storable
 
 if TYPE_CHECKING:
     import psycopg
@@ -96,7 +96,12 @@ class Catalog:
         return [Project(*row) for row in rows]
 
     def save_attempt(self, attempt: Attempt) -> None:
-        args = (attempt.experiment_id, attempt.id, attempt.started, json.dumps(asdict(attempt)))
+        args = (
+            attempt.experiment_id,
+            attempt.id,
+            attempt.started,
+            storable(json.dumps(asdict(attempt))),
+        )
         self._db.transaction(
             "recording the attempt",
             lambda db: db.execute(

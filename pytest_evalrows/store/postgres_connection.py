@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ T = TypeVar("T")
 MISSING_DRIVER = "a postgresql:// store needs psycopg: pip install 'pytest-evalrows[postgres]'"
 # How long a connection attempt, and a wait for a free pooled connection, may take.
 CONNECT_TIMEOUT_S = 10
-POOL_TIMEOUT_S = 30.0
+POOL_TIMEOUT_S = 10.0
 # The store's threads (delivery, the server's request threads, the web pages) share these.
 POOL_SIZE = 4
 # A deadlock or serialization failure is retried this many times: writes take one lock per
@@ -229,6 +230,19 @@ class Connection:
 
     def close(self) -> None:
         self._pool.close()
+
+
+# A NUL character escaped in JSON text, not preceded by an escaped backslash.
+_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def storable(json_text: str) -> str:
+    """JSON text PostgreSQL can keep: jsonb (like every text type) cannot hold a NUL
+    character, so a string's NUL is kept as U+FFFD, the replacement character. Without this
+    one value would make its whole batch undeliverable."""
+    if "\\u0000" not in json_text:
+        return json_text
+    return _NUL.sub(r"\1\\ufffd", json_text)
 
 
 class _Retry(Exception):

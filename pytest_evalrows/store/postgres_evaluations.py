@@ -13,7 +13,7 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .postgres_connection import Connection
+from .postgres_connection import Connection, storable
 from .postgres_reads import Reads, span_record
 
 if TYPE_CHECKING:
@@ -128,12 +128,12 @@ class Evaluations:
                     "status": stored.status,
                     "created_at": stored.created_at,
                     "score": stored.row_score,
-                    "body": stored.model_dump_json(),
+                    "body": storable(stored.model_dump_json()),
                 }
             )
         args = {
             "experiment": experiment_id,
-            "evaluations": json.dumps(docs),
+            "evaluations": storable(json.dumps(docs)),
             "versions": sorted({doc["version_id"] for doc in docs}),
         }
 
@@ -153,7 +153,7 @@ class Evaluations:
             {"row_id": row_id, "version_id": version_id, "scores": scores}
             for row_id, (version_id, scores) in merges.items()
         ]
-        args = {"experiment": experiment_id, "merges": json.dumps(docs)}
+        args = {"experiment": experiment_id, "merges": storable(json.dumps(docs))}
 
         def merge(db: psycopg.Cursor[Any]) -> list[str]:
             found = {row_id for (row_id,) in db.execute(_FOUND_TARGETS, args)}

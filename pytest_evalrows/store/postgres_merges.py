@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.merging import EVENT_ID_ATTRIBUTE, Patch, merge_bodies
-from .postgres_connection import Connection
+from .postgres_connection import Connection, storable
 
 if TYPE_CHECKING:
     import psycopg
@@ -102,11 +102,11 @@ class MergesEvents:
             merged_rows = _merged(rows, patches)
             merged_spans = _merged(spans, patches)
             if merged_rows:
-                args = {"experiment": experiment_id, "merged": json.dumps(merged_rows)}
+                args = {"experiment": experiment_id, "merged": storable(json.dumps(merged_rows))}
                 db.execute(WRITE_ROWS, args)
                 db.execute(REFRESH_LATEST, args)
             if merged_spans:
-                args = {"experiment": experiment_id, "merged": json.dumps(merged_spans)}
+                args = {"experiment": experiment_id, "merged": storable(json.dumps(merged_spans))}
                 db.execute(WRITE_SPANS, args)
             return []
 
