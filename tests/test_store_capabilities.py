@@ -14,6 +14,7 @@ from support.servers import EvalrowsServer
 from pytest_evalrows.core.records import Attempt
 from pytest_evalrows.store.base import ServerBackend, Store, UnsupportedError
 from pytest_evalrows.store.memory import MemoryStore
+from pytest_evalrows.store.postgres import PostgresStore
 from pytest_evalrows.store.sqlite import SQLiteStore
 
 
@@ -45,6 +46,21 @@ def test_the_embedded_store_is_a_server_backend() -> None:
     # mypy checks the assignment; this checks that every method the protocol names exists
     # with the same keyword parameters.
     with SQLiteStore(":memory:") as store:
+        backend: ServerBackend = store
+        for name, member in inspect.getmembers(ServerBackend, inspect.isfunction):
+            if name.startswith("_"):
+                continue
+            wanted = inspect.signature(member).parameters
+            have = inspect.signature(getattr(backend, name)).parameters
+            assert set(wanted) - {"self"} <= set(have), name
+
+
+def test_the_postgresql_store_keeps_what_the_embedded_one_keeps_and_is_a_server_backend(
+    postgres_url: str,
+) -> None:
+    with PostgresStore(postgres_url) as store:
+        assert (store.attempts, store.history_complete, store.evaluations) == (True, True, True)
+        assert dict(store.request_counts()) == {}
         backend: ServerBackend = store
         for name, member in inspect.getmembers(ServerBackend, inspect.isfunction):
             if name.startswith("_"):
