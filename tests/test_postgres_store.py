@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from pytest_evalrows.errors import StoreError
 from pytest_evalrows.models import Metrics, RowVersion, SpanRecord
 from pytest_evalrows.store import postgres_schema
 from pytest_evalrows.store.postgres import PostgresStore
-from pytest_evalrows.store.postgres_connection import MISSING_DRIVER
+from pytest_evalrows.store.postgres_connection import EXPERIMENT_LOCK, MISSING_DRIVER
 from pytest_evalrows.store.postgres_schema import MIGRATIONS
 from pytest_evalrows.store.sqlite import SQLiteStore
 from pytest_evalrows.store.urls import VALID_FORMS, parse_store_url
@@ -318,6 +319,44 @@ def test_a_connection_the_server_dropped_is_replaced(
         assert found
         store.write(experiment, [make_row("b")], [])
         assert [row.row_id for row in store.latest_rows(experiment)] == ["a", "b"]
+
+
+def test_a_connection_lost_during_a_write_is_one_line_and_the_next_write_reconnects(
+    postgres_url: str,
+) -> None:
+    with PostgresStore(postgres_url) as store:
+        experiment = store.get_or_create_experiment("p", "e").id
+        failures: list[BaseException] = []
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            # Hold the experiment's write lock, so that the store's write waits on it.
+            key = EXPERIMENT_LOCK + experiment
+            admin.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+
+            def write() -> None:
+                try:
+                    store.write(experiment, [make_row("a")], [])
+                except BaseException as exc:  # reported by the test's thread
+                    failures.append(exc)
+
+            writer = threading.Thread(target=write)
+            writer.start()
+            waiting: list[Any] = []
+            deadline = time.monotonic() + 60
+            while not waiting and time.monotonic() < deadline:
+                waiting = admin.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                ).fetchall()
+            assert len(waiting) == 1
+            admin.execute("SELECT pg_terminate_backend(%s)", waiting[0])
+            writer.join()
+        assert [str(each) for each in failures] == [
+            f"lost the connection to {store.display_url} while writing rows: "
+            "terminating connection due to administrator command"
+        ]
+        assert store.latest_rows(experiment) == []
+        store.write(experiment, [make_row("a")], [])
+        assert [row.row_id for row in store.latest_rows(experiment)] == ["a"]
 
 
 @pytest.fixture

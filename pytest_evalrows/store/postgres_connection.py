@@ -200,7 +200,8 @@ class Connection:
                 f"{doing} in {self.display} failed: no free connection within {POOL_TIMEOUT_S:g} s"
             )
         sqlstate = getattr(exc, "sqlstate", None)
-        if sqlstate is None or sqlstate.startswith(("08", "57P")):
+        lost = sqlstate is None or sqlstate.startswith(("08", "57P"))
+        if isinstance(exc, self._psycopg.OperationalError) and lost:
             # The connection went away under us (a restart, a network cut, a shutdown).
             return StoreError(
                 f"lost the connection to {self.display} while {doing}: {self.reason(exc)}"
