@@ -318,7 +318,7 @@ def test_evalrows_serve_pages_through_rows_attempts_and_evaluations(
     )
 
 
-def test_evalrows_serve_merges_scores_into_a_row_and_refuses_other_merges(
+def test_evalrows_serve_merges_into_a_row_as_braintrust_and_into_named_versions_scores_only(
     served: EvalrowsServer,
 ) -> None:
     with HTTPStore(served.url, api_key=served.token) as store:
@@ -330,9 +330,12 @@ def test_evalrows_serve_merges_scores_into_a_row_and_refuses_other_merges(
         insert = f"/v1/experiment/{experiment}/insert"
         merge = {"id": "r", "_is_merge": True, "scores": {"feedback": 0.5}}
         assert client.post(insert, json={"events": [merge]}).status_code == 200
+        # Braintrust's merge: any field, deep, into the row's latest version.
+        deeper = {"id": "r", "_is_merge": True, "metadata": {"note": "n"}}
+        assert client.post(insert, json={"events": [deeper]}).status_code == 200
+        # A merge into a version the HTTP store names changes its scores only.
         for refused, mentions in (
-            ({**merge, "output": "changed"}, "output"),
-            ({**merge, "id": "nowhere"}, "nowhere"),
+            ({**merge, "output": "x", "metadata": {"evalrows": {"version_id": "v"}}}, "output"),
             ({**merge, "metadata": {"evalrows": {"version_id": "no-such"}}}, "version"),
             (
                 {"id": "e", "metadata": {"evalrows": {"kind": "evaluation", "evaluation": {}}}},
@@ -352,6 +355,8 @@ def test_evalrows_serve_merges_scores_into_a_row_and_refuses_other_merges(
         assert [each.row_id for each in behind.latest_rows(experiment)] == ["r"]
         [latest] = behind.latest_rows(experiment)
         assert (latest.output, latest.scores) == ("answer", {"exact": 1.0, "feedback": 0.5})
+        assert latest.metadata["note"] == "n"
+        assert len(behind.history(experiment, "r")) == 1  # merged in place
 
 
 @needs_contract

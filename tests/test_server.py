@@ -61,11 +61,15 @@ class Api:
         url = f"/v1/experiment/{experiment_id}/insert"
         return self.ok(self.client.post(url, json={"events": events}))
 
-    def fetch_all(self, experiment_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+    def fetch_all(
+        self, experiment_id: str, limit: int | None = None, *, all_versions: bool = True
+    ) -> list[dict[str, Any]]:
+        """Every page; every version of every row, as the HTTP store asks (without
+        ``all_versions``, as Braintrust's clients ask: the latest of each)."""
         events: list[dict[str, Any]] = []
         cursor = None
         for _ in range(1000):
-            body = {"limit": limit, "cursor": cursor}
+            body = {"limit": limit, "cursor": cursor, "evalrows_all_versions": all_versions}
             page = self.ok(self.client.post(f"/v1/experiment/{experiment_id}/fetch", json=body))
             events.extend(page["events"])
             cursor = page.get("cursor")
@@ -208,14 +212,43 @@ def test_experiment_errors(api: Api) -> None:
     )
     assert response.status_code == 404
     assert "no project" in response.json()["error"]
-    api.experiment("nightly")
-    body = {"project_id": project["id"], "name": "nightly", "ensure_new": True}
-    response = api.client.post("/v1/experiment", json=body)
-    assert response.status_code == 400
-    assert "ensure_new" in response.json()["error"]
-    response = api.client.post("/v1/experiment", json={"project_id": project["id"]})
-    assert response.status_code == 400
-    assert "name" in response.json()["error"]
+    for body in ({"project_id": project["id"], "name": ""}, {"name": "x"}):
+        response = api.client.post("/v1/experiment", json=body)
+        assert response.status_code == 400
+        assert ("name" if "name" in body and body["name"] == "" else "project_id") in (
+            response.json()["error"]
+        )
+
+
+def test_ensure_new_makes_a_new_experiment_under_a_new_unique_name(
+    api: Api, store: SQLiteStore
+) -> None:
+    """Braintrust's ``ensure_new`` (its SDK's default): a name that is taken gets the first
+    free numbered suffix; without ``ensure_new`` the existing experiment comes back."""
+    first = api.experiment("nightly")
+    project_id = first["project_id"]
+    again = {"project_id": project_id, "name": "nightly", "ensure_new": True}
+    second = api.ok(api.client.post("/v1/experiment", json=again))
+    third = api.ok(api.client.post("/v1/experiment", json=again))
+    assert [first["name"], second["name"], third["name"]] == ["nightly", "nightly-1", "nightly-2"]
+    assert len({first["id"], second["id"], third["id"]}) == 3
+    # A free name is kept; reusing is create-or-get, as ever.
+    fresh = {"project_id": project_id, "name": "weekly", "ensure_new": True}
+    assert api.ok(api.client.post("/v1/experiment", json=fresh))["name"] == "weekly"
+    reused = api.ok(api.client.post("/v1/experiment", json={**again, "ensure_new": False}))
+    assert reused["id"] == first["id"]
+    # Names are unique per project: another project's "nightly" is its own.
+    other = api.project("other")["id"]
+    elsewhere = {"project_id": other, "name": "nightly", "ensure_new": True}
+    assert api.ok(api.client.post("/v1/experiment", json=elsewhere))["name"] == "nightly"
+    # No name: one is made (unique too).
+    unnamed = [api.ok(api.client.post("/v1/experiment", json={"project_id": project_id}))]
+    unnamed.append(api.ok(api.client.post("/v1/experiment", json={"project_id": project_id})))
+    assert unnamed[0]["name"].startswith("experiment-")
+    assert unnamed[0]["name"] != unnamed[1]["name"]
+    assert sorted(e.name for e in store.list_experiments() if e.project == "demo") == sorted(
+        ["nightly", "nightly-1", "nightly-2", "weekly", *(e["name"] for e in unnamed)]
+    )
 
 
 # -- insert and fetch ----------------------------------------------------------------------
@@ -297,9 +330,11 @@ def test_pages_return_every_event_exactly_once(api: Api, method: str) -> None:
     pages = 0
     while True:
         if method == "POST":
-            response = api.client.post(url, json={"limit": 3, "cursor": cursor})
+            body = {"limit": 3, "cursor": cursor, "evalrows_all_versions": True}
+            response = api.client.post(url, json=body)
         else:
-            params = {"limit": "3", **({"cursor": cursor} if cursor else {})}
+            params = {"limit": "3", "evalrows_all_versions": "true"}
+            params.update({"cursor": cursor} if cursor else {})
             response = api.client.get(url, params=params)
         page = api.ok(response)
         pages += 1
@@ -315,8 +350,16 @@ def test_pages_return_every_event_exactly_once(api: Api, method: str) -> None:
         **{f"r{i}": 5 for i in range(4)},
         **{f"s{b}": 1 for b in range(5)},
     }
-    everything = api.ok(api.client.post(url))
+    everything = api.ok(api.client.post(url, json={"evalrows_all_versions": True}))
     assert len(everything["events"]) == 25 and "cursor" not in everything
+    # As Braintrust's clients read it: the latest version of each row, newest first.
+    latest_only = api.ok(api.client.post(url))
+    assert "cursor" not in latest_only
+    assert Counter(e["id"] for e in latest_only["events"]) == {
+        **{f"r{i}": 1 for i in range(4)},
+        **{f"s{b}": 1 for b in range(5)},
+    }
+    assert {e["output"] for e in latest_only["events"] if e["id"].startswith("r")} == {4}
 
 
 def test_attempt_events_are_kept_as_attempts_and_fetched_after_the_events(
@@ -345,7 +388,8 @@ def test_attempt_events_are_kept_as_attempts_and_fetched_after_the_events(
     ids: list[str] = []
     cursor = None
     while True:
-        page = api.ok(api.client.post(url, json={"limit": 2, "cursor": cursor}))
+        body = {"limit": 2, "cursor": cursor, "evalrows_all_versions": True}
+        page = api.ok(api.client.post(url, json=body))
         schema("FetchExperimentEventsResponse", page)
         assert 0 < len(page["events"]) <= 2
         ids += [event["id"] for event in page["events"]]
@@ -376,7 +420,7 @@ BAD_BODIES: dict[str, tuple[Any, str]] = {
     "metric not a number": ({"events": [*GOOD, {"id": "r", "metrics": {"start": "x"}}]}, "start"),
     "parents not strings": ({"events": [*GOOD, {"id": "r", "span_parents": [1]}]}, "span_parents"),
     "same id twice": ({"events": [*GOOD, row_event("good")]}, "also events[0]"),
-    "merge": ({"events": [*GOOD, {"id": "r", "_is_merge": True}]}, "_is_merge"),
+    "merge paths": ({"events": [*GOOD, {"id": "r", "_merge_paths": "input"}]}, "_merge_paths"),
     "unknown kind": ({"events": [*GOOD, UNKNOWN_KIND]}, "kind"),
     "attempt without a start": ({"events": [*GOOD, BAD_ATTEMPT]}, "started"),
     "bad status": ({"events": [*GOOD, row_event("r")]}, "status"),

@@ -209,7 +209,7 @@ BAD_EVENTS: dict[str, tuple[bytes, str]] = {
     "a span's execution over 64 bits": (span_with(execution=10**20), "execution"),
     "a created of 400 digits": (b'{"id": "r", "created": 1' + b"0" * 400 + b"}", "created"),
     "a created that is no time": (b'{"id": "r", "created": {"a": 1}}', "created"),
-    "an _xact_id as a huge number": (b'{"id": "r", "_xact_id": 1' + b"0" * 40 + b"}", "r"),
+    "merge paths of numbers": (b'{"id": "r", "_merge_paths": [[1]]}', "_merge_paths"),
 }
 
 

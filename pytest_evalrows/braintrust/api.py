@@ -132,7 +132,9 @@ class APIClient:
         whatever order the API gives them)."""
         cursor: str | None = None
         while True:
-            body: dict[str, Any] = {"limit": FETCH_LIMIT}
+            # Every version (`evalrows serve` gives the latest of each row without the flag;
+            # Braintrust ignores it, and may give only the latest: ``history_complete``).
+            body: dict[str, Any] = {"limit": FETCH_LIMIT, "evalrows_all_versions": True}
             if cursor:
                 body["cursor"] = cursor
             page = self.call("POST", f"/v1/experiment/{experiment_id}/fetch", body=body)

@@ -27,19 +27,20 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from ..core.models import Experiment
 from ..errors import EvalrowsError, StoreError, UnknownExperimentError
-from ..store.base import ServerBackend
+from ..store.base import ServerBackend, StoredEvent
 from . import server_bodies as bodies
+from . import server_writes
 from .server_checks import (
     LOOPBACK_HOSTS,
     MAX_BODY_BYTES,
-    TOO_LARGE,
+    MAX_SMALL_BODY_BYTES,
     BearerAuth,
     HostRules,
     RequestChecks,
@@ -47,7 +48,9 @@ from .server_checks import (
     error_response,
     json_response,
     parse_host,
+    read_body,
 )
+from .server_sdk import SdkApi
 
 # Where they have always been imported from (the command line takes the hosts' from here).
 __all__ = [
@@ -62,8 +65,6 @@ __all__ = [
 ]
 
 DEFAULT_LIMIT = 1000
-# Every other request body is a small object: a project, an experiment, a fetch's query.
-MAX_SMALL_BODY_BYTES = 1024 * 1024
 
 
 def create_app(
@@ -79,6 +80,7 @@ def create_app(
     (without it, those are the API's 404s); it checks its own requests' token."""
     rules = HostRules(allowed_hosts)
     api = _Api(store)
+    sdk = SdkApi(store, api.inserting, api.fetch_events)
     routes = [
         Route("/v1/project", api.create_project, methods=["POST"]),
         Route("/v1/project", api.list_projects, methods=["GET"]),
@@ -87,6 +89,14 @@ def create_app(
         Route("/v1/experiment/{experiment_id}", api.get_experiment, methods=["GET"]),
         Route("/v1/experiment/{experiment_id}/insert", api.insert, methods=["POST"]),
         Route("/v1/experiment/{experiment_id}/fetch", api.fetch, methods=["GET", "POST"]),
+        # What the Braintrust SDK calls besides (``server_sdk``).
+        Route("/v1/project/{project_id}", sdk.get_project, methods=["GET"]),
+        Route("/v1/experiment/{experiment_id}/summarize", sdk.summarize, methods=["GET"]),
+        Route("/api/apikey/login", sdk.login, methods=["POST"]),
+        Route("/version", sdk.version, methods=["GET"]),
+        Route("/logs3", sdk.logs3, methods=["POST"]),
+        Route("/btql", sdk.btql, methods=["POST"]),
+        Route("/api/base_experiment/get_id", sdk.base_experiment, methods=["POST"]),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         HTTPException: _http_error,
@@ -107,7 +117,9 @@ class _Api:
         self.store = store
         # One insert at a time is parsed and written: each holds a few times its body in
         # memory, and the store takes one write at a time anyway. Others wait with their bytes.
-        self._inserting = threading.Lock()
+        self.inserting = threading.Lock()
+        # Experiments are named one at a time: a new unique name is free when it is taken.
+        self._naming = threading.Lock()
 
     async def create_project(self, request: Request) -> Response:
         body = bodies.parse(bodies.CreateProjectBody, await _json(request))
@@ -125,23 +137,21 @@ class _Api:
         return json_response(await run_in_threadpool(self._create_experiment, body))
 
     def _create_experiment(self, body: bodies.CreateExperimentBody) -> dict[str, Any]:
+        """Create-or-get by name; with ``ensure_new`` (the Braintrust SDK's default) a name
+        that is taken gets the first free ``-1``, ``-2``, ... suffix instead, and an experiment
+        without a name gets one (its branch, or ``experiment``, and the time)."""
         project = self.store.get_project(body.project_id)
         if project is None:
             raise UnknownExperimentError(f"no project with id {body.project_id!r}")
-        if body.ensure_new:
-            try:
-                self.store.get_experiment(body.name, project.name)
-            except UnknownExperimentError:
-                pass
-            else:
-                raise bodies.BadRequest(
-                    f"experiment {body.name!r} exists in project {project.name!r}; this server "
-                    "does not make new names (ensure_new): leave ensure_new out to reuse it"
-                )
         repo = body.repo_info or bodies.RepoInfoBody()
-        experiment = self.store.get_or_create_experiment(
-            project.name, body.name, git_commit=repo.commit, git_branch=repo.branch
-        )
+        with self._naming:
+            name = body.name or bodies.default_name(repo.branch)
+            if body.ensure_new or body.name is None:
+                taken = {e.name for e in self.store.list_experiments() if e.project == project.name}
+                name = bodies.unique_name(name, taken)
+            experiment = self.store.get_or_create_experiment(
+                project.name, name, git_commit=repo.commit, git_branch=repo.branch
+            )
         return bodies.experiment(experiment, project.id)
 
     async def list_experiments(self, request: Request) -> Response:
@@ -172,11 +182,11 @@ class _Api:
         experiment_id = request.path_params["experiment_id"]
         # Handed over in a list that the worker empties: the bytes go once they are parsed,
         # before the write makes copies of its own.
-        data = [await _read_body(request, MAX_BODY_BYTES)]
+        data = [await read_body(request, MAX_BODY_BYTES)]
         return json_response(await run_in_threadpool(self._insert, experiment_id, data))
 
     def _insert(self, experiment_id: str, data: list[bytes]) -> dict[str, Any]:
-        with self._inserting:
+        with self.inserting:
             raw = bodies.load(data.pop())
             body = bodies.parse(bodies.InsertBody, raw)
             try:
@@ -187,78 +197,35 @@ class _Api:
                 raise
             # Everything is checked and converted before anything is written.
             converted = bodies.convert(body, raw["events"], experiment.name)
-            self._check_merges(experiment_id, converted)
-            try:
-                if converted.rows or converted.spans or converted.deletes:
-                    self.store.insert_events(
-                        experiment_id,
-                        converted.rows,
-                        converted.spans,
-                        delete_span_ids=converted.deletes,
-                    )
-                if converted.merges:
-                    missing = self.store.merge_scores(experiment_id, converted.merges)
-                    if missing:
-                        raise bodies.BadRequest(
-                            f"_is_merge: no version to merge scores into: {missing}"
-                        )
-                # After the merges: a judge's latest success wins over a merged score.
-                for evaluation in converted.evaluations:
-                    evaluation.experiment_id = experiment_id
-                if converted.evaluations:
-                    self.store.save_evaluations(experiment_id, converted.evaluations)
-                # The HTTP store sends an attempt in a request of its own: no all-or-nothing
-                # with rows is needed.
-                for attempt in converted.attempts:
-                    attempt.experiment_id = experiment_id
-                    self.store.save_attempt(attempt)
-            except StoreError as exc:
-                # Checked events make JSON SQLite reads; should one slip through, it is still
-                # the request's fault: a 503 would have clients send it again forever.
-                if "malformed JSON" in str(exc):
-                    raise bodies.BadRequest(f"events: the store cannot read them: {exc}") from None
-                raise
+            server_writes.write(self.store, experiment_id, converted)
         return {"row_ids": [event.id for event in body.events]}
-
-    def _check_merges(self, experiment_id: str, converted: bodies.Converted) -> None:
-        """A merge goes into a row that is stored or written by the same request: said
-        before anything is written."""
-        sent = {row["row_id"] for row in converted.rows}
-        unknown = set(converted.merges) - sent
-        if unknown:
-            stored = self.store.latest_states(experiment_id)
-            missing = sorted(unknown - set(stored))
-            if missing:
-                raise bodies.BadRequest(f"_is_merge: no row to merge scores into: {missing}")
-        # A merge that names a version: that version exists (merges are few; one read each).
-        sent_versions = {row["version_id"] for row in converted.rows}
-        for row_id, (version_id, _) in sorted(converted.merges.items()):
-            if version_id is None or version_id in sent_versions:
-                continue
-            if all(
-                row.version_id != version_id for row in self.store.history(experiment_id, row_id)
-            ):
-                raise bodies.BadRequest(
-                    f"_is_merge: row {row_id!r} has no version {version_id!r} to merge scores into"
-                )
 
     async def fetch(self, request: Request) -> Response:
         if request.method == "POST":
-            data = await _read_body(request, MAX_SMALL_BODY_BYTES)
+            data = await read_body(request, MAX_SMALL_BODY_BYTES)
             raw = bodies.load(data) if data and not data.isspace() else {}
         else:
             raw = dict(request.query_params)
             if "limit" in raw:
                 raw["limit"] = bodies.query_int("limit", raw["limit"])
+            if "evalrows_all_versions" in raw:
+                flag = raw["evalrows_all_versions"]
+                raw["evalrows_all_versions"] = {"true": True, "false": False}.get(flag, flag)
         body = bodies.parse(bodies.FetchBody, raw)
         cursor = bodies.decode_cursor(body.cursor) if body.cursor else None
         limit = body.limit or DEFAULT_LIMIT
         experiment_id = request.path_params["experiment_id"]
-        return json_response(await run_in_threadpool(self._fetch, experiment_id, limit, cursor))
+        latest = not body.evalrows_all_versions
+        found = await run_in_threadpool(self.fetch_events, experiment_id, limit, cursor, latest)
+        return json_response(found)
 
-    def _fetch(
-        self, experiment_id: str, limit: int, cursor: tuple[str, int] | None
+    def fetch_events(
+        self, experiment_id: str, limit: int, cursor: tuple[str, int] | None, latest: bool
     ) -> dict[str, Any]:
+        """A page of the experiment's events, newest first: rows and spans, then evaluations
+        (and, for ``all versions``, the attempts). ``latest``: each row's latest version
+        only, as Braintrust's clients read a fetch; else every version (the HTTP store's
+        history)."""
         experiment = self.store.get_experiment_by_id(experiment_id)
         project_id = self._project_id(experiment)
         events: list[dict[str, Any]] = []
@@ -271,24 +238,26 @@ class _Api:
             # One more than asked tells whether another page follows.
             found = self.store.fetch_events(experiment_id, limit=limit + 1, before=before)
             page = found[:limit]
-            events += [bodies.event(stored, experiment_id, project_id) for stored in page]
+            shown = _latest_only(self.store, experiment_id, page) if latest else page
+            events += [bodies.event(stored, experiment_id, project_id) for stored in shown]
             if len(found) > limit:
                 result["cursor"] = bodies.encode_cursor(page[-1].xact)
                 return result
             offset = 0
         else:
             offset = cursor[1]
-        # Then the attempts and the evaluations, as the HTTP store writes them: events of
-        # kinds "attempt" and "evaluation".
+        # Then the evaluations and the attempts, as the HTTP store writes them: events of
+        # kinds "evaluation" and "attempt" (a session's record: the HTTP store's alone).
         room = limit - len(events)
         kept = [
-            bodies.attempt_event(attempt, experiment_id, project_id)
-            for attempt in self.store.list_attempts(experiment_id)
-        ]
-        kept += [
             bodies.evaluation_event(evaluation, experiment_id, project_id)
             for evaluation in self.store.list_evaluations(experiment_id)
         ]
+        if not latest:
+            kept += [
+                bodies.attempt_event(attempt, experiment_id, project_id)
+                for attempt in self.store.list_attempts(experiment_id)
+            ]
         events += kept[offset : offset + room]
         if offset + room < len(kept):
             result["cursor"] = bodies.encode_cursor(offset + room, bodies.ATTEMPTS)
@@ -298,27 +267,19 @@ class _Api:
         return self.store.get_or_create_project(experiment.project).id
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, counted as it arrives: reading stops with a 413 past ``limit``, so a chunked
-    body (which declares no length) cannot fill the memory either."""
-    # Bytes, not a bytearray: the JSON parser copies a bytearray before reading it.
-    chunks = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                if limit == MAX_BODY_BYTES:
-                    raise HTTPException(413, TOO_LARGE)
-                raise HTTPException(413, f"request body over {limit} bytes: send a small object")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise HTTPException(400, "the client went away before the body was complete") from None
-    return b"".join(chunks)
+def _latest_only(
+    store: ServerBackend, experiment_id: str, page: list[StoredEvent]
+) -> list[StoredEvent]:
+    """The page without the versions that are not their row's latest."""
+    row_ids = {stored.row.row_id for stored in page if stored.row is not None}
+    if not row_ids:
+        return page
+    latest = {row.version_id for row in store.latest_rows(experiment_id, row_ids)}
+    return [each for each in page if each.row is None or each.row.version_id in latest]
 
 
 async def _json(request: Request) -> Any:
-    return bodies.load(await _read_body(request, MAX_SMALL_BODY_BYTES))
+    return bodies.load(await read_body(request, MAX_SMALL_BODY_BYTES))
 
 
 def _status(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 import uuid
 from typing import Annotated, Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from ..core.judgments import Evaluation
-from ..core.models import Attempt, Experiment, RowDoc, SpanDoc, as_doc
+from ..core.models import Attempt, Experiment, RowDoc, RowVersion, SpanDoc, SpanRecord, as_doc
 from ..core.timestamps import to_iso
 from ..store.base import Project, StoredEvent
-from . import judgments, wire
+from . import judgments, sdk_events, wire
 
 # Where they have always been imported from.
 from .server_json import MAX_VALUES as MAX_VALUES
@@ -55,7 +56,7 @@ class RepoInfoBody(BaseModel):
 
 class CreateExperimentBody(BaseModel):
     project_id: StrictStr
-    name: NonEmpty
+    name: NonEmpty | None = None
     repo_info: RepoInfoBody | None = None
     ensure_new: StrictBool | None = None
 
@@ -96,6 +97,7 @@ class EventBody(BaseModel):
     id: NonEmpty
     object_delete: StrictBool = Field(default=False, alias="_object_delete")
     is_merge: StrictBool = Field(default=False, alias="_is_merge")
+    merge_paths: list[list[StrictStr]] | None = Field(default=None, alias="_merge_paths")
     span_id: StrictStr | None = None
     root_span_id: StrictStr | None = None
     span_parents: list[StrictStr] | None = None
@@ -132,6 +134,9 @@ class InsertBody(BaseModel):
 class FetchBody(BaseModel):
     limit: Annotated[int, Field(strict=True, ge=1, le=MAX_LIMIT)] | None = None
     cursor: Annotated[StrictStr, Field(max_length=100)] | None = None
+    #: Every version of every row (the HTTP store reads history so); without it, as
+    #: Braintrust's clients expect, the latest version of each.
+    evalrows_all_versions: StrictBool = False
 
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -144,9 +149,14 @@ class Converted(NamedTuple):
     spans: list[SpanDoc]
     deletes: list[str]  # span ids
     attempts: list[Attempt]  # experiment_id still empty: the request's path names it
-    #: Scores merged into rows (``_is_merge``): row id -> (version id or None, scores).
+    #: Scores merged into the versions the HTTP store names (``_is_merge`` with
+    #: ``metadata.evalrows.version_id``): row id -> (version id, scores).
     merges: dict[str, tuple[str | None, dict[str, Any]]]
     evaluations: list[Evaluation]  # experiment_id still empty, as the attempts'
+    #: Every other merge and every comment, as sent, in order (``server_writes`` applies them).
+    braintrust_merges: list[dict[str, Any]]
+    #: The traces of other clients' events: their rows take their score spans' scores.
+    traces: set[str]
 
 
 def convert(
@@ -161,6 +171,8 @@ def convert(
     attempts: list[Attempt] = []
     merges: dict[str, tuple[str | None, dict[str, Any]]] = {}
     evaluations: list[Evaluation] = []
+    braintrust_merges: list[dict[str, Any]] = []
+    traces: set[str] = set()
     seen: dict[str, int] = {}
     for index, event in enumerate(body.events):
         if event.id in seen:
@@ -169,18 +181,34 @@ def convert(
                 "send one event per id per request"
             )
         seen[event.id] = index
+        raw = raw_events[index]
+        foreign = sdk_events.is_foreign(raw)
+        if foreign and isinstance(raw.get("root_span_id"), str):
+            traces.add(raw["root_span_id"])
+        if event.is_merge and not wire.own_metadata(raw).get("version_id"):
+            braintrust_merges.append(raw)
+            continue
         if event.is_merge:
-            merges[event.id] = _merge(index, raw_events[index], event)
+            merges[event.id] = _merge(index, raw, event)
             continue
         if event.object_delete:
             # Deletes go by span id; a row id or an unknown id deletes nothing (Braintrust
             # answers 200 for those too).
             deletes.append(event.id)
             continue
-        raw = raw_events[index]
+        if sdk_events.is_comment(raw):
+            braintrust_merges.append(raw)
+            continue
         kind = wire.event_kind(raw)
         try:
-            if kind == wire.ROW_KIND or (kind is None and not event.span_parents):
+            if foreign and not event.span_parents:
+                row = RowVersion.model_validate(sdk_events.row_doc(raw, uuid.uuid4().hex))
+                rows.append(_doc(row, _ROW_AS_SENT))
+                spans.append(_doc(wire.row_root_span(row, experiment), _SPAN_AS_SENT))
+            elif foreign:
+                span = SpanRecord.model_validate(sdk_events.span_doc(raw))
+                spans.append(_doc(span, _SPAN_AS_SENT))
+            elif kind == wire.ROW_KIND:
                 row = wire.event_row(raw)
                 # Braintrust: writing an id again is a version.
                 if not wire.own_metadata(raw).get("version_id"):
@@ -188,7 +216,7 @@ def convert(
                 rows.append(_doc(row, _ROW_AS_SENT))
                 # The store keeps the row's root span too, as the embedded store does.
                 spans.append(_doc(wire.row_root_span(row, experiment), _SPAN_AS_SENT))
-            elif kind == wire.SPAN_KIND or kind is None:
+            elif kind == wire.SPAN_KIND:
                 spans.append(_doc(wire.event_span(raw), _SPAN_AS_SENT))
             elif kind == judgments.EVALUATION_KIND:
                 # A judgment of a row version's trace: kept as an evaluation, its score put
@@ -208,11 +236,11 @@ def convert(
             raise BadRequest(f"events[{index}] (id {event.id!r}): {describe(exc)}") from None
         except (AttributeError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise BadRequest(f"events[{index}] (id {event.id!r}): unreadable: {exc}") from None
-    return Converted(rows, spans, deletes, attempts, merges, evaluations)
+    return Converted(rows, spans, deletes, attempts, merges, evaluations, braintrust_merges, traces)
 
 
-# What a merge may change: a row's scores. It may name the version it merges into, as the HTTP
-# store does; without it, the row's latest.
+# What a merge into a version the HTTP store names may change: the version's scores (every
+# other merge is Braintrust's, into the latest, of any field).
 _MERGE_FIELDS = frozenset({"id", "_is_merge", "scores", "metadata"})
 
 
@@ -227,8 +255,9 @@ def _merge(index: int, raw: dict[str, Any], event: EventBody) -> tuple[str | Non
     ):
         fields = ", ".join(extra) or "metadata"
         raise BadRequest(
-            f"events[{index}] (id {event.id!r}): a merge here changes scores only, not "
-            f"{fields}: send the whole row"
+            f"events[{index}] (id {event.id!r}): a merge into the version "
+            f"metadata.evalrows.version_id names changes its scores only, not {fields}: "
+            "leave version_id out to merge into the row's latest"
         )
     version_id = own.get("version_id") if own else None
     if version_id is not None and not isinstance(version_id, str):
@@ -333,6 +362,22 @@ def decode_cursor(cursor: str) -> tuple[str, int]:
     except (binascii.Error, UnicodeError, ValueError):
         pass
     raise BadRequest("cursor: not a cursor this server gave out")
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """``name``, or when it is taken the first of ``name-1``, ``name-2``, ... that is not."""
+    if name not in taken:
+        return name
+    number = 1
+    while f"{name}-{number}" in taken:
+        number += 1
+    return f"{name}-{number}"
+
+
+def default_name(branch: str | None) -> str:
+    """An experiment's name when its creator gives none: its branch (or ``experiment``) and
+    the time, as Braintrust names them."""
+    return f"{branch or 'experiment'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
 
 
 def query_int(name: str, text: str) -> int:

@@ -16,6 +16,8 @@ from typing import Any
 
 import pydantic_core
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -25,6 +27,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 # the server's memory; a bigger batch gets a 413, on which the HTTP store splits it.
 MAX_BODY_BYTES = 32 * 1024 * 1024
 TOO_LARGE = f"request body over {MAX_BODY_BYTES} bytes (32 MiB): split the batch"
+# Every other request body is a small object: a project, an experiment, a fetch's query.
+MAX_SMALL_BODY_BYTES = 1024 * 1024
 
 #: What a server created without ``allowed_hosts`` answers to: loopback, on any port.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
@@ -123,17 +127,23 @@ PAGE_REFUSAL_HEADERS = {
     "cache-control": "no-store",
 }
 
-#: Where the API lives; every other path is the pages', when there are pages.
+#: Where the API lives, with the Braintrust SDK's paths outside it (``server_sdk``); every
+#: other path is the pages', when there are pages.
 API_PREFIX = "/v1"
+LOGS3_PATH = "/logs3"
+SDK_PATHS = frozenset(
+    {"/api/apikey/login", "/version", LOGS3_PATH, "/btql", "/api/base_experiment/get_id"}
+)
 
 
 def is_api_path(path: str) -> bool:
-    return path == API_PREFIX or path.startswith(API_PREFIX + "/")
+    return path == API_PREFIX or path.startswith(API_PREFIX + "/") or path in SDK_PATHS
 
 
 class RequestChecks:
     """Refuses, before anything reads it, a request for another Host (400); then, for the
-    API, a body not declared as JSON (415) and a Content-Length over the limit (413).
+    API, a body not declared as JSON (415; but the SDK's ``/logs3`` with an Authorization
+    header needs no Content-Type) and a Content-Length over the limit (413).
     Requests outside ``/v1`` go to ``pages`` when given."""
 
     def __init__(self, app: ASGIApp, hosts: HostRules, pages: ASGIApp | None = None) -> None:
@@ -153,17 +163,22 @@ class RequestChecks:
             if self.pages is not None and for_pages:
                 await self.pages(scope, receive, send)
                 return
-            refused = self.body_refusal(headers)
+            refused = self.body_refusal(headers, scope["path"])
             if refused is not None:
                 await error_response(*refused)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def body_refusal(self, headers: Headers) -> tuple[int, str] | None:
+    def body_refusal(self, headers: Headers, path: str) -> tuple[int, str] | None:
         length = headers.get("content-length")
         if length in (None, "0") and "transfer-encoding" not in headers:
             return None  # no body
         declared = headers.get("content-type")
+        # The Braintrust SDK sends its rows (`/logs3`) with no Content-Type at all. A page can
+        # send a body without one too, but not with an Authorization header (that takes a
+        # CORS preflight, which this server never grants): with one, there it is JSON.
+        if declared is None and path == LOGS3_PATH and "authorization" in headers:
+            declared = "application/json"
         if (declared or "").partition(";")[0].strip().lower() != "application/json":
             given = f"not {declared[:100]!r}" if declared else "there is no Content-Type"
             return 415, f"send the body as JSON, with Content-Type: application/json ({given})"
@@ -196,3 +211,22 @@ class BearerAuth:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, counted as it arrives: reading stops with a 413 past ``limit``, so a chunked
+    body (which declares no length) cannot fill the memory either."""
+    # Bytes, not a bytearray: the JSON parser copies a bytearray before reading it.
+    chunks = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                if limit == MAX_BODY_BYTES:
+                    raise HTTPException(413, TOO_LARGE)
+                raise HTTPException(413, f"request body over {limit} bytes: send a small object")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise HTTPException(400, "the client went away before the body was complete") from None
+    return b"".join(chunks)

@@ -8,6 +8,8 @@ What Braintrust has no field for (status, execution, the version id) goes in
 
 An attempt (a session's record) is an event of its own too, kind ``attempt``, under an id of
 its own (``evalrows-attempt-<attempt id>``): readers of rows and spans skip it.
+
+Rows and spans made from another client's events (``sdk_events``) go back as those events.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from ..core import rows
 from ..core.models import Attempt, ErrorInfo, Metrics, RowDoc, RowVersion, SpanDoc, SpanRecord
 from ..core.timestamps import to_epoch
+from . import sdk_events
 
 ROW_KIND = "row"
 SPAN_KIND = "span"
@@ -28,6 +31,8 @@ _METRIC_KEYS = ("start", "end", "prompt_tokens", "completion_tokens", "tokens")
 
 
 def row_event(row: RowDoc) -> dict[str, Any]:
+    if sdk_events.is_foreign_row(row):
+        return sdk_events.row_event(row)
     metadata = dict(row.get("metadata") or {})
     metadata["attemptId"] = row["attempt_id"]
     metadata["evalrows"] = {
@@ -55,6 +60,8 @@ def row_event(row: RowDoc) -> dict[str, Any]:
 
 
 def span_event(span: SpanDoc) -> dict[str, Any]:
+    if sdk_events.is_foreign_span(span):
+        return sdk_events.span_event(span)
     attributes = span.get("attributes") or {}
     return {
         "id": span["span_id"],
@@ -141,7 +148,8 @@ def event_row(event: dict[str, Any], version: int | None = None) -> RowVersion:
         nodeid=own.get("nodeid") or event["id"],
         attempt_id=metadata.get("attemptId") or "",
         execution=own.get("execution") or 1,
-        status=own.get("status") or "passed",
+        # An event that says no status (another client's) failed when it has an error.
+        status=own.get("status") or ("passed" if error is None else "failed"),
         input=event.get("input"),
         output=event.get("output"),
         expected=event.get("expected"),
@@ -208,13 +216,9 @@ def row_root_span(row: RowVersion, experiment: str | None = None) -> SpanRecord:
 
 
 def _error(error: Any) -> ErrorInfo | None:
-    if not isinstance(error, dict):
-        return None
-    return ErrorInfo(
-        type=str(error.get("type", "")),
-        message=str(error.get("message", "")),
-        traceback=str(error.get("traceback", "")),
-    )
+    """An event's error: an object, or a string (a traceback, as the Braintrust SDK sends)."""
+    info = sdk_events.error_info(error)
+    return None if info is None else ErrorInfo(**info)
 
 
 def _span_type(attributes: dict[str, Any]) -> str:

@@ -245,7 +245,7 @@ class StoredEvent(NamedTuple):
 
 
 class ServerBackend(Protocol):
-    """What ``evalrows serve`` needs of the store behind it, beyond a ``Store``'s reads:
+    """What ``evalrows serve`` needs of the store behind it (with some of a ``Store``'s reads):
     projects by id, experiments by id, every event in write order, an insert that applies
     one request's rows, spans and deletes together, and attempts. ``SQLiteStore`` is one."""
 
@@ -318,6 +318,14 @@ class ServerBackend(Protocol):
         id -> (version id, or None for the row's latest; scores, a None score removing
         one). Returns the row ids without such a version; then nothing is merged."""
         ...
+
+    def find_trace(self, experiment_id: str, trace_id: str) -> Trace | None: ...
+
+    def latest_scores(self, experiment_id: str) -> list[RowScores]: ...
+
+    def latest_rows(
+        self, experiment_id: str, row_ids: Collection[str] | None = None
+    ) -> list[RowVersion]: ...
 
     def merge_events(self, experiment_id: str, patches: Sequence[tuple[str, Patch]]) -> list[str]:
         """Partial updates of stored events (the API's ``_is_merge``), in the order given,
