@@ -445,6 +445,14 @@ def write_the_same(store: SQLiteStore | PostgresStore) -> dict[str, Any]:
     store.merge_scores(experiment, {"b": (None, {"judge:m": 0.25})})
     unfound = store.merge_events(experiment, [("s3", {"values": {"name": "renamed"}})])
     events = store.fetch_events(experiment, limit=100)
+    paged: list[Any] = []
+    before = None
+    while page := store.fetch_events(experiment, limit=3, before=before):
+        paged += page
+        before = page[-1].xact
+    assert paged == events
+    older = store.find_trace(experiment, a2.root_span_id)
+    assert older is not None
     return {
         "results": results,
         "latest": [row.model_dump(exclude={"created"}) for row in store.latest_rows(experiment)],
@@ -476,6 +484,7 @@ def write_the_same(store: SQLiteStore | PostgresStore) -> dict[str, Any]:
             )
             for event in events
         ],
+        "older trace": (older.version_id, [s.span_id for s in older.spans]),
         "traces": [
             (trace.version_id, [s.span_id for s in trace.spans])
             for trace in store.latest_traces(experiment)
