@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+import psycopg.sql
 import pytest
 from support.postgres import ThrowawayServer, database_url
 from support.servers import closed_port
@@ -158,12 +159,21 @@ def started(row: RowVersion, start: float) -> RowVersion:
     return row
 
 
+@pytest.mark.parametrize("isolation", ["read committed", "repeatable read"])
 def test_threads_writing_one_experiment_commit_in_xact_order_and_lose_no_version(
-    postgres_url: str,
+    postgres_url: str, isolation: str
 ) -> None:
     # A reader that asks again and again for what was written after the last write-order
     # number it saw must see every version: a number is never taken by a writer that
-    # commits after a writer with a larger one.
+    # commits after a writer with a larger one. Also where a DBA made transactions
+    # repeatable read by default.
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        database = psycopg.sql.Identifier(urlsplit(postgres_url).path[1:])
+        admin.execute(
+            psycopg.sql.SQL("ALTER DATABASE {} SET default_transaction_isolation = {}").format(
+                database, psycopg.sql.Literal(isolation)
+            )
+        )
     writers, batches = 6, 20
     with PostgresStore(postgres_url) as store:
         experiment = store.get_or_create_experiment("p", "e").id

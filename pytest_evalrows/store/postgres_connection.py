@@ -75,6 +75,7 @@ class Connection:
             timeout=POOL_TIMEOUT_S,
             # A connection the server dropped (a restart, a failover) is replaced before use.
             check=pool_module.ConnectionPool.check_connection,
+            configure=self._configure,
         )
         self._pool.open(wait=False)
 
@@ -94,6 +95,12 @@ class Connection:
         if "application_name" not in given:
             options["application_name"] = "pytest-evalrows"
         return options
+
+    def _configure(self, connection: psycopg.Connection[Any]) -> None:
+        # Read committed whatever the database's default: each statement after the
+        # experiment's lock must see what the writer before committed (a snapshot taken at
+        # the transaction's first statement, under repeatable read, would not).
+        connection.isolation_level = self._psycopg.IsolationLevel.READ_COMMITTED
 
     def connect(self) -> psycopg.Connection[Any]:
         """A connection of its own (not pooled); a failure says why it cannot reach the
