@@ -8,6 +8,7 @@ fixture in tests/conftest.py), so sessions that need no PostgreSQL never pay for
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -38,10 +39,13 @@ class ThrowawayServer:
             shutil.rmtree(self.directory, ignore_errors=True)
             raise RuntimeError(f"scripts/postgres could not start a server: {done.stderr.strip()}")
         self.url = done.stdout.strip()
+        # Stopped by whoever started it; at exit too, should the process end without that.
+        atexit.register(self.stop)
 
     def stop(self) -> None:
         if not self.directory.exists():
             return
+        atexit.unregister(self.stop)
         subprocess.run(
             [str(SCRIPT), "stop", str(self.directory)], capture_output=True, text=True, check=True
         )
