@@ -295,6 +295,15 @@ def test_a_missing_database_is_one_line_naming_it(postgres_server: str) -> None:
     assert "s3cret" not in shown
 
 
+def test_a_parameter_libpq_does_not_know_is_one_line_without_the_password() -> None:
+    with pytest.raises(StoreError) as raised:
+        PostgresStore("postgresql://evalrows:s3cret@127.0.0.1:5432/evals?colour=blue")
+    assert str(raised.value) == (
+        "postgresql://evalrows@127.0.0.1:5432/evals is not a valid PostgreSQL URL: "
+        'invalid URI query parameter: "colour"'
+    )
+
+
 def test_create_false_refuses_a_database_without_the_store(postgres_url: str) -> None:
     shown = parse_store_url(postgres_url, Path("/nowhere")).display()
     with pytest.raises(StoreError) as raised:

@@ -48,7 +48,9 @@ def import_psycopg() -> tuple[Any, Any]:
         raise StoreError(MISSING_DRIVER) from None
     # The pool logs each failed reconnection as a warning; without a handler configured by
     # the application, Python's last-resort handler would print them all to stderr.
-    logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
+    logger = logging.getLogger("psycopg.pool")
+    if not any(isinstance(handler, logging.NullHandler) for handler in logger.handlers):
+        logger.addHandler(logging.NullHandler())
     return psycopg, psycopg_pool
 
 
@@ -227,7 +229,7 @@ class Connection:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         text = lines[0] if lines else type(exc).__name__
         text = text.rpartition(" failed: ")[2] if " failed: " in text else text
-        for prefix in ("FATAL:", "ERROR:"):
+        for prefix in ("FATAL:", "ERROR:", "connection is bad:"):
             text = text.removeprefix(prefix).strip()
         if text[:1].isupper() and text[1:2].islower():
             text = text[0].lower() + text[1:]
