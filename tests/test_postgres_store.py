@@ -340,42 +340,67 @@ def test_a_connection_the_server_dropped_is_replaced(
         assert [row.row_id for row in store.latest_rows(experiment)] == ["a", "b"]
 
 
-def test_a_connection_lost_during_a_write_is_one_line_and_the_next_write_reconnects(
+def waiting_for_a_lock(admin: psycopg.Connection[Any], other_than: int = 0) -> int:
+    """The backend of the test's database that waits on an advisory lock (not ``other_than``):
+    bounded polling, to follow a thread that is about to wait."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND wait_event = 'advisory' AND pid != %s",
+            (other_than,),
+        ).fetchall()
+        if found:
+            [(pid,)] = found
+            return int(pid)
+    raise AssertionError("no backend waits on the experiment's lock")
+
+
+def test_a_write_whose_connection_is_lost_before_its_commit_runs_once_more(
     postgres_url: str,
 ) -> None:
     with PostgresStore(postgres_url) as store:
         experiment = store.get_or_create_experiment("p", "e").id
         failures: list[BaseException] = []
+
+        def write(row_id: str) -> None:
+            try:
+                store.write(experiment, [make_row(row_id)], [])
+            except BaseException as exc:  # reported by the test's thread
+                failures.append(exc)
+
+        key = EXPERIMENT_LOCK + experiment
         with psycopg.connect(postgres_url, autocommit=True) as admin:
-            # Hold the experiment's write lock, so that the store's write waits on it.
-            key = EXPERIMENT_LOCK + experiment
+            # The store's write waits on the experiment's lock, held here; its connection is
+            # ended under it once: the write runs again on a fresh connection.
             admin.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
-
-            def write() -> None:
-                try:
-                    store.write(experiment, [make_row("a")], [])
-                except BaseException as exc:  # reported by the test's thread
-                    failures.append(exc)
-
-            writer = threading.Thread(target=write)
+            writer = threading.Thread(target=write, args=("a",))
             writer.start()
-            waiting: list[Any] = []
-            deadline = time.monotonic() + 60
-            while not waiting and time.monotonic() < deadline:
-                waiting = admin.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
-                ).fetchall()
-            assert len(waiting) == 1
-            admin.execute("SELECT pg_terminate_backend(%s)", waiting[0])
+            first = waiting_for_a_lock(admin)
+            admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+            waiting_for_a_lock(admin, other_than=first)
+            admin.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
             writer.join()
+            assert failures == []
+            assert [row.version for row in store.history(experiment, "a")] == [1]
+
+            # Lost twice: one line, and nothing written.
+            admin.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+            writer = threading.Thread(target=write, args=("b",))
+            writer.start()
+            first = waiting_for_a_lock(admin)
+            admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+            second = waiting_for_a_lock(admin, other_than=first)
+            admin.execute("SELECT pg_terminate_backend(%s)", (second,))
+            writer.join()
+            admin.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
         assert [str(each) for each in failures] == [
             f"lost the connection to {store.display_url} while writing rows: "
             "terminating connection due to administrator command"
         ]
-        assert store.latest_rows(experiment) == []
-        store.write(experiment, [make_row("a")], [])
         assert [row.row_id for row in store.latest_rows(experiment)] == ["a"]
+        store.write(experiment, [make_row("b")], [])
+        assert [row.row_id for row in store.latest_rows(experiment)] == ["a", "b"]
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import logging
 import random
 import re
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,6 +32,10 @@ CONNECT_TIMEOUT_S = 10
 POOL_TIMEOUT_S = 10.0
 # The store's threads (delivery, the server's request threads, the web pages) share these.
 POOL_SIZE = 4
+# A pooled connection idle for longer is checked (one round trip) before it is used again:
+# the server may have dropped it (a restart, a failover, an idle timeout). One used moments
+# ago is not, which halves the round trips of a short read.
+RECHECK_AFTER_S = 5.0
 # A deadlock or serialization failure is retried this many times: writes take one lock per
 # experiment first, so neither is expected, but a DBA's stricter isolation level may cause them.
 RETRIES = 5
@@ -66,6 +71,7 @@ class Connection:
         self._psycopg, pool_module = import_psycopg()
         self._url = url
         self._options = self._connect_options(url)
+        self._last_used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self._migrate(create)
         self._pool: psycopg_pool.ConnectionPool[Any] = pool_module.ConnectionPool(
             url,
@@ -75,8 +81,8 @@ class Connection:
             open=False,
             name="evalrows",
             timeout=POOL_TIMEOUT_S,
-            # A connection the server dropped (a restart, a failover) is replaced before use.
-            check=pool_module.ConnectionPool.check_connection,
+            check=self._check,
+            reset=self._returned,
             configure=self._configure,
         )
         self._pool.open(wait=False)
@@ -97,6 +103,16 @@ class Connection:
         if "application_name" not in given:
             options["application_name"] = "pytest-evalrows"
         return options
+
+    def _check(self, connection: psycopg.Connection[Any]) -> None:
+        """A connection the server may have dropped is replaced before use (see
+        ``RECHECK_AFTER_S``)."""
+        last = self._last_used.get(connection)
+        if last is None or time.monotonic() - last > RECHECK_AFTER_S:
+            connection.execute("")
+
+    def _returned(self, connection: psycopg.Connection[Any]) -> None:
+        self._last_used[connection] = time.monotonic()
 
     def _configure(self, connection: psycopg.Connection[Any]) -> None:
         # Read committed whatever the database's default: each statement after the
@@ -154,7 +170,9 @@ class Connection:
         versions, moving latest rows and taking write-order numbers), writers of different
         experiments side by side. The lock is released at commit, after the commit is visible,
         so the next writer's statements see everything the last one wrote."""
+        reconnected = False
         for attempt in range(RETRIES + 1):
+            worked = False
             try:
                 with (
                     self.errors(doing),
@@ -167,23 +185,38 @@ class Connection:
                             "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                             (EXPERIMENT_LOCK + experiment,),
                         )
-                    return work(cursor)
+                    result = work(cursor)
+                    worked = True
+                return result
             except _Retry:
                 if attempt == RETRIES:
                     break
                 time.sleep(random.uniform(0.01, 0.05) * 2**attempt)
+            except ConnectionLost:
+                # Lost before the commit was sent: the server rolled it all back, and it is
+                # run once more on a fresh connection. Lost during the commit: whether it
+                # was committed cannot be known here; the caller keeps the batch.
+                if worked or reconnected:
+                    raise
+                reconnected = True
         raise StoreError(f"{doing} in {self.display} failed: kept conflicting with other writers")
 
     def read(self, doing: str, query: str, args: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         """Every row a query returns; ``doing`` names it if it fails."""
-        with self.errors(doing), self._pool.connection() as db:
-            rows: list[Any] = db.execute(query, args).fetchall()
-            return rows
+        try:
+            return self._read(doing, query, args)
+        except ConnectionLost:
+            return self._read(doing, query, args)  # once more, on a fresh connection
 
     def read_one(self, doing: str, query: str, args: Sequence[Any] | dict[str, Any] = ()) -> Any:
         """The first row a query returns, or None."""
+        rows = self.read(doing, query, args)
+        return rows[0] if rows else None
+
+    def _read(self, doing: str, query: str, args: Sequence[Any] | dict[str, Any]) -> list[Any]:
         with self.errors(doing), self._pool.connection() as db:
-            return db.execute(query, args).fetchone()
+            rows: list[Any] = db.execute(query, args).fetchall()
+            return rows
 
     @contextmanager
     def errors(self, doing: str) -> Iterator[None]:
@@ -211,8 +244,10 @@ class Connection:
         sqlstate = getattr(exc, "sqlstate", None)
         lost = sqlstate is None or sqlstate.startswith(("08", "57P"))
         if isinstance(exc, self._psycopg.OperationalError) and lost:
-            # The connection went away under us (a restart, a network cut, a shutdown).
-            return StoreError(
+            # The connection went away under us (a restart, a network cut, a shutdown): the
+            # others in the pool may have gone with it, so each is checked before its next use.
+            self._last_used.clear()
+            return ConnectionLost(
                 f"lost the connection to {self.display} while {doing}: {self.reason(exc)}"
             )
         return StoreError(f"{doing} in {self.display} failed: {self.reason(exc)}")
@@ -253,6 +288,10 @@ def storable(json_text: str) -> str:
     if "\\u0000" not in json_text:
         return json_text
     return _NUL.sub(r"\1\\ufffd", json_text)
+
+
+class ConnectionLost(StoreError):
+    """The connection went away while a statement ran (a restart, a network cut)."""
 
 
 class _Retry(Exception):
