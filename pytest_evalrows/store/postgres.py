@@ -35,7 +35,7 @@ from . import postgres_schema as schema
 from .base import Store, StoredEvent
 from .postgres_catalog import Catalog
 from .postgres_connection import Connection, storable
-from .postgres_evaluations import Evaluations, ReadsRowEvaluations
+from .postgres_evaluations import MERGE_SAVED, Evaluations, ReadsRowEvaluations
 from .postgres_merges import MergesEvents, adopt_spans
 from .postgres_reads import Reads, ReadsScores
 
@@ -231,8 +231,6 @@ def _write_versions(
     result.updated_rows += updated
     if judged:
         # Judged before it arrived: a judge ran while the version was on its way here.
-        from .postgres_evaluations import MERGE_SAVED
-
         db.execute(MERGE_SAVED, {"experiment": experiment_id, "versions": judged})
     if superseded:
         result.superseded_rows += superseded
