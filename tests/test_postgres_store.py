@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,66 @@ def test_threads_writing_one_experiment_commit_in_xact_order_and_lose_no_version
             assert store.latest_rows(experiment, [row_id])[0].metrics.start == 1000.0 + (
                 writers * batches - 1
             )
+
+
+@pytest.fixture
+def roles(postgres_url: str, postgres_server: str) -> Iterator[tuple[str, str]]:
+    """Two roles of the test's own: one that may read and write the store's tables, one that
+    may only read them (as a DBA grants them once the store's tables exist)."""
+    suffix = uuid.uuid4().hex[:8]
+    writer, reader = f"evalrows_writer_{suffix}", f"evalrows_reader_{suffix}"
+    with PostgresStore(postgres_url):
+        pass  # the tables
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        for role in (writer, reader):
+            admin.execute(
+                psycopg.sql.SQL("CREATE ROLE {} LOGIN").format(psycopg.sql.Identifier(role))
+            )
+        grants = [
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {writer}",
+            "GRANT USAGE ON SEQUENCE evalrows_xact TO {writer}",
+            "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader}",
+        ]
+        for grant in grants:
+            admin.execute(
+                psycopg.sql.SQL(grant).format(
+                    writer=psycopg.sql.Identifier(writer), reader=psycopg.sql.Identifier(reader)
+                )
+            )
+    try:
+        yield writer, reader
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            for role in (writer, reader):
+                name = psycopg.sql.Identifier(role)
+                admin.execute(psycopg.sql.SQL("DROP OWNED BY {}").format(name))
+        with psycopg.connect(postgres_server, autocommit=True) as admin:
+            for role in (writer, reader):
+                admin.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(role)))
+
+
+def as_role(url: str, role: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port}"))
+
+
+def test_a_role_with_table_privileges_writes_and_a_read_only_role_reads(
+    postgres_url: str, roles: tuple[str, str]
+) -> None:
+    # Once the tables exist, a store needs no right to create anything.
+    writer, reader = roles
+    with PostgresStore(as_role(postgres_url, writer)) as store:
+        experiment = store.get_or_create_experiment("p", "e").id
+        store.write(experiment, [make_row("a", "t1")], [span("s1", make_row("a", "t1"))])
+        store.write(experiment, [started(make_row("a", "t2"), 200.0)], [])
+        assert [each.span_id for each in store.delete_stale_spans(experiment)] == ["s1"]
+    with PostgresStore(as_role(postgres_url, reader), create=False) as store:
+        assert [row.attempt_id for row in store.latest_rows(experiment)] == ["t2"]
+        with pytest.raises(StoreError) as raised:
+            store.write(experiment, [make_row("b")], [])
+    assert str(raised.value) == (
+        f"writing rows in {store.display_url} failed: permission denied for table row_versions"
+    )
 
 
 # -- URLs and errors ---------------------------------------------------------------------------
