@@ -373,6 +373,21 @@ def test_create_false_refuses_a_database_without_the_store(postgres_url: str) ->
     assert count(postgres_url, "SELECT to_regclass('evalrows_migrations')") is None
 
 
+def test_psycopg_is_imported_only_when_a_postgresql_store_is_opened() -> None:
+    probe = """
+import sys
+from pathlib import Path
+from pytest_evalrows.store.urls import parse_store_url
+import pytest_evalrows.stores, pytest_evalrows.store.postgres, pytest_evalrows.cli
+parse_store_url("postgresql://evalrows:s3cret@127.0.0.1:1/evals", Path.cwd())
+print(sorted(name for name in ("psycopg", "psycopg_pool") if name in sys.modules))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]", done.stderr
+
+
 def test_without_psycopg_the_store_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "psycopg", None)
     with pytest.raises(StoreError) as raised:
