@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -56,6 +56,10 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 
 Clock = Callable[[], float]
 
+SDK_PROJECT_PATH = "/app/{org}/p/{project}"
+# An experiment's name may hold a "/" (sent as %2F, which arrives decoded).
+SDK_EXPERIMENT_PATH = "/app/{org}/p/{project}/experiments/{name:path}"
+
 
 def create_pages(store: Store, token: str | None, *, clock: Clock = time.time) -> ASGIApp:
     """The web view over ``store``; ``token`` None or empty: open to anyone who reaches it,
@@ -72,6 +76,10 @@ def create_pages(store: Store, token: str | None, *, clock: Clock = time.time) -
         Route("/login", pages.login, methods=["POST"]),
         Route("/logout", pages.logout, methods=["POST"]),
         Route("/static/{name}", pages.static, methods=["GET"]),
+        # The links the Braintrust SDK prints ("See results at ..."): it builds them itself,
+        # from the app URL, as Braintrust's app names an experiment.
+        Route(SDK_PROJECT_PATH, pages.sdk_project, methods=["GET"]),
+        Route(SDK_EXPERIMENT_PATH, pages.sdk_experiment, methods=["GET"]),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         HTTPException: pages.http_error,
@@ -205,6 +213,16 @@ class _Pages:
     def _compare(self, renderer: Renderer, a_id: str, b_id: str, number: int) -> str:
         page = views.compare_page(self.store, a_id, b_id)
         return renderer.compare(page, page_number=number)
+
+    async def sdk_project(self, request: Request) -> Response:
+        return RedirectResponse("/", 303)
+
+    async def sdk_experiment(self, request: Request) -> Response:
+        """To the experiment's page, found by project and name; a 404 page without one."""
+        project = request.path_params["project"]
+        name = request.path_params["name"]
+        experiment = await run_in_threadpool(self.store.get_experiment, name, project)
+        return RedirectResponse(f"/experiments/{quote(experiment.id, safe='')}", 303)
 
     async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
