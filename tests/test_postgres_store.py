@@ -336,6 +336,13 @@ def test_a_bad_postgresql_url_is_one_line_naming_the_valid_forms(url: str, why: 
     assert "postgresql://USER:PASSWORD@HOST:PORT/DATABASE" in VALID_FORMS
 
 
+def test_the_store_takes_only_a_postgresql_url(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^sqlite:///\S+ is not a postgresql:// URL$"):
+        PostgresStore(f"sqlite:///{tmp_path / 'rows.db'}")
+    with pytest.raises(ValueError, match=r"names neither a host nor a database"):
+        PostgresStore("postgres://")
+
+
 def test_an_unreachable_server_is_one_line_naming_the_store_without_its_password() -> None:
     port = closed_port()
     with pytest.raises(StoreError) as raised:

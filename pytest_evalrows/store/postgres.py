@@ -61,7 +61,9 @@ class PostgresStore(Catalog, ReadsScores, ReadsRowEvaluations, MergesEvents, Sto
 
         from .urls import parse_store_url
 
-        parsed = parse_store_url(url, Path.cwd())
+        parsed = parse_store_url(url, Path.cwd())  # a bad one is a ValueError, as in settings
+        if parsed.scheme != "postgresql":
+            raise ValueError(f"{parsed.display()} is not a postgresql:// URL")
         self.display_url = parsed.display()
         #: What could not be read back: row versions whose stored body is damaged.
         self.unreadable: list[str] = []
