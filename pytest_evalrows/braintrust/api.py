@@ -13,7 +13,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -144,13 +144,20 @@ class APIClient:
             if not cursor or not events:
                 return
 
-    def insert(self, experiment_id: str, events: list[Event]) -> None:
+    def insert(self, experiment_id: str, events: list[Event]) -> Counts | None:
+        """Send the events; what the server counted they did to the rows (``Counts``),
+        summed over the batches, when every answer says (``evalrows serve`` does; Braintrust
+        does not: None)."""
+        total: Counts | None = Counts()
         for batch in batches(events):
-            self._insert_batch(experiment_id, batch)
+            total = _sum(total, self._insert_batch(experiment_id, batch))
+        return total
 
-    def _insert_batch(self, experiment_id: str, batch: list[Event]) -> None:
+    def _insert_batch(self, experiment_id: str, batch: list[Event]) -> Counts | None:
         try:
-            self.call("POST", f"/v1/experiment/{experiment_id}/insert", body={"events": batch})
+            answer = self.call(
+                "POST", f"/v1/experiment/{experiment_id}/insert", body={"events": batch}
+            )
         except _TooLarge:
             if len(batch) == 1:
                 raise StoreError(
@@ -158,8 +165,45 @@ class APIClient:
                     "as too large (HTTP 413)"
                 ) from None
             half = len(batch) // 2
-            self._insert_batch(experiment_id, batch[:half])
-            self._insert_batch(experiment_id, batch[half:])
+            first = self._insert_batch(experiment_id, batch[:half])
+            return _sum(first, self._insert_batch(experiment_id, batch[half:]))
+        return Counts.of(answer.get("evalrows"))
+
+
+class Counts(NamedTuple):
+    """What an insert did to the rows, as ``evalrows serve`` counts it in its transaction:
+    the versions it wrote (new, updated, superseded), those that were there already, and of
+    those how many were a row's first version when written (``duplicates_new``) or not."""
+
+    new_rows: int = 0
+    updated_rows: int = 0
+    superseded_rows: int = 0
+    duplicate_rows: int = 0
+    duplicates_new: int = 0
+    duplicates_updated: int = 0
+
+    @classmethod
+    def of(cls, answer: Any) -> Counts | None:
+        """The counts an answer carries; None when it carries none (or not these)."""
+        if not isinstance(answer, dict):
+            return None
+        duplicates = answer.get("duplicates") or {}
+        if not isinstance(duplicates, dict):
+            return None
+        given = [answer.get(name) for name in cls._fields[:4]]
+        given += [duplicates.get("new_rows", 0), duplicates.get("updated_rows", 0)]
+        values: list[int] = []
+        for value in given:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                return None
+            values.append(value)
+        return cls(*values)
+
+
+def _sum(total: Counts | None, more: Counts | None) -> Counts | None:
+    if total is None or more is None:
+        return None
+    return Counts(*(a + b for a, b in zip(total, more, strict=True)))
 
 
 def batches(events: list[Event]) -> Iterator[list[Event]]:

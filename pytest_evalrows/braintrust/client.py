@@ -78,6 +78,9 @@ class HTTPStore(Store):
         self._experiments = Experiments(self._api)
         # Row ids known to exist per experiment: tells a new row from an update.
         self._known: dict[str, set[str]] = {}
+        # Experiments whose rows this process read (or was told of): what it tells new from
+        # updated by, where the server does not count them.
+        self._read: set[str] = set()
         # The stored rows' starts and version ids, once read for a late write.
         self._stored: dict[str, StoredRows] = {}
         # The versions written or read, for the evaluations of them.
@@ -147,26 +150,41 @@ class HTTPStore(Store):
             # The row's event is its root span; spans under no row would show as rows.
             if doc.get("row_id") is not None and not wire.is_root_record(doc):
                 events.append(wire.span_event(doc))
-        self._api.insert(experiment_id, events)
-        # A batch without rows (an attempt's spool entry) tells new from updated for none.
-        result.certain = experiment_id in self._known or not docs
+        counted = self._api.insert(experiment_id, events)
         known = self._known.setdefault(experiment_id, set())
         result.spans = len(events) - len(docs)
         remembered = self._stored.get(experiment_id)
         judged = self._judged.setdefault(experiment_id, judgments.KnownVersions())
         for row in docs:
             judged.wrote(row["row_id"], row["version_id"], row["span_id"], history.start(row))
-            if row["row_id"] in known:
-                result.updated_rows += 1
-            else:
-                result.new_rows += 1
-                known.add(row["row_id"])
+            if counted is None:
+                # Told from what this process read and wrote: right unless another process
+                # wrote the same rows meanwhile (``certain`` says when nothing was read).
+                result.updated_rows += int(row["row_id"] in known)
+                result.new_rows += int(row["row_id"] not in known)
+            known.add(row["row_id"])
             if remembered is not None:
                 remembered.wrote(row)
+        if counted is not None:
+            # Counted by the server in its transaction: true whoever else writes the rows.
+            result.new_rows += counted.new_rows
+            result.updated_rows += counted.updated_rows
+            result.superseded_rows += counted.superseded_rows
+            if late:
+                result.duplicate_rows += counted.duplicate_rows  # delivered before
+            else:
+                # Fresh versions stored already were written by an earlier try of this very
+                # batch (its answer lost): new or updated as they were then.
+                result.new_rows += counted.duplicates_new
+                result.updated_rows += counted.duplicates_updated
+        else:
+            # A batch without rows (an attempt's spool entry) tells new from updated for none.
+            result.certain = experiment_id in self._read or not docs
         return result
 
     def remember_rows(self, experiment_id: str, row_ids: Collection[str]) -> None:
         self._known.setdefault(experiment_id, set()).update(row_ids)
+        self._read.add(experiment_id)
 
     def _stored_rows(self, experiment_id: str) -> StoredRows:
         """What a late write checks against: read once, then kept up to date by this store's
@@ -180,6 +198,7 @@ class HTTPStore(Store):
         found = history.versions(self._api.fetch_all(experiment_id), experiment_id)
         self.unreadable[:] = found.unreadable
         self._known[experiment_id] = set(found.rows)
+        self._read.add(experiment_id)
         self._judged[experiment_id] = judgments.KnownVersions.of_events(found.rows)
         return found
 

@@ -197,8 +197,10 @@ class _Api:
                 raise
             # Everything is checked and converted before anything is written.
             converted = bodies.convert(body, raw["events"], experiment.name)
-            server_writes.write(self.store, experiment_id, converted)
-        return {"row_ids": [event.id for event in body.events]}
+            result = server_writes.write(self.store, experiment_id, converted)
+        row_ids = [event.id for event in body.events]
+        answer = server_writes.counts(result, self.store, experiment_id, converted.rows)
+        return {"row_ids": row_ids, "evalrows": answer}
 
     async def fetch(self, request: Request) -> Response:
         if request.method == "POST":

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..core.models import WriteResult
 from ..errors import UnknownExperimentError
 from ..store.base import ServerBackend
 from . import server_bodies as bodies
@@ -92,9 +93,11 @@ class SdkApi:
                 events = bodies.parse(bodies.InsertBody, {"events": rows})
                 experiment = self.store.get_experiment_by_id(experiment_id)
                 converted.append((experiment_id, bodies.convert(events, rows, experiment.name)))
+            total = WriteResult()
             for experiment_id, each in converted:
-                server_writes.write(self.store, experiment_id, each)
-        return {"row_ids": [row.get("id") for row in body.rows]}
+                total += server_writes.write(self.store, experiment_id, each)
+        row_ids = [row.get("id") for row in body.rows]
+        return {"row_ids": row_ids, "evalrows": server_writes.counts(total)}
 
     async def btql(self, request: Request) -> Response:
         raw = bodies.load(await read_body(request, MAX_SMALL_BODY_BYTES))

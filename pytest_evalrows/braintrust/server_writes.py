@@ -14,20 +14,22 @@ from collections.abc import Collection
 from typing import Any
 
 from ..core.merging import Patch
-from ..core.models import as_doc
+from ..core.models import WriteResult, as_doc
 from ..errors import StoreError
 from ..store.base import ServerBackend
 from . import sdk_events
 from .server_bodies import BadRequest, Converted, EventBody, InsertBody, convert
 
 
-def write(store: ServerBackend, experiment_id: str, converted: Converted) -> None:
+def write(store: ServerBackend, experiment_id: str, converted: Converted) -> WriteResult:
     """Everything one request converted, as the request's all-or-nothing allows: the rows,
-    spans and deletes in one write, then the merges, evaluations and attempts."""
+    spans and deletes in one write, then the merges, evaluations and attempts. Returns what
+    the write did to the rows (new, updated, ...), counted in its transaction."""
     _check_merges(store, experiment_id, converted)
+    result = WriteResult()
     try:
         if converted.rows or converted.spans or converted.deletes:
-            store.insert_events(
+            result = store.insert_events(
                 experiment_id,
                 converted.rows,
                 converted.spans,
@@ -57,6 +59,41 @@ def write(store: ServerBackend, experiment_id: str, converted: Converted) -> Non
         if "malformed JSON" in str(exc):
             raise BadRequest(f"events: the store cannot read them: {exc}") from None
         raise
+    return result
+
+
+def counts(
+    result: WriteResult, store: ServerBackend | None = None, experiment_id: str = "", rows: Any = ()
+) -> dict[str, Any]:
+    """An insert's answer beside its ``row_ids`` (``evalrows``): what it did to the rows, as
+    the store counted it in the write's transaction. Concurrent writers of the same rows each
+    learn the truth, where a client's own guess cannot know what another wrote meanwhile.
+
+    Versions that were stored already (``duplicate_rows``: a batch sent again after its
+    answer was lost, or a spool delivered twice) are told apart too, given the ``store`` and
+    the request's ``rows``: ``duplicates`` says how many are their row's first version (new
+    when written) and how many are not (updates)."""
+    answer: dict[str, Any] = {
+        "new_rows": result.new_rows,
+        "updated_rows": result.updated_rows,
+        "superseded_rows": result.superseded_rows,
+        "duplicate_rows": result.duplicate_rows,
+    }
+    if result.duplicate_rows and store is not None:
+        # Rare (retries and redeliveries): one read per row of the request.
+        firsts = sum(
+            any(
+                version.version_id == row["version_id"] and version.version == 1
+                for version in store.history(experiment_id, row["row_id"])
+            )
+            for row in rows
+        )
+        were_new = min(result.duplicate_rows, max(0, firsts - result.new_rows))
+        answer["duplicates"] = {
+            "new_rows": were_new,
+            "updated_rows": result.duplicate_rows - were_new,
+        }
+    return answer
 
 
 def _check_merges(store: ServerBackend, experiment_id: str, converted: Converted) -> None:
