@@ -65,7 +65,7 @@ def test_the_readme_commands_are_the_ci_commands() -> None:
 
 
 def test_every_script_is_executable_and_in_the_readme() -> None:
-    for script in ("demo", "test", "screenshots"):
+    for script in ("demo", "test", "screenshots", "postgres"):
         path = ROOT / "scripts" / script
         assert os.access(path, os.X_OK), path
         assert f"scripts/{script}" in README
