@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pydantic_core
 
+from ..core.records import WriteResult
 from ..core.redaction import public_url
 from ..errors import StoreAuthError, StoreError
 
@@ -198,6 +199,19 @@ class Counts(NamedTuple):
                 return None
             values.append(value)
         return cls(*values)
+
+    def add_to(self, result: WriteResult, *, late: bool) -> None:
+        """Counted by the server in its transaction: true whoever else writes the rows."""
+        result.new_rows += self.new_rows
+        result.updated_rows += self.updated_rows
+        result.superseded_rows += self.superseded_rows
+        if late:
+            result.duplicate_rows += self.duplicate_rows  # delivered before
+        else:
+            # Fresh versions stored already were written by an earlier try of this very
+            # batch (its answer lost): new or updated as they were then.
+            result.new_rows += self.duplicates_new
+            result.updated_rows += self.duplicates_updated
 
 
 def _sum(total: Counts | None, more: Counts | None) -> Counts | None:

@@ -166,17 +166,7 @@ class HTTPStore(Store):
             if remembered is not None:
                 remembered.wrote(row)
         if counted is not None:
-            # Counted by the server in its transaction: true whoever else writes the rows.
-            result.new_rows += counted.new_rows
-            result.updated_rows += counted.updated_rows
-            result.superseded_rows += counted.superseded_rows
-            if late:
-                result.duplicate_rows += counted.duplicate_rows  # delivered before
-            else:
-                # Fresh versions stored already were written by an earlier try of this very
-                # batch (its answer lost): new or updated as they were then.
-                result.new_rows += counted.duplicates_new
-                result.updated_rows += counted.duplicates_updated
+            counted.add_to(result, late=late)
         else:
             # A batch without rows (an attempt's spool entry) tells new from updated for none.
             result.certain = experiment_id in self._read or not docs

@@ -3,9 +3,6 @@ anything is written) and the Braintrust-shaped objects and events it returns."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import time
 import uuid
 from typing import Annotated, Any, NamedTuple, TypeVar
 
@@ -22,6 +19,14 @@ from .server_json import MAX_VALUES as MAX_VALUES
 from .server_json import BadRequest as BadRequest
 from .server_json import TooLarge as TooLarge
 from .server_json import load as load
+from .server_paging import ATTEMPTS as ATTEMPTS
+from .server_paging import BEFORE as BEFORE
+from .server_paging import INT64_MAX as _INT64_MAX
+from .server_paging import decode_cursor as decode_cursor
+from .server_paging import default_name as default_name
+from .server_paging import encode_cursor as encode_cursor
+from .server_paging import query_int as query_int
+from .server_paging import unique_name as unique_name
 
 #: Every project belongs to one local organisation.
 ORG_ID = "00000000-0000-4000-8000-000000000000"
@@ -29,8 +34,6 @@ ORG_ID = "00000000-0000-4000-8000-000000000000"
 _XACT_BASE = 10**18
 #: The most events a fetch returns in one page (the HTTP store asks for this many).
 MAX_LIMIT = 1000
-# What SQLite's INTEGER holds: execution numbers, token counts and write order go there.
-_INT64_MAX = 2**63 - 1
 # 9999-12-31T23:59:59Z: a start or an end is a Unix time a date can be made of.
 _MAX_TIMESTAMP = 253402300799.0
 
@@ -338,55 +341,6 @@ def _served(
     event["experiment_id"] = experiment_id
     event["project_id"] = project_id
     return event
-
-
-#: A fetch pages through the events in write order (``before`` a place), then through the
-#: attempts (``attempts`` from an offset): the store keeps attempts apart from events.
-BEFORE = "before"
-ATTEMPTS = "attempts"
-
-
-def encode_cursor(xact: int, kind: str = BEFORE) -> str:
-    return base64.urlsafe_b64encode(f"{kind}:{xact}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[str, int]:
-    """(``BEFORE``, place in write order) or (``ATTEMPTS``, offset)."""
-    try:
-        kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        # As encode_cursor wrote it: digits that fit SQLite's INTEGER.
-        if kind in (BEFORE, ATTEMPTS) and value.isascii() and value.isdigit() and len(value) <= 19:
-            number = int(value)
-            if number <= _INT64_MAX:
-                return kind, number
-    except (binascii.Error, UnicodeError, ValueError):
-        pass
-    raise BadRequest("cursor: not a cursor this server gave out")
-
-
-def unique_name(name: str, taken: set[str]) -> str:
-    """``name``, or when it is taken the first of ``name-1``, ``name-2``, ... that is not."""
-    if name not in taken:
-        return name
-    number = 1
-    while f"{name}-{number}" in taken:
-        number += 1
-    return f"{name}-{number}"
-
-
-def default_name(branch: str | None) -> str:
-    """An experiment's name when its creator gives none: its branch (or ``experiment``) and
-    the time, as Braintrust names them."""
-    return f"{branch or 'experiment'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-
-
-def query_int(name: str, text: str) -> int:
-    """A whole number from a query string."""
-    try:
-        return int(text)
-    except ValueError:
-        shown = repr(text) if len(text) <= 30 else f"{text[:30]!r}... ({len(text)} characters)"
-        raise BadRequest(f"{name}: not an integer: {shown}") from None
 
 
 # -- requests and responses ----------------------------------------------------------------
