@@ -2,12 +2,12 @@
 back from it: an ``Eval`` with scores, a failing case and feedback; its pytest plugin
 (``--braintrust``); rows this plugin wrote, read through the SDK; ``ensure_new``; and merges in
 the order sent. The SDK runs in subprocesses (``support.sdk``), pointed at a real server on
-127.0.0.1 by its environment variables only, with the internet out of reach."""
+127.0.0.1 by its environment variables only, with the internet out of reach; the server keeps
+a SQLite file, then a PostgreSQL database."""
 
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,23 +16,32 @@ from typing import Any
 
 import httpx
 import pytest
-from support.sdk import assert_kept, run_sdk, sdk_env
-from support.servers import EvalrowsServer, Servers
+from support.postgres import drop_database, new_database
+from support.sdk import Served, assert_kept, run_sdk, sdk_env, serving
 
 from pytest_evalrows.models import RowVersion
-from pytest_evalrows.store.sqlite import SQLiteStore
+from pytest_evalrows.store.base import Store
 
 pytest.importorskip("braintrust")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EvalrowsServer]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
     """One server for the module: each test writes a project of its own."""
-    servers = Servers(tmp_path_factory.mktemp("served"))
-    started = servers.make(f"evk-{secrets.token_hex(16)}")
-    started.start()
-    yield started
-    servers.stop_all()
+    directory = tmp_path_factory.mktemp("served")
+    if request.param == "sqlite":
+        with serving(str(directory / "served.db"), directory / "serve.log") as served:
+            yield served
+        return
+    postgres_server = request.getfixturevalue("postgres_server")
+    database = new_database(postgres_server)
+    try:
+        with serving(database, directory / "serve.log") as served:
+            yield served
+    finally:
+        drop_database(postgres_server, database)
 
 
 def clean(stderr: str, *allowed: str) -> None:
@@ -45,8 +54,8 @@ def clean(stderr: str, *allowed: str) -> None:
         assert sign not in stderr, (sign, stderr)
 
 
-def stored(server: EvalrowsServer, experiment: str, project: str) -> SQLiteStore:
-    store = SQLiteStore(server.db, create=False)
+def stored(server: Served, experiment: str, project: str) -> Store:
+    store = server.open()
     store.get_experiment(experiment, project)
     return store
 
@@ -98,7 +107,7 @@ print("RESULT " + json.dumps(
 
 
 @pytest.fixture(scope="module")
-def logged(server: EvalrowsServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def logged(server: Served, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The Eval, run once for the module's readers; what it sent and what it read back."""
     run = run_sdk(server, tmp_path_factory.mktemp("eval"), EVAL)
     clean(run.stderr, "ValueError: task failed on purpose")
@@ -154,7 +163,7 @@ def test_a_failing_case_is_failed_and_feedback_lands_on_its_row(logged: dict[str
 
 
 def test_the_eval_is_in_the_store_as_rows_and_spans_with_the_sdks_ids(
-    server: EvalrowsServer, logged: dict[str, Any]
+    server: Served, logged: dict[str, Any]
 ) -> None:
     sent: dict[str, dict[str, Any]] = logged["sent"]
     by_input = roots(sent)
@@ -216,10 +225,10 @@ def test_the_eval_is_in_the_store_as_rows_and_spans_with_the_sdks_ids(
 
 
 def test_evalrows_rows_and_the_web_view_show_the_sdks_rows(
-    server: EvalrowsServer, logged: dict[str, Any]
+    server: Served, logged: dict[str, Any]
 ) -> None:
     command = [sys.executable, "-m", "pytest_evalrows.cli", "rows", "capitals"]
-    command += ["--project", "sdk-eval", "--store", str(server.db), "--json"]
+    command += ["--project", "sdk-eval", "--store", server.store, "--json"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     records = {record["input"]: record for record in map(json.loads, done.stdout.splitlines())}
@@ -264,7 +273,7 @@ def test_even(n, braintrust_span):
 
 
 def test_the_sdks_pytest_plugin_logs_a_suite_into_evalrows_serve(
-    server: EvalrowsServer,
+    server: Served,
     pytester: pytest.Pytester,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
@@ -323,7 +332,7 @@ print("RESULT " + json.dumps(list(readonly.fetch())))
 
 
 def test_rows_this_plugin_wrote_read_back_through_the_sdk(
-    server: EvalrowsServer,
+    server: Served,
     pytester: pytest.Pytester,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
@@ -378,7 +387,7 @@ print("RESULT " + json.dumps(made))
 
 
 def test_ensure_new_gives_the_sdk_a_new_experiment_with_a_unique_name(
-    server: EvalrowsServer, tmp_path: Path
+    server: Served, tmp_path: Path
 ) -> None:
     run = run_sdk(server, tmp_path, ENSURE_NEW)
     clean(run.stderr)
@@ -387,7 +396,7 @@ def test_ensure_new_gives_the_sdk_a_new_experiment_with_a_unique_name(
     assert first["id"] != second["id"]
     # update=True (no ensure_new) opens the one of that name.
     assert updated == first
-    with SQLiteStore(server.db, create=False) as store:
+    with server.open() as store:
         names = {e.name: e.id for e in store.list_experiments() if e.project == "ensure-new"}
         assert names == {"nightly": first["id"], "nightly-1": second["id"]}
         assert [len(store.latest_rows(names[name])) for name in sorted(names)] == [1, 1]
@@ -425,7 +434,7 @@ print("RESULT " + json.dumps(
 """
 
 
-def test_merges_are_applied_in_the_order_sent(server: EvalrowsServer, tmp_path: Path) -> None:
+def test_merges_are_applied_in_the_order_sent(server: Served, tmp_path: Path) -> None:
     run = run_sdk(server, tmp_path, MERGES)
     clean(run.stderr)
     result = run.result

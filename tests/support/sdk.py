@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .servers import EvalrowsServer
+from pytest_evalrows.store.base import Store
+from pytest_evalrows.store.urls import parse_store_url
+from pytest_evalrows.stores import open_store
 
 # Fields of a request, not of the event: the server has its own or drops them.
 REQUEST_FIELDS = frozenset(
@@ -46,7 +52,44 @@ SENT = textwrap.dedent(
 )
 
 
-def sdk_env(server: EvalrowsServer, payloads: Path) -> dict[str, str]:
+@dataclass
+class Served:
+    """``evalrows serve`` running: its URL, its token, and the store it serves."""
+
+    url: str
+    token: str
+    store: str  # a SQLite file's path or a postgresql:// URL
+
+    def open(self) -> Store:
+        """The store behind the server, opened beside it (as ``evalrows`` commands do)."""
+        return open_store(parse_store_url(self.store, Path.cwd()), create=False)
+
+
+@contextmanager
+def serving(store: str, log: Path) -> Iterator[Served]:
+    """``evalrows serve --store STORE`` on a free port of 127.0.0.1 with a token of its own;
+    stopped after, and it must have exited cleanly with no traceback in its log."""
+    token = f"evk-{secrets.token_hex(16)}"
+    command = [sys.executable, "-m", "pytest_evalrows.cli", "serve", "--store", store]
+    command += ["--host", "127.0.0.1", "--port", "0"]
+    env = {**os.environ, "EVALROWS_SERVER_TOKEN": token}
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=sink, env=env)
+    assert process.stdout is not None
+    try:
+        ready = process.stdout.readline().decode()
+        match = re.fullmatch(r"evalrows: serving \S+ on (http://127\.0\.0\.1:\d+)\n", ready)
+        assert match is not None, (ready, log.read_text())
+        yield Served(match[1], token, store)
+    finally:
+        process.terminate()
+        code = process.wait(timeout=30)
+        process.stdout.close()
+    assert code == 0, log.read_text()
+    assert "Traceback" not in log.read_text(), log.read_text()
+
+
+def sdk_env(server: Served, payloads: Path) -> dict[str, str]:
     """The SDK pointed at ``server`` through its environment: the app URL (it logs in there
     and is told the API URL), the server's token as its API key. Any other Braintrust setting
     of the calling environment is left out, and a proxy that refuses every connection stands
@@ -75,7 +118,7 @@ class SdkRun:
     stderr: str
 
 
-def run_sdk(server: EvalrowsServer, directory: Path, script: str) -> SdkRun:
+def run_sdk(server: Served, directory: Path, script: str) -> SdkRun:
     """Run ``script`` (Python, dedented, ``SENT`` appended) with the SDK pointed at
     ``server``; it must exit 0 and print ``RESULT <json>``."""
     directory.mkdir(parents=True, exist_ok=True)
