@@ -8,6 +8,7 @@ a SQLite file, then a PostgreSQL database."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -227,19 +228,33 @@ def test_the_eval_is_in_the_store_as_rows_and_spans_with_the_sdks_ids(
 def test_evalrows_rows_and_the_web_view_show_the_sdks_rows(
     server: Served, logged: dict[str, Any]
 ) -> None:
-    command = [sys.executable, "-m", "pytest_evalrows.cli", "rows", "capitals"]
-    command += ["--project", "sdk-eval", "--store", server.store, "--json"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    # The store the server serves, and the server itself (the HTTP store reads the SDK's
+    # events as the SDK sent them).
+    for where in (server.store, server.url):
+        command = [sys.executable, "-m", "pytest_evalrows.cli", "rows", "capitals"]
+        command += ["--project", "sdk-eval", "--store", where, "--json"]
+        env = {**os.environ, "EVALROWS_API_KEY": server.token}
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=60, check=False, env=env
+        )
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+        records = {r["input"]: r for r in map(json.loads, done.stdout.splitlines())}
+        assert {name: r["status"] for name, r in records.items()} == {
+            "a": "passed",
+            "b": "passed",
+            "boom": "failed",
+        }
+        assert records["a"]["scores"] == {"exact": 1.0, "human": 0.5}
+        assert records["boom"]["error"]["type"] == "ValueError"
+        assert records["boom"]["error"]["message"] == "task failed on purpose"
+    spans = [sys.executable, "-m", "pytest_evalrows.cli", "spans", "capitals", "--json"]
+    spans += ["--project", "sdk-eval", "--store", server.url, "--row", records["a"]["id"]]
+    done = subprocess.run(spans, capture_output=True, text=True, timeout=60, check=False, env=env)
     assert done.returncode == 0 and done.stderr == "", done.stderr
-    records = {record["input"]: record for record in map(json.loads, done.stdout.splitlines())}
-    assert {name: r["status"] for name, r in records.items()} == {
-        "a": "passed",
-        "b": "passed",
-        "boom": "failed",
-    }
-    assert records["a"]["scores"] == {"exact": 1.0, "human": 0.5}
-    assert records["boom"]["error"]["type"] == "ValueError"
-    assert records["boom"]["error"]["message"] == "task failed on purpose"
+    found = [json.loads(line) for line in done.stdout.splitlines()]
+    # The row's root and its three children, each under the row by its trace.
+    assert len(found) == 4 and {"exact", "lookup", "task"} < {span["name"] for span in found}
+    assert {span["row_id"] for span in found} == {records["a"]["id"]}
     # The web view reads through the same store: the failing row's page shows its error.
     with stored(server, "capitals", "sdk-eval") as store:
         experiment = store.get_experiment("capitals", "sdk-eval")

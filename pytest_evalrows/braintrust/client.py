@@ -240,14 +240,14 @@ class HTTPStore(Store):
             for number, event in enumerate(events, start=1)
             if event.get("root_span_id") == trace_id
         ]
-        spans = [wire.event_span(event) for event in found.spans.values()]
+        spans = found.spans_read()
         return judgments.trace_of(rows, spans, trace_id, self._experiments.name_of(experiment_id))
 
     def latest_traces(
         self, experiment_id: str, row_ids: Collection[str] | None = None
     ) -> list[Trace]:
         found = self._versions(experiment_id)
-        spans = [wire.event_span(event) for event in found.spans.values()]
+        spans = found.spans_read()
         experiment = self._experiments.name_of(experiment_id)
         return judgments.traces_of(found.latest(row_ids).values(), spans, experiment)
 
@@ -256,7 +256,7 @@ class HTTPStore(Store):
         # The rows' roots carry the experiment's name, as the embedded store's do.
         experiment = self._experiments.name_of(experiment_id)
         spans = [wire.row_root_span(row, experiment) for row in found.latest().values()]
-        spans += [wire.event_span(event) for event in found.spans.values()]
+        spans += found.spans_read()
         if row_id is not None:
             spans = [span for span in spans if span.row_id == row_id]
         return sorted(spans, key=lambda span: (span.start, span.span_id))
@@ -273,8 +273,7 @@ class HTTPStore(Store):
         # Only span events: a row's root is its row event, and the versions it replaced are
         # its history, not spans (``evalrows serve`` drops their roots as it writes them).
         stale: list[StaleSpan] = []
-        for event in found.spans.values():
-            span = wire.event_span(event)
+        for span in found.spans_read():
             row = latest.get(span.row_id or "")
             if row is None:
                 continue  # a row this call may not touch, or spans under no row

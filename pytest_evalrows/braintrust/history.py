@@ -10,8 +10,8 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 
 from ..core.judgments import Evaluation
-from ..core.models import Attempt, RowVersion
-from . import judgments, wire
+from ..core.models import Attempt, RowVersion, SpanRecord
+from . import judgments, sdk_events, wire
 
 Event = dict[str, Any]
 
@@ -28,6 +28,18 @@ class Versions(NamedTuple):
     #: What could not be read (an evaluation event of another shape): said, never in the
     #: way of the rest (clean-up included).
     unreadable: tuple[str, ...] = ()
+    #: Trace (root span id) -> row id, for spans another client wrote without row ids.
+    traces: Mapping[str, str] = {}
+
+    def spans_read(self) -> list[SpanRecord]:
+        """Every span, each under its row (another client's spans by their trace)."""
+        found = []
+        for event in self.spans.values():
+            span = wire.event_span(event)
+            if span.row_id is None:
+                span.row_id = self.traces.get(span.root_span_id)
+            found.append(span)
+        return found
 
     def latest(self, row_ids: Collection[str] | None = None) -> dict[str, RowVersion]:
         """The latest version of every row (or of the given rows), by row id."""
@@ -51,6 +63,9 @@ def versions(events: Iterable[Event], experiment_id: str = "") -> Versions:
     evaluations: dict[str, Event] = {}
     for event in events:
         kind = wire.event_kind(event)
+        if kind is None and sdk_events.is_foreign(event) and not sdk_events.is_comment(event):
+            # Another client's (the Braintrust SDK's): a root span is a row, the rest spans.
+            kind = wire.SPAN_KIND if event.get("span_parents") else wire.ROW_KIND
         if kind == wire.ROW_KIND:
             # One entry per version: a merge into a row's event (its judgments' scores) is
             # the same version again, under a later write.
@@ -75,7 +90,13 @@ def versions(events: Iterable[Event], experiment_id: str = "") -> Versions:
             first = str(exc).splitlines()[0]
             unreadable.append(f"evaluation event {event['id']!r} cannot be read: {first}")
     found.sort(key=lambda evaluation: (evaluation.created_at, evaluation.id))
-    return Versions(ordered, spans, found, judgments.judge_scores(found), tuple(unreadable))
+    traces = {
+        str(versions[-1].get("root_span_id")): row_id
+        for row_id, versions in ordered.items()
+        if versions[-1].get("root_span_id")
+    }
+    judged = judgments.judge_scores(found)
+    return Versions(ordered, spans, found, judged, tuple(unreadable), traces)
 
 
 def attempts(events: Iterable[Event], experiment_id: str) -> list[Attempt]:

@@ -173,6 +173,10 @@ def event_row(event: dict[str, Any], version: int | None = None) -> RowVersion:
 
 
 def event_span(event: dict[str, Any]) -> SpanRecord:
+    if sdk_events.is_foreign(event):
+        # Another client's: every field kept as it is in the store (row id None: its row is
+        # found by its trace).
+        return SpanRecord(**sdk_events.span_doc(event))
     metadata = event.get("metadata") or {}
     own = metadata.get("evalrows") or {}
     metrics = event.get("metrics") or {}
