@@ -1,8 +1,11 @@
-"""``evalrows serve``: the Braintrust REST API subset the HTTP store speaks, over a local store.
+"""``evalrows serve``: the Braintrust REST API subset the HTTP store and the unmodified
+Braintrust SDK speak, over a store (SQLite or PostgreSQL).
 
 Starlette and uvicorn are the optional extra ``pytest-evalrows[server]``: nothing else in the
 package imports this module. Events map to rows and spans through ``wire``, the same mapping
-the HTTP store uses, so a store behind this server ends up as the embedded store would.
+the HTTP store uses, so a store behind this server ends up as the embedded store would; the
+SDK's events (``sdk_events``) keep every field they carry. Writes and merges are
+``server_writes``; the SDK's calls outside ``/v1`` are ``server_sdk``.
 
 Before the API reads a request, it must name this server in its ``Host`` header (a page that
 reaches the server through DNS rebinding names its own host) and declare a body it sends as
@@ -10,8 +13,8 @@ reaches the server through DNS rebinding names its own host) and declare a body 
 preflight, which this server never grants); those checks are ``server_checks``. Bodies are
 limited to ``MAX_BODY_BYTES`` while they are read.
 
-The API is everything under ``/v1``. A caller may hand in ``pages``, an ASGI app for every
-other path (the command line passes the web view's: this layer imports no ``web``); those
+The API is everything under ``/v1`` and the SDK's few paths (``server_checks.SDK_PATHS``). A
+caller may hand in ``pages``, an ASGI app for every other path (the command line passes the web view's: this layer imports no ``web``); those
 requests pass the Host check and nothing else here, and authenticate themselves.
 """
 
