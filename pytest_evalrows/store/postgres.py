@@ -34,10 +34,11 @@ from ..core.records import (
 from . import postgres_schema as schema
 from .base import Store, StoredEvent
 from .postgres_catalog import Catalog
-from .postgres_connection import Connection, storable
+from .postgres_connection import Connection
 from .postgres_evaluations import MERGE_SAVED, Evaluations, ReadsRowEvaluations
 from .postgres_merges import MergesEvents, adopt_spans
 from .postgres_reads import Reads, ReadsScores
+from .postgres_schema import storable
 
 if TYPE_CHECKING:
     import psycopg

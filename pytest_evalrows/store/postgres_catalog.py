@@ -12,7 +12,8 @@ from ..core.records import Attempt, Experiment
 from ..errors import UnknownExperimentError
 from . import postgres_schema as schema
 from .base import Project
-from .postgres_connection import Connection, storable
+from .postgres_connection import Connection
+from .postgres_schema import storable
 
 if TYPE_CHECKING:
     import psycopg

@@ -2,23 +2,23 @@
 database under an advisory lock, and every psycopg error turned into a one-line ``StoreError``
 that names the store by its display URL (never its password).
 
-psycopg is imported here, and this module only when a ``postgresql://`` store is opened.
+psycopg is imported (``postgres_session``) only when a ``postgresql://`` store is opened.
 """
 
 from __future__ import annotations
 
-import logging
 import random
-import re
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..core.redaction import scrub_url_credentials
-from ..errors import StoreAuthError, StoreError
+from ..errors import StoreError
+from . import postgres_limits as limits
 from . import postgres_schema as schema
+from .postgres_session import MISSING_DRIVER as MISSING_DRIVER
+from .postgres_session import Session, ms
 
 if TYPE_CHECKING:
     import psycopg
@@ -26,9 +26,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-MISSING_DRIVER = "a postgresql:// store needs psycopg: pip install 'pytest-evalrows[postgres]'"
-# How long a connection attempt, and a wait for a free pooled connection, may take.
-CONNECT_TIMEOUT_S = 10
+# How long a wait for a free pooled connection may take.
 POOL_TIMEOUT_S = 10.0
 # The store's threads (delivery, the server's request threads, the web pages) share these.
 POOL_SIZE = 4
@@ -39,41 +37,35 @@ RECHECK_AFTER_S = 5.0
 # A deadlock or serialization failure is retried this many times: writes take one lock per
 # experiment first, so neither is expected, but a DBA's stricter isolation level may cause them.
 RETRIES = 5
+# After a failed connection attempt, calls fail at once with its reason for this long, rather
+# than each waiting for a connection that cannot come; then one tries again.
+RETRY_CONNECT_AFTER_S = 15.0
 # Keys of the advisory locks: one database-wide for migrating, one per experiment for writing.
 MIGRATION_LOCK = "pytest-evalrows:migrations"
 EXPERIMENT_LOCK = "pytest-evalrows:experiment:"
 
 
-def import_psycopg() -> tuple[Any, Any]:
-    """psycopg and psycopg_pool, or the one line that says how to install them."""
-    try:
-        import psycopg
-        import psycopg_pool
-    except ImportError:
-        raise StoreError(MISSING_DRIVER) from None
-    # The pool logs each failed reconnection as a warning; without a handler configured by
-    # the application, Python's last-resort handler would print them all to stderr.
-    logger = logging.getLogger("psycopg.pool")
-    if not any(isinstance(handler, logging.NullHandler) for handler in logger.handlers):
-        logger.addHandler(logging.NullHandler())
-    return psycopg, psycopg_pool
-
-
-class Connection:
+class Connection(Session):
     """A pool of connections to one database, migrated when opened.
 
     Reads run in autocommit, one statement each; writes run in a transaction that first takes
     the experiment's advisory lock (see ``transaction``)."""
 
     def __init__(self, url: str, display: str, *, create: bool = True) -> None:
-        self.display = display
-        self._password: str | None = None
-        self._psycopg, pool_module = import_psycopg()
-        self._url = url
-        self._options = self._connect_options(url)
+        super().__init__(url, display)
         self._last_used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
-        self._migrate(create)
-        self._pool: psycopg_pool.ConnectionPool[Any] = pool_module.ConnectionPool(
+        self._watchdog = limits.Watchdog()
+        self._experiments = limits.ExperimentLocks()
+        # Set when the server was found gone: the next call connects directly (failing fast
+        # when it still cannot) instead of waiting on the pool; see `_connection`.
+        self._probe_first = False
+        self._failed_connect: tuple[float, StoreError] | None = None
+        try:
+            self._migrate(create)
+        except BaseException:
+            self._watchdog.close()
+            raise
+        self._pool: psycopg_pool.ConnectionPool[Any] = self._pool_module.ConnectionPool(
             url,
             kwargs={"autocommit": True, **self._options},
             min_size=1,
@@ -86,23 +78,6 @@ class Connection:
         )
         self._pool.open(wait=False)
 
-    def _connect_options(self, url: str) -> dict[str, Any]:
-        """What we add to the URL's own parameters (which win): a connect timeout, and a
-        name for ``pg_stat_activity``."""
-        try:
-            given = self._psycopg.conninfo.conninfo_to_dict(url)
-        except self._psycopg.Error as exc:
-            raise StoreError(
-                f"{self.display} is not a valid PostgreSQL URL: {self.reason(exc)}"
-            ) from None
-        self._password = given.get("password") or None
-        options: dict[str, Any] = {}
-        if "connect_timeout" not in given:
-            options["connect_timeout"] = CONNECT_TIMEOUT_S
-        if "application_name" not in given:
-            options["application_name"] = "pytest-evalrows"
-        return options
-
     def _check(self, connection: psycopg.Connection[Any]) -> None:
         """A connection the server may have dropped is replaced before use (see
         ``RECHECK_AFTER_S``)."""
@@ -112,54 +87,55 @@ class Connection:
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection, marked as used when it goes back. (Not with the pool's
-        ``reset`` callback: that hands every returned connection to a worker thread.)"""
+        """A pooled connection, marked as used when it goes back (not with the pool's
+        ``reset`` callback: that hands every returned connection to a worker thread); cut
+        when its call gets no answer for ``CALL_DEADLINE_S``. Once the server was found gone,
+        a connection of its own instead: the pool would wait its timeout for a connection that
+        cannot come, where a direct attempt says at once why (or, when it works, serves the
+        call while the pool reconnects)."""
+        if self._probe_first:
+            direct = self._direct()
+            with direct, self._guarded(direct):
+                yield direct
+            return
         with self._pool.connection() as pooled:
             try:
-                yield pooled
+                with self._guarded(pooled):
+                    yield pooled
             finally:
                 self._last_used[pooled] = time.monotonic()
 
-    def _configure(self, connection: psycopg.Connection[Any]) -> None:
-        # Read committed whatever the database's default: each statement after the
-        # experiment's lock must see what the writer before committed (a snapshot taken at
-        # the transaction's first statement, under repeatable read, would not).
-        connection.isolation_level = self._psycopg.IsolationLevel.READ_COMMITTED
+    @contextmanager
+    def _guarded(self, connection: psycopg.Connection[Any]) -> Iterator[None]:
+        with self._watchdog.guard(connection, limits.CALL_DEADLINE_S):
+            try:
+                yield
+            except self._psycopg.OperationalError:
+                if not self._watchdog.was_cut(connection):
+                    raise
+                self._probe_first = True
+                raise NoAnswer(f"no answer within {limits.CALL_DEADLINE_S:g} s") from None
 
-    def connect(self) -> psycopg.Connection[Any]:
-        """A connection of its own (not pooled); a failure says why it cannot reach the
-        server."""
+    def _direct(self) -> psycopg.Connection[Any]:
+        """A connection of its own, configured as pooled ones are; a recent failure to
+        connect is said again at once."""
+        failed = self._failed_connect
+        if failed is not None and time.monotonic() - failed[0] < RETRY_CONNECT_AFTER_S:
+            raise type(failed[1])(str(failed[1]))
         try:
-            connection: psycopg.Connection[Any] = self._psycopg.connect(
-                self._url, autocommit=True, **self._options
-            )
-        except self._psycopg.Error as exc:
-            raise self.unreachable(exc) from None
+            connection = self.connect()
+        except StoreError as exc:
+            self._failed_connect = (time.monotonic(), exc)
+            raise
+        self._failed_connect = None
+        self._probe_first = False
         return connection
 
     def _migrate(self, create: bool) -> None:
-        with self.connect() as db, self.errors("migrating the store"):
+        with self.connect() as db, self.errors("migrating the store"), self._guarded(db):
             if not create and db.execute(schema.HAS_STORE).fetchone() == (None,):
                 raise StoreError(f"no evalrows store in {self.display}")
-            if _pending(db) == []:
-                return  # the common case: nothing to do, no lock taken
-            # Many sessions may open a fresh database at once: one migrates, the others wait
-            # for it and then find nothing left to do.
-            db.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (MIGRATION_LOCK,))
-            try:
-                with db.transaction():
-                    db.execute(schema.CREATE_MIGRATIONS)
-                    pending = _pending(db) or []
-                    for name, statements in schema.MIGRATIONS:
-                        if name not in pending:
-                            continue
-                        for statement in statements:
-                            db.execute(statement)
-                        db.execute(
-                            "INSERT INTO evalrows_migrations VALUES (%s, %s)", (name, time.time())
-                        )
-            finally:
-                db.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (MIGRATION_LOCK,))
+            schema.migrate(db, MIGRATION_LOCK)
 
     def applied_migrations(self) -> list[str]:
         rows = self.read("reading migrations", "SELECT name FROM evalrows_migrations ORDER BY name")
@@ -175,7 +151,20 @@ class Connection:
         experiment's advisory lock: writers of one experiment go one at a time (numbering
         versions, moving latest rows and taking write-order numbers), writers of different
         experiments side by side. The lock is released at commit, after the commit is visible,
-        so the next writer's statements see everything the last one wrote."""
+        so the next writer's statements see everything the last one wrote.
+
+        Writers of one experiment in this process queue for it before they borrow a pooled
+        connection; each waits at most ``LOCK_TIMEOUT_S`` (here, then on the server)."""
+        if experiment is None:
+            return self._transaction(doing, work, None)
+        with self._experiments.hold(experiment, limits.LOCK_TIMEOUT_S) as taken:
+            if not taken:
+                raise StoreError(self.lock_timed_out(doing))
+            return self._transaction(doing, work, experiment)
+
+    def _transaction(
+        self, doing: str, work: Callable[[psycopg.Cursor[Any]], T], experiment: str | None
+    ) -> T:
         reconnected = False
         for attempt in range(RETRIES + 1):
             worked = False
@@ -187,6 +176,11 @@ class Connection:
                     db.transaction(),
                     db.cursor() as cursor,
                 ):
+                    cursor.execute(
+                        "SELECT set_config('lock_timeout', %s, true), "
+                        "set_config('statement_timeout', %s, true)",
+                        (ms(limits.LOCK_TIMEOUT_S), ms(limits.STATEMENT_TIMEOUT_S)),
+                    )
                     if experiment is not None:
                         cursor.execute(
                             "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
@@ -241,6 +235,10 @@ class Connection:
             yield
         except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
             raise _Retry from None
+        except psycopg.errors.LockNotAvailable:
+            raise StoreError(self.lock_timed_out(doing)) from None
+        except NoAnswer as exc:
+            raise StoreError(f"{doing} in {self.display} failed: {exc}") from None
         except psycopg.Error as exc:
             raise self.failure(doing, exc) from None
 
@@ -252,6 +250,8 @@ class Connection:
             try:
                 self.connect().close()
             except StoreError as down:
+                self._failed_connect = (time.monotonic(), down)
+                self._probe_first = True
                 return down
             return StoreError(
                 f"{doing} in {self.display} failed: no free connection within {POOL_TIMEOUT_S:g} s"
@@ -262,47 +262,21 @@ class Connection:
             # The connection went away under us (a restart, a network cut, a shutdown): the
             # others in the pool may have gone with it, so each is checked before its next use.
             self._last_used.clear()
+            self._probe_first = True
             return ConnectionLost(
                 f"lost the connection to {self.display} while {doing}: {self.reason(exc)}"
             )
         return StoreError(f"{doing} in {self.display} failed: {self.reason(exc)}")
 
-    def unreachable(self, exc: BaseException) -> StoreError:
-        reason = self.reason(exc)
-        if "password authentication failed" in reason:
-            return StoreAuthError(f"cannot reach {self.display}: {reason}")
-        return StoreError(f"cannot reach {self.display}: {reason}")
-
-    def reason(self, exc: BaseException) -> str:
-        """The gist of a psycopg error on one line, without any secret: 'connection
-        refused', 'database "evals" does not exist'."""
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        text = lines[0] if lines else type(exc).__name__
-        text = text.rpartition(" failed: ")[2] if " failed: " in text else text
-        for prefix in ("FATAL:", "ERROR:", "connection is bad:"):
-            text = text.removeprefix(prefix).strip()
-        if text[:1].isupper() and text[1:2].islower():
-            text = text[0].lower() + text[1:]
-        text = scrub_url_credentials(text)
-        if self._password:
-            text = text.replace(self._password, "***")
-        return text
-
     def close(self) -> None:
-        self._pool.close()
+        # Not waiting long for the pool's threads: one may be stuck connecting to a server
+        # that does not answer, and they stop by themselves.
+        self._pool.close(timeout=1.0)
+        self._watchdog.close()
 
 
-# A NUL character escaped in JSON text, not preceded by an escaped backslash.
-_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
-
-
-def storable(json_text: str) -> str:
-    """JSON text PostgreSQL can keep: jsonb (like every text type) cannot hold a NUL
-    character, so a string's NUL is kept as U+FFFD, the replacement character. Without this
-    one value would make its whole batch undeliverable."""
-    if "\\u0000" not in json_text:
-        return json_text
-    return _NUL.sub(r"\1\\ufffd", json_text)
+class NoAnswer(StoreError):
+    """A call's connection was cut: the server gave no answer by its deadline."""
 
 
 class ConnectionLost(StoreError):
@@ -311,11 +285,3 @@ class ConnectionLost(StoreError):
 
 class _Retry(Exception):
     """A deadlock or serialization failure: the transaction may pass when run again."""
-
-
-def _pending(db: psycopg.Connection[Any]) -> list[str] | None:
-    """The migrations not applied yet (None when there is no migrations table)."""
-    if db.execute(schema.HAS_STORE).fetchone() == (None,):
-        return None
-    done = {name for (name,) in db.execute("SELECT name FROM evalrows_migrations")}
-    return [name for name, _ in schema.MIGRATIONS if name not in done]

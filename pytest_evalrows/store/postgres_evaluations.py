@@ -13,8 +13,9 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .postgres_connection import Connection, storable
+from .postgres_connection import Connection
 from .postgres_reads import Reads, span_record
+from .postgres_schema import storable
 
 if TYPE_CHECKING:
     import psycopg

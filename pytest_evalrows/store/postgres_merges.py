@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.merging import EVENT_ID_ATTRIBUTE, Patch, merge_bodies
-from .postgres_connection import Connection, storable
+from .postgres_connection import Connection
+from .postgres_schema import storable
 
 if TYPE_CHECKING:
     import psycopg

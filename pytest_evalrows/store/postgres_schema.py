@@ -9,6 +9,13 @@ key checked per inserted row would cost every write and protect nothing.
 
 from __future__ import annotations
 
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psycopg
+
 ID = 'text COLLATE "C"'
 
 # Named migrations, applied in order under an advisory lock and recorded in
@@ -140,6 +147,35 @@ CREATE TABLE IF NOT EXISTS evalrows_migrations (
     name {ID} PRIMARY KEY, applied double precision NOT NULL
 )
 """
+
+
+def migrate(db: psycopg.Connection[Any], lock: str) -> None:
+    """Apply the migrations a database lacks, in one transaction. Many sessions may open a
+    fresh database at once: one migrates, the others wait for it and then find nothing left
+    to do. The lock is the transaction's: a pooler such as pgbouncer may give each transaction
+    another server session, and one cannot be left held."""
+    if _pending(db) == []:
+        return  # the common case: nothing to do, no lock taken
+    with db.transaction():
+        db.execute("SELECT set_config('lock_timeout', '0', true)")
+        db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock,))
+        db.execute(CREATE_MIGRATIONS)
+        pending = _pending(db) or []
+        for name, statements in MIGRATIONS:
+            if name not in pending:
+                continue
+            for statement in statements:
+                db.execute(statement)
+            db.execute("INSERT INTO evalrows_migrations VALUES (%s, %s)", (name, time.time()))
+
+
+def _pending(db: psycopg.Connection[Any]) -> list[str] | None:
+    """The migrations not applied yet (None when there is no migrations table)."""
+    if db.execute(HAS_STORE).fetchone() == (None,):
+        return None
+    done = {name for (name,) in db.execute("SELECT name FROM evalrows_migrations")}
+    return [name for name, _ in MIGRATIONS if name not in done]
+
 
 # In the schema the connection's search path names first (`?options=-csearch_path=...`).
 HAS_STORE = "SELECT to_regclass('evalrows_migrations')"
@@ -285,3 +321,16 @@ FIND_STALE_SPANS = (
     + STALE_SPANS.replace("FROM spans s USING latest_rows l", "FROM spans s, latest_rows l")
     + " ORDER BY 1, 2"
 )
+
+
+# A NUL character escaped in JSON text, not preceded by an escaped backslash.
+_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def storable(json_text: str) -> str:
+    """JSON text PostgreSQL can keep: jsonb (like every text type) cannot hold a NUL
+    character, so a string's NUL is kept as U+FFFD, the replacement character. Without this
+    one value would make its whole batch undeliverable."""
+    if "\\u0000" not in json_text:
+        return json_text
+    return _NUL.sub(r"\1\\ufffd", json_text)

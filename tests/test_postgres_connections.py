@@ -1,0 +1,149 @@
+"""The PostgreSQL store's URLs (how one is shown, which are refused) and its one-line errors
+when it cannot start: an unreachable server, a missing database, no driver."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import psycopg.sql
+import pytest
+from support.postgres import database_url
+from support.servers import closed_port
+
+from pytest_evalrows.errors import StoreError
+from pytest_evalrows.store.postgres import PostgresStore
+from pytest_evalrows.store.postgres_connection import MISSING_DRIVER
+from pytest_evalrows.store.urls import VALID_FORMS, parse_store_url
+
+HERE = Path(__file__).parent
+
+
+def with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` for its user (the test servers trust every local login)."""
+    parts = urlsplit(url)
+    netloc = f"{parts.username or 'postgres'}:{password}@{parts.hostname}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def count(url: str, query: str, *args: Any) -> Any:
+    with psycopg.connect(url, autocommit=True) as connection:
+        row = connection.execute(query, args).fetchone()
+    assert row is not None
+    return row[0]
+
+
+# -- URLs and errors ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql://evalrows:s3cret@127.0.0.1:5432/evals?sslmode=require",
+            "postgresql://evalrows@127.0.0.1:5432/evals",
+        ),
+        ("postgres://evalrows:s3cret@db.example/evals", "postgresql://evalrows@db.example/evals"),
+        ("postgresql://db.example", "postgresql://db.example"),
+        ("postgresql:///evals?host=/run/postgresql", "postgresql:///evals?host=/run/postgresql"),
+        ("postgresql://u:s3cret@[::1]:5433/evals", "postgresql://u@[::1]:5433/evals"),
+        (
+            "postgresql://h1:5432,h2:5433/evals?user=bob&password=s3cret",
+            "postgresql://h1:5432,h2:5433/evals?user=bob",
+        ),
+    ],
+)
+def test_a_postgresql_url_is_shown_without_its_password(url: str, shown: str) -> None:
+    parsed = parse_store_url(url, Path("/nowhere"))
+    assert (parsed.scheme, parsed.path, parsed.text) == ("postgresql", None, url)
+    assert parsed.display() == shown
+    assert "s3cret" not in repr(parsed)
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("postgresql://", "'postgresql://' names neither a host nor a database"),
+        ("postgres://u:s3cret@", "'postgres://***@' names neither a host nor a database"),
+        ("postgresql://db:99999/evals", "'postgresql://db:99999/evals' has a bad port '99999'"),
+        ("postgresql://db:port/evals", "'postgresql://db:port/evals' has a bad port 'port'"),
+    ],
+)
+def test_a_bad_postgresql_url_is_one_line_naming_the_valid_forms(url: str, why: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        parse_store_url(url, Path("/nowhere"))
+    assert str(raised.value) == f"{why}; use {VALID_FORMS}"
+    assert "postgresql://USER:PASSWORD@HOST:PORT/DATABASE" in VALID_FORMS
+
+
+def test_the_store_takes_only_a_postgresql_url(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^sqlite:///\S+ is not a postgresql:// URL$"):
+        PostgresStore(f"sqlite:///{tmp_path / 'rows.db'}")
+    with pytest.raises(ValueError, match=r"names neither a host nor a database"):
+        PostgresStore("postgres://")
+
+
+def test_an_unreachable_server_is_one_line_naming_the_store_without_its_password() -> None:
+    port = closed_port()
+    with pytest.raises(StoreError) as raised:
+        PostgresStore(f"postgresql://evalrows:s3cret@127.0.0.1:{port}/evals")
+    assert str(raised.value) == (
+        f"cannot reach postgresql://evalrows@127.0.0.1:{port}/evals: connection refused"
+    )
+
+
+def test_a_missing_database_is_one_line_naming_it(postgres_server: str) -> None:
+    url = with_password(database_url(postgres_server, "evalrows_not_here"), "s3cret")
+    shown = parse_store_url(url, Path("/nowhere")).display()
+    with pytest.raises(StoreError) as raised:
+        PostgresStore(url)
+    assert str(raised.value) == (
+        f'cannot reach {shown}: database "evalrows_not_here" does not exist'
+    )
+    assert "s3cret" not in shown
+
+
+def test_a_parameter_libpq_does_not_know_is_one_line_without_the_password() -> None:
+    with pytest.raises(StoreError) as raised:
+        PostgresStore("postgresql://evalrows:s3cret@127.0.0.1:5432/evals?colour=blue")
+    assert str(raised.value) == (
+        "postgresql://evalrows@127.0.0.1:5432/evals is not a valid PostgreSQL URL: "
+        'invalid URI query parameter: "colour"'
+    )
+
+
+def test_create_false_refuses_a_database_without_the_store(postgres_url: str) -> None:
+    shown = parse_store_url(postgres_url, Path("/nowhere")).display()
+    with pytest.raises(StoreError) as raised:
+        PostgresStore(postgres_url, create=False)
+    assert str(raised.value) == f"no evalrows store in {shown}"
+    assert count(postgres_url, "SELECT to_regclass('evalrows_migrations')") is None
+
+
+def test_psycopg_is_imported_only_when_a_postgresql_store_is_opened() -> None:
+    probe = """
+import sys
+from pathlib import Path
+from pytest_evalrows.store.urls import parse_store_url
+import pytest_evalrows.stores, pytest_evalrows.store.postgres, pytest_evalrows.cli
+parse_store_url("postgresql://evalrows:s3cret@127.0.0.1:1/evals", Path.cwd())
+print(sorted(name for name in ("psycopg", "psycopg_pool") if name in sys.modules))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_without_psycopg_the_store_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    with pytest.raises(StoreError) as raised:
+        PostgresStore("postgresql://evalrows@127.0.0.1:5432/evals")
+    assert str(raised.value) == MISSING_DRIVER
+    assert MISSING_DRIVER == (
+        "a postgresql:// store needs psycopg: pip install 'pytest-evalrows[postgres]'"
+    )
