@@ -14,6 +14,7 @@ import psycopg.sql
 import pytest
 from support.postgres import database_url
 from support.servers import closed_port
+from support.store import make_row
 
 from pytest_evalrows.errors import StoreError
 from pytest_evalrows.store.postgres import PostgresStore
@@ -55,25 +56,78 @@ def count(url: str, query: str, *args: Any) -> Any:
             "postgresql://h1:5432,h2:5433/evals?user=bob&password=s3cret",
             "postgresql://h1:5432,h2:5433/evals?user=bob",
         ),
+        # What names the database or its schema stays: two schemas are two stores.
+        (
+            "postgresql://u:s3cret@db/evals?options=-csearch_path%3Dteam_a&sslmode=require",
+            "postgresql://u@db/evals?options=-csearch_path%3Dteam_a",
+        ),
+        ("postgresql:///?service=prod&password=s3cret", "postgresql:///?service=prod"),
+        ("postgresql://db/evals?hostaddr=10.0.0.7", "postgresql://db/evals?hostaddr=10.0.0.7"),
+        ("postgresql:///evals", "postgresql:///evals"),  # the host from PGHOST
     ],
 )
-def test_a_postgresql_url_is_shown_without_its_password(url: str, shown: str) -> None:
+def test_a_postgresql_url_is_shown_without_its_password(
+    url: str, shown: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("PGHOST", "PGHOSTADDR", "PGDATABASE", "PGSERVICE"):
+        monkeypatch.delenv(name, raising=False)
     parsed = parse_store_url(url, Path("/nowhere"))
     assert (parsed.scheme, parsed.path, parsed.text) == ("postgresql", None, url)
     assert parsed.display() == shown
     assert "s3cret" not in repr(parsed)
 
 
+NOR_ENV = " (nor a service, and PGHOST, PGDATABASE and PGSERVICE are unset)"
+
+
+def test_a_url_that_leaves_the_server_to_libpqs_environment_is_taken(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = urlsplit(postgres_url)
+    monkeypatch.setenv("PGHOST", server.hostname or "")
+    monkeypatch.setenv("PGPORT", str(server.port))
+    monkeypatch.setenv("PGUSER", server.username or "postgres")
+    monkeypatch.setenv("PGDATABASE", server.path[1:])
+    with PostgresStore("postgresql://") as store:
+        assert store.display_url == "postgresql://"
+        experiment = store.get_or_create_experiment("p", "e").id
+        store.write(experiment, [make_row("r")], [])
+    with PostgresStore(postgres_url) as same:
+        assert [row.row_id for row in same.latest_rows(experiment)] == ["r"]
+    for name in ("PGHOST", "PGDATABASE"):
+        monkeypatch.delenv(name)
+    assert parse_store_url("postgresql:///?service=prod", Path("/nowhere")).scheme == "postgresql"
+
+
+def test_two_schemas_of_one_database_are_two_stores(postgres_url: str) -> None:
+    in_schema = {}
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        for schema in ("team_a", "team_b"):
+            admin.execute(
+                psycopg.sql.SQL("CREATE SCHEMA {}").format(psycopg.sql.Identifier(schema))
+            )
+            in_schema[schema] = f"{postgres_url}?options=-csearch_path%3D{schema}"
+    with PostgresStore(in_schema["team_a"]) as a, PostgresStore(in_schema["team_b"]) as b:
+        assert a.display_url != b.display_url
+        experiment = a.get_or_create_experiment("p", "e").id
+        a.write(experiment, [make_row("r")], [])
+        assert b.list_experiments() == []
+
+
 @pytest.mark.parametrize(
     ("url", "why"),
     [
-        ("postgresql://", "'postgresql://' names neither a host nor a database"),
-        ("postgres://u:s3cret@", "'postgres://***@' names neither a host nor a database"),
+        ("postgresql://", f"'postgresql://' names neither a host nor a database{NOR_ENV}"),
+        ("postgres://u:s3cret@", f"'postgres://***@' names neither a host nor a database{NOR_ENV}"),
         ("postgresql://db:99999/evals", "'postgresql://db:99999/evals' has a bad port '99999'"),
         ("postgresql://db:port/evals", "'postgresql://db:port/evals' has a bad port 'port'"),
     ],
 )
-def test_a_bad_postgresql_url_is_one_line_naming_the_valid_forms(url: str, why: str) -> None:
+def test_a_bad_postgresql_url_is_one_line_naming_the_valid_forms(
+    url: str, why: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("PGHOST", "PGHOSTADDR", "PGDATABASE", "PGSERVICE"):
+        monkeypatch.delenv(name, raising=False)
     with pytest.raises(ValueError) as raised:
         parse_store_url(url, Path("/nowhere"))
     assert str(raised.value) == f"{why}; use {VALID_FORMS}"

@@ -16,9 +16,12 @@ VALID_FORMS = (
     "or http(s)://HOST for a Braintrust-compatible API"
 )
 POSTGRES_SCHEMES = ("postgresql", "postgres")
-# The parameters of a PostgreSQL URL that say which database it is: the display keeps these
-# and drops the others (a password among them).
-_POSTGRES_NAMING = ("host", "port", "dbname", "user")
+# The parameters of a PostgreSQL URL that say which database (and schema: `options` may set the
+# search path) it is: the display keeps these and drops the others (a password among them).
+# The spool matches entries to stores by display, so two stores must never share one.
+_POSTGRES_NAMING = ("host", "hostaddr", "port", "dbname", "user", "service", "options")
+# What libpq takes a URL's host, database or service from when the URL does not say.
+_POSTGRES_ENV = ("PGHOST", "PGHOSTADDR", "PGDATABASE", "PGSERVICE")
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,8 @@ def parse_store_url(value: str, base: Path) -> StoreURL:
 
 def _check_postgres_url(text: str, shown: str) -> None:
     """A libpq URI (``postgresql://[user[:password]@][host][:port][,...][/dbname][?k=v...]``)
-    that names a host or a database, with ports that are numbers. What else libpq refuses
+    that names a host, a database or a service (or leaves them to libpq's environment), with
+    ports that are numbers. What else libpq refuses
     (an unknown parameter) is said when the store is opened."""
     from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -99,13 +103,21 @@ def _check_postgres_url(text: str, shown: str) -> None:
             raise ValueError(f"{shown!r} has a bad port {port!r}; use {VALID_FORMS}")
         if any(char.isspace() for char in unquote(name)):
             raise ValueError(f"{shown!r} names no valid host; use {VALID_FORMS}")
+    import os
+
     database = unquote(parts.path.removeprefix("/"))
-    if not hosts.strip(",") and not database and not query.get("host") and not query.get("dbname"):
-        raise ValueError(f"{shown!r} names neither a host nor a database; use {VALID_FORMS}")
+    named = any(query.get(key) for key in ("host", "hostaddr", "dbname", "service"))
+    from_env = any(os.environ.get(name) for name in _POSTGRES_ENV)
+    if not hosts.strip(",") and not database and not named and not from_env:
+        raise ValueError(
+            f"{shown!r} names neither a host nor a database (nor a service, and PGHOST, "
+            f"PGDATABASE and PGSERVICE are unset); use {VALID_FORMS}"
+        )
 
 
 def _postgres_display(text: str) -> str:
-    """``postgresql://user@host:port/dbname``: what names the database, never a password."""
+    """``postgresql://user@host:port/dbname`` and the parameters that name the database or its
+    schema (``?service=...``, ``?options=...``): never a password."""
     from urllib.parse import parse_qsl, urlencode, urlsplit
 
     parts = urlsplit(text)
