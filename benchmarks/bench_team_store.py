@@ -3,16 +3,20 @@
 
     python benchmarks/bench_team_store.py [--rows 100000] [--spans 5] [--sessions 4]
                                           [--stores postgresql,sqlite] [--postgres URL]
+                                          [--no-plain]
 
 Each store is new: PostgreSQL is a throwaway cluster that scripts/postgres starts with
 PostgreSQL's durable defaults (--durable: fsync and synchronous commits on), or a new database
 on the server that --postgres names; SQLite is a new file. `evalrows serve` serves it on
 127.0.0.1, and the sessions, each a shard of the rows (a test file of its own) in one
-experiment, start at once. Prints, per store: the wall time from the first session's start to
-the last one's end, rows and spans per second, the rows and spans the store then holds (read
-back, not taken from the sessions' word), and the store's size: pg_database_size (and the
-part that is evalrows' own tables) or the SQLite file with its WAL. Then PostgreSQL against
-SQLite. Asserts nothing about time; a session that fails or a row missing stops it.
+experiment, start at once. First the same sessions run without recording, for scale.
+
+Prints, per store: the wall time from the first session's start to the last one's end, rows
+and spans per second, the rows and spans the store then holds (read back, not taken from the
+sessions' word), the store's size (pg_database_size, and the part that is evalrows' own
+tables; or the SQLite file with its WAL), and the time against the sessions without
+recording. Then PostgreSQL against SQLite. Asserts nothing about time; a session that fails
+or a row missing stops it.
 """
 
 from __future__ import annotations
@@ -106,10 +110,13 @@ def stop(server: subprocess.Popen[str], log: Path) -> None:
         raise SystemExit(f"benchmark: evalrows serve failed ({code}):\n{log.read_text()[-3000:]}")
 
 
-def run_sessions(suite: Path, shards: list[str], url: str) -> float:
-    """Every shard's session at once, into ``url``; the wall time until the last one ends."""
+def run_sessions(suite: Path, shards: list[str], url: str | None) -> float:
+    """Every shard's session at once, into ``url`` (None: not recording); the wall time until
+    the last one ends."""
     env = {**clean_env(), "EVALROWS_API_KEY": TOKEN}
-    common = ["-q", f"--eval-experiment={EXPERIMENT}", f"--eval-store={url}"]
+    common = ["-q"]
+    if url is not None:
+        common += [f"--eval-experiment={EXPERIMENT}", f"--eval-store={url}"]
     start = time.perf_counter()
     started = []
     for shard in shards:
@@ -229,6 +236,11 @@ def main() -> None:
         "--stores", default="postgresql,sqlite", help="which, in order (default postgresql,sqlite)"
     )
     parser.add_argument(
+        "--no-plain",
+        action="store_true",
+        help="skip the run of the same sessions without recording",
+    )
+    parser.add_argument(
         "--postgres",
         metavar="URL",
         help="a PostgreSQL server to make the database in (default: a throwaway durable cluster)",
@@ -243,6 +255,12 @@ def main() -> None:
         f"{args.rows} rows x {args.spans} spans from {args.sessions} concurrent sessions "
         f"into evalrows serve (load average before: {os.getloadavg()[0]:.1f})"
     )
+    plain = None
+    if not args.no_plain:
+        with tempfile.TemporaryDirectory(prefix="evalrows-bench-") as tmp:
+            shards = make_shards(Path(tmp) / "suite", args.rows, args.sessions, args.spans)
+            plain = run_sessions(Path(tmp) / "suite", shards, None)
+        print(f"  without recording: {plain:.1f} s, {args.rows / plain:,.0f} rows/s")
     found: dict[str, Figures] = {}
     for name in stores:
         with tempfile.TemporaryDirectory(prefix="evalrows-bench-") as tmp:
@@ -264,6 +282,7 @@ def main() -> None:
             f"({figures.spans / figures.wall:,.0f} spans/s); holds {figures.rows} rows and "
             f"{figures.spans} spans; size {mib(figures.size)} "
             f"({figures.size / figures.rows:,.0f} bytes a row; {figures.size_note})"
+            + (f"; {figures.wall / plain:.2f}x the time without recording" if plain else "")
         )
     if {"postgresql", "sqlite"} <= set(found):
         pg, lite = found["postgresql"], found["sqlite"]
