@@ -38,6 +38,16 @@ def _no_evalrows_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytest's own, with Braintrust's pytest plugin (installed with the SDK the dev extra
+    pins) left out of the inner sessions: importing it imports the whole SDK, about a second
+    of CPU per session. Set after pytester's own set-up, which removes PYTEST_ADDOPTS; a test
+    of that plugin removes it again."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:braintrust")
+    return pytester
+
+
+@pytest.fixture
 def db(pytester: pytest.Pytester) -> Path:
     """Where the inner sessions' default store lives: ``<rootdir>/.evalrows/evalrows.db``."""
     return default_db(pytester)

@@ -293,6 +293,8 @@ def test_the_sdks_pytest_plugin_logs_a_suite_into_evalrows_serve(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
+    # The plugin under test: not left out as in the other inner sessions (tests/conftest.py).
+    monkeypatch.delenv("PYTEST_ADDOPTS")
     for name, value in sdk_env(server, tmp_path / "payloads").items():
         monkeypatch.setenv(name, value)
     pytester.makepyfile(test_plugin_suite=PLUGIN_SUITE)
