@@ -19,6 +19,8 @@ on ``sys.path`` (rootdir-relative ``prepend`` import mode, as ``tests/`` is no p
 - ``web_pages``: the web view's pages (``web.pages``) built by hand, for rendering;
 - ``html_tree``: rendered HTML read back as a small tree, strict about nesting;
 - ``web_report``: a store filled for ``evalrows report`` and the report file read back;
+- ``sdk``: the Braintrust SDK run in a subprocess against ``evalrows serve`` (its
+  environment, what it sent, merged as it merges);
 - ``postgres``: a PostgreSQL server for the tests (``EVALROWS_TEST_POSTGRES``, or a throwaway
   cluster started on first use) and fresh databases on it.
 
