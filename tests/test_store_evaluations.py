@@ -262,6 +262,37 @@ def test_a_trace_is_found_by_its_id_for_the_latest_and_older_versions(
     assert store.find_trace(other, second.root_span_id) is None
 
 
+@pytest.mark.parametrize("delivered", ["in order", "late"])
+def test_of_versions_sharing_a_trace_the_one_started_last_is_found(
+    store: SQLiteStore, delivered: str
+) -> None:
+    experiment = store.get_or_create_experiment("p", "e").id
+    earlier = version("r", "attempt-1", start=100.0)
+    later = version("r", "attempt-2", start=200.0)
+    later.root_span_id = earlier.root_span_id  # one trace id logged twice
+    for row in [earlier, later] if delivered == "in order" else [later, earlier]:
+        store.write(experiment, [row], [])
+    found = store.find_trace(experiment, earlier.root_span_id)
+    assert found is not None and found.version_id == later.version_id
+
+
+def test_judge_scores_read_back_whole(store: SQLiteStore) -> None:
+    experiment = store.get_or_create_experiment("p", "e").id
+    row = version("r")
+    store.write(experiment, [row], [])
+    scores = {"a": 0.5335866832987394, "b": 0.1, "c": 1 / 3, "d": 2.5e-7, "e": 1.0, "f": 0.0}
+    store.save_evaluations(experiment, [judged(row, judge, score=s) for judge, s in scores.items()])
+    read = store.latest_rows(experiment)[0].scores
+    assert read == {f"{SCORE_PREFIX}{judge}": score for judge, score in scores.items()}
+    assert all(type(value) is float for value in read.values())
+    late = version("s")  # judged before it arrived: merged as it is written
+    store.save_evaluations(experiment, [judged(late, score=0.5335866832987394)])
+    store.write(experiment, [late], [])
+    assert store.latest_rows(experiment, ["s"])[0].scores == {
+        f"{SCORE_PREFIX}cites": 0.5335866832987394
+    }
+
+
 def test_latest_traces_hold_each_rows_latest_version_and_its_spans(store: SQLiteStore) -> None:
     experiment = store.get_or_create_experiment("p", "e").id
     old = version("a", "attempt-1", start=100.0)

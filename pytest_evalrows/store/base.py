@@ -184,14 +184,15 @@ class Store(abc.ABC):
     def find_trace(self, experiment_id: str, trace_id: str) -> Trace | None:
         """The row version whose ``root_span_id`` is ``trace_id`` (the latest or an older
         one) with the spans the store still keeps of that trace; None when no version has
-        that trace."""
+        that trace. Of versions of a row sharing a trace (an id logged twice), the highest
+        numbered: the one whose execution started last."""
         from ..core.trace import Trace
 
         for row in self.latest_rows(experiment_id):
             if row.root_span_id == trace_id:
                 return Trace(row, self.list_spans(experiment_id, row.row_id))
         for latest in self.latest_rows(experiment_id):
-            for row in self.history(experiment_id, latest.row_id):
+            for row in reversed(self.history(experiment_id, latest.row_id)):
                 if row.root_span_id == trace_id:
                     return Trace(row, self.list_spans(experiment_id, row.row_id))
         return None

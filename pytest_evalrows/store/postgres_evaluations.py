@@ -93,9 +93,10 @@ FROM targets WHERE v.version_id = targets.target
 """
 )
 
+# Of versions sharing a trace (an id logged twice), the highest numbered (``Store.find_trace``).
 _TRACE_VERSION = """
 SELECT version, created, body::text FROM row_versions
-WHERE experiment_id = %s AND root_span_id = %s ORDER BY version
+WHERE experiment_id = %s AND root_span_id = %s ORDER BY version DESC, xact DESC LIMIT 1
 """
 
 _LATEST_SPANS = """

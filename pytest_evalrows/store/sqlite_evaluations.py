@@ -48,7 +48,7 @@ WITH ranked AS (
     WHERE experiment_id = :experiment AND status = 'success' AND score IS NOT NULL
       AND version_id IN ({versions})
 ), merged AS (
-    SELECT version_id, json_group_object('{prefix}' || judge_id, score) AS scores
+    SELECT version_id, json_group_object('{prefix}' || judge_id, json({score_text})) AS scores
     FROM ranked WHERE n = 1 GROUP BY version_id
 )
 UPDATE row_versions
@@ -60,11 +60,22 @@ FROM merged WHERE row_versions.version_id = merged.version_id
 
 _PREFIX = "judge:"  # ``core.judgments.SCORE_PREFIX``, checked by a test
 
-MERGE_SAVED = _MERGE.format(prefix=_PREFIX, versions="SELECT value FROM json_each(:versions)")
+# A score as JSON text that reads back as the same float: SQLite's JSON functions write a REAL
+# with 15 significant digits (0.5335866832987394 became 0.533586683298739), so the shortest
+# of 15, 16 and 17 digits that reads back equal (17 always does).
+_SCORE_TEXT = """CASE
+     WHEN CAST(printf('%!.15g', score) AS REAL) = score THEN printf('%!.15g', score)
+     WHEN CAST(printf('%!.16g', score) AS REAL) = score THEN printf('%!.16g', score)
+     ELSE printf('%!.17g', score) END"""
+
+MERGE_SAVED = _MERGE.format(
+    prefix=_PREFIX, score_text=_SCORE_TEXT, versions="SELECT value FROM json_each(:versions)"
+)
 
 # After a write: the versions it inserted (rowid above the mark) that were judged already.
 MERGE_INTO_NEW_VERSIONS = _MERGE.format(
     prefix=_PREFIX,
+    score_text=_SCORE_TEXT,
     versions="SELECT version_id FROM row_versions WHERE rowid > :before",
 )
 
@@ -99,9 +110,11 @@ FROM targets WHERE row_versions.rowid = targets.target
 
 HAS_EVALUATIONS = "SELECT EXISTS (SELECT 1 FROM evaluations WHERE experiment_id = :experiment)"
 
+# Of versions sharing a trace (an id logged twice), the highest numbered (``Store.find_trace``).
 _TRACE_VERSION = """
 SELECT version, created, body FROM row_versions
 WHERE experiment_id = ? AND json_extract(body, '$.root_span_id') = ?
+ORDER BY version DESC, xact DESC LIMIT 1
 """
 
 _LATEST_SPANS = """
