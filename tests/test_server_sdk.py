@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
+from support.store import make_row
 
-from pytest_evalrows.braintrust import sdk_events
+from pytest_evalrows.braintrust import sdk_events, wire
 from pytest_evalrows.braintrust.server import create_app
 from pytest_evalrows.braintrust.server_checks import MAX_BODY_BYTES
 from pytest_evalrows.store.sqlite import SQLiteStore
@@ -354,3 +355,33 @@ def test_merge_paths_move_to_where_the_fields_are_kept() -> None:
         ["attributes", "braintrust.input", "a"],
         ["attributes", "braintrust.span_attributes"],
     ]
+
+
+def test_feedback_on_a_row_this_plugin_wrote_keeps_it_this_plugins_row(
+    store: SQLiteStore, client: TestClient
+) -> None:
+    """The SDK reads rows this plugin wrote and may give feedback on them: their scores and a
+    comment land on the row, which stays what it was (its status, version, attempt)."""
+    made = experiment(client)
+    row = make_row("test_x.py::test_y[a]", "attempt-1", status="skipped", output="o")
+    insert = f"/v1/experiment/{made['id']}/insert"
+    ok(client.post(insert, json={"events": [wire.row_event(row.model_dump(mode="json"))]}))
+    feedback = {"id": row.row_id, "experiment_id": made["id"], "_is_merge": True}
+    comment = {
+        "id": "comment-1",
+        "experiment_id": made["id"],
+        "origin": {"id": row.row_id},
+        "comment": {"text": "looked at it"},
+    }
+    ok(logs3(client, [{**feedback, "scores": {"human": 0.25}}, comment]))
+    [kept] = store.latest_rows(made["id"])
+    assert (kept.status, kept.version_id) == ("skipped", row.version_id)
+    assert kept.attempt_id == "attempt-1"
+    assert kept.scores == {**row.scores, "human": 0.25}
+    everything = {"evalrows_all_versions": True}
+    [event] = ok(client.post(f"/v1/experiment/{made['id']}/fetch", json=everything))["events"]
+    # Served as this plugin's row (the HTTP store reads it so), with the comment beside.
+    assert event["metadata"]["evalrows"]["status"] == "skipped"
+    assert event["metadata"]["attemptId"] == "attempt-1"
+    assert [c["text"] for c in event["comments"]] == ["looked at it"]
+    assert wire.event_row(event).status == "skipped"

@@ -28,8 +28,11 @@ from typing import Any
 from ..core.merging import EVENT_ID_ATTRIBUTE, Patch
 from ..core.records import RowDoc, SpanDoc
 
-#: Where a row version keeps the fields of its event that have no field of their own.
+#: Where a row version keeps the fields of its event that have no field of their own (also
+#: on a row this plugin wrote, when another client merged such fields into it).
 EXTRAS = "braintrust"
+#: What marks a row version made from another client's event (``metadata.evalrows``).
+FROM_SDK = "sdk"
 ATTRIBUTE_PREFIX = "braintrust."
 
 # Fields of the request, not of the event: the server has its own (or they say how to write).
@@ -84,7 +87,7 @@ def row_doc(event: dict[str, Any], version_id: str) -> RowDoc:
     extras = _extras(event)
     metadata = dict(event.get("metadata") or {})
     metadata.pop("evalrows", None)
-    metadata["evalrows"] = {EXTRAS: extras}
+    metadata["evalrows"] = {FROM_SDK: True, EXTRAS: extras}
     metrics = event.get("metrics") or {}
     start, end = float(metrics.get("start") or 0.0), float(metrics.get("end") or 0.0)
     error = event.get("error")
@@ -115,13 +118,21 @@ def row_doc(event: dict[str, Any], version_id: str) -> RowDoc:
 
 def is_foreign_row(row: RowDoc) -> bool:
     own = (row.get("metadata") or {}).get("evalrows")
-    return isinstance(own, dict) and isinstance(own.get(EXTRAS), dict)
+    return isinstance(own, dict) and own.get(FROM_SDK) is True
+
+
+def merged_extras(row: RowDoc) -> dict[str, Any]:
+    """What another client merged into a row this plugin wrote that has no field of its own
+    (a comment, say): served beside the row's fields."""
+    own = (row.get("metadata") or {}).get("evalrows")
+    extras = own.get(EXTRAS) if isinstance(own, dict) else None
+    return dict(extras) if isinstance(extras, dict) else {}
 
 
 def row_event(row: RowDoc) -> dict[str, Any]:
     """A row version made from another client's event, as that event (merges applied)."""
     metadata = dict(row.get("metadata") or {})
-    extras = dict(metadata.pop("evalrows")[EXTRAS])
+    extras = dict(metadata.pop("evalrows").get(EXTRAS) or {})
     event: dict[str, Any] = {
         "id": row["row_id"],
         "span_id": row["span_id"],

@@ -14,8 +14,9 @@ preflight, which this server never grants); those checks are ``server_checks``. 
 limited to ``MAX_BODY_BYTES`` while they are read.
 
 The API is everything under ``/v1`` and the SDK's few paths (``server_checks.SDK_PATHS``). A
-caller may hand in ``pages``, an ASGI app for every other path (the command line passes the web view's: this layer imports no ``web``); those
-requests pass the Host check and nothing else here, and authenticate themselves.
+caller may hand in ``pages``, an ASGI app for every other path (the command line passes the
+web view's: this layer imports no ``web``); those requests pass the Host check and nothing
+else here, and authenticate themselves.
 """
 
 from __future__ import annotations

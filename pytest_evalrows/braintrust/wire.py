@@ -33,6 +33,7 @@ _METRIC_KEYS = ("start", "end", "prompt_tokens", "completion_tokens", "tokens")
 def row_event(row: RowDoc) -> dict[str, Any]:
     if sdk_events.is_foreign_row(row):
         return sdk_events.row_event(row)
+    extras = sdk_events.merged_extras(row)
     metadata = dict(row.get("metadata") or {})
     metadata["attemptId"] = row["attempt_id"]
     metadata["evalrows"] = {
@@ -43,7 +44,7 @@ def row_event(row: RowDoc) -> dict[str, Any]:
         "execution": row["execution"],
     }
     metrics = row.get("metrics") or {}
-    return {
+    event = {
         "id": row["row_id"],
         "span_id": row["span_id"],
         "root_span_id": row["root_span_id"],
@@ -57,6 +58,9 @@ def row_event(row: RowDoc) -> dict[str, Any]:
         "metrics": {key: metrics[key] for key in _METRIC_KEYS if metrics.get(key) is not None},
         "span_attributes": {"name": row["nodeid"], "type": "eval"},
     }
+    # Merged in by another client (its comments, say): beside the fields above, not over them.
+    event.update((key, value) for key, value in extras.items() if key not in event)
+    return event
 
 
 def span_event(span: SpanDoc) -> dict[str, Any]:
