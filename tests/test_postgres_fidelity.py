@@ -3,6 +3,7 @@ order, numbers), and the same history of writes read back as SQLite reads it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -42,6 +43,46 @@ def test_a_nul_character_is_kept_as_the_replacement_character(postgres_url: str)
         store.write(experiment, [row], [])
         [back] = store.latest_rows(experiment)
     assert (back.output, back.input) == ("a\ufffdb", {"k": "back\\u0000slash"})
+
+
+def test_json_reads_back_as_written_as_sqlite_reads_it(postgres_url: str, tmp_path: Path) -> None:
+    # Keys in the order the test wrote them, not sorted; a float written in exponent form
+    # stays a float. Also once a judge's score and a merge have changed the body.
+    given = {"question": "q", "id": 1, "answer": "a", "big": 1e20, "tiny": 1e-7, "whole": 2.0}
+    output = {"zeta": [1e20, {"z": 1, "b": 2.5}], "a": -0.0}
+    read: dict[str, list[str]] = {}
+    for store in (SQLiteStore(tmp_path / "rows.db"), PostgresStore(postgres_url)):
+        with store:
+            experiment = store.get_or_create_experiment("p", "e").id
+            row = traced("r", "t1", 100.0, input=given, output=output)
+            traced_span = span("s1", row)
+            traced_span.attributes = given
+            store.write(experiment, [row], [traced_span])
+            before = store.latest_rows(experiment)[0]
+            store.save_evaluations(experiment, [judgment(row, 0.5335866832987394)])
+            store.merge_scores(experiment, {"r": (None, {"judge:m": 0.25})})
+            [after] = store.latest_rows(experiment)
+            [span_back] = store.list_spans(experiment)
+            read[type(store).__name__] = [
+                json.dumps(each, allow_nan=False)
+                for each in (before.input, before.output, after.input, after.output)
+            ] + [json.dumps(span_back.attributes), str(sorted(after.scores.items()))]
+    assert read["PostgresStore"] == read["SQLiteStore"]
+    assert read["SQLiteStore"][0] == json.dumps(given)
+    assert read["SQLiteStore"][1] == json.dumps(output)
+
+
+def judgment(row: RowVersion, score: float) -> Evaluation:
+    return Evaluation(
+        id=f"e-{row.version_id}",
+        row_id=row.row_id,
+        trace_id=row.root_span_id,
+        version_id=row.version_id,
+        judge_id="cites",
+        status="success",
+        created_at=1.0,
+        result=Judgment(score=score),
+    )
 
 
 # -- the same writes, the same store -----------------------------------------------------------

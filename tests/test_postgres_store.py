@@ -54,6 +54,7 @@ def test_migration_names_and_order_are_those_databases_recorded() -> None:
         "0001_experiments_attempts_rows",
         "0002_spans",
         "0003_evaluations",
+        "0004_bodies_as_written",
     ]
 
 
@@ -88,6 +89,25 @@ def test_a_migration_added_later_is_applied_to_a_database_that_has_the_others(
         assert store.applied_migrations()[-1] == "9999_test_notes"
         assert [row.row_id for row in store.latest_rows(experiment)] == ["r"]
     assert count(postgres_url, "SELECT text FROM notes") == "one; two;"
+
+
+def test_a_database_of_jsonb_bodies_is_upgraded_and_keeps_its_rows(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres_schema, "MIGRATIONS", MIGRATIONS[:3])
+    row = make_row("r", input={"question": "q", "id": 1})
+    with PostgresStore(postgres_url) as store:
+        experiment = store.get_or_create_experiment("p", "e").id
+        store.write(experiment, [row], [span("s1", row)])
+    monkeypatch.setattr(postgres_schema, "MIGRATIONS", MIGRATIONS)
+    with PostgresStore(postgres_url, create=False) as store:
+        assert store.applied_migrations()[-1] == "0004_bodies_as_written"
+        [back] = store.latest_rows(experiment)
+        assert (back.version_id, back.input) == (row.version_id, row.input)
+        assert [each.span_id for each in store.list_spans(experiment)] == ["s1"]
+    kinds = "SELECT string_agg(data_type, ',' ORDER BY table_name) FROM information_schema.columns"
+    where = " WHERE table_name IN ('row_versions', 'spans') AND column_name = 'body'"
+    assert count(postgres_url, kinds + where) == "json,json"
 
 
 # A process that opens the store, waits for the others, then writes `BATCHES` batches of

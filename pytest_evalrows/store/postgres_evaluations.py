@@ -42,13 +42,14 @@ ON CONFLICT (id) DO UPDATE SET
 WHERE e.experiment_id = excluded.experiment_id
 """
 
-# Scores merged into a body's `scores`: set, or removed where the new value is null.
+# Scores merged into a body's `scores`: set, or removed where the new value is null. The rest
+# of the body stays as written (`evalrows_json_set`); the scores are merged as jsonb.
 _MERGED_SCORES = """
-jsonb_set(v.body, '{{scores}}',
-          ((CASE WHEN jsonb_typeof(v.body -> 'scores') = 'object' THEN v.body -> 'scores'
-                 ELSE '{{}}' END)
-           - ARRAY(SELECT key FROM jsonb_each({new}) WHERE value = 'null'::jsonb))
-          || jsonb_strip_nulls({new}))
+evalrows_json_set(v.body, 'scores', (
+    ((CASE WHEN json_typeof(v.body -> 'scores') = 'object' THEN (v.body -> 'scores')::jsonb
+           ELSE '{{}}' END)
+     - ARRAY(SELECT key FROM jsonb_each({new}) WHERE value = 'null'::jsonb))
+    || jsonb_strip_nulls({new}))::json)
 """
 
 # Each judge's latest successful score of each of the given versions, merged into the

@@ -44,7 +44,7 @@ WHERE experiment_id = %(experiment)s
 # `%(merged)s` is a JSON array of [version id, body] pairs.
 WRITE_ROWS = """
 UPDATE row_versions v SET body = m.item -> 1
-FROM jsonb_array_elements(%(merged)s::jsonb) AS m(item)
+FROM json_array_elements(%(merged)s::json) AS m(item)
 WHERE v.experiment_id = %(experiment)s AND v.version_id = m.item ->> 0
 """
 
@@ -54,7 +54,7 @@ UPDATE latest_rows l SET status = v.body ->> 'status',
        params_hash = v.body #>> '{metadata,params_hash}'
 FROM row_versions v
 WHERE v.experiment_id = %(experiment)s
-  AND v.version_id IN (SELECT item ->> 0 FROM jsonb_array_elements(%(merged)s::jsonb) AS m(item))
+  AND v.version_id IN (SELECT item ->> 0 FROM json_array_elements(%(merged)s::json) AS m(item))
   AND l.experiment_id = v.experiment_id AND l.row_id = v.row_id AND l.version = v.version
 """
 
@@ -62,7 +62,7 @@ WHERE v.experiment_id = %(experiment)s
 WRITE_SPANS = """
 UPDATE spans s SET body = m.item -> 1,
        start = coalesce((m.item -> 1 ->> 'start')::float8, s.start)
-FROM jsonb_array_elements(%(merged)s::jsonb) AS m(item)
+FROM json_array_elements(%(merged)s::json) AS m(item)
 WHERE s.experiment_id = %(experiment)s AND s.span_id = m.item ->> 0
 """
 
@@ -70,7 +70,8 @@ WHERE s.experiment_id = %(experiment)s AND s.span_id = m.item ->> 0
 # (``ServerBackend.insert_events``): another client sends spans without row ids, children maybe
 # before their root.
 ADOPT_SPANS = """
-UPDATE spans s SET row_id = l.row_id, body = jsonb_set(s.body, '{row_id}', to_jsonb(l.row_id))
+UPDATE spans s
+SET row_id = l.row_id, body = evalrows_json_set(s.body, 'row_id', to_json(l.row_id))
 FROM latest_rows l
 WHERE s.experiment_id = %(experiment)s AND s.row_id IS NULL
   AND s.root_span_id = ANY(%(traces)s)

@@ -1,6 +1,11 @@
 """The PostgreSQL store's schema and the set-based SQL of a write: the ideas of the embedded
 store's (``sqlite_schema``), in PostgreSQL's terms. A batch goes in as one JSON parameter per
-statement (``jsonb_array_elements``), never a statement per row.
+statement (``json_array_elements``), never a statement per row.
+
+Bodies are ``json``, the text as written: ``jsonb`` would sort an object's keys (a row's input
+would read back in another order than the test wrote it) and keep numbers as decimals (1e20
+read back as an integer). Where a body is changed in SQL, ``evalrows_json_set`` replaces one
+key and keeps the others in place.
 
 Ids are compared and sorted byte by byte (``COLLATE "C"``), as SQLite and Python do, whatever
 the database's locale. Experiments are never deleted, so the tables carry no foreign keys: a
@@ -12,6 +17,8 @@ from __future__ import annotations
 import re
 import time
 from typing import TYPE_CHECKING, Any
+
+from ..core.merging import EVENT_ID_ATTRIBUTE
 
 if TYPE_CHECKING:
     import psycopg
@@ -140,6 +147,33 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "CREATE INDEX evaluations_by_version ON evaluations (version_id)",
         ),
     ),
+    (
+        "0004_bodies_as_written",
+        (
+            # Existing bodies keep jsonb's text (their order is lost already); new ones are
+            # kept as written.
+            "ALTER TABLE row_versions ALTER COLUMN body TYPE json USING body::json",
+            "ALTER TABLE spans ALTER COLUMN body TYPE json USING body::json",
+            # A body with key $2 set to $3, its other keys in their places (a new key last).
+            """
+            CREATE FUNCTION evalrows_json_set(json, text, json) RETURNS json
+            LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+            SELECT json_object_agg(f.key, f.value ORDER BY f.ord) FROM (
+                SELECT e.key, CASE WHEN e.key = $2 THEN $3 ELSE e.value END AS value, e.ord
+                FROM json_each($1) WITH ORDINALITY AS e(key, value, ord)
+                UNION ALL
+                SELECT $2, $3, 9223372036854775807
+                WHERE NOT EXISTS (SELECT 1 FROM json_each($1) AS x WHERE x.key = $2)
+            ) AS f
+            $$
+            """,
+            # Merges find another client's spans by the event id it gave them.
+            f"""
+            CREATE INDEX spans_by_event_id ON spans
+                (experiment_id, (body -> 'attributes' ->> '{EVENT_ID_ATTRIBUTE}'))
+            """,
+        ),
+    ),
 )
 
 CREATE_MIGRATIONS = f"""
@@ -182,15 +216,30 @@ HAS_STORE = "SELECT to_regclass('evalrows_migrations')"
 
 INSERT_PROJECT = "INSERT INTO projects VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
 
-# The batch as (document, position); a JSON parameter, typed here.
-_BATCH = "jsonb_array_elements(%(batch)s::jsonb) WITH ORDINALITY AS j(doc, ord)"
+
+# The batch as (document as written, position) with the fields a statement needs, each
+# parsed once (`json_to_recordset`): a `json` value is parsed again by every `->>` on it.
+def _batch(fields: str) -> str:
+    names = ", ".join(field.split()[0] for field in fields.split(", "))
+    return f"""(
+    SELECT j.doc, j.ord, {names}
+    FROM json_array_elements(%(batch)s::json) WITH ORDINALITY AS j(doc, ord)
+    JOIN ROWS FROM (json_to_recordset(%(batch)s::json) AS ({fields}))
+         WITH ORDINALITY AS f({names}, ord) USING (ord)
+)"""
+
+
+_VERSION_FIELDS = (
+    "row_id text, version_id text, attempt_id text, root_span_id text, execution integer, "
+    "status text, metrics json, metadata json"
+)
 
 # When a version's execution started; one that does not say (an event from another client)
 # started when it arrived.
 _STARTED = """
-CASE WHEN jsonb_typeof(doc #> '{metrics,start}') = 'number'
-     THEN CASE WHEN (doc #>> '{metrics,start}')::float8 > 0
-               THEN (doc #>> '{metrics,start}')::float8 END END
+CASE WHEN json_typeof(n.metrics -> 'start') = 'number'
+     THEN CASE WHEN (n.metrics ->> 'start')::float8 > 0
+               THEN (n.metrics ->> 'start')::float8 END END
 """
 
 # One round of versions (no row id twice): insert those not stored yet (a redelivered
@@ -200,27 +249,25 @@ CASE WHEN jsonb_typeof(doc #> '{metrics,start}') = 'number'
 # ids when an evaluation of one was saved before it arrived.
 WRITE_VERSIONS = f"""
 WITH numbered AS (
-    SELECT doc, nextval('evalrows_xact') AS xact
-    FROM (SELECT doc FROM {_BATCH} ORDER BY ord OFFSET 0) b
+    SELECT b.*, nextval('evalrows_xact') AS xact
+    FROM (SELECT * FROM {_batch(_VERSION_FIELDS)} batch ORDER BY ord OFFSET 0) b
 ), inserted AS (
     INSERT INTO row_versions AS v
         (experiment_id, row_id, version, version_id, attempt_id, created, started, xact,
          root_span_id, body)
-    SELECT %(experiment)s, n.doc ->> 'row_id', coalesce(l.version, 0) + 1,
-           n.doc ->> 'version_id', n.doc ->> 'attempt_id', %(now)s,
-           coalesce({_STARTED.replace("doc", "n.doc")}, %(now)s), n.xact,
-           n.doc ->> 'root_span_id', n.doc
+    SELECT %(experiment)s, n.row_id, coalesce(l.version, 0) + 1, n.version_id, n.attempt_id,
+           %(now)s, coalesce({_STARTED}, %(now)s), n.xact, n.root_span_id, n.doc
     FROM numbered n LEFT JOIN latest_rows l
-      ON l.experiment_id = %(experiment)s AND l.row_id = n.doc ->> 'row_id'
+      ON l.experiment_id = %(experiment)s AND l.row_id = n.row_id
     ON CONFLICT (version_id) DO NOTHING
-    RETURNING row_id, version, version_id, attempt_id, created, started, root_span_id, body
+    RETURNING row_id, version, version_id, attempt_id, created, started, root_span_id
 ), moved AS (
     INSERT INTO latest_rows AS l
         (experiment_id, row_id, version, attempt_id, execution, status, params_hash, created,
          root_span_id, started)
-    SELECT %(experiment)s, row_id, version, attempt_id, (body ->> 'execution')::integer,
-           body ->> 'status', body #>> '{{metadata,params_hash}}', created, root_span_id, started
-    FROM inserted
+    SELECT %(experiment)s, i.row_id, i.version, i.attempt_id, n.execution, n.status,
+           n.metadata ->> 'params_hash', i.created, i.root_span_id, i.started
+    FROM inserted i JOIN numbered n ON n.version_id = i.version_id
     ON CONFLICT (experiment_id, row_id) DO UPDATE SET
         version = excluded.version, attempt_id = excluded.attempt_id,
         execution = excluded.execution, status = excluded.status,
@@ -263,21 +310,24 @@ WHERE experiment_id = %(experiment)s AND row_id = ANY(%(late)s)
 )
 
 # Spans are upserted by (experiment, span_id); a span twice in one batch counts as its last.
+_SPAN_FIELDS = (
+    "span_id text, row_id text, attempt_id text, execution integer, start float8, "
+    "root_span_id text, span_parents json"
+)
 INSERT_SPANS = f"""
 WITH latest AS (
-    SELECT DISTINCT ON (doc ->> 'span_id') doc, ord FROM {_BATCH}
-    ORDER BY doc ->> 'span_id', ord DESC
+    SELECT DISTINCT ON (span_id) * FROM {_batch(_SPAN_FIELDS)} batch
+    ORDER BY span_id, ord DESC
 ), numbered AS (
-    SELECT doc, nextval('evalrows_xact') AS xact
-    FROM (SELECT doc FROM latest ORDER BY ord OFFSET 0) b
+    SELECT b.*, nextval('evalrows_xact') AS xact
+    FROM (SELECT * FROM latest ORDER BY ord OFFSET 0) b
 )
 INSERT INTO spans AS s
     (experiment_id, span_id, row_id, attempt_id, execution, start, root_span_id, is_root, xact,
      created, body)
-SELECT %(experiment)s, doc ->> 'span_id', doc ->> 'row_id', doc ->> 'attempt_id',
-       (doc ->> 'execution')::integer, (doc ->> 'start')::float8, doc ->> 'root_span_id',
-       coalesce(jsonb_array_length(CASE WHEN jsonb_typeof(doc -> 'span_parents') = 'array'
-                                        THEN doc -> 'span_parents' END), 0) = 0,
+SELECT %(experiment)s, span_id, row_id, attempt_id, execution, start, root_span_id,
+       coalesce(json_array_length(CASE WHEN json_typeof(span_parents) = 'array'
+                                       THEN span_parents END), 0) = 0,
        xact, %(now)s, doc
 FROM numbered
 ON CONFLICT (experiment_id, span_id) DO UPDATE SET
