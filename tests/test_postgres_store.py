@@ -320,3 +320,29 @@ def test_a_role_with_table_privileges_writes_and_a_read_only_role_reads(
     assert str(raised.value) == (
         f"writing rows in {store.display_url} failed: permission denied for table row_versions"
     )
+
+
+def test_latest_traces_pair_each_version_with_its_own_spans_while_another_writes(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with PostgresStore(postgres_url) as store, PostgresStore(postgres_url) as other:
+        experiment = store.get_or_create_experiment("p", "e").id
+        older = started(make_row("r", "t1"), 100.0)
+        store.write(experiment, [older], [span("old", older)])
+        newer = started(make_row("r", "t2"), 200.0)
+        newer.root_span_id = "f" * 32  # a trace of its own
+        read_rows = store._reads.latest_rows
+
+        def another_session_writes_after_the_rows_are_read(*args: Any) -> Any:
+            found = read_rows(*args)
+            other.write(experiment, [newer], [span("new", newer)])
+            return found
+
+        monkeypatch.setattr(
+            store._reads, "latest_rows", another_session_writes_after_the_rows_are_read
+        )
+        [trace] = store.latest_traces(experiment)
+    assert (trace.version_id, [each.span_id for each in trace.spans]) == (
+        older.version_id,
+        ["old"],
+    )

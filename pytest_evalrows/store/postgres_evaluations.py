@@ -100,10 +100,13 @@ SELECT version, created, body::text FROM row_versions
 WHERE experiment_id = %s AND root_span_id = %s ORDER BY version DESC, xact DESC LIMIT 1
 """
 
-_LATEST_SPANS = """
-SELECT s.body::text FROM latest_rows l JOIN spans s
-  ON s.experiment_id = l.experiment_id AND s.row_id = l.row_id
-WHERE l.experiment_id = %s AND s.root_span_id = l.root_span_id {rows}
+# The spans of the given (row, trace) pairs: the traces of the versions read just before, so
+# that a version written between the two reads does not lend its spans to the older one.
+_TRACES_SPANS = """
+SELECT s.body::text FROM spans s
+JOIN unnest(%s::text[], %s::text[]) AS t(row_id, root_span_id)
+  ON s.row_id = t.row_id AND s.root_span_id = t.root_span_id
+WHERE s.experiment_id = %s
 ORDER BY s.start, s.span_id
 """
 
@@ -215,14 +218,14 @@ class Evaluations:
         from ..core.trace import Trace
 
         rows = self._reads.latest_rows(experiment_id, row_ids)
-        args: list[Any] = [experiment_id]
-        narrow = ""
-        if row_ids is not None:
-            narrow = "AND l.row_id = ANY(%s)"
-            args.append(list(row_ids))
+        traced = [row for row in rows if row.root_span_id]
+        args = (
+            [row.row_id for row in traced],
+            [row.root_span_id for row in traced],
+            experiment_id,
+        )
         by_row: dict[str, list[Any]] = {}
-        query = _LATEST_SPANS.format(rows=narrow)
-        for (body,) in self._db.read("reading spans", query, args):
+        for (body,) in self._db.read("reading spans", _TRACES_SPANS, args):
             span = span_record(body)
             by_row.setdefault(span.row_id or "", []).append(span)
         return [Trace(row, by_row.get(row.row_id, ())) for row in rows]
