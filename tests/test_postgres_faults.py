@@ -262,6 +262,16 @@ def test_connections_keep_tcp_keepalives_and_a_user_timeout_unless_the_url_says_
     with overridden as store, store._db.connect() as connection:
         given = connection.info.get_parameters()
     assert (given["keepalives_idle"], given.get("tcp_user_timeout", "0")) == ("7", "0")
+    # A statement timeout the URL sets is kept (an export of a large experiment may need it).
+    with PostgresStore(f"{postgres_url}?options=-cstatement_timeout%3D0") as store:
+        [(statement, idle)] = store._db.read(
+            "reading settings",
+            "SELECT current_setting('statement_timeout'), "
+            "current_setting('idle_in_transaction_session_timeout')",
+        )
+        experiment = store.get_or_create_experiment("p", "e").id
+        store.write(experiment, [make_row("a")], [])
+    assert (statement, idle) == ("0", "1min")
 
 
 def test_a_write_over_a_network_gone_silent_ends_in_one_line(

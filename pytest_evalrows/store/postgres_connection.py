@@ -107,7 +107,10 @@ class Connection(Session):
 
     @contextmanager
     def _guarded(self, connection: psycopg.Connection[Any]) -> Iterator[None]:
-        with self._watchdog.guard(connection, limits.CALL_DEADLINE_S):
+        # With the URL's own statement timeout (none, perhaps), only TCP's keepalives and user
+        # timeout notice a silent network.
+        deadline = limits.CALL_DEADLINE_S if self.own_statement_timeout else None
+        with self._watchdog.guard(connection, deadline):
             try:
                 yield
             except self._psycopg.OperationalError:
@@ -132,7 +135,9 @@ class Connection(Session):
         return connection
 
     def _migrate(self, create: bool) -> None:
-        with self.connect() as db, self.errors("migrating the store"), self._guarded(db):
+        # Not under a deadline: another process's migration of a large database may take
+        # long, and this one waits for it.
+        with self.connect() as db, self.errors("migrating the store"):
             if not create and db.execute(schema.HAS_STORE).fetchone() == (None,):
                 raise StoreError(f"no evalrows store in {self.display}")
             schema.migrate(db, MIGRATION_LOCK)
@@ -177,10 +182,13 @@ class Connection(Session):
                     db.cursor() as cursor,
                 ):
                     cursor.execute(
-                        "SELECT set_config('lock_timeout', %s, true), "
-                        "set_config('statement_timeout', %s, true)",
-                        (ms(limits.LOCK_TIMEOUT_S), ms(limits.STATEMENT_TIMEOUT_S)),
+                        "SELECT set_config('lock_timeout', %s, true)", (ms(limits.LOCK_TIMEOUT_S),)
                     )
+                    if self.own_statement_timeout:
+                        cursor.execute(
+                            "SELECT set_config('statement_timeout', %s, true)",
+                            (ms(limits.STATEMENT_TIMEOUT_S),),
+                        )
                     if experiment is not None:
                         cursor.execute(
                             "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",

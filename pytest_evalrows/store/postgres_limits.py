@@ -52,8 +52,12 @@ class Watchdog:
         self._stop = threading.Event()
 
     @contextlib.contextmanager
-    def guard(self, connection: Any, seconds: float) -> Iterator[None]:
-        """Within the block, ``connection`` is cut once ``seconds`` have passed."""
+    def guard(self, connection: Any, seconds: float | None) -> Iterator[None]:
+        """Within the block, ``connection`` is cut once ``seconds`` have passed (never when
+        None)."""
+        if seconds is None:
+            yield
+            return
         key = id(connection)
         with self._lock:
             self._due[key] = (time.monotonic() + seconds, connection)

@@ -191,7 +191,9 @@ def migrate(db: psycopg.Connection[Any], lock: str) -> None:
     if _pending(db) == []:
         return  # the common case: nothing to do, no lock taken
     with db.transaction():
+        # Converting a large table takes as long as it takes.
         db.execute("SELECT set_config('lock_timeout', '0', true)")
+        db.execute("SELECT set_config('statement_timeout', '0', true)")
         db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock,))
         db.execute(CREATE_MIGRATIONS)
         pending = _pending(db) or []

@@ -76,6 +76,10 @@ class Session:
         for name, value in limits.TCP_DEFAULTS.items():
             if name not in given:
                 options[name] = value
+        # A timeout the URL sets (`?options=-c statement_timeout=0`) is the user's to keep.
+        said = given.get("options") or ""
+        self.own_statement_timeout = "statement_timeout" not in said
+        self._own_idle_timeout = "idle_in_transaction_session_timeout" not in said
         return options
 
     def _configure(self, connection: psycopg.Connection[Any]) -> None:
@@ -85,11 +89,16 @@ class Session:
         connection.isolation_level = self._psycopg.IsolationLevel.READ_COMMITTED
         # A statement may not run forever, and a session of ours stopped inside a
         # transaction (holding its experiment's lock) is ended by the server.
-        connection.execute(
-            "SELECT set_config('statement_timeout', %s, false), "
-            "set_config('idle_in_transaction_session_timeout', %s, false)",
-            (ms(limits.STATEMENT_TIMEOUT_S), ms(limits.IDLE_IN_TRANSACTION_S)),
-        )
+        if self.own_statement_timeout:
+            connection.execute(
+                "SELECT set_config('statement_timeout', %s, false)",
+                (ms(limits.STATEMENT_TIMEOUT_S),),
+            )
+        if self._own_idle_timeout:
+            connection.execute(
+                "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
+                (ms(limits.IDLE_IN_TRANSACTION_S),),
+            )
 
     def connect(self) -> psycopg.Connection[Any]:
         """A connection of its own (not pooled), configured as pooled ones are; a failure
