@@ -23,6 +23,7 @@ added to the list ``comments`` of the event it names (``origin.id``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ..core.merging import EVENT_ID_ATTRIBUTE, Patch
@@ -374,7 +375,7 @@ def _is_number(value: Any) -> bool:
 def _patch(
     values: dict[str, Any],
     event: dict[str, Any],
-    place: Any,
+    place: Callable[[str], list[list[str]]],
     *,
     union: list[list[str]],
 ) -> Patch:
