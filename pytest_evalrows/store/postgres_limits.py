@@ -81,13 +81,14 @@ class Watchdog:
     def _run(self) -> None:
         while not self._stop.wait(_TICK_S):
             now = time.monotonic()
+            # Cut under the lock: the call cannot end and hand its connection back (to be
+            # closed, its descriptor reused) meanwhile.
             with self._lock:
                 late = [(key, conn) for key, (due, conn) in self._due.items() if due <= now]
-                for key, _ in late:
+                for key, connection in late:
                     del self._due[key]
                     self._cut.add(key)
-            for _, connection in late:
-                _cut(connection)
+                    _cut(connection)
 
     def close(self) -> None:
         self._stop.set()
