@@ -452,7 +452,7 @@ def test_a_bad_body_is_a_400_and_writes_nothing(api: Api, store: SQLiteStore, ca
     ("how", "query"),
     [
         ("POST", {"cursor": "garbage!"}),
-        ("POST", {"limit": 0}),
+        ("POST", {"limit": -1}),
         ("POST", {"limit": "10"}),
         ("GET", {"limit": "ten"}),
         ("GET", {"cursor": "YmVmb3JlOng="}),

@@ -120,6 +120,17 @@ def test_merges_apply_in_order_and_a_row_duration_follows_its_times() -> None:
     assert merged == {"metrics": {"start": 10.0, "end": 12.5, "duration": 2.5}, "output": 3}
 
 
+def test_delete_paths_remove_keys_after_the_merge() -> None:
+    body = {"scores": {"s": 1.0, "t": 0.5}, "metadata": {"nulls": {"t": None}}}
+    patch: Patch = {
+        "values": {"scores": {"u": 1.0}, "metadata": {"nulls": {"s": None}}},
+        "delete_paths": [["scores", "s"], ["metadata", "nulls", "u"], ["no", "such", "place"]],
+    }
+    merged = merge_body(body, patch)
+    assert merged == {"scores": {"t": 0.5, "u": 1.0}, "metadata": {"nulls": {"t": None, "s": None}}}
+    assert body["scores"] == {"s": 1.0, "t": 0.5}  # left as it was
+
+
 # -- stores ------------------------------------------------------------------------------------
 
 
@@ -134,6 +145,16 @@ def test_a_merge_changes_the_latest_version_in_place(store: Backend) -> None:
     assert merged.output == "second"
     assert merged.metadata == {**row.metadata, "note": "n"}
     assert merged.tags == ["a"]
+
+
+def test_a_merge_removes_a_score_in_every_store(store: Backend) -> None:
+    row, _ = trace("r")
+    experiment = written(store, (row, _))
+    patch: Patch = {"values": {"scores": {"new": 0.5}}, "delete_paths": [["scores", "exact"]]}
+    assert store.merge_events(experiment, [("r", patch)]) == []
+    assert latest(store, experiment, "r").scores == {"new": 0.5}
+    [scores] = store.latest_scores(experiment)
+    assert scores.scores == {"new": 0.5}
 
 
 def test_merges_of_one_id_apply_in_the_order_given(store: Backend) -> None:

@@ -34,6 +34,9 @@ from ..core.records import RowDoc, SpanDoc
 EXTRAS = "braintrust"
 #: What marks a row version made from another client's event (``metadata.evalrows``).
 FROM_SDK = "sdk"
+#: Where a row version keeps the names of its scores set to null (``metadata.evalrows``): a
+#: row's scores are numbers, and Braintrust keeps a null score as null.
+NULL_SCORES = "null_scores"
 ATTRIBUTE_PREFIX = "braintrust."
 
 # Fields of the request, not of the event: the server has its own (or they say how to write).
@@ -89,6 +92,9 @@ def row_doc(event: dict[str, Any], version_id: str) -> RowDoc:
     metadata = dict(event.get("metadata") or {})
     metadata.pop("evalrows", None)
     metadata["evalrows"] = {FROM_SDK: True, EXTRAS: extras}
+    nulls = _null_scores(event.get("scores"))
+    if nulls:
+        metadata["evalrows"][NULL_SCORES] = nulls
     metrics = event.get("metrics") or {}
     start, end = float(metrics.get("start") or 0.0), float(metrics.get("end") or 0.0)
     error = event.get("error")
@@ -122,6 +128,16 @@ def is_foreign_row(row: RowDoc) -> bool:
     return isinstance(own, dict) and own.get(FROM_SDK) is True
 
 
+def served_scores(row: RowDoc) -> dict[str, float | None]:
+    """A row's scores as a client reads them: its numbers and the scores set to null."""
+    own = (row.get("metadata") or {}).get("evalrows")
+    nulls = own.get(NULL_SCORES) if isinstance(own, dict) else None
+    scores: dict[str, float | None] = dict(row.get("scores") or {})
+    if isinstance(nulls, dict):
+        scores.update((name, None) for name in nulls if name not in scores)
+    return scores
+
+
 def merged_extras(row: RowDoc) -> dict[str, Any]:
     """What another client merged into a row this plugin wrote that has no field of its own
     (a comment, say): served beside the row's fields."""
@@ -144,7 +160,7 @@ def row_event(row: RowDoc) -> dict[str, Any]:
         **extras,
     }
     # Scores the row's score spans gave it are the row's too (``rolled_up_scores``).
-    event["scores"] = row.get("scores") or {}
+    event["scores"] = served_scores(row)
     return event
 
 
@@ -152,6 +168,7 @@ def row_patch(event: dict[str, Any]) -> Patch:
     """A merge into a row version."""
     values: dict[str, Any] = {}
     extras: dict[str, Any] = {}
+    deletes: list[list[str]] = []
     for field, value in _fields(event).items():
         if field in _ROW_FIELDS:
             values[field] = _scores(value) if field == "scores" else value
@@ -159,8 +176,17 @@ def row_patch(event: dict[str, Any]) -> Patch:
             extras[field] = value
     if isinstance(values.get("metadata"), dict):
         values["metadata"] = {k: v for k, v in values["metadata"].items() if k != "evalrows"}
+    own: dict[str, Any] = {}
     if extras:
-        values.setdefault("metadata", {})["evalrows"] = {EXTRAS: extras}
+        own[EXTRAS] = extras
+    if isinstance(event.get("scores"), dict):
+        # A null score is kept as null (its number goes); a number is no longer null.
+        nulls = _null_scores(event["scores"])
+        own[NULL_SCORES] = nulls
+        deletes += [["scores", name] for name in nulls]
+        deletes += [["metadata", "evalrows", NULL_SCORES, name] for name in values["scores"]]
+    if own:
+        values.setdefault("metadata", {})["evalrows"] = own
     if "error" in extras:
         values["error"] = error_info(extras["error"])
         values["status"] = "passed" if extras["error"] is None else "failed"
@@ -172,12 +198,17 @@ def row_patch(event: dict[str, Any]) -> Patch:
         values["nodeid"] = name
 
     def place(field: str) -> list[list[str]]:
+        if field == "scores":
+            return [["scores"], ["metadata", "evalrows", NULL_SCORES]]
         if field in _ROW_FIELDS:
             return [[field]]
         places = [["metadata", "evalrows", EXTRAS, field]]
         return [*places, ["metrics"]] if field == "metrics" else places
 
-    return _patch(values, event, place, union=[["tags"]])
+    patch = _patch(values, event, place, union=[["tags"]])
+    if deletes:
+        patch["delete_paths"] = deletes
+    return patch
 
 
 # -- spans -------------------------------------------------------------------------------------
@@ -361,6 +392,12 @@ def _scores(scores: Any) -> dict[str, float]:
     if not isinstance(scores, dict):
         return {}
     return {name: value for name, value in scores.items() if _is_number(value)}
+
+
+def _null_scores(scores: Any) -> dict[str, None]:
+    if not isinstance(scores, dict):
+        return {}
+    return {name: None for name, value in scores.items() if value is None}
 
 
 def _times(metrics: dict[str, Any]) -> dict[str, float]:

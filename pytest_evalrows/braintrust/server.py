@@ -84,7 +84,7 @@ def create_app(
     (without it, those are the API's 404s); it checks its own requests' token."""
     rules = HostRules(allowed_hosts)
     api = _Api(store)
-    sdk = SdkApi(store, api.inserting, api.fetch_events)
+    sdk = SdkApi(store, api.inserting, api.fetch_events, api.pending)
     routes = [
         Route("/v1/project", api.create_project, methods=["POST"]),
         Route("/v1/project", api.list_projects, methods=["GET"]),
@@ -122,6 +122,7 @@ class _Api:
         # One insert at a time is parsed and written: each holds a few times its body in
         # memory, and the store takes one write at a time anyway. Others wait with their bytes.
         self.inserting = threading.Lock()
+        self.pending = server_writes.PendingComments()
         # Experiments are named one at a time: a new unique name is free when it is taken.
         self._naming = threading.Lock()
 
@@ -201,7 +202,8 @@ class _Api:
                 raise
             # Everything is checked and converted before anything is written.
             converted = bodies.convert(body, raw["events"], experiment.name)
-            result = server_writes.write(self.store, experiment_id, converted)
+            server_writes.check(self.store, experiment_id, converted)
+            result = server_writes.write(self.store, experiment_id, converted, self.pending)
         row_ids = [event.id for event in body.events]
         answer = server_writes.counts(result, self.store, experiment_id, converted.rows)
         return {"row_ids": row_ids, "evalrows": answer}
@@ -219,7 +221,8 @@ class _Api:
                 raw["evalrows_all_versions"] = {"true": True, "false": False}.get(flag, flag)
         body = bodies.parse(bodies.FetchBody, raw)
         cursor = bodies.decode_cursor(body.cursor) if body.cursor else None
-        limit = body.limit or DEFAULT_LIMIT
+        # A page is at most MAX_LIMIT events; a larger limit pages on with the cursor.
+        limit = min(body.limit or DEFAULT_LIMIT, bodies.MAX_LIMIT)
         experiment_id = request.path_params["experiment_id"]
         latest = not body.evalrows_all_versions
         found = await run_in_threadpool(self.fetch_events, experiment_id, limit, cursor, latest)

@@ -3,6 +3,8 @@ anything is written) and the Braintrust-shaped objects and events it returns."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from typing import Annotated, Any, NamedTuple, TypeVar
 
@@ -32,7 +34,8 @@ from .server_paging import unique_name as unique_name
 ORG_ID = "00000000-0000-4000-8000-000000000000"
 # `_xact_id`s look like Braintrust's (19 digits) and sort the same as strings and as numbers.
 _XACT_BASE = 10**18
-#: The most events a fetch returns in one page (the HTTP store asks for this many).
+#: The most events a fetch returns in one page (the HTTP store asks for this many); a larger
+#: limit gets this many and a cursor, as the contract sets no maximum.
 MAX_LIMIT = 1000
 # 9999-12-31T23:59:59Z: a start or an end is a Unix time a date can be made of.
 _MAX_TIMESTAMP = 253402300799.0
@@ -135,7 +138,8 @@ class InsertBody(BaseModel):
 
 
 class FetchBody(BaseModel):
-    limit: Annotated[int, Field(strict=True, ge=1, le=MAX_LIMIT)] | None = None
+    #: 0 (or none) asks for the default page, as ``MAX_LIMIT``.
+    limit: Annotated[int, Field(strict=True, ge=0, le=_INT64_MAX)] | None = None
     cursor: Annotated[StrictStr, Field(max_length=100)] | None = None
     #: Every version of every row (the HTTP store reads history so); without it, as
     #: Braintrust's clients expect, the latest version of each.
@@ -205,7 +209,7 @@ def convert(
         kind = wire.event_kind(raw)
         try:
             if foreign and not event.span_parents:
-                row = RowVersion.model_validate(sdk_events.row_doc(raw, uuid.uuid4().hex))
+                row = RowVersion.model_validate(sdk_events.row_doc(raw, _version_id(raw)))
                 rows.append(_doc(row, _ROW_AS_SENT))
                 spans.append(_doc(wire.row_root_span(row, experiment), _SPAN_AS_SENT))
             elif foreign:
@@ -242,9 +246,21 @@ def convert(
     return Converted(rows, spans, deletes, attempts, merges, evaluations, braintrust_merges, traces)
 
 
+def _version_id(raw: dict[str, Any]) -> str:
+    """Another client's row event's version id: the same event sent again (a retry of a
+    request whose answer was lost or was an error) is the same version, not a new one. The
+    SDK stamps each event ``created`` when logged, so logging the same values again later is
+    a version of its own, as Braintrust keeps it."""
+    try:
+        text = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except ValueError:  # beyond what json writes back (an integer's digits): a version anyway
+        return uuid.uuid4().hex
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 # What a merge into a version the HTTP store names may change: the version's scores (every
-# other merge is Braintrust's, into the latest, of any field).
-_MERGE_FIELDS = frozenset({"id", "_is_merge", "scores", "metadata"})
+# other merge is Braintrust's, into the latest, of any field), and `/logs3` names its object.
+_MERGE_FIELDS = frozenset({"id", "_is_merge", "scores", "metadata", "experiment_id"})
 
 
 def _merge(index: int, raw: dict[str, Any], event: EventBody) -> tuple[str | None, dict[str, Any]]:

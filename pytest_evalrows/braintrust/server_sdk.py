@@ -51,12 +51,20 @@ Fetch = Callable[[str, int, "tuple[str, int] | None", bool], dict[str, Any]]
 
 class SdkApi:
     """The SDK's calls over ``store``; ``inserting`` is the insert's lock (one write at a
-    time), ``fetch`` the ``/v1`` fetch (experiment id, limit, cursor, latest only)."""
+    time), ``fetch`` the ``/v1`` fetch (experiment id, limit, cursor, latest only),
+    ``pending`` the comments waiting for their event."""
 
-    def __init__(self, store: ServerBackend, inserting: threading.Lock, fetch: Fetch) -> None:
+    def __init__(
+        self,
+        store: ServerBackend,
+        inserting: threading.Lock,
+        fetch: Fetch,
+        pending: server_writes.PendingComments,
+    ) -> None:
         self.store = store
         self._inserting = inserting
         self._fetch = fetch
+        self._pending = pending
 
     async def login(self, request: Request) -> Response:
         # The bearer token was checked on the way in (when the server has one).
@@ -65,10 +73,10 @@ class SdkApi:
         return json_response({"org_info": [org]})
 
     async def version(self, request: Request) -> Response:
-        # The SDK splits its batches to fit under this (and sends nothing larger).
-        return json_response(
-            {"name": SERVER_NAME, "version": _version(), "logs3_payload_max_bytes": MAX_BODY_BYTES}
-        )
+        # No `logs3_payload_max_bytes`: the SDK would take it as a promise of /logs3/overflow
+        # (not served) and send a row over its request size there, losing it. Without it
+        # the SDK sends such a row in /logs3 itself, up to MAX_BODY_BYTES.
+        return json_response({"name": SERVER_NAME, "version": _version()})
 
     async def logs3(self, request: Request) -> Response:
         data = [await read_body(request, MAX_BODY_BYTES)]
@@ -93,9 +101,11 @@ class SdkApi:
                 events = bodies.parse(bodies.InsertBody, {"events": rows})
                 experiment = self.store.get_experiment_by_id(experiment_id)
                 converted.append((experiment_id, bodies.convert(events, rows, experiment.name)))
+            for experiment_id, each in converted:
+                server_writes.check(self.store, experiment_id, each)
             total = WriteResult()
             for experiment_id, each in converted:
-                total += server_writes.write(self.store, experiment_id, each)
+                total += server_writes.write(self.store, experiment_id, each, self._pending)
         row_ids = [row.get("id") for row in body.rows]
         return {"row_ids": row_ids, "evalrows": server_writes.counts(total)}
 
@@ -160,7 +170,7 @@ def _btql_query(raw: Any) -> tuple[str, int, tuple[str, int] | None]:
     paging = {"limit": query.get("limit"), "cursor": query.get("cursor")}
     fetch = bodies.parse(bodies.FetchBody, paging)
     cursor = bodies.decode_cursor(fetch.cursor) if fetch.cursor else None
-    return args[0]["value"], fetch.limit or bodies.MAX_LIMIT, cursor
+    return args[0]["value"], min(fetch.limit or bodies.MAX_LIMIT, bodies.MAX_LIMIT), cursor
 
 
 def _version() -> str:

@@ -6,10 +6,17 @@ Braintrust's rules, as its SDK relies on them: a merge deep-merges into the even
 ``id`` (its latest version, in place); a merge into an id nothing has yet is that event,
 written whole; a comment goes to the event its ``origin`` names. A row another client wrote
 takes the scores of its trace's score spans (Braintrust's SDK puts an ``Eval``'s scores there).
+
+A comment on an id nothing has yet (the SDK may post it beside the batch with its event) is
+kept pending by the server process and added once that event is written; it is lost if the
+process stops first. Everything a request can be refused for is checked before anything is
+written, and a request sent again writes no second version of its rows (``server_bodies``
+names another client's row versions by their content).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection
 from typing import Any
 
@@ -18,14 +25,60 @@ from ..core.models import WriteResult, as_doc
 from ..errors import StoreError
 from ..store.base import ServerBackend
 from . import sdk_events
-from .server_bodies import BadRequest, Converted, EventBody, InsertBody, convert
+from .server_bodies import BadRequest, Converted, InsertBody, convert, parse
 
 
-def write(store: ServerBackend, experiment_id: str, converted: Converted) -> WriteResult:
-    """Everything one request converted, as the request's all-or-nothing allows: the rows,
-    spans and deletes in one write, then the merges, evaluations and attempts. Returns what
-    the write did to the rows (new, updated, ...), counted in its transaction."""
+class PendingComments:
+    """Comments on ids nothing had yet, per experiment, until their event is written (at most
+    ``LIMIT`` in all: the oldest go first)."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: list[tuple[str, dict[str, Any]]] = []
+
+    def add(self, experiment_id: str, events: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._events += [(experiment_id, event) for event in events]
+            del self._events[: max(0, len(self._events) - self.LIMIT)]
+
+    def of(self, experiment_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [event for owner, event in self._events if owner == experiment_id]
+
+    def done(self, experiment_id: str, ids: set[str]) -> None:
+        with self._lock:
+            self._events = [
+                (owner, event)
+                for owner, event in self._events
+                if owner != experiment_id or event["id"] not in ids
+            ]
+
+
+def check(store: ServerBackend, experiment_id: str, converted: Converted) -> None:
+    """Everything the request could be refused for, before anything of it is written: the
+    versions merges name, and the merges that may have to be written whole."""
     _check_merges(store, experiment_id, converted)
+    whole: dict[str, dict[str, Any]] = {}
+    for event in converted.braintrust_merges:
+        if not sdk_events.is_comment(event):
+            whole.setdefault(event["id"], _whole(event))
+    if whole:
+        events = list(whole.values())
+        convert(bodies_of(events), events, None)
+
+
+def write(
+    store: ServerBackend,
+    experiment_id: str,
+    converted: Converted,
+    pending: PendingComments | None = None,
+) -> WriteResult:
+    """Everything one request converted (``check``ed first): the rows, spans and deletes in
+    one write, then the merges, evaluations and attempts. Returns what the write did to the
+    rows (new, updated, ...), counted in its transaction."""
+    pending = pending if pending is not None else PendingComments()
     result = WriteResult()
     try:
         if converted.rows or converted.spans or converted.deletes:
@@ -40,7 +93,11 @@ def write(store: ServerBackend, experiment_id: str, converted: Converted) -> Wri
             if missing:
                 raise BadRequest(f"_is_merge: no version to merge scores into: {missing}")
         if converted.braintrust_merges:
-            _merge(store, experiment_id, converted.braintrust_merges)
+            _merge(store, experiment_id, converted.braintrust_merges, pending)
+        waiting = pending.of(experiment_id)
+        if waiting and (converted.rows or converted.spans or converted.braintrust_merges):
+            still = _merge(store, experiment_id, waiting, None)
+            pending.done(experiment_id, {event["id"] for event in waiting} - still)
         if converted.traces:
             _roll_up_scores(store, experiment_id, converted.traces)
         # After the merges: a judge's latest success wins over a merged score.
@@ -117,13 +174,20 @@ def _check_merges(store: ServerBackend, experiment_id: str, converted: Converted
             )
 
 
-def _merge(store: ServerBackend, experiment_id: str, events: list[dict[str, Any]]) -> None:
+def _merge(
+    store: ServerBackend,
+    experiment_id: str,
+    events: list[dict[str, Any]],
+    pending: PendingComments | None,
+) -> set[str]:
     """The merges and comments, in order. Each names its event: a span by its span id when
     it has parents, a row by its id when it says it is a root, else (feedback, a comment) a
-    row if a row has that id, else a span."""
+    row if a row has that id, else a span. Comments on ids nothing has go to ``pending``
+    (None: they stay where they are). Returns the ids of the comments that wait."""
     patches: list[tuple[str, Patch]] = []
     root_spans: list[tuple[str, Patch]] = []
-    creators: dict[str, dict[str, Any]] = {}
+    creators: dict[str, int] = {}  # event id -> the index of the merge that writes it if need be
+    commented: dict[str, list[dict[str, Any]]] = {}
     rows: dict[str, bool] = {}
 
     def is_row(event_id: str) -> bool:
@@ -131,11 +195,14 @@ def _merge(store: ServerBackend, experiment_id: str, events: list[dict[str, Any]
             rows[event_id] = bool(store.history(experiment_id, event_id))
         return rows[event_id]
 
+    def on_target(event: dict[str, Any]) -> tuple[str, Patch]:
+        target, on_row, on_span = sdk_events.comment_patches(event)
+        return target, on_row if is_row(target) else on_span
+
     for event in events:
         if sdk_events.is_comment(event):
-            target, on_row, on_span = sdk_events.comment_patches(event)
-            patches.append((target, on_row if is_row(target) else on_span))
-            creators.setdefault(target, event)
+            patches.append(on_target(event))
+            commented.setdefault(patches[-1][0], []).append(event)
             continue
         if event.get("span_parents"):
             key = event.get("span_id") or event["id"]
@@ -149,18 +216,29 @@ def _merge(store: ServerBackend, experiment_id: str, events: list[dict[str, Any]
         else:
             key = event["id"]
             patches.append((key, sdk_events.span_patch(event)))
-        creators.setdefault(key, event)
+        creators.setdefault(key, len(patches) - 1)
+    left: set[str] = set()
     missing = store.merge_events(experiment_id, patches)
     if missing:
-        # Braintrust writes a merge into an id that has no event yet as that event.
-        _create(store, experiment_id, [creators[key] for key in missing])
-        created = set(missing)
+        # Braintrust writes a merge into an id that has no event yet as that event; a
+        # comment on such an id waits for it.
+        unknown = {key for key in missing if key not in creators}
+        waiting = [event for key in sorted(unknown) for event in commented[key]]
+        if waiting and pending is not None:
+            pending.add(experiment_id, waiting)
+        left = {event["id"] for event in waiting}
+        created = [key for key in missing if key in creators]
+        # Each event made one patch: a patch's index is its event's.
+        _create(store, experiment_id, [events[creators[key]] for key in created])
+        writers = {creators[key] for key in created}
+        rows.clear()  # what was written may be a row
         rest = []
-        for key, patch in patches:
-            if key in created:
-                created.discard(key)  # its first merge is the event just written
-            else:
-                rest.append((key, patch))
+        for index, (key, patch) in enumerate(patches):
+            if key in unknown or index in writers:
+                continue  # waiting, or the event just written
+            if key in created and sdk_events.is_comment(events[index]):
+                patch = on_target(events[index])[1]  # on the row or span just written
+            rest.append((key, patch))
         still = store.merge_events(experiment_id, rest)
         if still:
             raise StoreError(f"merges found no event after writing it: {still}")
@@ -169,20 +247,25 @@ def _merge(store: ServerBackend, experiment_id: str, events: list[dict[str, Any]
         gone = store.merge_events(experiment_id, root_spans)
         if gone:
             store.merge_events(experiment_id, [each for each in root_spans if each[0] not in gone])
+    return left
 
 
 def _create(store: ServerBackend, experiment_id: str, events: list[dict[str, Any]]) -> None:
-    comments = [event["origin"]["id"] for event in events if sdk_events.is_comment(event)]
-    if comments:
-        raise BadRequest(f"comment on {comments[0]!r}: the experiment has no event with that id")
-    whole = [
-        {key: value for key, value in event.items() if key not in ("_is_merge", "_merge_paths")}
-        for event in events
-    ]
-    body = InsertBody(events=[EventBody.model_validate(event) for event in whole])
+    if not events:
+        return
+    whole = [_whole(event) for event in events]
     experiment = store.get_experiment_by_id(experiment_id)
-    converted = convert(body, whole, experiment.name)
+    converted = convert(bodies_of(whole), whole, experiment.name)
     store.insert_events(experiment_id, converted.rows, converted.spans)
+
+
+def _whole(event: dict[str, Any]) -> dict[str, Any]:
+    """A merge as the event it writes when its id has none yet."""
+    return {key: value for key, value in event.items() if key not in ("_is_merge", "_merge_paths")}
+
+
+def bodies_of(events: list[dict[str, Any]]) -> InsertBody:
+    return parse(InsertBody, {"events": events})
 
 
 def _roll_up_scores(store: ServerBackend, experiment_id: str, traces: Collection[str]) -> None:

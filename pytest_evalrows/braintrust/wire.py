@@ -52,7 +52,7 @@ def row_event(row: RowDoc) -> dict[str, Any]:
         "output": row.get("output"),
         "expected": row.get("expected"),
         "error": row.get("error"),
-        "scores": row.get("scores") or {},
+        "scores": sdk_events.served_scores(row),
         "metadata": metadata,
         "tags": row.get("tags") or [],
         "metrics": {key: metrics[key] for key in _METRIC_KEYS if metrics.get(key) is not None},

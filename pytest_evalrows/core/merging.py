@@ -15,6 +15,8 @@ A patch is a JSON object of three keys, all optional:
 - ``union_paths``: paths where a list in ``values`` is added to a stored list as a set: the
   stored items first, then the new ones not already there (compared as JSON), unless the path
   is also a replace path (Braintrust merges ``tags`` this way).
+- ``delete_paths``: paths whose key is removed from the body after the merge (where it is
+  there): a score set to ``null`` leaves the numbers a row keeps.
 
 After the merge, a body with numeric ``metrics.start`` and ``metrics.end`` (a row version)
 gets ``metrics.duration`` = end - start, never below 0: the duration follows its times.
@@ -36,6 +38,7 @@ class Patch(TypedDict, total=False):
     values: dict[str, Any]
     replace_paths: list[list[str]]
     union_paths: list[list[str]]
+    delete_paths: list[list[str]]
 
 
 def merge_body(body: dict[str, Any], patch: Patch) -> dict[str, Any]:
@@ -45,6 +48,8 @@ def merge_body(body: dict[str, Any], patch: Patch) -> dict[str, Any]:
     replace = {tuple(path) for path in patch.get("replace_paths") or ()}
     union = {tuple(path) for path in patch.get("union_paths") or ()} - replace
     _merge_into(merged, patch.get("values") or {}, (), replace, union)
+    for path in patch.get("delete_paths") or ():
+        _delete(merged, path)
     metrics = merged.get("metrics")
     if isinstance(metrics, dict):
         start, end = _number(metrics.get("start")), _number(metrics.get("end"))
@@ -82,6 +87,14 @@ def _merge_into(
             _merge_into(old, new, here, replace, union)
         else:
             target[key] = copy.deepcopy(new)
+
+
+def _delete(body: dict[str, Any], path: Sequence[str]) -> None:
+    parent: Any = body
+    for key in path[:-1]:
+        parent = parent.get(key) if isinstance(parent, dict) else None
+    if isinstance(parent, dict) and path:
+        parent.pop(path[-1], None)
 
 
 def _identity(item: Any) -> str:

@@ -118,16 +118,19 @@ class SdkRun:
     stderr: str
 
 
-def run_sdk(server: Served, directory: Path, script: str) -> SdkRun:
+def run_sdk(
+    server: Served, directory: Path, script: str, env: dict[str, str] | None = None
+) -> SdkRun:
     """Run ``script`` (Python, dedented, ``SENT`` appended) with the SDK pointed at
-    ``server``; it must exit 0 and print ``RESULT <json>``."""
+    ``server`` (and ``env`` besides: ``BRAINTRUST_*`` settings, say); it must exit 0 and
+    print ``RESULT <json>``."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "sdk_script.py"
     path.write_text(SENT + textwrap.dedent(script))
     done = subprocess.run(
         [sys.executable, str(path)],
         cwd=directory,
-        env=sdk_env(server, directory / "payloads"),
+        env={**sdk_env(server, directory / "payloads"), **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -141,12 +144,12 @@ def run_sdk(server: Served, directory: Path, script: str) -> SdkRun:
 
 def assert_kept(fetched: dict[str, Any], sent: dict[str, Any]) -> None:
     """Every field the SDK sent is in the event read back, equal (a row's scores may hold
-    more: its score spans' too)."""
+    more: its score spans' too; each score sent is there, a null one as null)."""
     for field, value in sent.items():
         if field in REQUEST_FIELDS:
             continue
         assert field in fetched, (field, sent["id"])
         if field == "scores":
-            assert {k: fetched[field].get(k) for k in value} == value, (sent["id"], fetched)
+            assert {k: fetched[field][k] for k in value} == value, (sent["id"], fetched)
         else:
             assert fetched[field] == value, (field, sent["id"], fetched[field], value)

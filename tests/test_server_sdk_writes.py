@@ -1,0 +1,111 @@
+"""How ``evalrows serve`` writes what the Braintrust SDK sends when it goes wrong or comes
+again: a refused request writes nothing, a request sent again writes no second version, a
+comment may come before its event; null scores are kept; a fetch's page is at most 1000
+events, whatever limit it asks for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from support.sdk_api import TestClient, client, experiment, fetched, logs3, ok, root, store
+
+from pytest_evalrows.store.sqlite import SQLiteStore
+
+__all__ = ["client", "store"]  # the fixtures
+
+
+def comment(experiment_id: str, comment_id: str, target: str, text: str) -> dict[str, Any]:
+    return {
+        "id": comment_id,
+        "experiment_id": experiment_id,
+        "origin": {"id": target},
+        "comment": {"text": text},
+        "created": "2026-01-01T00:00:00Z",
+        "_audit_source": "external",
+    }
+
+
+def test_a_request_sent_again_writes_no_second_version(
+    store: SQLiteStore, client: TestClient
+) -> None:
+    made = experiment(client)
+    row = root(made["id"], "r", "t", input=1, scores={"s": 1}, created="2026-01-01T00:00:00Z")
+    for _ in range(3):  # as the SDK retries a request whose answer it did not get
+        ok(logs3(client, [row]))
+    assert [v.version for v in store.history(made["id"], "r")] == [1]
+    # Logged again with other values (or at another time, as the SDK stamps each log): a
+    # version of its own, as Braintrust keeps it.
+    ok(logs3(client, [{**row, "input": 2}]))
+    ok(logs3(client, [{**row, "created": "2026-01-01T00:00:01Z"}]))
+    assert [v.version for v in store.history(made["id"], "r")] == [1, 2, 3]
+    assert fetched(client, made["id"])["r"]["input"] == 1
+
+
+def test_a_refused_logs3_writes_nothing_in_any_experiment(
+    store: SQLiteStore, client: TestClient
+) -> None:
+    first, second = experiment(client, "a"), experiment(client, "b")
+    good = root(first["id"], "r", "t", input=1)
+    # A merge into a version that is not there: refused, after the first experiment's
+    # rows were checked, and before they were written.
+    bad = {
+        "id": "x",
+        "experiment_id": second["id"],
+        "_is_merge": True,
+        "scores": {"s": 1},
+        "metadata": {"evalrows": {"version_id": "no-such-version"}},
+    }
+    answer = logs3(client, [good, bad])
+    assert answer.status_code == 400, answer.text
+    assert store.latest_rows(first["id"]) == []
+    assert store.list_spans(first["id"]) == []
+
+
+def test_a_comment_before_its_event_lands_on_it_when_it_comes(client: TestClient) -> None:
+    made = experiment(client)
+    early = comment(made["id"], "c1", "later", "before the row")
+    ok(logs3(client, [early]))  # Braintrust takes it too: its event may be in another batch
+    assert "later" not in fetched(client, made["id"])
+    ok(logs3(client, [root(made["id"], "other", "t0")]))  # not yet
+    ok(logs3(client, [root(made["id"], "later", "t1", input=1)]))
+    events = fetched(client, made["id"])
+    assert [c["text"] for c in events["later"]["comments"]] == ["before the row"]
+    assert "comments" not in events["other"]
+    ok(logs3(client, [root(made["id"], "third", "t2")]))  # applied once, not again
+    assert [c["text"] for c in fetched(client, made["id"])["later"]["comments"]] == [
+        "before the row"
+    ]
+
+
+def test_null_scores_are_kept_and_feedback_may_set_one_null(
+    store: SQLiteStore, client: TestClient
+) -> None:
+    made = experiment(client)
+    ok(logs3(client, [root(made["id"], "r", "t", scores={"s": 1, "nul": None})]))
+    assert fetched(client, made["id"])["r"]["scores"] == {"s": 1, "nul": None}
+    [row] = store.latest_rows(made["id"])
+    assert row.scores == {"s": 1}  # a row's scores are numbers: a null one is no mean's
+    feedback = {"id": "r", "experiment_id": made["id"], "_is_merge": True}
+    ok(logs3(client, [{**feedback, "scores": {"s": None, "nul": 0.5}}]))
+    assert fetched(client, made["id"])["r"]["scores"] == {"s": None, "nul": 0.5}
+    [row] = store.latest_rows(made["id"])
+    assert row.scores == {"nul": 0.5}
+    # `_merge_paths` on scores replaces them whole, nulls too.
+    ok(logs3(client, [{**feedback, "scores": {"t": 1}, "_merge_paths": [["scores"]]}]))
+    assert fetched(client, made["id"])["r"]["scores"] == {"t": 1}
+
+
+def test_a_fetch_asking_for_more_than_a_page_gets_a_page_and_a_cursor(
+    client: TestClient,
+) -> None:
+    made = experiment(client)
+    rows = [root(made["id"], f"r{index}", f"t{index}") for index in range(1001)]
+    ok(logs3(client, rows))
+    url = f"/v1/experiment/{made['id']}/fetch"
+    for limit in (5000, 0, 2**63 - 1):  # the contract's limit has no maximum; 0 is no limit
+        page = ok(client.post(url, json={"limit": limit}))
+        assert len(page["events"]) == 1000 and page["cursor"], limit
+        rest = ok(client.post(url, json={"limit": limit, "cursor": page["cursor"]}))
+        assert len(rest["events"]) == 1 and "cursor" not in rest
+    got = ok(client.get(url, params={"limit": "1001"}))
+    assert len(got["events"]) == 1000
