@@ -5,8 +5,12 @@ events, whatever limit it asks for."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+import httpx
+from support.sdk import serving
 from support.sdk_api import TestClient, client, experiment, fetched, logs3, ok, root, store
 
 from pytest_evalrows.store.sqlite import SQLiteStore
@@ -109,3 +113,32 @@ def test_a_fetch_asking_for_more_than_a_page_gets_a_page_and_a_cursor(
         assert len(rest["events"]) == 1 and "cursor" not in rest
     got = ok(client.get(url, params={"limit": "1001"}))
     assert len(got["events"]) == 1000
+
+
+def test_two_servers_on_one_store_never_hand_out_one_new_name(tmp_path: Path) -> None:
+    # Each server names one at a time; two of them read the names taken, then both create
+    # the first free one, unless creating is create-only (the listing grows, and with it
+    # the time between the two).
+    store = str(tmp_path / "served.db")
+    with (
+        serving(store, tmp_path / "one.log") as one,
+        serving(store, tmp_path / "two.log") as two,
+    ):
+        clients = [
+            httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {served.token}"})
+            for served in (one, two)
+        ]
+        try:
+            project_id = ok(clients[0].post("/v1/project", json={"name": "p"}))["id"]
+            body = {"project_id": project_id, "name": "run", "ensure_new": True}
+
+            def create(index: int) -> str:
+                made: str = ok(clients[index % 2].post("/v1/experiment", json=body))["id"]
+                return made
+
+            with ThreadPoolExecutor(16) as pool:
+                ids = list(pool.map(create, range(120)))
+        finally:
+            for each in clients:
+                each.close()
+    assert len(set(ids)) == 120  # each its own experiment

@@ -253,3 +253,12 @@ def test_spans_sent_before_their_root_go_under_its_row(store: Backend) -> None:
     loose = {**orphan, "span_id": "loose", "root_span_id": "another-trace"}
     store.insert_events(experiment, [], [loose])
     assert span(store, experiment, "loose").row_id is None
+
+
+def test_create_experiment_creates_only(store: Backend) -> None:
+    made = store.create_experiment("proj", "name", git_branch="main")
+    assert made is not None and made.name == "name" and made.git_branch == "main"
+    assert store.create_experiment("proj", "name") is None  # taken: nothing written
+    assert [e.id for e in store.list_experiments()] == [made.id]
+    other = store.create_experiment("other", "name")
+    assert other is not None and other.id != made.id  # a name is per project

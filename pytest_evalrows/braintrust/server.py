@@ -69,6 +69,8 @@ __all__ = [
 ]
 
 DEFAULT_LIMIT = 1000
+# A new experiment's name is tried this many times when other servers take it meanwhile.
+_NAMING_TRIES = 100
 
 
 def create_app(
@@ -149,15 +151,22 @@ class _Api:
         if project is None:
             raise UnknownExperimentError(f"no project with id {body.project_id!r}")
         repo = body.repo_info or bodies.RepoInfoBody()
+        name = body.name or bodies.default_name(repo.branch)
+        git = {"git_commit": repo.commit, "git_branch": repo.branch}
+        if not (body.ensure_new or body.name is None):
+            experiment = self.store.get_or_create_experiment(project.name, name, **git)
+            return bodies.experiment(experiment, project.id)
         with self._naming:
-            name = body.name or bodies.default_name(repo.branch)
-            if body.ensure_new or body.name is None:
-                taken = {e.name for e in self.store.list_experiments() if e.project == project.name}
-                name = bodies.unique_name(name, taken)
-            experiment = self.store.get_or_create_experiment(
-                project.name, name, git_commit=repo.commit, git_branch=repo.branch
-            )
-        return bodies.experiment(experiment, project.id)
+            taken = {e.name for e in self.store.list_experiments() if e.project == project.name}
+            # Create-only: another server on the same database may take a name meanwhile;
+            # then the next free one.
+            for _ in range(_NAMING_TRIES):
+                candidate = bodies.unique_name(name, taken)
+                created = self.store.create_experiment(project.name, candidate, **git)
+                if created is not None:
+                    return bodies.experiment(created, project.id)
+                taken.add(candidate)
+        raise StoreError(f"no free name for a new experiment {name!r} after {_NAMING_TRIES} tries")
 
     async def list_experiments(self, request: Request) -> Response:
         query = request.query_params

@@ -258,6 +258,19 @@ class ServerBackend(Protocol):
 
     def list_projects(self) -> list[Project]: ...
 
+    def create_experiment(
+        self,
+        project: str,
+        name: str,
+        *,
+        git_commit: str | None = None,
+        git_branch: str | None = None,
+    ) -> Experiment | None:
+        """A new experiment ``name`` in ``project`` (the project made if need be), or None
+        when the project has one by that name: then nothing is written. Create-only, in one
+        transaction: of several servers on one database asking for one name, one gets it."""
+        ...
+
     def get_or_create_experiment(
         self,
         project: str,

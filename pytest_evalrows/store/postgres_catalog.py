@@ -47,6 +47,30 @@ class Catalog:
 
         return _experiment(self._db.transaction("creating the experiment", create))
 
+    def create_experiment(
+        self,
+        project: str,
+        name: str,
+        *,
+        git_commit: str | None = None,
+        git_branch: str | None = None,
+    ) -> Experiment | None:
+        """``ServerBackend.create_experiment``: create-only, None when the name is taken
+        (servers on one database naming new experiments at once get one each)."""
+        now = time.time()
+
+        def create(db: psycopg.Cursor[Any]) -> Any:
+            db.execute(schema.INSERT_PROJECT, (str(uuid.uuid4()), project, now))
+            query = (
+                "INSERT INTO experiments VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING "
+                "RETURNING id, project, name, created, git_commit, git_branch"
+            )
+            args = (str(uuid.uuid4()), project, name, now, git_commit, git_branch)
+            return db.execute(query, args).fetchone()
+
+        row = self._db.transaction("creating the experiment", create)
+        return None if row is None else _experiment(row)
+
     def get_experiment(self, name: str, project: str | None = None) -> Experiment:
         if project is None:
             query, args = _EXPERIMENT + "WHERE name = %s ORDER BY created", [name]

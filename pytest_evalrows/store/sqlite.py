@@ -37,6 +37,7 @@ from .sqlite_evaluations import (
     Evaluations,
     ReadsRowEvaluations,
 )
+from .sqlite_experiments import CreatesExperiments
 from .sqlite_merges import MergesEvents, adopt_spans
 from .sqlite_reads import Reads, ReadsScores
 
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from ..core.trace import Trace
 
 
-class SQLiteStore(ReadsScores, ReadsRowEvaluations, MergesEvents, Store):
+class SQLiteStore(ReadsScores, ReadsRowEvaluations, MergesEvents, CreatesExperiments, Store):
     """Rows in one SQLite file (WAL, busy timeout); ``SQLiteStore(":memory:")`` keeps them
     in memory. Also the ``ServerBackend`` behind ``evalrows serve``."""
 
