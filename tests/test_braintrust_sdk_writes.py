@@ -128,3 +128,37 @@ def test_a_comment_logged_before_its_row_lands_on_it_and_nothing_is_written_twic
     with server.open() as store:
         experiment = store.get_experiment("early", "sdk-early")
         assert [v.version for v in store.history(experiment.id, "later-row")] == [1]
+
+
+BASE = """
+import json
+import braintrust
+
+first = braintrust.init(project="sdk-base", experiment="A")
+first.log(id="r", input=1, output=1, scores={"s": 0.0})
+first.flush()
+second = braintrust.init(project="sdk-base", experiment="B")
+second.log(id="r", input=1, output=1, scores={"s": 1.0})
+second.flush()
+third = braintrust.init(project="sdk-base", experiment="C", base_experiment="A")
+third.log(id="r", input=1, output=1, scores={"s": 0.5})
+summary = third.summarize()
+fourth = braintrust.init(project="sdk-base", experiment="D")
+fourth.log(id="r", input=1, output=1, scores={"s": 0.25})
+later = fourth.summarize()
+print("RESULT " + json.dumps({
+    "compared": summary.comparison_experiment_name,
+    "diff": summary.scores["s"].diff,
+    "base": third.fetch_base_experiment().name,
+    "later": later.comparison_experiment_name,
+}))
+"""
+
+
+def test_an_experiment_is_compared_with_the_base_it_was_created_with(
+    server: Served, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    run = run_sdk(server, tmp_path_factory.mktemp("base"), BASE)
+    clean(run.stderr)
+    # Without a base: the project's most recent earlier experiment (C for D).
+    assert run.result == {"compared": "A", "diff": 0.5, "base": "A", "later": "C"}

@@ -55,6 +55,7 @@ def test_migration_names_and_order_are_those_databases_recorded() -> None:
         "0002_spans",
         "0003_evaluations",
         "0004_bodies_as_written",
+        "0005_experiment_bases",
     ]
 
 
@@ -101,7 +102,7 @@ def test_a_database_of_jsonb_bodies_is_upgraded_and_keeps_its_rows(
         store.write(experiment, [row], [span("s1", row)])
     monkeypatch.setattr(postgres_schema, "MIGRATIONS", MIGRATIONS)
     with PostgresStore(postgres_url, create=False) as store:
-        assert store.applied_migrations()[-1] == "0004_bodies_as_written"
+        assert "0004_bodies_as_written" in store.applied_migrations()
         [back] = store.latest_rows(experiment)
         assert (back.version_id, back.input) == (row.version_id, row.input)
         assert [each.span_id for each in store.list_spans(experiment)] == ["s1"]

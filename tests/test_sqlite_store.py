@@ -76,6 +76,7 @@ def test_migration_names_and_order_are_those_databases_recorded() -> None:
         "0005_latest_trace",
         "0006_execution_order",
         "0007_evaluations",
+        "0008_experiment_bases",
     ]
 
 

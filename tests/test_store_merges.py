@@ -262,3 +262,14 @@ def test_create_experiment_creates_only(store: Backend) -> None:
     assert [e.id for e in store.list_experiments()] == [made.id]
     other = store.create_experiment("other", "name")
     assert other is not None and other.id != made.id  # a name is per project
+
+
+def test_an_experiment_keeps_the_base_it_was_created_with(store: Backend) -> None:
+    base = store.create_experiment("proj", "a")
+    assert base is not None
+    made = store.create_experiment("proj", "b", base_experiment_id=base.id)
+    assert made is not None
+    assert store.base_experiment_id(made.id) == base.id
+    assert store.base_experiment_id(base.id) is None
+    assert store.create_experiment("proj", "b", base_experiment_id="x") is None  # taken
+    assert store.base_experiment_id(made.id) == base.id

@@ -153,8 +153,19 @@ class _Api:
         repo = body.repo_info or bodies.RepoInfoBody()
         name = body.name or bodies.default_name(repo.branch)
         git = {"git_commit": repo.commit, "git_branch": repo.branch}
+        if body.base_exp_id is not None:
+            try:
+                self.store.get_experiment_by_id(body.base_exp_id)
+            except UnknownExperimentError:
+                raise bodies.BadRequest(
+                    f"base_exp_id: no experiment with id {body.base_exp_id!r}"
+                ) from None
+        new = {**git, "base_experiment_id": body.base_exp_id}
         if not (body.ensure_new or body.name is None):
-            experiment = self.store.get_or_create_experiment(project.name, name, **git)
+            # Create-or-get: the base is kept when it is created.
+            experiment = self.store.create_experiment(project.name, name, **new)
+            if experiment is None:
+                experiment = self.store.get_or_create_experiment(project.name, name, **git)
             return bodies.experiment(experiment, project.id)
         with self._naming:
             taken = {e.name for e in self.store.list_experiments() if e.project == project.name}
@@ -162,7 +173,7 @@ class _Api:
             # then the next free one.
             for _ in range(_NAMING_TRIES):
                 candidate = bodies.unique_name(name, taken)
-                created = self.store.create_experiment(project.name, candidate, **git)
+                created = self.store.create_experiment(project.name, candidate, **new)
                 if created is not None:
                     return bodies.experiment(created, project.id)
                 taken.add(candidate)

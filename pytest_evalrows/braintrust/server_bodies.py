@@ -65,6 +65,8 @@ class CreateExperimentBody(BaseModel):
     name: NonEmpty | None = None
     repo_info: RepoInfoBody | None = None
     ensure_new: StrictBool | None = None
+    #: The experiment to compare it with (a summary's default comparison).
+    base_exp_id: NonEmpty | None = None
 
 
 class MetricsBody(BaseModel):

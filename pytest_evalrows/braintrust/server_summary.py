@@ -2,10 +2,10 @@
 an ``Eval`` and its pytest plugin after a session): each score's mean over the rows' latest
 versions, compared with the experiment it is measured against.
 
-That experiment is the one asked for (``comparison_experiment_id``), else the one before it:
-the latest experiment of the same project created before it (this server keeps no base
-experiment of its own). Rows are compared by row id: a row is an improvement of a score when
-its score is higher than the same row's there, a regression when lower.
+That experiment is the one asked for (``comparison_experiment_id``), else the one it was
+created to be compared with (``base_exp_id``), else the one before it: the latest experiment
+of the same project created before it. Rows are compared by row id: a row is an improvement
+of a score when its score is higher than the same row's there, a regression when lower.
 """
 
 from __future__ import annotations
@@ -19,8 +19,15 @@ from ..store.base import ServerBackend
 
 
 def base_experiment(store: ServerBackend, experiment_id: str) -> Experiment | None:
-    """The latest experiment of the same project created before this one."""
+    """The experiment this one was created to be compared with, else the latest experiment
+    of the same project created before this one."""
     experiment = store.get_experiment_by_id(experiment_id)
+    base_id = store.base_experiment_id(experiment_id)
+    if base_id is not None:
+        try:
+            return store.get_experiment_by_id(base_id)
+        except UnknownExperimentError:
+            pass  # not kept any longer: the one before it, as without
     earlier = [
         each
         for each in store.list_experiments()

@@ -265,10 +265,17 @@ class ServerBackend(Protocol):
         *,
         git_commit: str | None = None,
         git_branch: str | None = None,
+        base_experiment_id: str | None = None,
     ) -> Experiment | None:
         """A new experiment ``name`` in ``project`` (the project made if need be), or None
         when the project has one by that name: then nothing is written. Create-only, in one
-        transaction: of several servers on one database asking for one name, one gets it."""
+        transaction: of several servers on one database asking for one name, one gets it.
+        ``base_experiment_id``: the experiment it is to be compared with (Braintrust's
+        ``base_exp_id``), kept with it."""
+        ...
+
+    def base_experiment_id(self, experiment_id: str) -> str | None:
+        """The ``base_experiment_id`` the experiment was created with, if any."""
         ...
 
     def get_or_create_experiment(

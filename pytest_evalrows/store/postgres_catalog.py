@@ -54,6 +54,7 @@ class Catalog:
         *,
         git_commit: str | None = None,
         git_branch: str | None = None,
+        base_experiment_id: str | None = None,
     ) -> Experiment | None:
         """``ServerBackend.create_experiment``: create-only, None when the name is taken
         (servers on one database naming new experiments at once get one each)."""
@@ -66,10 +67,20 @@ class Catalog:
                 "RETURNING id, project, name, created, git_commit, git_branch"
             )
             args = (str(uuid.uuid4()), project, name, now, git_commit, git_branch)
-            return db.execute(query, args).fetchone()
+            row = db.execute(query, args).fetchone()
+            if row is not None and base_experiment_id is not None:
+                save = "INSERT INTO experiment_bases VALUES (%s, %s)"
+                db.execute(save, (row[0], base_experiment_id))
+            return row
 
         row = self._db.transaction("creating the experiment", create)
         return None if row is None else _experiment(row)
+
+    def base_experiment_id(self, experiment_id: str) -> str | None:
+        """``ServerBackend.base_experiment_id``."""
+        query = "SELECT base_id FROM experiment_bases WHERE experiment_id = %s"
+        rows = self._db.read("reading the base experiment", query, (experiment_id,))
+        return str(rows[0][0]) if rows else None
 
     def get_experiment(self, name: str, project: str | None = None) -> Experiment:
         if project is None:

@@ -174,6 +174,19 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    (
+        "0005_experiment_bases",
+        (
+            # The experiment another client created an experiment to be compared with
+            # (Braintrust's `base_exp_id`); its summary compares with that one first.
+            f"""
+            CREATE TABLE experiment_bases (
+                experiment_id {ID} PRIMARY KEY REFERENCES experiments (id),
+                base_id {ID} NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 
 CREATE_MIGRATIONS = f"""

@@ -198,6 +198,19 @@ MIGRATIONS: tuple[tuple[str, Statements], ...] = (
             """,
         ),
     ),
+    (
+        "0008_experiment_bases",
+        Statements(
+            # The experiment another client created an experiment to be compared with
+            # (Braintrust's `base_exp_id`); its summary compares with that one first.
+            """
+            CREATE TABLE experiment_bases (
+                experiment_id TEXT PRIMARY KEY REFERENCES experiments (id),
+                base_id TEXT NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 
 INSERT_VERSIONS = """
