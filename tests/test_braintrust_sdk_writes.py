@@ -151,6 +151,7 @@ print("RESULT " + json.dumps({
     "diff": summary.scores["s"].diff,
     "base": third.fetch_base_experiment().name,
     "later": later.comparison_experiment_name,
+    "metrics": {name: metric.unit for name, metric in summary.comparison.metrics.items()},
 }))
 """
 
@@ -161,4 +162,6 @@ def test_an_experiment_is_compared_with_the_base_it_was_created_with(
     run = run_sdk(server, tmp_path_factory.mktemp("base"), BASE)
     clean(run.stderr)
     # Without a base: the project's most recent earlier experiment (C for D).
+    metrics = run.result.pop("metrics")
     assert run.result == {"compared": "A", "diff": 0.5, "base": "A", "later": "C"}
+    assert metrics == {"duration": "s"}  # the SDK prints it beside the scores

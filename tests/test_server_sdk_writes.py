@@ -142,3 +142,39 @@ def test_two_servers_on_one_store_never_hand_out_one_new_name(tmp_path: Path) ->
             for each in clients:
                 each.close()
     assert len(set(ids)) == 120  # each its own experiment
+
+
+def test_the_summary_has_each_rows_duration_and_tokens(client: TestClient) -> None:
+    before, after = experiment(client, "before"), experiment(client, "after")
+
+    def rows(made: dict[str, Any], durations: list[float], tokens: int) -> None:
+        ok(
+            logs3(
+                client,
+                [
+                    root(
+                        made["id"],
+                        f"r{index}",
+                        f"t{index}",
+                        metrics={"start": 100.0, "end": 100.0 + duration, "tokens": tokens},
+                    )
+                    for index, duration in enumerate(durations)
+                ],
+            )
+        )
+
+    rows(before, [2.0, 2.0], 10)
+    rows(after, [1.0, 4.0], 10)
+    url = f"/v1/experiment/{after['id']}/summarize"
+    metrics = ok(client.get(url, params={"comparison_experiment_id": before["id"]}))["metrics"]
+    assert metrics["duration"] == {
+        "name": "duration",
+        "metric": 2.5,
+        "unit": "s",
+        "diff": 0.25,  # relative: the SDK prints it as +25.00%
+        "improvements": 1,  # lower is better
+        "regressions": 1,
+    }
+    assert metrics["total_tokens"]["metric"] == 10
+    assert metrics["total_tokens"]["improvements"] == metrics["total_tokens"]["regressions"] == 0
+    assert "prompt_tokens" not in metrics  # no row has one

@@ -6,6 +6,10 @@ That experiment is the one asked for (``comparison_experiment_id``), else the on
 created to be compared with (``base_exp_id``), else the one before it: the latest experiment
 of the same project created before it. Rows are compared by row id: a row is an improvement
 of a score when its score is higher than the same row's there, a regression when lower.
+
+Metrics (``duration`` in seconds, token counts) are each row's own, the mean over the rows
+that have one; lower is better (an improvement), and ``diff`` is relative to the other
+experiment's mean, as the SDK prints it (a percentage).
 """
 
 from __future__ import annotations
@@ -83,7 +87,54 @@ def summary(
                 elif row_id in then and value < then[row_id]:
                     item["regressions"] += 1
         answer["scores"][name] = item
+    metrics = _metrics(store, experiment.id)
+    then_metrics = _metrics(store, other.id) if other is not None else {}
+    for name, by_row in metrics.items():
+        mean = sum(by_row.values()) / len(by_row)
+        unit = "s" if name == "duration" else "tok"
+        metric: dict[str, Any] = {
+            "name": name,
+            "metric": mean,
+            "unit": unit,
+            "improvements": 0,
+            "regressions": 0,
+        }
+        then = then_metrics.get(name)
+        if then:
+            before_mean = sum(then.values()) / len(then)
+            if before_mean:
+                metric["diff"] = (mean - before_mean) / before_mean
+            for row_id, value in by_row.items():
+                if row_id in then and value < then[row_id]:
+                    metric["improvements"] += 1
+                elif row_id in then and value > then[row_id]:
+                    metric["regressions"] += 1
+        answer["metrics"][name] = metric
     return answer
+
+
+# Braintrust's names for a row's metrics, from the store's.
+_METRICS = (
+    ("duration", "duration"),
+    ("prompt_tokens", "prompt_tokens"),
+    ("completion_tokens", "completion_tokens"),
+    ("total_tokens", "tokens"),
+)
+
+
+def _metrics(store: ServerBackend, experiment_id: str) -> dict[str, dict[str, float]]:
+    """Metric name -> row id -> the row's latest value (a row that has none is left out;
+    a duration of a row that never said its times is none)."""
+    found: dict[str, dict[str, float]] = {}
+    for row in store.latest_rows(experiment_id):
+        metrics = row.metrics
+        for name, field in _METRICS:
+            value = getattr(metrics, field, None)
+            if field == "duration" and not (metrics.start and metrics.end):
+                value = None
+            if isinstance(value, (int, float)):
+                found.setdefault(name, {})[row.row_id] = value
+    return found
 
 
 def _scores(store: ServerBackend, experiment_id: str) -> dict[str, dict[str, float]]:
