@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 from support.sdk import serving
-from support.sdk_api import TestClient, client, experiment, fetched, logs3, ok, root, store
+from support.sdk_api import TestClient, child, client, experiment, fetched, logs3, ok, root, store
 
 from pytest_evalrows.store.sqlite import SQLiteStore
 
@@ -178,3 +178,24 @@ def test_the_summary_has_each_rows_duration_and_tokens(client: TestClient) -> No
     assert metrics["total_tokens"]["metric"] == 10
     assert metrics["total_tokens"]["improvements"] == metrics["total_tokens"]["regressions"] == 0
     assert "prompt_tokens" not in metrics  # no row has one
+
+
+def test_feedback_on_a_rolled_up_score_stays_when_its_trace_changes_later(
+    store: SQLiteStore, client: TestClient
+) -> None:
+    made = experiment(client)
+    parent = root(made["id"], "r", "t")
+    task = child(made["id"], "task", parent)
+    score = child(made["id"], "s", parent, scores={"exact": 1.0}, span_attributes={"type": "score"})
+    ok(logs3(client, [parent, task, score]))
+    feedback = {"id": "r", "experiment_id": made["id"], "_is_merge": True}
+    ok(logs3(client, [{**feedback, "scores": {"exact": 0.0}}]))  # a person says otherwise
+    # Later merges of the trace: the row's end, a span's output.
+    ok(logs3(client, [{**parent, "_is_merge": True, "metrics": {"end": 200.0}}]))
+    ok(logs3(client, [{**task, "_is_merge": True, "output": "late"}]))
+    [row] = store.latest_rows(made["id"])
+    assert row.scores == {"exact": 0.0}
+    # A score span's new score is the row's again.
+    ok(logs3(client, [{**score, "_is_merge": True, "scores": {"exact": 0.5}}]))
+    [row] = store.latest_rows(made["id"])
+    assert row.scores == {"exact": 0.5}

@@ -192,7 +192,7 @@ def convert(
         seen[event.id] = index
         raw = raw_events[index]
         foreign = sdk_events.is_foreign(raw)
-        if foreign and isinstance(raw.get("root_span_id"), str):
+        if foreign and isinstance(raw.get("root_span_id"), str) and _rolls_up(raw, event):
             traces.add(raw["root_span_id"])
         if event.is_merge and not wire.own_metadata(raw).get("version_id"):
             braintrust_merges.append(raw)
@@ -246,6 +246,15 @@ def convert(
         except (AttributeError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise BadRequest(f"events[{index}] (id {event.id!r}): unreadable: {exc}") from None
     return Converted(rows, spans, deletes, attempts, merges, evaluations, braintrust_merges, traces)
+
+
+def _rolls_up(raw: dict[str, Any], event: EventBody) -> bool:
+    """Whether the event's trace takes its score spans' scores again: when a row is written
+    whole (after its score spans, maybe) or a span's scores come; not on any later merge of
+    the trace, which would put them back over feedback given on the row since."""
+    if not event.span_parents:
+        return not event.is_merge
+    return isinstance(raw.get("scores"), dict) and bool(raw["scores"])
 
 
 def _version_id(raw: dict[str, Any]) -> str:
