@@ -2,8 +2,8 @@
 tests/test_store_evaluations.py and tests/test_store_merges.py run on every store: its
 migrations, many writers into one experiment at once, and the privileges it needs. Its URLs and
 errors are in tests/test_postgres_connections.py, a network or server that fails it in
-tests/test_postgres_faults.py, what it keeps of the values written in
-tests/test_postgres_fidelity.py."""
+tests/test_postgres_faults.py, writers waiting for each other in tests/test_postgres_locks.py,
+what it keeps of the values written in tests/test_postgres_fidelity.py."""
 
 from __future__ import annotations
 

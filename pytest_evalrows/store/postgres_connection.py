@@ -83,7 +83,10 @@ class Connection(Session):
         ``RECHECK_AFTER_S``)."""
         last = self._last_used.get(connection)
         if last is None or time.monotonic() - last > RECHECK_AFTER_S:
-            connection.execute("")
+            # Under the call's deadline too: on a silent network the check would wait as the
+            # call would. Cut, it fails, and the pool tries another connection.
+            with self._watchdog.guard(connection, self._deadline()):
+                connection.execute("")
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -107,10 +110,7 @@ class Connection(Session):
 
     @contextmanager
     def _guarded(self, connection: psycopg.Connection[Any]) -> Iterator[None]:
-        # With the URL's own statement timeout (none, perhaps), only TCP's keepalives and user
-        # timeout notice a silent network.
-        deadline = limits.CALL_DEADLINE_S if self.own_statement_timeout else None
-        with self._watchdog.guard(connection, deadline):
+        with self._watchdog.guard(connection, self._deadline()):
             try:
                 yield
             except self._psycopg.OperationalError:
@@ -118,6 +118,11 @@ class Connection(Session):
                     raise
                 self._probe_first = True
                 raise NoAnswer(f"no answer within {limits.CALL_DEADLINE_S:g} s") from None
+
+    def _deadline(self) -> float | None:
+        # With the URL's own statement timeout (none, perhaps), only TCP's keepalives and user
+        # timeout notice a silent network.
+        return limits.CALL_DEADLINE_S if self.own_statement_timeout else None
 
     def _direct(self) -> psycopg.Connection[Any]:
         """A connection of its own, configured as pooled ones are; a recent failure to
