@@ -199,3 +199,14 @@ def test_feedback_on_a_rolled_up_score_stays_when_its_trace_changes_later(
     ok(logs3(client, [{**score, "_is_merge": True, "scores": {"exact": 0.5}}]))
     [row] = store.latest_rows(made["id"])
     assert row.scores == {"exact": 0.5}
+
+
+def test_an_event_reads_back_with_the_time_its_client_created_it(client: TestClient) -> None:
+    made = experiment(client)
+    stamp = "2026-01-02T03:04:05.678901+00:00"  # as the SDK writes it
+    parent = root(made["id"], "r", "t", created=stamp)
+    ok(logs3(client, [parent, child(made["id"], "c", parent, created=stamp)]))
+    ok(logs3(client, [root(made["id"], "unstamped", "t2")]))
+    events = fetched(client, made["id"])
+    assert events["r"]["created"] == events["c"]["created"] == stamp
+    assert events["unstamped"]["created"].startswith("20")  # when it was written, then

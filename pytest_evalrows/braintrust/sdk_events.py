@@ -34,6 +34,9 @@ from ..core.records import RowDoc, SpanDoc
 EXTRAS = "braintrust"
 #: What marks a row version made from another client's event (``metadata.evalrows``).
 FROM_SDK = "sdk"
+#: Where a row version keeps when the client said its event was created
+#: (``metadata.evalrows``); a span keeps it as the attribute ``braintrust.created``.
+CREATED = "created"
 #: Where a row version keeps the names of its scores set to null (``metadata.evalrows``): a
 #: row's scores are numbers, and Braintrust keeps a null score as null.
 NULL_SCORES = "null_scores"
@@ -95,6 +98,9 @@ def row_doc(event: dict[str, Any], version_id: str) -> RowDoc:
     nulls = _null_scores(event.get("scores"))
     if nulls:
         metadata["evalrows"][NULL_SCORES] = nulls
+    if isinstance(event.get("created"), str):
+        # When the client logged it: a fetch answers it, as Braintrust does.
+        metadata["evalrows"][CREATED] = event["created"]
     metrics = event.get("metrics") or {}
     start, end = float(metrics.get("start") or 0.0), float(metrics.get("end") or 0.0)
     error = event.get("error")
@@ -161,6 +167,9 @@ def row_event(row: RowDoc) -> dict[str, Any]:
     }
     # Scores the row's score spans gave it are the row's too (``rolled_up_scores``).
     event["scores"] = served_scores(row)
+    created = (row.get("metadata") or {}).get("evalrows", {}).get(CREATED)
+    if isinstance(created, str):
+        event["created"] = created
     return event
 
 
@@ -218,6 +227,8 @@ def span_doc(event: dict[str, Any]) -> SpanDoc:
     """A non-root event as a span; its row is found by its trace (``row_id`` None)."""
     attributes = {EVENT_ID_ATTRIBUTE: event["id"]}
     attributes.update((ATTRIBUTE_PREFIX + k, v) for k, v in _fields(event).items())
+    if isinstance(event.get("created"), str):
+        attributes[ATTRIBUTE_PREFIX + CREATED] = event["created"]
     metrics = event.get("metrics") or {}
     start = float(metrics.get("start") or 0.0)
     error = event.get("error")

@@ -364,7 +364,8 @@ def _served(
     """An event as a fetch answers it: with its place in write order, when it was written,
     and whose it is."""
     event["_xact_id"] = str(_XACT_BASE + xact)
-    event["created"] = to_iso(created, "milliseconds")
+    # Another client's event says when it was created (as it logged it); else when written.
+    event.setdefault("created", to_iso(created, "milliseconds"))
     event["experiment_id"] = experiment_id
     event["project_id"] = project_id
     return event
