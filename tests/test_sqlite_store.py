@@ -77,6 +77,7 @@ def test_migration_names_and_order_are_those_databases_recorded() -> None:
         "0006_execution_order",
         "0007_evaluations",
         "0008_experiment_bases",
+        "0009_spans_by_event_id",
     ]
 
 

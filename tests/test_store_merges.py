@@ -4,6 +4,8 @@ pure merge every store applies."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ from pytest_evalrows.core.merging import EVENT_ID_ATTRIBUTE, Patch, merge_bodies
 from pytest_evalrows.models import RowVersion, SpanRecord
 from pytest_evalrows.store.base import ServerBackend
 from pytest_evalrows.store.postgres import PostgresStore
+from pytest_evalrows.store.sqlite_merges import FIND_SPANS_BY_EVENT_ID
 
 
 class Backend(ServerBackend, Protocol):
@@ -273,3 +276,17 @@ def test_an_experiment_keeps_the_base_it_was_created_with(store: Backend) -> Non
     assert store.base_experiment_id(base.id) is None
     assert store.create_experiment("proj", "b", base_experiment_id="x") is None  # taken
     assert store.base_experiment_id(made.id) == base.id
+
+
+def test_sqlite_finds_a_span_by_event_id_through_an_index(tmp_path: Path) -> None:
+    # A merge into another client's span names it by event id: a scan of every span of the
+    # experiment per merge request would grow with the experiment.
+    with SQLiteStore(tmp_path / "rows.db"):
+        pass
+    connection = sqlite3.connect(tmp_path / "rows.db")
+    try:
+        args = {"experiment": "e", "ids": json.dumps(["a"])}
+        plan = connection.execute("EXPLAIN QUERY PLAN " + FIND_SPANS_BY_EVENT_ID, args).fetchall()
+    finally:
+        connection.close()
+    assert any("USING INDEX spans_by_event_id" in step[3] for step in plan), plan

@@ -30,8 +30,8 @@ SELECT span_id, span_id, body FROM spans
 WHERE experiment_id = :experiment AND span_id IN (SELECT value FROM json_each(:ids))
 """
 
-# Spans named by the event id another client gave them (an attribute of theirs). Not indexed:
-# clients name spans by span id when they can; only the rest is looked for here.
+# Spans named by the event id another client gave them (an attribute of theirs); indexed by
+# this expression (migration 0009_spans_by_event_id).
 FIND_SPANS_BY_EVENT_ID = f"""
 SELECT json_extract(body, '$.attributes."{EVENT_ID_ATTRIBUTE}"'), span_id, body FROM spans
 WHERE experiment_id = :experiment

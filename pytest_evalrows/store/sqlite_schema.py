@@ -211,6 +211,17 @@ MIGRATIONS: tuple[tuple[str, Statements], ...] = (
             """,
         ),
     ),
+    (
+        "0009_spans_by_event_id",
+        Statements(
+            # Merges find another client's spans by the event id it gave them
+            # (`sqlite_merges.FIND_SPANS_BY_EVENT_ID`, the same expression).
+            """
+            CREATE INDEX spans_by_event_id
+            ON spans (experiment_id, json_extract(body, '$.attributes."braintrust.id"'))
+            """,
+        ),
+    ),
 )
 
 INSERT_VERSIONS = """
