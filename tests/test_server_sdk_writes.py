@@ -45,6 +45,19 @@ def test_a_request_sent_again_writes_no_second_version(
     assert fetched(client, made["id"])["r"]["input"] == 1
 
 
+def test_one_event_sent_to_two_experiments_is_a_row_of_each(
+    store: SQLiteStore, client: TestClient
+) -> None:
+    first, second = experiment(client, "a"), experiment(client, "b")
+    event = root("", "r", "t", input=1, created="2026-01-01T00:00:00Z")
+    del event["experiment_id"]  # as /v1/.../insert takes it: the path names the experiment
+    for made in (first, second):
+        url = f"/v1/experiment/{made['id']}/insert"
+        ok(client.post(url, json={"events": [event]}))
+    assert [row.row_id for row in store.latest_rows(first["id"])] == ["r"]
+    assert [row.row_id for row in store.latest_rows(second["id"])] == ["r"]
+
+
 def test_a_refused_logs3_writes_nothing_in_any_experiment(
     store: SQLiteStore, client: TestClient
 ) -> None:

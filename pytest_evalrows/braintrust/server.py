@@ -221,7 +221,7 @@ class _Api:
                 bodies.convert(body, raw["events"], None)
                 raise
             # Everything is checked and converted before anything is written.
-            converted = bodies.convert(body, raw["events"], experiment.name)
+            converted = bodies.convert(body, raw["events"], experiment.name, experiment_id)
             server_writes.check(self.store, experiment_id, converted)
             result = server_writes.write(self.store, experiment_id, converted, self.pending)
         row_ids = [event.id for event in body.events]

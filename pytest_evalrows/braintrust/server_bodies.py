@@ -169,11 +169,15 @@ class Converted(NamedTuple):
 
 
 def convert(
-    body: InsertBody, raw_events: list[dict[str, Any]], experiment: str | None
+    body: InsertBody,
+    raw_events: list[dict[str, Any]],
+    experiment: str | None,
+    experiment_id: str = "",
 ) -> Converted:
     """Rows, spans, span ids to delete and attempts; the raw events keep the values as
     sent. ``experiment`` (the name) goes on the rows' root spans, as the recorder puts it
-    (None: only checking the events)."""
+    (None: only checking the events); ``experiment_id`` names the versions of another
+    client's rows with their events (version ids are unique across experiments)."""
     rows: list[RowDoc] = []
     spans: list[SpanDoc] = []
     deletes: list[str] = []
@@ -211,7 +215,8 @@ def convert(
         kind = wire.event_kind(raw)
         try:
             if foreign and not event.span_parents:
-                row = RowVersion.model_validate(sdk_events.row_doc(raw, _version_id(raw)))
+                version_id = _version_id(experiment_id, raw)
+                row = RowVersion.model_validate(sdk_events.row_doc(raw, version_id))
                 rows.append(_doc(row, _ROW_AS_SENT))
                 spans.append(_doc(wire.row_root_span(row, experiment), _SPAN_AS_SENT))
             elif foreign:
@@ -257,7 +262,7 @@ def _rolls_up(raw: dict[str, Any], event: EventBody) -> bool:
     return isinstance(raw.get("scores"), dict) and bool(raw["scores"])
 
 
-def _version_id(raw: dict[str, Any]) -> str:
+def _version_id(experiment_id: str, raw: dict[str, Any]) -> str:
     """Another client's row event's version id: the same event sent again (a retry of a
     request whose answer was lost or was an error) is the same version, not a new one. The
     SDK stamps each event ``created`` when logged, so logging the same values again later is
@@ -266,7 +271,8 @@ def _version_id(raw: dict[str, Any]) -> str:
         text = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     except ValueError:  # beyond what json writes back (an integer's digits): a version anyway
         return uuid.uuid4().hex
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    named = f"{experiment_id}\n{text}".encode("utf-8", "surrogatepass")
+    return hashlib.sha256(named).hexdigest()[:32]
 
 
 # What a merge into a version the HTTP store names may change: the version's scores (every

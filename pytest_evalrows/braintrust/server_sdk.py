@@ -100,7 +100,8 @@ class SdkApi:
             for experiment_id, rows in groups.items():
                 events = bodies.parse(bodies.InsertBody, {"events": rows})
                 experiment = self.store.get_experiment_by_id(experiment_id)
-                converted.append((experiment_id, bodies.convert(events, rows, experiment.name)))
+                each = bodies.convert(events, rows, experiment.name, experiment_id)
+                converted.append((experiment_id, each))
             for experiment_id, each in converted:
                 server_writes.check(self.store, experiment_id, each)
             total = WriteResult()

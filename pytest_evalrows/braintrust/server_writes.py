@@ -255,7 +255,7 @@ def _create(store: ServerBackend, experiment_id: str, events: list[dict[str, Any
         return
     whole = [_whole(event) for event in events]
     experiment = store.get_experiment_by_id(experiment_id)
-    converted = convert(bodies_of(whole), whole, experiment.name)
+    converted = convert(bodies_of(whole), whole, experiment.name, experiment_id)
     store.insert_events(experiment_id, converted.rows, converted.spans)
 
 
