@@ -22,12 +22,13 @@ added to the list ``comments`` of the event it names (``origin.id``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 from ..core.merging import EVENT_ID_ATTRIBUTE, Patch
 from ..core.records import RowDoc, SpanDoc
+from .sdk_errors import error_info as error_info
+from .sdk_errors import error_text
 
 #: Where a row version keeps the fields of its event that have no field of their own (also
 #: on a row this plugin wrote, when another client merged such fields into it).
@@ -245,7 +246,7 @@ def span_doc(event: dict[str, Any]) -> SpanDoc:
         # Not ended yet: it ends when it starts until a merge says otherwise.
         "end": float(metrics.get("end") or start),
         "status": "unset" if error is None else "error",
-        "status_description": None if error is None else _error_text(error),
+        "status_description": None if error is None else error_text(error),
         "attributes": attributes,
         "events": [],
     }
@@ -282,7 +283,7 @@ def span_patch(event: dict[str, Any]) -> Patch:
     if "error" in fields:
         values["status"] = "unset" if fields["error"] is None else "error"
         values["status_description"] = (
-            None if fields["error"] is None else _error_text(fields["error"])
+            None if fields["error"] is None else error_text(fields["error"])
         )
     name = _name(event)
     if name:
@@ -304,7 +305,7 @@ def root_span_patch(event: dict[str, Any]) -> Patch | None:
     if "error" in event:
         values["status"] = "ok" if event["error"] is None else "error"
         values["status_description"] = (
-            None if event["error"] is None else _error_text(event["error"])
+            None if event["error"] is None else error_text(event["error"])
         )
     return {"values": values} if values else None
 
@@ -346,38 +347,6 @@ def rolled_up_scores(spans: list[SpanDoc]) -> dict[str, float]:
         if isinstance(kind, dict) and kind.get("type") == "score":
             scores.update(_scores(attributes.get(ATTRIBUTE_PREFIX + "scores")))
     return scores
-
-
-# -- errors ------------------------------------------------------------------------------------
-
-# The last line of a Python traceback: `module.Type: message` (or the type alone).
-_EXCEPTION_LINE = re.compile(r"(?P<type>[A-Za-z_][\w.]*)(?::\s?(?P<message>.*))?")
-
-
-def error_info(error: Any) -> dict[str, str] | None:
-    """An event's ``error`` as the store's error: an object's ``type``, ``message`` and
-    ``traceback``; a string is a traceback when it is one (its last line names the type),
-    else the message of an ``Error``."""
-    if error is None:
-        return None
-    if isinstance(error, dict):
-        return {
-            "type": str(error.get("type", "")),
-            "message": str(error.get("message", "")),
-            "traceback": str(error.get("traceback", "")),
-        }
-    text = error if isinstance(error, str) else str(error)
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    if lines and lines[0].startswith("Traceback (most recent call last)"):
-        last = _EXCEPTION_LINE.fullmatch(lines[-1].strip())
-        if last is not None:
-            return {"type": last["type"], "message": last["message"] or "", "traceback": text}
-    return {"type": "Error", "message": text, "traceback": ""}
-
-
-def _error_text(error: Any) -> str:
-    info = error_info(error) or {}
-    return f"{info.get('type')}: {info.get('message')}".rstrip(": ")
 
 
 # -- helpers -----------------------------------------------------------------------------------
