@@ -259,11 +259,13 @@ def test_rows_spans_and_deletes_round_trip(api: Api, store: SQLiteStore) -> None
     first = row_event("r1", version_id="v1", span_id="1" * 16, output="Lyon", status="failed")
     api.insert(experiment["id"], [first, row_event("r2"), span_event("s1"), span_event("s2")])
     second = row_event("r1", attempt="attempt-2", version_id="v2", output="Paris")
-    result = api.insert(experiment["id"], [second, span_event("s3"), wire.delete_event("s1")])
-    assert result["row_ids"] == ["r1", "s3", "s1"]
-    # What the write did, counted in its transaction (the HTTP store's new and updated).
+    deletes = [wire.delete_event("s1"), wire.delete_event("never-there")]
+    result = api.insert(experiment["id"], [second, span_event("s3"), *deletes])
+    assert result["row_ids"] == ["r1", "s3", "s1", "never-there"]
+    # What the write did, counted in its transaction (the HTTP store's new and updated, and
+    # the spans its clean-up removed).
     counts = {"new_rows": 0, "updated_rows": 1, "superseded_rows": 0, "duplicate_rows": 0}
-    assert result["evalrows"] == counts
+    assert result["evalrows"] == {**counts, "deleted_span_ids": ["s1"]}
 
     events = api.fetch_all(experiment["id"])
     assert Counter(e["id"] for e in events) == {"r1": 2, "r2": 1, "s2": 1, "s3": 1}

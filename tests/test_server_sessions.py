@@ -9,14 +9,17 @@ import re
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from support.output import summary_lines
 from support.servers import EvalrowsServer, Servers
-from support.store import assert_no_stale_spans, stored
+from support.store import assert_no_stale_spans, make_row, stored
 
+from pytest_evalrows.braintrust.client import HTTPStore
 from pytest_evalrows.store.sqlite import SQLiteStore
 
 CASES = [f"c{i:02d}" for i in range(12)]
@@ -107,3 +110,52 @@ def test_two_sessions_writing_the_same_rows_at_once_leave_no_stale_span_and_true
     with SQLiteStore(server.db, create=False) as store:
         experiment = store.get_experiment("nightly")
         assert {len(store.history(experiment.id, row)) for row in found.rows} == {2}
+
+
+class CleansFirst(httpx.HTTPTransport):
+    """A transport that, before the first delete it carries, lets ``first`` run: another
+    session's clean-up of the same rows, between this one's read and its delete."""
+
+    def __init__(self, first: Callable[[], None]) -> None:
+        super().__init__()
+        self.first: Callable[[], None] | None = first
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.first is not None and b'"_object_delete"' in request.read():
+            first, self.first = self.first, None
+            first()
+        return super().handle_request(request)
+
+
+def test_two_clean_ups_of_the_same_rows_at_once_count_each_span_once(
+    server: EvalrowsServer,
+) -> None:
+    def child(row: dict[str, Any], index: int) -> dict[str, Any]:
+        return {
+            "span_id": f"{row['attempt_id']}-{row['row_id']}-{index}",
+            "root_span_id": row["root_span_id"],
+            "span_parents": [row["span_id"]],
+            "row_id": row["row_id"],
+            "attempt_id": row["attempt_id"],
+            "execution": 1,
+            "name": "step",
+            "start": 100.2,
+            "end": 100.4,
+        }
+
+    with HTTPStore(server.url, api_key=server.token) as writer:
+        experiment = writer.get_or_create_experiment("proj", "clean")
+        for attempt in ("a1", "a2"):
+            rows = [make_row(f"r{i}", attempt).model_dump(mode="json") for i in range(3)]
+            writer.write(experiment.id, rows, [child(row, n) for row in rows for n in range(2)])
+        removed: list[int] = []
+
+        def other_session() -> None:
+            removed.append(len(writer.delete_stale_spans(experiment.id)))
+
+        with HTTPStore(
+            server.url, api_key=server.token, transport=CleansFirst(other_session)
+        ) as late:
+            removed.append(len(late.delete_stale_spans(experiment.id)))
+    # Both found the six spans of a1 stale; the other session removed them first.
+    assert removed == [6, 0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -65,6 +66,8 @@ class APIClient:
         self._sleep = sleep
         #: See ``Store.retrying``: while False, each call is a single try.
         self.retrying = True
+        # Per thread: whether the thread's last call may have been applied twice (`call`).
+        self._last_call = threading.local()
         #: Requests made, by the endpoint's last path part: what the benchmark counts.
         self.requests: Counter[str] = Counter()
 
@@ -80,6 +83,9 @@ class APIClient:
         content = pydantic_core.to_json(body) if body is not None else None
         headers = {"Content-Type": "application/json"} if content is not None else None
         retries = self._retries if self.retrying else 0
+        # Whether an earlier try may have been applied (its answer lost): a 5xx or a broken
+        # connection, not a 429.
+        self._last_call.maybe_applied_twice = False
         for attempt in range(retries + 1):
             last = attempt == retries
             try:
@@ -92,6 +98,7 @@ class APIClient:
                     raise StoreError(
                         f"{self.display_url} cannot be reached ({type(exc).__name__}: {exc})"
                     ) from None
+                self._last_call.maybe_applied_twice = True
                 self._sleep(_backoff(attempt))
                 continue
             status = response.status_code
@@ -107,6 +114,8 @@ class APIClient:
                         f"{self.display_url} answered HTTP {status} to {method} {path} "
                         f"{retries + 1} times: {_text(response)}"
                     )
+                if status >= 500:
+                    self._last_call.maybe_applied_twice = True
                 self._sleep(_retry_after(response) or _backoff(attempt))
                 continue
             if status >= 400:
@@ -149,7 +158,7 @@ class APIClient:
         """Send the events; what the server counted they did to the rows (``Counts``),
         summed over the batches, when every answer says (``evalrows serve`` does; Braintrust
         does not: None)."""
-        total: Counts | None = Counts()
+        total: Counts | None = Counts(deleted_span_ids=())
         for batch in batches(events):
             total = _sum(total, self._insert_batch(experiment_id, batch))
         return total
@@ -168,7 +177,11 @@ class APIClient:
             half = len(batch) // 2
             first = self._insert_batch(experiment_id, batch[:half])
             return _sum(first, self._insert_batch(experiment_id, batch[half:]))
-        return Counts.of(answer.get("evalrows"))
+        counts = Counts.of(answer.get("evalrows"))
+        if counts is not None and self._last_call.maybe_applied_twice:
+            # A try before may have deleted the spans this one found gone: unknown.
+            counts = counts._replace(deleted_span_ids=None)
+        return counts
 
 
 class Counts(NamedTuple):
@@ -182,6 +195,8 @@ class Counts(NamedTuple):
     duplicate_rows: int = 0
     duplicates_new: int = 0
     duplicates_updated: int = 0
+    #: The spans the inserts deleted of those they named (None: the answers do not say).
+    deleted_span_ids: tuple[str, ...] | None = None
 
     @classmethod
     def of(cls, answer: Any) -> Counts | None:
@@ -198,7 +213,19 @@ class Counts(NamedTuple):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 return None
             values.append(value)
-        return cls(*values)
+        new, updated, superseded, duplicate, duplicates_new, duplicates_updated = values
+        deleted = answer.get("deleted_span_ids")
+        if not (isinstance(deleted, list) and all(isinstance(each, str) for each in deleted)):
+            deleted = None
+        return cls(
+            new,
+            updated,
+            superseded,
+            duplicate,
+            duplicates_new,
+            duplicates_updated,
+            None if deleted is None else tuple(deleted),
+        )
 
     def add_to(self, result: WriteResult, *, late: bool) -> None:
         """Counted by the server in its transaction: true whoever else writes the rows."""
@@ -217,7 +244,16 @@ class Counts(NamedTuple):
 def _sum(total: Counts | None, more: Counts | None) -> Counts | None:
     if total is None or more is None:
         return None
-    return Counts(*(a + b for a, b in zip(total, more, strict=True)))
+    first, second = total.deleted_span_ids, more.deleted_span_ids
+    return Counts(
+        total.new_rows + more.new_rows,
+        total.updated_rows + more.updated_rows,
+        total.superseded_rows + more.superseded_rows,
+        total.duplicate_rows + more.duplicate_rows,
+        total.duplicates_new + more.duplicates_new,
+        total.duplicates_updated + more.duplicates_updated,
+        None if first is None or second is None else first + second,
+    )
 
 
 def batches(events: list[Event]) -> Iterator[list[Event]]:

@@ -286,5 +286,11 @@ class HTTPStore(Store):
                     )
                 )
         if stale and not dry_run:
-            self._api.insert(experiment_id, [wire.delete_event(span.span_id) for span in stale])
+            deletes = [wire.delete_event(span.span_id) for span in stale]
+            deleted = self._api.insert(experiment_id, deletes)
+            if deleted is not None and deleted.deleted_span_ids is not None:
+                # What this call removed: another session cleaning the same rows at once
+                # may have removed some first (evalrows serve says; Braintrust does not).
+                gone = set(deleted.deleted_span_ids)
+                stale = [span for span in stale if span.span_id in gone]
         return stale

@@ -135,6 +135,8 @@ def counts(
         "updated_rows": result.updated_rows,
         "superseded_rows": result.superseded_rows,
         "duplicate_rows": result.duplicate_rows,
+        # Of the spans the request deleted, those that were there (a clean-up's own count).
+        "deleted_span_ids": result.deleted_span_ids,
     }
     if result.duplicate_rows and store is not None:
         # Rare (retries and redeliveries): one read per row of the request.

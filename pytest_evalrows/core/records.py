@@ -110,10 +110,14 @@ class WriteResult:
     # Whether new_rows/updated_rows are known for certain. A remote store that has not read
     # the experiment yet can only guess, and a guess must not let clean-up be skipped.
     certain: bool = True
+    # The spans a write deleted as asked (the HTTP API's deletes): of those named, the ones
+    # that were there; another writer may have deleted the rest first.
+    deleted_span_ids: list[str] = field(default_factory=list)
 
     def __iadd__(self, other: WriteResult) -> WriteResult:
         """Add what another batch did: every tally is summed this one way."""
         self.certain = self.certain and other.certain
+        self.deleted_span_ids += other.deleted_span_ids
         self.new_rows += other.new_rows
         self.updated_rows += other.updated_rows
         self.duplicate_rows += other.duplicate_rows

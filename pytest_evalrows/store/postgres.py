@@ -107,7 +107,9 @@ class PostgresStore(Catalog, ReadsScores, ReadsRowEvaluations, MergesEvents, Sto
         def write(db: psycopg.Cursor[Any]) -> WriteResult:
             result = WriteResult()  # afresh for each try of the transaction
             if delete_span_ids:
-                db.execute(schema.DELETE_SPANS, (experiment_id, list(delete_span_ids)))
+                query = schema.DELETE_SPANS + " RETURNING span_id"
+                deleted = db.execute(query, (experiment_id, list(delete_span_ids))).fetchall()
+                result.deleted_span_ids = [span_id for (span_id,) in deleted]
             for batch, size in rounds:
                 _write_versions(db, experiment_id, batch, size, now, result)
             if spans:
