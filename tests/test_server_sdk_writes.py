@@ -223,3 +223,13 @@ def test_an_event_reads_back_with_the_time_its_client_created_it(client: TestCli
     events = fetched(client, made["id"])
     assert events["r"]["created"] == events["c"]["created"] == stamp
     assert events["unstamped"]["created"].startswith("20")  # when it was written, then
+
+
+def test_login_behind_a_tls_proxy_names_the_server_by_https(tmp_path: Path) -> None:
+    # A proxy on the same machine says the client came by https (uvicorn trusts it from
+    # 127.0.0.1 and ::1; FORWARDED_ALLOW_IPS names others): the SDK must call back by https.
+    with serving(str(tmp_path / "served.db"), tmp_path / "serve.log") as served:
+        headers = {"Authorization": f"Bearer {served.token}", "X-Forwarded-Proto": "https"}
+        with httpx.Client(base_url=served.url, headers=headers) as http:
+            [org] = ok(http.post("/api/apikey/login"))["org_info"]
+    assert org["api_url"] == served.url.replace("http://", "https://")
