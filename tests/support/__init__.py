@@ -21,6 +21,8 @@ on ``sys.path`` (rootdir-relative ``prepend`` import mode, as ``tests/`` is no p
 - ``web_report``: a store filled for ``evalrows report`` and the report file read back;
 - ``sdk``: the Braintrust SDK run in a subprocess against ``evalrows serve`` (its
   environment, what it sent, merged as it merges);
+- ``sdk_api``: the SDK's calls made in process (Starlette's ``TestClient``) over a store, and
+  the events it sends;
 - ``postgres``: a PostgreSQL server for the tests (``EVALROWS_TEST_POSTGRES``, or a throwaway
   cluster started on first use) and fresh databases on it.
 
