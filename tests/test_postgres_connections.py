@@ -6,13 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 import psycopg.sql
 import pytest
-from support.postgres import database_url
+from support.postgres import count, database_url, with_password
 from support.servers import closed_port
 from support.store import make_row
 
@@ -20,23 +19,6 @@ from pytest_evalrows.errors import StoreError
 from pytest_evalrows.store.postgres import PostgresStore
 from pytest_evalrows.store.postgres_connection import MISSING_DRIVER
 from pytest_evalrows.store.urls import VALID_FORMS, parse_store_url
-
-HERE = Path(__file__).parent
-
-
-def with_password(url: str, password: str) -> str:
-    """``url`` with ``password`` for its user (the test servers trust every local login)."""
-    parts = urlsplit(url)
-    netloc = f"{parts.username or 'postgres'}:{password}@{parts.hostname}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def count(url: str, query: str, *args: Any) -> Any:
-    with psycopg.connect(url, autocommit=True) as connection:
-        row = connection.execute(query, args).fetchone()
-    assert row is not None
-    return row[0]
-
 
 # -- URLs and errors ---------------------------------------------------------------------------
 

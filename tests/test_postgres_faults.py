@@ -10,15 +10,14 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import psycopg.sql
 import pytest
-from support.postgres import ThrowawayServer
+from support.postgres import ThrowawayServer, ended, with_password
 from support.store import make_row
 
 from pytest_evalrows.errors import StoreError
@@ -27,20 +26,6 @@ from pytest_evalrows.store import postgres_limits as limits
 from pytest_evalrows.store.postgres import PostgresStore
 
 HERE = Path(__file__).parent
-
-
-def with_password(url: str, password: str) -> str:
-    """``url`` with ``password`` for its user (the test servers trust every local login)."""
-    parts = urlsplit(url)
-    netloc = f"{parts.username or 'postgres'}:{password}@{parts.hostname}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def count(url: str, query: str, *args: Any) -> Any:
-    with psycopg.connect(url, autocommit=True) as connection:
-        row = connection.execute(query, args).fetchone()
-    assert row is not None
-    return row[0]
 
 
 def test_a_connection_the_server_dropped_is_replaced(
@@ -160,25 +145,6 @@ def proxy(postgres_url: str) -> Iterator[TcpProxy]:
         yield running
     finally:
         running.close()
-
-
-def ended(call: Callable[[], object]) -> BaseException | None:
-    """What ``call`` raised, run in a thread that must end (a generous bound against a hang,
-    not a measure of time)."""
-    outcome: list[BaseException | None] = []
-
-    def run() -> None:
-        try:
-            call()
-            outcome.append(None)
-        except BaseException as exc:  # reported to the test
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout=90)
-    assert not thread.is_alive(), "the call is still waiting"
-    return outcome[0]
 
 
 def test_connections_keep_tcp_keepalives_and_a_user_timeout_unless_the_url_says_otherwise(

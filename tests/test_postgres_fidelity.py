@@ -6,32 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
-import psycopg.sql
 from support.store import make_row
 
 from pytest_evalrows.core.judgments import Evaluation, Judgment
 from pytest_evalrows.models import Metrics, RowVersion, SpanRecord
 from pytest_evalrows.store.postgres import PostgresStore
 from pytest_evalrows.store.sqlite import SQLiteStore
-
-HERE = Path(__file__).parent
-
-
-def with_password(url: str, password: str) -> str:
-    """``url`` with ``password`` for its user (the test servers trust every local login)."""
-    parts = urlsplit(url)
-    netloc = f"{parts.username or 'postgres'}:{password}@{parts.hostname}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def count(url: str, query: str, *args: Any) -> Any:
-    with psycopg.connect(url, autocommit=True) as connection:
-        row = connection.execute(query, args).fetchone()
-    assert row is not None
-    return row[0]
 
 
 def test_a_nul_character_is_kept_as_the_replacement_character(postgres_url: str) -> None:

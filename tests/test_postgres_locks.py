@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
+from support.postgres import ended
 from support.store import make_row
 
 from pytest_evalrows.store import postgres_limits as limits
@@ -80,25 +80,6 @@ def test_a_write_whose_connection_is_lost_before_its_commit_runs_once_more(
         assert [row.row_id for row in store.latest_rows(experiment)] == ["a"]
         store.write(experiment, [make_row("b")], [])
         assert [row.row_id for row in store.latest_rows(experiment)] == ["a", "b"]
-
-
-def ended(call: Callable[[], object]) -> BaseException | None:
-    """What ``call`` raised, run in a thread that must end (a generous bound against a hang,
-    not a measure of time)."""
-    outcome: list[BaseException | None] = []
-
-    def run() -> None:
-        try:
-            call()
-            outcome.append(None)
-        except BaseException as exc:  # reported to the test
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout=90)
-    assert not thread.is_alive(), "the call is still waiting"
-    return outcome[0]
 
 
 def test_a_writer_holding_the_experiment_is_waited_for_within_the_lock_timeout(

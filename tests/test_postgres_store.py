@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import psycopg.sql
 import pytest
+from support.postgres import count
 from support.store import make_row
 
 from pytest_evalrows.errors import StoreError
@@ -29,20 +30,6 @@ from pytest_evalrows.store.postgres import PostgresStore
 from pytest_evalrows.store.postgres_schema import MIGRATIONS
 
 HERE = Path(__file__).parent
-
-
-def with_password(url: str, password: str) -> str:
-    """``url`` with ``password`` for its user (the test servers trust every local login)."""
-    parts = urlsplit(url)
-    netloc = f"{parts.username or 'postgres'}:{password}@{parts.hostname}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def count(url: str, query: str, *args: Any) -> Any:
-    with psycopg.connect(url, autocommit=True) as connection:
-        row = connection.execute(query, args).fetchone()
-    assert row is not None
-    return row[0]
 
 
 # -- migrations --------------------------------------------------------------------------------

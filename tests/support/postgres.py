@@ -13,8 +13,11 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 # Read at import: tests/conftest.py takes every EVALROWS_* variable away while a test runs.
@@ -78,3 +81,39 @@ def _admin(server_url: str, statement: str, name: str) -> None:
     query = sql.SQL(statement).format(sql.Identifier(name))
     with psycopg.connect(server_url, autocommit=True, connect_timeout=10) as connection:
         connection.execute(query)
+
+
+def with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` for its user (the test servers trust every local login)."""
+    parts = urlsplit(url)
+    netloc = f"{parts.username or 'postgres'}:{password}@{parts.hostname}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def count(url: str, query: str, *args: Any) -> Any:
+    """The first column of the first row ``query`` answers, read on a connection of its own."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        row = connection.execute(query, args).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def ended(call: Callable[[], object]) -> BaseException | None:
+    """What ``call`` raised, run in a thread that must end (a generous bound against a hang,
+    not a measure of time)."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:  # reported to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=90)
+    assert not thread.is_alive(), "the call is still waiting"
+    return outcome[0]
