@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Sequence
-from typing import Any, TypedDict
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict, TypeVar
 
 #: The span attribute that holds the event id of a span written by another client (its
 #: ``id``, which is not its span id): a merge names a span by it.
@@ -39,6 +39,26 @@ class Patch(TypedDict, total=False):
     replace_paths: list[list[str]]
     union_paths: list[list[str]]
     delete_paths: list[list[str]]
+
+
+Where = TypeVar("Where")
+
+
+def merge_found(
+    found: Mapping[str, tuple[Where, str]], patches: Sequence[tuple[str, Patch]]
+) -> list[tuple[Where, dict[str, Any]]]:
+    """The bodies a store found for the event ids that ``patches`` name (event id -> where the
+    body is, its JSON text), each with its own patches merged in the order given: [(where,
+    merged body)]. One body may be named by two ids (a span by its span id and by its event
+    id): all its patches go into it, in order."""
+    names: dict[Where, set[str]] = {}
+    for event_id, (where, _) in found.items():
+        names.setdefault(where, set()).add(event_id)
+    bodies = dict(found.values())
+    return [
+        (where, merge_bodies(json.loads(body), [p for i, p in patches if i in names[where]]))
+        for where, body in bodies.items()
+    ]
 
 
 def merge_body(body: dict[str, Any], patch: Patch) -> dict[str, Any]:

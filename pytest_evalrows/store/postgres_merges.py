@@ -1,5 +1,5 @@
 """The PostgreSQL store's merges: partial updates of stored row versions and spans (the API's
-``_is_merge``), applied in place by ``core.merging.merge_bodies``, as the embedded store does
+``_is_merge``), applied in place by ``core.merging.merge_found``, as the embedded store does
 (``sqlite_merges``).
 
 The bodies are read, merged in Python and written back in one transaction that holds the
@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..core.merging import EVENT_ID_ATTRIBUTE, Patch, merge_bodies
+from ..core.merging import EVENT_ID_ATTRIBUTE, Patch, merge_found
 from .postgres_connection import Connection
 from .postgres_schema import storable
 
@@ -101,8 +101,8 @@ class MergesEvents:
                 return rest
             # One body may be named twice (by span id and by event id): its patches go in
             # the order given, all into the same body.
-            merged_rows = _merged(rows, patches)
-            merged_spans = _merged(spans, patches)
+            merged_rows = merge_found(rows, patches)
+            merged_spans = merge_found(spans, patches)
             if merged_rows:
                 args = {"experiment": experiment_id, "merged": storable(json.dumps(merged_rows))}
                 db.execute(WRITE_ROWS, args)
@@ -121,21 +121,6 @@ def _find(
     """Event id -> (where the body is: version id or span id, body text)."""
     args = {"experiment": experiment_id, "ids": ids}
     return {event_id: (key, body) for event_id, key, body in db.execute(query, args)}
-
-
-def _merged(
-    found: dict[str, tuple[str, str]], patches: Sequence[tuple[str, Patch]]
-) -> list[tuple[str, Any]]:
-    """[where, merged body] for every body found, its patches applied in order."""
-    names: dict[str, set[str]] = {}
-    for event_id, (key, _) in found.items():
-        names.setdefault(key, set()).add(event_id)
-    bodies = dict(found.values())
-    result = []
-    for key, body in bodies.items():
-        own = [patch for event_id, patch in patches if event_id in names[key]]
-        result.append((key, merge_bodies(json.loads(body), own)))
-    return result
 
 
 def adopt_spans(db: psycopg.Cursor[Any], experiment_id: str, written: list[dict[str, Any]]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pydantic_core
 
-from ..core.merging import EVENT_ID_ATTRIBUTE, Patch, merge_bodies
+from ..core.merging import EVENT_ID_ATTRIBUTE, Patch, merge_found
 from .sqlite_connection import Connection
 
 # The latest version of each row named (`:ids`, a JSON array of row ids).
@@ -85,8 +85,10 @@ class MergesEvents:
                 return rest
             # One body may be named twice (by span id and by event id): its patches go in
             # the order given, all into the same body.
-            merged_rows = _merged(rows, patches)
-            merged_spans = _merged(spans, patches)
+            # Bodies as text inside the JSON array: SQLite's JSON functions would write an
+            # object's numbers again in their own way.
+            merged_rows = [(key, _text(body)) for key, body in merge_found(rows, patches)]
+            merged_spans = [(key, _text(body)) for key, body in merge_found(spans, patches)]
             args: dict[str, Any] = {"experiment": experiment_id}
             if merged_rows:
                 args["merged"] = pydantic_core.to_json(merged_rows)
@@ -104,22 +106,6 @@ class MergesEvents:
         """Event id -> (where the body is: rowid or span id, body text)."""
         args = {"experiment": experiment_id, "ids": json.dumps(ids)}
         return {event_id: (key, body) for event_id, key, body in db.execute(query, args)}
-
-
-def _merged(
-    found: dict[str, tuple[Any, str]], patches: Sequence[tuple[str, Patch]]
-) -> list[tuple[Any, str]]:
-    """[where, merged body text] for every body found, its patches applied in order."""
-    names: dict[Any, set[str]] = {}
-    for event_id, (key, _) in found.items():
-        names.setdefault(key, set()).add(event_id)
-    bodies = dict(found.values())
-    result = []
-    for key, body in bodies.items():
-        own = [patch for event_id, patch in patches if event_id in names[key]]
-        merged = merge_bodies(json.loads(body), own)
-        result.append((key, pydantic_core.to_json(merged).decode()))
-    return result
 
 
 # Spans under no row in the traces `:traces` (a JSON array of root span ids) go under the row
@@ -140,3 +126,7 @@ def adopt_spans(db: sqlite3.Connection, experiment_id: str, written: list[dict[s
     whose latest version has that trace."""
     traces = sorted({doc["root_span_id"] for doc in written})
     db.execute(ADOPT_SPANS, {"experiment": experiment_id, "traces": json.dumps(traces)})
+
+
+def _text(body: dict[str, Any]) -> str:
+    return pydantic_core.to_json(body).decode()
