@@ -268,23 +268,7 @@ class HTTPStore(Store):
         *,
         dry_run: bool = False,
     ) -> list[StaleSpan]:
-        found = self._versions(experiment_id)
-        latest = found.latest(row_ids)
-        # Only span events: a row's root is its row event, and the versions it replaced are
-        # its history, not spans (``evalrows serve`` drops their roots as it writes them).
-        stale: list[StaleSpan] = []
-        for span in found.spans_read():
-            row = latest.get(span.row_id or "")
-            if row is None:
-                continue  # a row this call may not touch, or spans under no row
-            if (span.attempt_id, span.execution) != (row.attempt_id, row.execution) or (
-                span.root_span_id and row.root_span_id and span.root_span_id != row.root_span_id
-            ):
-                stale.append(
-                    StaleSpan(
-                        span.row_id or "", span.span_id, span.attempt_id, span.execution, span.name
-                    )
-                )
+        stale = self._versions(experiment_id).stale_spans(row_ids)
         if stale and not dry_run:
             deletes = [wire.delete_event(span.span_id) for span in stale]
             deleted = self._api.insert(experiment_id, deletes)

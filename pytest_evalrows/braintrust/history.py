@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 
 from ..core.judgments import Evaluation
-from ..core.models import Attempt, RowVersion, SpanRecord
+from ..core.models import Attempt, RowVersion, SpanRecord, StaleSpan
 from . import judgments, sdk_events, wire
 
 Event = dict[str, Any]
@@ -49,6 +49,27 @@ class Versions(NamedTuple):
             for row_id, versions in sorted(self.rows.items())
             if wanted is None or row_id in wanted
         }
+
+    def stale_spans(self, row_ids: Collection[str] | None = None) -> list[StaleSpan]:
+        """The spans of the given rows (all rows when None) that do not belong to their row's
+        latest attempt, execution and trace. Only span events: a row's root is its row event,
+        and the versions it replaced are its history, not spans (``evalrows serve`` drops
+        their roots as it writes them)."""
+        latest = self.latest(row_ids)
+        stale: list[StaleSpan] = []
+        for span in self.spans_read():
+            row = latest.get(span.row_id or "")
+            if row is None:
+                continue  # a row this call may not touch, or spans under no row
+            if (span.attempt_id, span.execution) != (row.attempt_id, row.execution) or (
+                span.root_span_id and row.root_span_id and span.root_span_id != row.root_span_id
+            ):
+                stale.append(
+                    StaleSpan(
+                        span.row_id or "", span.span_id, span.attempt_id, span.execution, span.name
+                    )
+                )
+        return stale
 
     def row(self, event: Event, version: int) -> RowVersion:
         """A row event as its version, with its judgments' scores."""

@@ -194,11 +194,8 @@ class SQLiteStore(ReadsScores, ReadsRowEvaluations, MergesEvents, CreatesExperim
         docs = [as_doc(row) for row in rows]
         with self._db.errors("writing rows"), self._db.transaction() as db:
             if delete_span_ids:
-                deleted = db.execute(
-                    "DELETE FROM spans WHERE experiment_id = ? "
-                    "AND span_id IN (SELECT value FROM json_each(?)) RETURNING span_id",
-                    (experiment_id, json.dumps(list(delete_span_ids))),
-                )
+                ids = json.dumps(list(delete_span_ids))
+                deleted = db.execute(schema.DELETE_SPANS, (experiment_id, ids)).fetchall()
                 result.deleted_span_ids = [span_id for (span_id,) in deleted]
             for group in _rounds(docs):
                 _write_versions(db, experiment_id, group, now, result)

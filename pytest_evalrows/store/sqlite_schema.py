@@ -316,6 +316,12 @@ WHERE experiment_id = :experiment AND xact < :before
 ORDER BY 1 DESC LIMIT :limit
 """
 
+# The spans an insert request deletes by id; which ones were there (the answer counts them).
+DELETE_SPANS = """
+DELETE FROM spans WHERE experiment_id = ?1 AND span_id IN (SELECT value FROM json_each(?2))
+RETURNING span_id
+"""
+
 # The root spans of the given rows that are not their latest version's own.
 DELETE_REPLACED_ROOTS = """
 DELETE FROM spans WHERE experiment_id = ?1
