@@ -45,6 +45,23 @@ def test_a_request_sent_again_writes_no_second_version(
     assert fetched(client, made["id"])["r"]["input"] == 1
 
 
+def test_values_written_again_after_others_without_a_created_time_are_the_latest(
+    store: SQLiteStore, client: TestClient
+) -> None:
+    # A client that stamps no `created` (curl on the REST API): A, B, then A again is three
+    # versions with A the latest, as Braintrust keeps them, not a retry of the first.
+    made = experiment(client)
+    url = f"/v1/experiment/{made['id']}/insert"
+    for value in (1, 2, 1):
+        ok(client.post(url, json={"events": [{"id": "r", "input": value}]}))
+    assert [(v.version, v.input) for v in store.history(made["id"], "r")] == [
+        (1, 1),
+        (2, 2),
+        (3, 1),
+    ]
+    assert fetched(client, made["id"])["r"]["input"] == 1
+
+
 def test_one_event_sent_to_two_experiments_is_a_row_of_each(
     store: SQLiteStore, client: TestClient
 ) -> None:

@@ -266,7 +266,11 @@ def _version_id(experiment_id: str, raw: dict[str, Any]) -> str:
     """Another client's row event's version id: the same event sent again (a retry of a
     request whose answer was lost or was an error) is the same version, not a new one. The
     SDK stamps each event ``created`` when logged, so logging the same values again later is
-    a version of its own, as Braintrust keeps it."""
+    a version of its own, as Braintrust keeps it. An event without ``created`` says nothing
+    that tells a retry from the same values written again after others (A, B, A): each is a
+    version of its own then."""
+    if not raw.get("created"):
+        return uuid.uuid4().hex
     try:
         text = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     except ValueError:  # beyond what json writes back (an integer's digits): a version anyway
