@@ -13,6 +13,7 @@ import httpx
 from support.sdk import serving
 from support.sdk_api import TestClient, child, client, experiment, fetched, logs3, ok, root, store
 
+from pytest_evalrows.braintrust.server_writes import PendingComments
 from pytest_evalrows.store.sqlite import SQLiteStore
 
 __all__ = ["client", "store"]  # the fixtures
@@ -250,3 +251,20 @@ def test_login_behind_a_tls_proxy_names_the_server_by_https(tmp_path: Path) -> N
         with httpx.Client(base_url=served.url, headers=headers) as http:
             [org] = ok(http.post("/api/apikey/login"))["org_info"]
     assert org["api_url"] == served.url.replace("http://", "https://")
+
+
+def test_comments_waiting_for_their_rows_are_kept_within_a_count_and_a_size() -> None:
+    pending = PendingComments()
+    pending.LIMIT, pending.MAX_BYTES = 3, 400
+
+    def comment(n: int, text: str = "") -> dict[str, Any]:
+        return {"id": f"c{n}", "comment": {"text": text}, "origin": {"id": f"r{n}"}}
+
+    pending.add("e", [comment(n) for n in range(5)])
+    assert [event["id"] for event in pending.of("e")] == ["c2", "c3", "c4"]  # the newest 3
+    pending.add("e", [comment(5, "x" * 300)])  # the oldest go until the bytes fit
+    assert [event["id"] for event in pending.of("e")] == ["c5"]
+    pending.add("e", [comment(6, "y" * 1000)])  # alone over the size: not kept, nothing lost
+    assert [event["id"] for event in pending.of("e")] == ["c5"]
+    pending.done("e", {"c5"})
+    assert pending.of("e") == []

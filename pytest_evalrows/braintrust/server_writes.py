@@ -20,6 +20,8 @@ import threading
 from collections.abc import Collection
 from typing import Any
 
+import pydantic_core
+
 from ..core.merging import Patch
 from ..core.models import WriteResult, as_doc
 from ..errors import StoreError
@@ -30,30 +32,38 @@ from .server_bodies import BadRequest, Converted, InsertBody, convert, parse
 
 class PendingComments:
     """Comments on ids nothing had yet, per experiment, until their event is written (at most
-    ``LIMIT`` in all: the oldest go first)."""
+    ``LIMIT`` of them and ``MAX_BYTES`` of their JSON in all: the oldest go first; a comment
+    larger than that alone is not kept)."""
 
     LIMIT = 10_000
+    MAX_BYTES = 16 * 1024 * 1024
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._events: list[tuple[str, dict[str, Any]]] = []
+        self._events: list[tuple[str, dict[str, Any], int]] = []
+        self._bytes = 0
 
     def add(self, experiment_id: str, events: list[dict[str, Any]]) -> None:
+        sized = [(experiment_id, event, len(pydantic_core.to_json(event))) for event in events]
+        sized = [each for each in sized if each[2] <= self.MAX_BYTES]
         with self._lock:
-            self._events += [(experiment_id, event) for event in events]
-            del self._events[: max(0, len(self._events) - self.LIMIT)]
+            self._events += sized
+            self._bytes += sum(size for _, _, size in sized)
+            while self._events and (len(self._events) > self.LIMIT or self._bytes > self.MAX_BYTES):
+                self._bytes -= self._events.pop(0)[2]
 
     def of(self, experiment_id: str) -> list[dict[str, Any]]:
         with self._lock:
-            return [event for owner, event in self._events if owner == experiment_id]
+            return [event for owner, event, _ in self._events if owner == experiment_id]
 
     def done(self, experiment_id: str, ids: set[str]) -> None:
         with self._lock:
             self._events = [
-                (owner, event)
-                for owner, event in self._events
+                (owner, event, size)
+                for owner, event, size in self._events
                 if owner != experiment_id or event["id"] not in ids
             ]
+            self._bytes = sum(size for _, _, size in self._events)
 
 
 def check(store: ServerBackend, experiment_id: str, converted: Converted) -> None:
