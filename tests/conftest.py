@@ -27,6 +27,9 @@ def _no_evalrows_env(monkeypatch: pytest.MonkeyPatch) -> None:
     names = {option.env for option in OPTIONS}
     names |= {name for name in os.environ if name.startswith("EVALROWS_")}
     names.add("BRAINTRUST_API_KEY")  # read as the HTTP store's key
+    # libpq's own (PGHOST, PGDATABASE ...): a postgresql:// store would connect, and name
+    # itself, by them.
+    names |= {name for name in os.environ if name.startswith("PG")}
     # Under `pytest -n`, this suite's own xdist worker must not look like one to the inner
     # sessions: an inner controller would take the outer worker's name (gw0, gw1) and clash
     # with its own workers of that name.

@@ -22,6 +22,16 @@ POSTGRES_SCHEMES = ("postgresql", "postgres")
 _POSTGRES_NAMING = ("host", "hostaddr", "port", "dbname", "user", "service", "options")
 # What libpq takes a URL's host, database or service from when the URL does not say.
 _POSTGRES_ENV = ("PGHOST", "PGHOSTADDR", "PGDATABASE", "PGSERVICE")
+# The parameters libpq takes from its environment when the URL does not give them.
+_POSTGRES_ENV_NAMING = (
+    ("host", "PGHOST"),
+    ("hostaddr", "PGHOSTADDR"),
+    ("port", "PGPORT"),
+    ("dbname", "PGDATABASE"),
+    ("user", "PGUSER"),
+    ("service", "PGSERVICE"),
+    ("options", "PGOPTIONS"),
+)
 
 
 @dataclass(frozen=True)
@@ -118,12 +128,23 @@ def _check_postgres_url(text: str, shown: str) -> None:
 def _postgres_display(text: str) -> str:
     """``postgresql://user@host:port/dbname`` and the parameters that name the database or its
     schema (``?service=...``, ``?options=...``): never a password."""
+    import os
     from urllib.parse import parse_qsl, urlencode, urlsplit
 
     parts = urlsplit(text)
     userinfo, at, hosts = parts.netloc.rpartition("@")
     user = userinfo.partition(":")[0]
     naming = [(k, v) for k, v in parse_qsl(parts.query) if k in _POSTGRES_NAMING]
+    # What the URL leaves to libpq's environment names the store too: without it, one URL
+    # would name every database PGDATABASE (or PGHOST ...) may pick, and the spool, which
+    # matches entries to stores by this name, could deliver one's rows into another.
+    given = {key for key, _ in naming}
+    given |= {"host"} if hosts.strip(",") else set()
+    given |= {"dbname"} if parts.path.strip("/") else set()
+    given |= {"user"} if user else set()
+    for key, variable in _POSTGRES_ENV_NAMING:
+        if key not in given and os.environ.get(variable):
+            naming.append((key, os.environ[variable]))
     query = f"?{urlencode(naming, safe='/')}" if naming else ""
     return f"postgresql://{user}{'@' if at and user else ''}{hosts}{parts.path}{query}"
 
