@@ -17,8 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support.postgres import drop_database, new_database
-from support.sdk import Served, assert_kept, run_sdk, sdk_env, serving
+from support.sdk import Served, assert_kept, run_sdk, sdk_env, serving_kind
 
 from pytest_evalrows.models import RowVersion
 from pytest_evalrows.store.base import Store
@@ -32,17 +31,9 @@ def server(
 ) -> Iterator[Served]:
     """One server for the module: each test writes a project of its own."""
     directory = tmp_path_factory.mktemp("served")
-    if request.param == "sqlite":
-        with serving(str(directory / "served.db"), directory / "serve.log") as served:
-            yield served
-        return
-    postgres_server = request.getfixturevalue("postgres_server")
-    database = new_database(postgres_server)
-    try:
-        with serving(database, directory / "serve.log") as served:
-            yield served
-    finally:
-        drop_database(postgres_server, database)
+    yield from serving_kind(
+        request.param, directory, lambda: request.getfixturevalue("postgres_server")
+    )
 
 
 def clean(stderr: str, *allowed: str) -> None:

@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support.postgres import drop_database, new_database
-from support.sdk import Served, assert_kept, run_sdk, serving
+from support.sdk import Served, assert_kept, run_sdk, serving_kind
 
 pytest.importorskip("braintrust")
 
@@ -22,17 +21,9 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
     directory = tmp_path_factory.mktemp("served")
-    if request.param == "sqlite":
-        with serving(str(directory / "served.db"), directory / "serve.log") as served:
-            yield served
-        return
-    postgres_server = request.getfixturevalue("postgres_server")
-    database = new_database(postgres_server)
-    try:
-        with serving(database, directory / "serve.log") as served:
-            yield served
-    finally:
-        drop_database(postgres_server, database)
+    yield from serving_kind(
+        request.param, directory, lambda: request.getfixturevalue("postgres_server")
+    )
 
 
 def clean(stderr: str) -> None:

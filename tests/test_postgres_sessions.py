@@ -6,11 +6,9 @@ line and the spool keeps every row (issue 15)."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import pytest
 from support.cli import evalrows, json_lines
 from support.output import header, read_summary, summary_lines
 from support.postgres import ThrowawayServer, drop_database, new_database
+from support.sdk import serving
 from support.servers import closed_port
 from support.sessions import INI
 from support.spool import spool_files, spooled_rows
@@ -269,35 +268,11 @@ def test_eight_concurrent_sessions_into_one_experiment_lose_nothing_and_match_on
     assert spool_files(suite / ".evalrows" / "spool") == []
 
 
-@contextmanager
-def served(store: str, log: Path, token: str) -> Iterator[str]:
-    """``evalrows serve --store STORE`` on a free port of 127.0.0.1; its URL. Stopped after,
-    and it must have exited cleanly with no traceback."""
-    command = [sys.executable, "-m", "pytest_evalrows.cli", "serve", "--store", store]
-    command += ["--host", "127.0.0.1", "--port", "0"]
-    env = {**os.environ, "EVALROWS_SERVER_TOKEN": token}
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=sink, env=env)
-    assert process.stdout is not None
-    try:
-        ready = process.stdout.readline().decode()
-        match = re.fullmatch(r"evalrows: serving (\S+) on (http://127\.0\.0\.1:\d+)\n", ready)
-        assert match is not None, (ready, log.read_text())
-        assert match[1] == parse_store_url(store, Path.cwd()).display(), ready
-        yield match[2]
-    finally:
-        process.terminate()
-        code = process.wait(timeout=30)
-        process.stdout.close()
-    assert code == 0, log.read_text()
-    assert "Traceback" not in log.read_text()
-
-
 def test_sessions_through_evalrows_serve_on_postgresql_lose_nothing_and_match_one_session(
     suite: Path, postgres_url: str, tmp_path: Path
 ) -> None:
-    token = "serve-token"
-    with served(postgres_url, tmp_path / "serve.log", token) as url:
+    with serving(postgres_url, tmp_path / "serve.log") as server:
+        url, token = server.url, server.token
         common = ["-n", "2", "--eval-experiment=nightly", f"--eval-store={url}"]
         # Two sessions at once, the same rows, through the server.
         env = {"EVALTEST_WORKERS": "4", "EVALROWS_API_KEY": token}

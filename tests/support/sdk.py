@@ -16,7 +16,7 @@ import secrets
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Any
 from pytest_evalrows.store.base import Store
 from pytest_evalrows.store.urls import parse_store_url
 from pytest_evalrows.stores import open_store
+from support.postgres import drop_database, new_database
 
 # Fields of a request, not of the event: the server has its own or drops them.
 REQUEST_FIELDS = frozenset(
@@ -78,15 +79,36 @@ def serving(store: str, log: Path) -> Iterator[Served]:
     assert process.stdout is not None
     try:
         ready = process.stdout.readline().decode()
-        match = re.fullmatch(r"evalrows: serving \S+ on (http://127\.0\.0\.1:\d+)\n", ready)
+        match = re.fullmatch(r"evalrows: serving (\S+) on (http://127\.0\.0\.1:\d+)\n", ready)
         assert match is not None, (ready, log.read_text())
-        yield Served(match[1], token, store)
+        # The store named as every other output names it: never with a password.
+        assert match[1] == parse_store_url(store, Path.cwd()).display(), ready
+        yield Served(match[2], token, store)
     finally:
         process.terminate()
         code = process.wait(timeout=30)
         process.stdout.close()
     assert code == 0, log.read_text()
     assert "Traceback" not in log.read_text(), log.read_text()
+
+
+def serving_kind(
+    kind: str, directory: Path, postgres_server: Callable[[], str]
+) -> Iterator[Served]:
+    """``serving`` a store of ``kind`` ("sqlite": a file in ``directory``; "postgresql": a
+    fresh database on the server ``postgres_server`` gives, dropped after): for a fixture
+    parametrized over both to ``yield from``."""
+    if kind == "sqlite":
+        with serving(str(directory / "served.db"), directory / "serve.log") as served:
+            yield served
+        return
+    server = postgres_server()
+    database = new_database(server)
+    try:
+        with serving(database, directory / "serve.log") as served:
+            yield served
+    finally:
+        drop_database(server, database)
 
 
 def sdk_env(server: Served, payloads: Path) -> dict[str, str]:
