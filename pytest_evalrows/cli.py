@@ -404,8 +404,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             'pip install "pytest-evalrows[server]"'
         ) from None
     from .braintrust.server import bound_hosts, parse_host, serve
-    from .store.postgres import PostgresStore  # psycopg is imported when one is opened
-    from .store.sqlite import SQLiteStore
+    from .stores import open_local_store
     from .web.app import create_pages
 
     if args.allowed_hosts is not None:
@@ -436,15 +435,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         url = parse_store_url(args.store, Path.cwd())
     except ValueError as exc:
         raise EvalrowsError(f"--store: {exc}") from None
-    store: SQLiteStore | PostgresStore
-    if url.scheme == "postgresql":
-        store = PostgresStore(url.text, create=True)
-    elif url.scheme == "sqlite" and url.path is not None:
-        store = SQLiteStore(url.path, create=True)
-    else:
-        raise EvalrowsError(
-            f"evalrows serve serves a SQLite file or a PostgreSQL database, not {url.display()}"
-        )
+    store = open_local_store(url)
     try:
         # The web view at / next to the API, over the same store and with the same token.
         pages = create_pages(store, args.token)
